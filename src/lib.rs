@@ -1,0 +1,22 @@
+//! hopline — an HTTP/1.x connection engine: short-lived, persistent and pipelined
+//! connections, hop by hop.
+//!
+//! Module map (dependencies point one way, down this list):
+//!
+//! | module | owns | must not |
+//! |---|---|---|
+//! | [`wire`] | bytes ↔ messages: heads, header rules, framing, chunked, persistence intent | touch sockets, tokio or clocks |
+//! | [`conn`] | one connection: buffered I/O, the server loop (keep-alive, pipelining, timeouts, lingering close), the handler interface and bodies | know about listeners, pools or config files |
+//! | [`server`] | the listener: accept loop, connection limit, accept-error backoff, graceful shutdown | contain protocol logic |
+//! | [`origin`] | the built-in handler behind `hopline serve`: hello, `/bytes/N`, `/delay/MS`, `/echo`, static files | touch framing or persistence |
+//! | [`error`] | the one error type, carrying which side failed | — |
+//!
+//! The binary (`src/main.rs`) is a thin command line over these.
+
+// pub mod conn;
+// pub mod error;
+// pub mod origin;
+// pub mod server;
+pub mod wire;
+
+// pub use error::{Error, Side};

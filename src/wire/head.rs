@@ -1,0 +1,833 @@
+//! Request and response heads: parsing (httparse, plus the strictness httparse leaves to
+//! us) and serialisation.
+//!
+//! Owns the start line and header section of a message, their limits (414 / 431) and the
+//! one-pass fold of framing fields. It must not look at bodies or do I/O.
+//!
+//! Strictness beyond httparse, each a known request-smuggling vector:
+//! - every line ends in CRLF: a bare LF or bare CR anywhere in the head is rejected
+//!   (RFC 9112 §2.2 allows a recipient to accept bare LF; an intermediary that does so
+//!   disagrees with peers that do not);
+//! - HTTP/1.1 requests carry exactly one valid `Host` (RFC 9112 §3.2), when asked;
+//! - framing fields are folded and judged by [`super::framing`] before the head is returned.
+
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
+
+use super::ParseError;
+use super::framing::{BodyFraming, MessageFields, request_framing, response_framing};
+
+/// Most header fields a head may carry, whatever the configuration says (stack space).
+pub const MAX_HEADERS_CEILING: usize = 256;
+
+/// Limits on a head, each with its default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Longest request line in bytes, CRLF excluded; longer is 414. Default 8 KiB
+    /// (nginx's `large_client_header_buffers` size).
+    pub max_request_line: usize,
+    /// Largest head (start line and header section) in bytes; larger is 431. Default 64 KiB.
+    pub max_head_bytes: usize,
+    /// Most header field lines; more is 431. Default 100 (capped at
+    /// [`MAX_HEADERS_CEILING`]).
+    pub max_headers: usize,
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        HeadLimits {
+            max_request_line: 8 * 1024,
+            max_head_bytes: 64 * 1024,
+            max_headers: 100,
+        }
+    }
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// The request method.
+    pub method: Method,
+    /// The request target.
+    pub uri: Uri,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// The header fields (names lowercased, values as received).
+    pub headers: HeaderMap,
+    /// The head exactly as received: request line, field lines, final CRLF.
+    pub raw: Bytes,
+    /// The framing-relevant fields.
+    pub fields: MessageFields,
+    /// Where the body ends (RFC 9112 §6.3).
+    pub framing: BodyFraming,
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: StatusCode,
+    /// The reason phrase as received.
+    pub reason: Bytes,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// The header fields.
+    pub headers: HeaderMap,
+    /// The head exactly as received.
+    pub raw: Bytes,
+    /// The framing-relevant fields.
+    pub fields: MessageFields,
+    /// Where the body ends, given the request method (RFC 9112 §6.3).
+    pub framing: BodyFraming,
+}
+
+/// Index of the first byte after the first empty line in `buf` at or after `from`, i.e. the
+/// end of a header section. Treats `LF LF` as an end too so that a head with bare LFs is
+/// found (and then rejected by [`check_line_endings`]) instead of waiting for more bytes.
+pub fn find_empty_line(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(offset) = buf.get(i..)?.iter().position(|&b| b == b'\n') {
+        let lf = i + offset;
+        match buf.get(lf + 1..) {
+            Some([b'\n', ..]) => return Some(lf + 2),
+            Some([b'\r', b'\n', ..]) => return Some(lf + 3),
+            _ => i = lf + 1,
+        }
+    }
+    None
+}
+
+/// Rejects a bare LF or bare CR anywhere in a head (every line must end in CRLF).
+pub fn check_line_endings(head: &[u8]) -> Result<(), ParseError> {
+    if line_endings_ok(head, true, true) {
+        Ok(())
+    } else {
+        Err(ParseError::Syntax("line not ended by CRLF"))
+    }
+}
+
+/// Whether every CR in `bytes` is followed by LF and every LF preceded by CR, judging the
+/// edges only when `at_start` / `at_end` say the slice starts / ends the head.
+fn line_endings_ok(bytes: &[u8], at_start: bool, at_end: bool) -> bool {
+    // Branch-free over the bytes so that it vectorises: count violations, then look.
+    let mut bad = 0usize;
+    for pair in bytes.windows(2) {
+        bad += usize::from((pair[1] == b'\n') & (pair[0] != b'\r'));
+        bad += usize::from((pair[0] == b'\r') & (pair[1] != b'\n'));
+    }
+    let first_lf = at_start && bytes.first() == Some(&b'\n');
+    let last_cr = at_end && bytes.last() == Some(&b'\r');
+    bad == 0 && !first_lf && !last_cr
+}
+
+/// Byte ranges of one header field line inside the head buffer.
+#[derive(Debug, Clone, Copy, Default)]
+struct FieldRange {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// Field ranges kept inline for typical heads; spilled to the heap for unusually many.
+const INLINE_FIELDS: usize = 24;
+
+/// The field ranges of one head, recorded while httparse borrows the buffer so that the
+/// buffer can then be frozen and sliced without copying.
+enum FieldRanges {
+    /// Up to [`INLINE_FIELDS`] ranges, and how many are used.
+    Inline([FieldRange; INLINE_FIELDS], usize),
+    /// More than that.
+    Spilled(Vec<FieldRange>),
+}
+
+impl FieldRanges {
+    fn record(head: &[u8], fields: &[httparse::Header<'_>]) -> Self {
+        let range = |field: &httparse::Header<'_>| FieldRange {
+            name: range_in(head, field.name.as_bytes()),
+            value: range_in(head, field.value),
+        };
+        if fields.len() <= INLINE_FIELDS {
+            let mut inline = [FieldRange::default(); INLINE_FIELDS];
+            for (slot, field) in inline.iter_mut().zip(fields) {
+                *slot = range(field);
+            }
+            FieldRanges::Inline(inline, fields.len())
+        } else {
+            FieldRanges::Spilled(fields.iter().map(range).collect())
+        }
+    }
+
+    fn as_slice(&self) -> &[FieldRange] {
+        match self {
+            FieldRanges::Inline(inline, len) => &inline[..*len],
+            FieldRanges::Spilled(ranges) => ranges,
+        }
+    }
+}
+
+/// Offsets of `inner` within `outer`. httparse hands out empty values as slices that need
+/// not point into the buffer, so an empty slice maps to the empty range at 0.
+fn range_in(outer: &[u8], inner: &[u8]) -> (usize, usize) {
+    if inner.is_empty() {
+        return (0, 0);
+    }
+    let start = (inner.as_ptr() as usize).wrapping_sub(outer.as_ptr() as usize);
+    assert!(
+        start <= outer.len() && inner.len() <= outer.len() - start,
+        "slice outside the head"
+    );
+    (start, start + inner.len())
+}
+
+/// Builds a `HeaderMap` from httparse fields parsed out of `section` (zero-copy values).
+pub(crate) fn headers_from_httparse(
+    section: &Bytes,
+    fields: &[httparse::Header<'_>],
+) -> Result<HeaderMap, ParseError> {
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for field in fields {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| ParseError::Syntax("invalid field name"))?;
+        let value = HeaderValue::from_maybe_shared(section.slice_ref(field.value))
+            .map_err(|_| ParseError::Syntax("invalid field value"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Converts `fields` into a map and folds them into `message`, in one pass.
+fn build_headers(
+    raw: &Bytes,
+    ranges: &[FieldRange],
+    message: &mut MessageFields,
+) -> Result<HeaderMap, ParseError> {
+    let mut map = HeaderMap::with_capacity(ranges.len());
+    for range in ranges {
+        let name = HeaderName::from_bytes(&raw[range.name.0..range.name.1])
+            .map_err(|_| ParseError::Syntax("invalid field name"))?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(range.value.0..range.value.1))
+            .map_err(|_| ParseError::Syntax("invalid field value"))?;
+        message.add(&name, value.as_bytes());
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+fn version_of(minor: Option<u8>) -> Result<Version, ParseError> {
+    match minor {
+        Some(0) => Ok(Version::HTTP_10),
+        Some(1) => Ok(Version::HTTP_11),
+        _ => Err(ParseError::Version),
+    }
+}
+
+/// Reads heads off a connection's input buffer, remembering how far it has already looked
+/// so that a head trickling in byte by byte costs linear time, and rejecting a malformed
+/// head as soon as its first bad line is complete rather than when the head is.
+#[derive(Debug, Clone, Default)]
+pub struct HeadParser {
+    /// Bytes at the start of the buffer already checked and known not to end the head.
+    scanned: usize,
+}
+
+/// What the parser knows about the head after a call.
+#[derive(Debug)]
+pub enum HeadStatus<T> {
+    /// The head is complete and was removed from the buffer.
+    Complete(T),
+    /// More bytes are needed; `started` tells whether any byte of a head has arrived (the
+    /// header timeout runs from then, the idle timeout before).
+    Partial {
+        /// Whether the buffer holds any byte of the next head.
+        started: bool,
+    },
+}
+
+/// Which kind of head a parser is reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Request,
+    Response,
+}
+
+impl HeadParser {
+    /// A parser at the start of a connection.
+    pub fn new() -> Self {
+        HeadParser::default()
+    }
+
+    /// Parses one request head from the front of `buf`, removing it when complete.
+    ///
+    /// `require_host` applies RFC 9112 §3.2 (HTTP/1.1 requests carry exactly one Host);
+    /// conformance tests of bare framing turn it off.
+    pub fn parse_request(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &HeadLimits,
+        require_host: bool,
+    ) -> Result<HeadStatus<RequestHead>, ParseError> {
+        let Some(end) = self.locate(buf, limits, Kind::Request)? else {
+            return Ok(HeadStatus::Partial {
+                started: !buf.is_empty(),
+            });
+        };
+        let head = &buf[..end];
+        let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+        let mut request = httparse::Request::new(&mut []);
+        match request.parse_with_uninit_headers(head, &mut slots[..max_headers]) {
+            Ok(httparse::Status::Complete(len)) => debug_assert_eq!(len, end),
+            Ok(httparse::Status::Partial) => {
+                return Err(ParseError::Syntax("incomplete head before empty line"));
+            }
+            Err(error) => return Err(httparse_error(error, max_headers)),
+        }
+        let version = version_of(request.version)?;
+        let method = request.method.unwrap_or_default();
+        let target = request.path.unwrap_or_default();
+        // RFC 3986 §2: a URI is ASCII; anything else must arrive percent-encoded. httparse
+        // and `http::Uri` both let raw UTF-8 through, which peers may read differently.
+        if !target.is_ascii() {
+            return Err(ParseError::Syntax("invalid request target"));
+        }
+        let method_range = range_in(head, method.as_bytes());
+        let target_range = range_in(head, target.as_bytes());
+        let ranges = FieldRanges::record(head, request.headers);
+
+        let raw = buf.split_to(end).freeze();
+        let method = Method::from_bytes(&raw[method_range.0..method_range.1])
+            .map_err(|_| ParseError::Syntax("invalid method"))?;
+        let uri = Uri::from_maybe_shared(raw.slice(target_range.0..target_range.1))
+            .map_err(|_| ParseError::Syntax("invalid request target"))?;
+        let mut fields = MessageFields::new(version);
+        let headers = build_headers(&raw, ranges.as_slice(), &mut fields)?;
+        if require_host {
+            check_host(&fields)?;
+        }
+        let framing = request_framing(&method, &fields)?;
+        Ok(HeadStatus::Complete(RequestHead {
+            method,
+            uri,
+            version,
+            headers,
+            raw,
+            fields,
+            framing,
+        }))
+    }
+
+    /// Parses one response head from the front of `buf`, removing it when complete.
+    /// `request_method` decides the framing of the body (HEAD and CONNECT differ).
+    pub fn parse_response(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &HeadLimits,
+        request_method: &Method,
+    ) -> Result<HeadStatus<ResponseHead>, ParseError> {
+        let Some(end) = self.locate(buf, limits, Kind::Response)? else {
+            return Ok(HeadStatus::Partial {
+                started: !buf.is_empty(),
+            });
+        };
+        let head = &buf[..end];
+        let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+        let mut response = httparse::Response::new(&mut []);
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            head,
+            &mut slots[..max_headers],
+        ) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(ParseError::Syntax("incomplete head before empty line"));
+            }
+            Err(error) => return Err(httparse_error(error, max_headers)),
+        }
+        let version = version_of(response.version)?;
+        let status = StatusCode::from_u16(response.code.unwrap_or_default())
+            .map_err(|_| ParseError::Syntax("invalid status code"))?;
+        let ranges = FieldRanges::record(head, response.headers);
+        // The reason phrase may hold obs-text, which httparse cannot return as `&str`: take
+        // it from the status line itself, after "HTTP/1.x NNN ".
+        let line_end = head.iter().position(|&b| b == b'\r').unwrap_or(0);
+        let reason_start = line_end.min(13);
+        let raw = buf.split_to(end).freeze();
+        let mut fields = MessageFields::new(version);
+        let headers = build_headers(&raw, ranges.as_slice(), &mut fields)?;
+        let framing = response_framing(request_method, status, &fields)?;
+        Ok(HeadStatus::Complete(ResponseHead {
+            status,
+            reason: raw.slice(reason_start..line_end),
+            version,
+            headers,
+            raw,
+            fields,
+            framing,
+        }))
+    }
+
+    /// Finds the end of the head at the front of `buf`, enforcing the size limits and
+    /// rejecting a malformed line as soon as it is complete. Returns `None` while the head
+    /// is incomplete.
+    fn locate(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &HeadLimits,
+        kind: Kind,
+    ) -> Result<Option<usize>, ParseError> {
+        // RFC 9112 §2.2: a recipient SHOULD ignore at least one empty line before the start
+        // line. We drop any number of them as they arrive, without buffering them.
+        let leading = buf.chunks(2).take_while(|pair| *pair == b"\r\n").count() * 2;
+        if leading > 0 {
+            let _ = buf.split_to(leading);
+            self.scanned = self.scanned.saturating_sub(leading);
+        }
+        let from = self.scanned.saturating_sub(2);
+        let end = find_empty_line(buf, from);
+        let head = &buf[..end.unwrap_or(buf.len())];
+        // Limits first: an oversized head is 414/431 whatever else is wrong with it.
+        let line_end = head.iter().take(limits.max_request_line + 2).position(|&b| b == b'\n');
+        if kind == Kind::Request && line_end.is_none_or(|lf| lf > limits.max_request_line + 1)
+            && (end.is_some() || head.len() > limits.max_request_line + 1)
+        {
+            return Err(ParseError::RequestLineTooLong {
+                limit: limits.max_request_line,
+            });
+        }
+        if head.len() > limits.max_head_bytes {
+            return Err(ParseError::HeadTooLarge {
+                limit: limits.max_head_bytes,
+            });
+        }
+        match end {
+            Some(end) => {
+                self.scanned = 0;
+                check_line_endings(&buf[..end])?;
+                Ok(Some(end))
+            }
+            None => {
+                // Reject early: line endings of what is new (with one byte of what came before,
+                // and a final CR may still get its LF), and, once another line is complete,
+                // whatever httparse already objects to.
+                let start = self.scanned.saturating_sub(1).min(buf.len());
+                let new = &buf[start..];
+                if !line_endings_ok(new, start == 0, false) {
+                    return Err(ParseError::Syntax("line not ended by CRLF"));
+                }
+                let in_start_line = !buf.contains(&b'\n');
+                if in_start_line || new.contains(&b'\n') {
+                    early_check(buf, limits, kind)?;
+                }
+                self.scanned = buf.len();
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Judges an incomplete head by what has arrived: httparse reports errors in the lines it
+/// has seen, and the complete field lines are folded for errors that no later line can
+/// repair (an invalid or conflicting Content-Length, Transfer-Encoding with
+/// Content-Length in a request, a second Host).
+fn early_check(buf: &[u8], limits: &HeadLimits, kind: Kind) -> Result<(), ParseError> {
+    let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+    let checked = match kind {
+        Kind::Request => httparse::Request::new(&mut [])
+            .parse_with_uninit_headers(buf, &mut slots[..max_headers])
+            .map(drop),
+        Kind::Response => httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(
+                &mut httparse::Response::new(&mut []),
+                buf,
+                &mut slots[..max_headers],
+            )
+            .map(drop),
+    };
+    checked.map_err(|e| httparse_error(e, max_headers))?;
+    // Close the complete lines with an empty line and fold their fields.
+    let Some(last_lf) = buf.iter().rposition(|&b| b == b'\n') else {
+        return Ok(());
+    };
+    let mut probe = Vec::with_capacity(last_lf + 3);
+    probe.extend_from_slice(&buf[..=last_lf]);
+    probe.extend_from_slice(b"\r\n");
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+    let mut fields = MessageFields::new(Version::HTTP_11);
+    let mut request = httparse::Request::new(&mut []);
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = match kind {
+        Kind::Request => request
+            .parse_with_uninit_headers(&probe, &mut slots[..max_headers])
+            .map(|_| &*request.headers),
+        Kind::Response => httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut response, &probe, &mut slots[..max_headers])
+            .map(|_| &*response.headers),
+    };
+    let headers = parsed.map_err(|e| httparse_error(e, max_headers))?;
+    for field in headers {
+        if let Ok(name) = HeaderName::from_bytes(field.name.as_bytes()) {
+            fields.add(&name, field.value);
+        }
+    }
+    match (&fields.content_length, &fields.transfer_codings) {
+        (Some(Err(error)), _) => Err(error.clone()),
+        (Some(_), Some(_)) if kind == Kind::Request => {
+            Err(ParseError::TransferEncodingWithContentLength)
+        }
+        _ if fields.host_count > 1 => Err(ParseError::Host("more than one Host field")),
+        _ => Ok(()),
+    }
+}
+
+fn check_host(fields: &MessageFields) -> Result<(), ParseError> {
+    match (fields.version, fields.host_count) {
+        (_, n) if n > 1 => Err(ParseError::Host("more than one Host field")),
+        (Version::HTTP_11, 0) => Err(ParseError::Host("missing in an HTTP/1.1 request")),
+        _ if !fields.host_valid => Err(ParseError::Host("invalid value")),
+        _ => Ok(()),
+    }
+}
+
+fn httparse_error(error: httparse::Error, max_headers: usize) -> ParseError {
+    match error {
+        httparse::Error::TooManyHeaders => ParseError::TooManyHeaders { limit: max_headers },
+        httparse::Error::Version => ParseError::Version,
+        httparse::Error::HeaderName => ParseError::Syntax("invalid field name"),
+        httparse::Error::HeaderValue => ParseError::Syntax("invalid field value"),
+        httparse::Error::NewLine => ParseError::Syntax("invalid line ending"),
+        httparse::Error::Status => ParseError::Syntax("invalid status code"),
+        httparse::Error::Token => ParseError::Syntax("invalid token in start line"),
+    }
+}
+
+/// The part of a status line before the reason phrase, e.g. `HTTP/1.1 200 `.
+fn write_status_code(out: &mut Vec<u8>, version: Version, status: StatusCode) {
+    out.extend_from_slice(if version == Version::HTTP_10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+}
+
+/// Appends a status line with the canonical reason phrase.
+pub fn write_status_line(out: &mut Vec<u8>, version: Version, status: StatusCode) {
+    if version == Version::HTTP_11 && status == StatusCode::OK {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        return;
+    }
+    write_status_code(out, version, status);
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a request line: `METHOD target HTTP/1.x CRLF`.
+pub fn write_request_line(out: &mut Vec<u8>, method: &Method, target: &[u8], version: Version) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target);
+    out.extend_from_slice(if version == Version::HTTP_10 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
+}
+
+/// Appends one field line.
+pub fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a decimal number.
+pub fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Appends `Content-Length: n CRLF`.
+pub fn write_content_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"content-length: ");
+    write_decimal(out, n);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a field is one the connection writes itself from its own decisions (framing and
+/// persistence), so a handler's copy must not be written (RFC 9112 §6, §9.6).
+pub fn is_connection_managed(name: &HeaderName) -> bool {
+    name == header::CONTENT_LENGTH
+        || name == header::TRANSFER_ENCODING
+        || name == header::CONNECTION
+        || name == "keep-alive"
+}
+
+/// Appends every field of `headers` except those the connection manages.
+pub fn write_fields(out: &mut Vec<u8>, headers: &HeaderMap) {
+    for (name, value) in headers {
+        if !is_connection_managed(name) {
+            write_field(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+}
+
+/// Byte range of `part` within `whole` (both slices of the same buffer).
+pub fn subrange(whole: &[u8], part: &[u8]) -> Range<usize> {
+    let (start, end) = range_in(whole, part);
+    start..end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::headers::ConnectionOptions;
+
+    fn parse_all(input: &[u8], require_host: bool) -> Result<RequestHead, ParseError> {
+        let mut buf = BytesMut::from(input);
+        match HeadParser::new().parse_request(&mut buf, &HeadLimits::default(), require_host)? {
+            HeadStatus::Complete(head) => Ok(head),
+            HeadStatus::Partial { .. } => Err(ParseError::Syntax("partial")),
+        }
+    }
+
+    #[test]
+    fn parses_a_request_head_and_leaves_the_rest() {
+        let mut buf = BytesMut::from(
+            &b"\r\nGET /a?b=c HTTP/1.1\r\nHost: x\r\nX-Foo: bar baz\r\nConnection: close\r\n\r\nNEXT"[..],
+        );
+        let HeadStatus::Complete(head) = HeadParser::new()
+            .parse_request(&mut buf, &HeadLimits::default(), true)
+            .unwrap()
+        else {
+            panic!("partial");
+        };
+        assert_eq!(head.method, Method::GET);
+        assert_eq!(head.uri, "/a?b=c");
+        assert_eq!(head.version, Version::HTTP_11);
+        assert_eq!(head.headers["x-foo"], "bar baz");
+        assert_eq!(
+            head.fields.connection,
+            ConnectionOptions {
+                close: true,
+                ..Default::default()
+            }
+        );
+        assert_eq!(head.framing, BodyFraming::Empty);
+        assert!(head.raw.starts_with(b"GET /a?b=c"));
+        assert_eq!(&buf[..], b"NEXT");
+    }
+
+    #[test]
+    fn partial_heads_report_whether_they_started() {
+        let mut parser = HeadParser::new();
+        let limits = HeadLimits::default();
+        let mut buf = BytesMut::new();
+        assert!(matches!(
+            parser.parse_request(&mut buf, &limits, true),
+            Ok(HeadStatus::Partial { started: false })
+        ));
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        for (i, &b) in input.iter().enumerate() {
+            buf.extend_from_slice(&[b]);
+            let status = parser.parse_request(&mut buf, &limits, true).unwrap();
+            if i + 1 < input.len() {
+                assert!(matches!(status, HeadStatus::Partial { started: true }));
+            } else {
+                assert!(matches!(status, HeadStatus::Complete(_)));
+            }
+        }
+    }
+
+    #[test]
+    fn request_head_rejections() {
+        let cases: &[(&[u8], ParseError)] = &[
+            (b"GET / HTTP/1.1\nHost: a\r\n\r\n", ParseError::Syntax("line not ended by CRLF")),
+            (b"GET / HTTP/1.1\r\nHost: a\n\n", ParseError::Syntax("line not ended by CRLF")),
+            (b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n", ParseError::Syntax("line not ended by CRLF")),
+            (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", ParseError::Syntax("invalid field name")),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", ParseError::Syntax("invalid field name")),
+            (b"GET / HTTP/1.1\r\nX: a\x00b\r\nHost: a\r\n\r\n", ParseError::Syntax("invalid field value")),
+            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", ParseError::Version),
+            (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", ParseError::Version),
+            (b"GET /\r\n\r\n", ParseError::Syntax("invalid token in start line")),
+            (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::Syntax("invalid token in start line")),
+            (b"GET / HTTP/1.1\r\n\r\n", ParseError::Host("missing in an HTTP/1.1 request")),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", ParseError::Host("more than one Host field")),
+            (b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n", ParseError::Host("invalid value")),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                ParseError::TransferEncodingWithContentLength,
+            ),
+            (b"GET /\xce\xb4 HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::Syntax("invalid request target")),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                parse_all(input, true).err().as_ref(),
+                Some(expected),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // HTTP/1.0 needs no Host.
+        assert!(parse_all(b"GET / HTTP/1.0\r\n\r\n", true).is_ok());
+    }
+
+    #[test]
+    fn request_line_and_head_limits_answer_414_and_431() {
+        let limits = HeadLimits {
+            max_request_line: 64,
+            max_head_bytes: 256,
+            max_headers: 4,
+        };
+        let parse = |input: Vec<u8>| {
+            let mut buf = BytesMut::from(&input[..]);
+            HeadParser::new().parse_request(&mut buf, &limits, false).map(|s| matches!(s, HeadStatus::Complete(_)))
+        };
+        let long_target = format!("GET /{} HTTP/1.1\r\n", "a".repeat(100));
+        assert_eq!(
+            parse(long_target.clone().into_bytes()).unwrap_err().status(),
+            StatusCode::URI_TOO_LONG
+        );
+        // Still 414 before the line is complete.
+        assert_eq!(
+            parse(long_target.as_bytes()[..80].to_vec()).unwrap_err().status(),
+            StatusCode::URI_TOO_LONG
+        );
+        let big_head = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "b".repeat(300));
+        assert_eq!(
+            parse(big_head.into_bytes()).unwrap_err().status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        let many = "GET / HTTP/1.1\r\na: 1\r\nb: 1\r\nc: 1\r\nd: 1\r\ne: 1\r\n\r\n";
+        assert_eq!(
+            parse(many.as_bytes().to_vec()).unwrap_err(),
+            ParseError::TooManyHeaders { limit: 4 }
+        );
+        let unfinished = format!("GET / HTTP/1.1\r\nX: {}", "b".repeat(300));
+        assert_eq!(
+            parse(unfinished.into_bytes()).unwrap_err().status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+    }
+
+    #[test]
+    fn parses_response_heads() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nabc"[..],
+        );
+        let HeadStatus::Complete(head) =
+            HeadParser::new().parse_response(&mut buf, &HeadLimits::default(), &Method::GET).unwrap()
+        else {
+            panic!("partial");
+        };
+        assert_eq!(head.status, StatusCode::NOT_FOUND);
+        assert_eq!(&head.reason[..], b"Not Found");
+        assert_eq!(head.framing, BodyFraming::Length(3));
+        assert_eq!(&buf[..], b"abc");
+
+        let mut head_response =
+            BytesMut::from(&b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n"[..]);
+        let HeadStatus::Complete(head) =
+            HeadParser::new().parse_response(&mut head_response, &HeadLimits::default(), &Method::HEAD).unwrap()
+        else {
+            panic!("partial");
+        };
+        assert_eq!(head.version, Version::HTTP_10);
+        assert_eq!(head.framing, BodyFraming::Empty);
+    }
+
+    #[test]
+    fn serialises_heads() {
+        let mut out = Vec::new();
+        write_status_line(&mut out, Version::HTTP_11, StatusCode::OK);
+        write_status_line(&mut out, Version::HTTP_10, StatusCode::NOT_FOUND);
+        write_request_line(&mut out, &Method::POST, b"/x", Version::HTTP_11);
+        write_content_length(&mut out, 1234567890);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nHTTP/1.0 404 Not Found\r\nPOST /x HTTP/1.1\r\ncontent-length: 1234567890\r\n"
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        headers.insert("content-length", HeaderValue::from_static("99"));
+        headers.insert("connection", HeaderValue::from_static("close"));
+        let mut fields = Vec::new();
+        write_fields(&mut fields, &headers);
+        assert_eq!(fields, b"x-a: 1\r\n");
+    }
+
+    #[test]
+    fn empty_line_search() {
+        assert_eq!(find_empty_line(b"a\r\n\r\nb", 0), Some(5));
+        assert_eq!(find_empty_line(b"a\n\nb", 0), Some(3));
+        assert_eq!(find_empty_line(b"a\r\nb\r\n", 0), None);
+        assert_eq!(find_empty_line(b"a\r\n\r", 0), None);
+    }
+
+    mod roundtrip {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn token() -> impl Strategy<Value = String> {
+            "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,16}"
+        }
+
+        proptest! {
+            #[test]
+            fn serialised_request_heads_parse_back(
+                method in token(),
+                path in "/[A-Za-z0-9/._~%-]{0,40}",
+                fields in proptest::collection::vec((token(), "[ -~]{0,30}"), 0..12),
+                http10 in any::<bool>(),
+            ) {
+                let version = if http10 { Version::HTTP_10 } else { Version::HTTP_11 };
+                let method = Method::from_bytes(method.as_bytes()).unwrap();
+                let mut out = Vec::new();
+                write_request_line(&mut out, &method, path.as_bytes(), version);
+                let mut expected = HeaderMap::new();
+                for (name, value) in &fields {
+                    let lower = name.to_ascii_lowercase();
+                    // Skip framing fields: their meaning is tested elsewhere.
+                    if matches!(lower.as_str(), "content-length" | "transfer-encoding" | "host" | "expect") {
+                        continue;
+                    }
+                    let value = value.trim_matches(|c| c == ' ' || c == '\t');
+                    write_field(&mut out, name.as_bytes(), value.as_bytes());
+                    expected.append(
+                        HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                        HeaderValue::from_str(value).unwrap(),
+                    );
+                }
+                out.extend_from_slice(b"\r\n");
+                let head = parse_all(&out, false).unwrap();
+                prop_assert_eq!(head.method, method);
+                prop_assert_eq!(head.uri.to_string(), path);
+                prop_assert_eq!(head.version, version);
+                prop_assert_eq!(head.headers, expected);
+                prop_assert_eq!(&head.raw[..], &out[..]);
+            }
+
+            #[test]
+            fn parser_never_panics(input in proptest::collection::vec(any::<u8>(), 0..600)) {
+                let _ = parse_all(&input, true);
+                let mut buf = BytesMut::from(&input[..]);
+                let _ = HeadParser::new().parse_response(&mut buf, &HeadLimits::default(), &Method::GET);
+            }
+        }
+    }
+}
