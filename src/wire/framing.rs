@@ -124,11 +124,14 @@ pub fn request_framing(method: &Method, fields: &MessageFields) -> Result<BodyFr
         //    MAY reject and MUST close afterwards either way (§6.1). We reject.
         (Some(_), Some(_)) => Err(ParseError::TransferEncodingWithContentLength),
         // 4. Transfer-Encoding: the length is known only if chunked is the final coding,
-        //    applied once; otherwise 400 and close. A coding we do not implement is 501
-        //    (§6.1), as long as the field is otherwise well-formed.
+        //    applied once; otherwise 400 and close. Any other coding (even before a final
+        //    chunked) is one we do not implement: 501 (§6.1). Passing `gzip, chunked` on as
+        //    plain chunked would hand compressed bytes to the handler as the body.
         (Some(codings), None) => {
-            if codings.is_chunked_final() {
+            if codings.is_chunked_final() && codings.count == 1 {
                 Ok(BodyFraming::Chunked)
+            } else if codings.is_chunked_final() {
+                Err(ParseError::TransferCodingNotImplemented)
             } else if codings.malformed {
                 Err(ParseError::TransferEncoding("malformed transfer coding"))
             } else if codings.chunked > 0 {
@@ -252,7 +255,10 @@ mod tests {
                 Err(ParseError::ContentLength("not a decimal number")),
             ),
             (&[("transfer-encoding", "chunked")], Ok(Chunked)),
-            (&[("transfer-encoding", "gzip, chunked")], Ok(Chunked)),
+            (
+                &[("transfer-encoding", "gzip, chunked")],
+                Err(ParseError::TransferCodingNotImplemented),
+            ),
             (
                 &[("transfer-encoding", "chunked"), ("content-length", "3")],
                 Err(ParseError::TransferEncodingWithContentLength),
