@@ -9,14 +9,16 @@
 //! | [`conn`] | one connection: buffered I/O, the server loop (keep-alive, pipelining, timeouts, lingering close), the handler interface and bodies | know about listeners, pools or config files |
 //! | [`server`] | the listener: accept loop, connection limit, accept-error backoff, graceful shutdown | contain protocol logic |
 //! | [`origin`] | the built-in handler behind `hopline serve`: hello, `/bytes/N`, `/delay/MS`, `/echo`, static files | touch framing or persistence |
+//! | [`cli`] | the command line: subcommands, flags, runtime, signals | contain protocol logic |
 //! | [`error`] | the one error type, carrying which side failed | — |
 //!
 //! The binary (`src/main.rs`) is a thin command line over these.
 
-// pub mod conn;
-// pub mod error;
-// pub mod origin;
-// pub mod server;
+pub mod cli;
+pub mod conn;
+pub mod error;
+pub mod origin;
+pub mod server;
 pub mod wire;
 
-// pub use error::{Error, Side};
+pub use error::{Error, Side};

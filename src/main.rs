@@ -1,1 +1,19 @@
-fn main() {}
+//! The `hopline` binary: a thin layer over the library's command line.
+
+use clap::Parser;
+use hopline::cli::{self, Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(cli.log)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => cli::serve(args),
+    };
+    if let Err(error) = result {
+        eprintln!("hopline: {error}");
+        std::process::exit(1);
+    }
+}

@@ -35,7 +35,10 @@ const DIVERGENCES: &[(&str, &str)] = &[
         "ICE/1.0 is not HTTP; hopline is an HTTP/1.x engine and rejects other protocols.",
     ),
     ("OPTIONS request with RTSP", "RTSP is not HTTP (see above)."),
-    ("ANNOUNCE request with RTSP", "RTSP is not HTTP (see above)."),
+    (
+        "ANNOUNCE request with RTSP",
+        "RTSP is not HTTP (see above).",
+    ),
     ("RTSP response", "RTSP is not HTTP (see above)."),
     ("ICE response", "ICE is not HTTP (see above)."),
     (
@@ -84,7 +87,10 @@ fn group_headers(map: &HeaderMap) -> Vec<(String, Vec<Vec<u8>>)> {
         .map(|name| {
             (
                 name.as_str().to_string(),
-                map.get_all(name).iter().map(|v| v.as_bytes().to_vec()).collect(),
+                map.get_all(name)
+                    .iter()
+                    .map(|v| v.as_bytes().to_vec())
+                    .collect(),
             )
         })
         .collect();
@@ -127,48 +133,51 @@ fn drive(is_request: bool, response_to: &Method, pieces: &[&[u8]]) -> Outcome {
             match &mut state {
                 State::Stopped => {
                     // llhttp: data after a message that closed the connection is an error.
-                    if outcome.rejected.is_none()
-                        && !outcome.upgrade
-                        && !buf.is_empty()
-                    {
+                    if outcome.rejected.is_none() && !outcome.upgrade && !buf.is_empty() {
                         outcome.rejected = Some("data after close".into());
                     }
                     break;
                 }
                 State::Head => {
                     let parsed = if is_request {
-                        parser.parse_request(&mut buf, &limits, false).map(|s| match s {
-                            HeadStatus::Complete(h) => {
-                                let target = h.raw.split(|&b| b == b' ').nth(1).unwrap().to_vec();
-                                let upgrade = h.fields.wants_upgrade() || h.method == Method::CONNECT;
-                                Some((
-                                    h.method.to_string(),
-                                    target,
-                                    h.version,
-                                    h.headers,
-                                    h.fields,
-                                    h.framing,
-                                    upgrade,
-                                ))
-                            }
-                            HeadStatus::Partial { .. } => None,
-                        })
+                        parser
+                            .parse_request(&mut buf, &limits, false)
+                            .map(|s| match s {
+                                HeadStatus::Complete(h) => {
+                                    let target =
+                                        h.raw.split(|&b| b == b' ').nth(1).unwrap().to_vec();
+                                    let upgrade =
+                                        h.fields.wants_upgrade() || h.method == Method::CONNECT;
+                                    Some((
+                                        h.method.to_string(),
+                                        target,
+                                        h.version,
+                                        h.headers,
+                                        h.fields,
+                                        h.framing,
+                                        upgrade,
+                                    ))
+                                }
+                                HeadStatus::Partial { .. } => None,
+                            })
                     } else {
-                        parser.parse_response(&mut buf, &limits, response_to).map(|s| match s {
-                            HeadStatus::Complete(h) => {
-                                let upgrade = h.status == http::StatusCode::SWITCHING_PROTOCOLS;
-                                Some((
-                                    h.status.as_u16().to_string(),
-                                    h.reason.to_vec(),
-                                    h.version,
-                                    h.headers,
-                                    h.fields,
-                                    h.framing,
-                                    upgrade,
-                                ))
-                            }
-                            HeadStatus::Partial { .. } => None,
-                        })
+                        parser
+                            .parse_response(&mut buf, &limits, response_to)
+                            .map(|s| match s {
+                                HeadStatus::Complete(h) => {
+                                    let upgrade = h.status == http::StatusCode::SWITCHING_PROTOCOLS;
+                                    Some((
+                                        h.status.as_u16().to_string(),
+                                        h.reason.to_vec(),
+                                        h.version,
+                                        h.headers,
+                                        h.fields,
+                                        h.framing,
+                                        upgrade,
+                                    ))
+                                }
+                                HeadStatus::Partial { .. } => None,
+                            })
                     };
                     let (start, detail, version, headers, fields, framing, upgrade) = match parsed {
                         Ok(Some(head)) => head,
@@ -193,7 +202,9 @@ fn drive(is_request: bool, response_to: &Method, pieces: &[&[u8]]) -> Outcome {
                         message: Message {
                             start,
                             detail,
-                            version: format!("{version:?}").trim_start_matches("HTTP/").to_string(),
+                            version: format!("{version:?}")
+                                .trim_start_matches("HTTP/")
+                                .to_string(),
                             headers: group_headers(&headers),
                             body: vec![],
                             complete: false,
@@ -325,7 +336,10 @@ fn disagreement(case: &Value, ours: &Outcome) -> Option<String> {
     if expected_error {
         return match &ours.rejected {
             Some(_) => None,
-            None => Some(format!("llhttp rejects ({}) but we accept: {ours:?}", case["expected"]["error"])),
+            None => Some(format!(
+                "llhttp rejects ({}) but we accept: {ours:?}",
+                case["expected"]["error"]
+            )),
         };
     }
     if let Some(reason) = &ours.rejected {
@@ -333,11 +347,17 @@ fn disagreement(case: &Value, ours: &Outcome) -> Option<String> {
     }
     let expected = expected_messages(case, is_request);
     if ours.messages != expected {
-        return Some(format!("messages differ:\n ours:     {:?}\n expected: {:?}", ours.messages, expected));
+        return Some(format!(
+            "messages differ:\n ours:     {:?}\n expected: {:?}",
+            ours.messages, expected
+        ));
     }
     let expected_upgrade = case["expected"]["upgrade"].as_bool().unwrap_or(false);
     if ours.upgrade != expected_upgrade {
-        return Some(format!("upgrade: ours {} expected {expected_upgrade}", ours.upgrade));
+        return Some(format!(
+            "upgrade: ours {} expected {expected_upgrade}",
+            ours.upgrade
+        ));
     }
     None
 }
@@ -392,7 +412,9 @@ fn llhttp_corpus_strict_cases() {
         match (verdict, divergent) {
             (None, false) => {}
             (Some(_), true) => divergent_seen.push(name),
-            (None, true) => failures.push(format!("{kind} {name:?}: listed as a divergence but now agrees")),
+            (None, true) => failures.push(format!(
+                "{kind} {name:?}: listed as a divergence but now agrees"
+            )),
             (Some(why), false) => failures.push(format!("{kind} {name:?}: {why}")),
         }
     }
@@ -401,6 +423,14 @@ fn llhttp_corpus_strict_cases() {
         checked - divergent_seen.len() - failures.len(),
         divergent_seen.len()
     );
-    assert!(checked >= 200, "only {checked} strict cases found in {path}");
-    assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        checked >= 200,
+        "only {checked} strict cases found in {path}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

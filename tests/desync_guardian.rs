@@ -57,12 +57,22 @@ fn host_triple() -> String {
 fn corpus_dir() -> std::path::PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+        ])
         .arg(host_triple())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo metadata");
-    assert!(output.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let manifest = metadata["packages"]
         .as_array()
@@ -71,7 +81,10 @@ fn corpus_dir() -> std::path::PathBuf {
         .find(|p| p["name"] == "http_desync_guardian")
         .and_then(|p| p["manifest_path"].as_str())
         .expect("http_desync_guardian in cargo metadata");
-    std::path::Path::new(manifest).parent().unwrap().join("tests")
+    std::path::Path::new(manifest)
+        .parent()
+        .unwrap()
+        .join("tests")
 }
 
 fn text(yaml: &Yaml) -> String {
@@ -109,7 +122,11 @@ fn load_cases() -> Vec<Case> {
                 text(&case["version"])
             );
             for header in case["headers"].as_vec().into_iter().flatten() {
-                raw.push_str(&format!("{}: {}\r\n", text(&header["name"]), text(&header["value"])));
+                raw.push_str(&format!(
+                    "{}: {}\r\n",
+                    text(&header["name"]),
+                    text(&header["value"])
+                ));
             }
             raw.push_str("\r\n");
             cases.push(Case {

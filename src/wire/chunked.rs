@@ -197,7 +197,8 @@ impl ChunkedDecoder {
 /// Validates `chunk-ext` (everything after the hex size, without CRLF).
 fn is_chunk_ext(mut rest: &[u8]) -> bool {
     use super::headers::is_tchar;
-    let skip_bws = |s: &[u8]| -> usize { s.iter().take_while(|&&b| b == b' ' || b == b'\t').count() };
+    let skip_bws =
+        |s: &[u8]| -> usize { s.iter().take_while(|&&b| b == b' ' || b == b'\t').count() };
     loop {
         if rest.is_empty() {
             return true;
@@ -385,24 +386,24 @@ mod tests {
     #[test]
     fn rejects_malformed_chunk_lines() {
         let bad: &[&[u8]] = &[
-            b"\r\nabc\r\n0\r\n\r\n",                // empty size
-            b"3\r\nfoo\r\n\r\n",                    // missing last chunk
-            b"a \r\n0123456789\r\n0\r\n\r\n",       // BWS without extension
-            b"3\nfoo\r\n0\r\n\r\n",                 // bare LF
-            b"3\r\r\nfoo\r\n0\r\n\r\n",             // CR CR
-            b"3;\r\nfoo\r\n0\r\n\r\n",              // empty extension name
-            b"3;a=\r\nfoo\r\n0\r\n\r\n",            // empty extension value
-            b"3;a=\"b\r\nfoo\r\n0\r\n\r\n",         // unterminated quoted string
-            b"3 x\r\nfoo\r\n0\r\n\r\n",             // junk after size
-            b"-3\r\nfoo\r\n0\r\n\r\n",              // sign
-            b"0x3\r\nfoo\r\n0\r\n\r\n",             // 0x prefix
-            b"3\r\nfooX\r\n0\r\n\r\n",              // data longer than size
-            b"3\r\nfo\r\n0\r\n\r\n",                // data shorter than size
-            b"3;a\x00b\r\nfoo\r\n0\r\n\r\n",        // NUL in extension
-            b"3;a\nb\r\nfoo\r\n0\r\n\r\n",          // LF in extension
-            b"11111111111111111\r\n",               // 17 hex digits: overflow
-            b"3\r\nfoo\r\n0\r\nX: y\n\r\n",         // bare LF in trailers
-            b"3\r\nfoo\r\n0\r\nX : y\r\n\r\n",      // space before colon in trailer
+            b"\r\nabc\r\n0\r\n\r\n",           // empty size
+            b"3\r\nfoo\r\n\r\n",               // missing last chunk
+            b"a \r\n0123456789\r\n0\r\n\r\n",  // BWS without extension
+            b"3\nfoo\r\n0\r\n\r\n",            // bare LF
+            b"3\r\r\nfoo\r\n0\r\n\r\n",        // CR CR
+            b"3;\r\nfoo\r\n0\r\n\r\n",         // empty extension name
+            b"3;a=\r\nfoo\r\n0\r\n\r\n",       // empty extension value
+            b"3;a=\"b\r\nfoo\r\n0\r\n\r\n",    // unterminated quoted string
+            b"3 x\r\nfoo\r\n0\r\n\r\n",        // junk after size
+            b"-3\r\nfoo\r\n0\r\n\r\n",         // sign
+            b"0x3\r\nfoo\r\n0\r\n\r\n",        // 0x prefix
+            b"3\r\nfooX\r\n0\r\n\r\n",         // data longer than size
+            b"3\r\nfo\r\n0\r\n\r\n",           // data shorter than size
+            b"3;a\x00b\r\nfoo\r\n0\r\n\r\n",   // NUL in extension
+            b"3;a\nb\r\nfoo\r\n0\r\n\r\n",     // LF in extension
+            b"11111111111111111\r\n",          // 17 hex digits: overflow
+            b"3\r\nfoo\r\n0\r\nX: y\n\r\n",    // bare LF in trailers
+            b"3\r\nfoo\r\n0\r\nX : y\r\n\r\n", // space before colon in trailer
         ];
         for input in bad {
             assert!(

@@ -105,9 +105,18 @@ mod tests {
     #[test]
     fn formats_known_dates() {
         assert_eq!(&format_http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(&format_http_date(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(&format_http_date(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
-        assert_eq!(&format_http_date(4_102_444_799), b"Thu, 31 Dec 2099 23:59:59 GMT");
+        assert_eq!(
+            &format_http_date(784_111_777),
+            b"Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        assert_eq!(
+            &format_http_date(951_782_400),
+            b"Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+        assert_eq!(
+            &format_http_date(4_102_444_799),
+            b"Thu, 31 Dec 2099 23:59:59 GMT"
+        );
     }
 
     #[test]
@@ -117,7 +126,11 @@ mod tests {
             "Sunday, 06-Nov-94 08:49:37 GMT",
             "Sun Nov  6 08:49:37 1994",
         ] {
-            assert_eq!(parse_http_date(text.as_bytes()), Some(784_111_777), "{text}");
+            assert_eq!(
+                parse_http_date(text.as_bytes()),
+                Some(784_111_777),
+                "{text}"
+            );
         }
         assert_eq!(parse_http_date(b"yesterday"), None);
         assert_eq!(parse_http_date(b"Sun, 06 Foo 1994 08:49:37 GMT"), None);

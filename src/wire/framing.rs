@@ -135,7 +135,9 @@ pub fn request_framing(method: &Method, fields: &MessageFields) -> Result<BodyFr
             } else if codings.malformed {
                 Err(ParseError::TransferEncoding("malformed transfer coding"))
             } else if codings.chunked > 0 {
-                Err(ParseError::TransferEncoding("chunked is not the final coding"))
+                Err(ParseError::TransferEncoding(
+                    "chunked is not the final coding",
+                ))
             } else {
                 Err(ParseError::TransferCodingNotImplemented)
             }
@@ -223,7 +225,10 @@ mod tests {
     use super::*;
     use http::HeaderName;
 
-    fn fields(version: Version, lines: &[(&str, &str)]) -> MessageFields {
+    /// Header field lines of a test case.
+    type Lines<'a> = &'a [(&'a str, &'a str)];
+
+    fn fields(version: Version, lines: Lines<'_>) -> MessageFields {
         let mut fields = MessageFields::new(version);
         for (name, value) in lines {
             fields.add(
@@ -238,7 +243,7 @@ mod tests {
     fn request_framing_table() {
         use BodyFraming::*;
         let h11 = Version::HTTP_11;
-        let cases: &[(&[(&str, &str)], Result<BodyFraming, ParseError>)] = &[
+        let cases: &[(Lines<'_>, Result<BodyFraming, ParseError>)] = &[
             (&[], Ok(Empty)),
             (&[("content-length", "0")], Ok(Empty)),
             (&[("content-length", "10")], Ok(Length(10))),
@@ -269,11 +274,18 @@ mod tests {
             ),
             (
                 &[("transfer-encoding", "chunked, gzip")],
-                Err(ParseError::TransferEncoding("chunked is not the final coding")),
+                Err(ParseError::TransferEncoding(
+                    "chunked is not the final coding",
+                )),
             ),
             (
-                &[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")],
-                Err(ParseError::TransferEncoding("chunked is not the final coding")),
+                &[
+                    ("transfer-encoding", "chunked"),
+                    ("transfer-encoding", "chunked"),
+                ],
+                Err(ParseError::TransferEncoding(
+                    "chunked is not the final coding",
+                )),
             ),
             (
                 &[("transfer-encoding", "gzip")],
@@ -311,9 +323,14 @@ mod tests {
         use BodyFraming::*;
         let get = Method::GET;
         let ok = StatusCode::OK;
-        let chunked: &[(&str, &str)] = &[("transfer-encoding", "chunked")];
-        let length: &[(&str, &str)] = &[("content-length", "5")];
-        let cases: &[(&Method, StatusCode, &[(&str, &str)], Result<BodyFraming, ParseError>)] = &[
+        let chunked: Lines<'_> = &[("transfer-encoding", "chunked")];
+        let length: Lines<'_> = &[("content-length", "5")];
+        let cases: &[(
+            &Method,
+            StatusCode,
+            Lines<'_>,
+            Result<BodyFraming, ParseError>,
+        )] = &[
             (&get, ok, &[], Ok(CloseDelimited)),
             (&get, ok, length, Ok(Length(5))),
             (&get, ok, &[("content-length", "0")], Ok(Empty)),
@@ -325,14 +342,24 @@ mod tests {
             (&get, StatusCode::CONTINUE, &[], Ok(Empty)),
             (&get, StatusCode::SWITCHING_PROTOCOLS, length, Ok(Empty)),
             (&Method::CONNECT, ok, length, Ok(Empty)),
-            (&Method::CONNECT, StatusCode::FORBIDDEN, length, Ok(Length(5))),
+            (
+                &Method::CONNECT,
+                StatusCode::FORBIDDEN,
+                length,
+                Ok(Length(5)),
+            ),
             (
                 &get,
                 ok,
                 &[("transfer-encoding", "chunked"), ("content-length", "5")],
                 Ok(Chunked),
             ),
-            (&get, ok, &[("transfer-encoding", "gzip")], Ok(CloseDelimited)),
+            (
+                &get,
+                ok,
+                &[("transfer-encoding", "gzip")],
+                Ok(CloseDelimited),
+            ),
             (
                 &get,
                 ok,
@@ -359,7 +386,7 @@ mod tests {
     fn keep_alive_intent_table() {
         let h10 = Version::HTTP_10;
         let h11 = Version::HTTP_11;
-        let cases: &[(Version, &[(&str, &str)], bool)] = &[
+        let cases: &[(Version, Lines<'_>, bool)] = &[
             (h11, &[], true),
             (h11, &[("connection", "close")], false),
             (h11, &[("connection", "Keep-Alive, CLOSE")], false),
@@ -378,7 +405,10 @@ mod tests {
             (h10, &[("proxy-connection", "keep-alive")], false),
             (
                 h10,
-                &[("connection", "keep-alive"), ("transfer-encoding", "chunked")],
+                &[
+                    ("connection", "keep-alive"),
+                    ("transfer-encoding", "chunked"),
+                ],
                 false,
             ),
             (h10, &[("connection", "keep-alive, close")], false),

@@ -12,7 +12,6 @@
 //! - framing fields are folded and judged by [`super::framing`] before the head is returned.
 
 use std::mem::MaybeUninit;
-use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
@@ -134,12 +133,12 @@ struct FieldRange {
 const INLINE_FIELDS: usize = 24;
 
 /// The field ranges of one head, recorded while httparse borrows the buffer so that the
-/// buffer can then be frozen and sliced without copying.
-enum FieldRanges {
-    /// Up to [`INLINE_FIELDS`] ranges, and how many are used.
-    Inline([FieldRange; INLINE_FIELDS], usize),
-    /// More than that.
-    Spilled(Vec<FieldRange>),
+/// buffer can then be frozen and sliced without copying. Typical heads fit inline; only
+/// unusually many fields spill to the heap.
+struct FieldRanges {
+    inline: [FieldRange; INLINE_FIELDS],
+    inline_len: usize,
+    spilled: Vec<FieldRange>,
 }
 
 impl FieldRanges {
@@ -148,21 +147,27 @@ impl FieldRanges {
             name: range_in(head, field.name.as_bytes()),
             value: range_in(head, field.value),
         };
+        let mut ranges = FieldRanges {
+            inline: [FieldRange::default(); INLINE_FIELDS],
+            inline_len: 0,
+            spilled: Vec::new(),
+        };
         if fields.len() <= INLINE_FIELDS {
-            let mut inline = [FieldRange::default(); INLINE_FIELDS];
-            for (slot, field) in inline.iter_mut().zip(fields) {
+            for (slot, field) in ranges.inline.iter_mut().zip(fields) {
                 *slot = range(field);
             }
-            FieldRanges::Inline(inline, fields.len())
+            ranges.inline_len = fields.len();
         } else {
-            FieldRanges::Spilled(fields.iter().map(range).collect())
+            ranges.spilled = fields.iter().map(range).collect();
         }
+        ranges
     }
 
     fn as_slice(&self) -> &[FieldRange] {
-        match self {
-            FieldRanges::Inline(inline, len) => &inline[..*len],
-            FieldRanges::Spilled(ranges) => ranges,
+        if self.spilled.is_empty() {
+            &self.inline[..self.inline_len]
+        } else {
+            &self.spilled
         }
     }
 }
@@ -275,7 +280,8 @@ impl HeadParser {
         };
         let head = &buf[..end];
         let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
-        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+        let mut slots =
+            [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
         let mut request = httparse::Request::new(&mut []);
         match request.parse_with_uninit_headers(head, &mut slots[..max_headers]) {
             Ok(httparse::Status::Complete(len)) => debug_assert_eq!(len, end),
@@ -333,7 +339,8 @@ impl HeadParser {
         };
         let head = &buf[..end];
         let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
-        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+        let mut slots =
+            [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
         let mut response = httparse::Response::new(&mut []);
         match httparse::ParserConfig::default().parse_response_with_uninit_headers(
             &mut response,
@@ -389,8 +396,12 @@ impl HeadParser {
         let end = find_empty_line(buf, from);
         let head = &buf[..end.unwrap_or(buf.len())];
         // Limits first: an oversized head is 414/431 whatever else is wrong with it.
-        let line_end = head.iter().take(limits.max_request_line + 2).position(|&b| b == b'\n');
-        if kind == Kind::Request && line_end.is_none_or(|lf| lf > limits.max_request_line + 1)
+        let line_end = head
+            .iter()
+            .take(limits.max_request_line + 2)
+            .position(|&b| b == b'\n');
+        if kind == Kind::Request
+            && line_end.is_none_or(|lf| lf > limits.max_request_line + 1)
             && (end.is_some() || head.len() > limits.max_request_line + 1)
         {
             return Err(ParseError::RequestLineTooLong {
@@ -586,12 +597,6 @@ pub fn write_fields(out: &mut Vec<u8>, headers: &HeaderMap) {
     }
 }
 
-/// Byte range of `part` within `whole` (both slices of the same buffer).
-pub fn subrange(whole: &[u8], part: &[u8]) -> Range<usize> {
-    let (start, end) = range_in(whole, part);
-    start..end
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -696,16 +701,22 @@ mod tests {
         };
         let parse = |input: Vec<u8>| {
             let mut buf = BytesMut::from(&input[..]);
-            HeadParser::new().parse_request(&mut buf, &limits, false).map(|s| matches!(s, HeadStatus::Complete(_)))
+            HeadParser::new()
+                .parse_request(&mut buf, &limits, false)
+                .map(|s| matches!(s, HeadStatus::Complete(_)))
         };
         let long_target = format!("GET /{} HTTP/1.1\r\n", "a".repeat(100));
         assert_eq!(
-            parse(long_target.clone().into_bytes()).unwrap_err().status(),
+            parse(long_target.clone().into_bytes())
+                .unwrap_err()
+                .status(),
             StatusCode::URI_TOO_LONG
         );
         // Still 414 before the line is complete.
         assert_eq!(
-            parse(long_target.as_bytes()[..80].to_vec()).unwrap_err().status(),
+            parse(long_target.as_bytes()[..80].to_vec())
+                .unwrap_err()
+                .status(),
             StatusCode::URI_TOO_LONG
         );
         let big_head = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "b".repeat(300));
@@ -730,8 +741,9 @@ mod tests {
         let mut buf = BytesMut::from(
             &b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nabc"[..],
         );
-        let HeadStatus::Complete(head) =
-            HeadParser::new().parse_response(&mut buf, &HeadLimits::default(), &Method::GET).unwrap()
+        let HeadStatus::Complete(head) = HeadParser::new()
+            .parse_response(&mut buf, &HeadLimits::default(), &Method::GET)
+            .unwrap()
         else {
             panic!("partial");
         };
@@ -742,8 +754,9 @@ mod tests {
 
         let mut head_response =
             BytesMut::from(&b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n"[..]);
-        let HeadStatus::Complete(head) =
-            HeadParser::new().parse_response(&mut head_response, &HeadLimits::default(), &Method::HEAD).unwrap()
+        let HeadStatus::Complete(head) = HeadParser::new()
+            .parse_response(&mut head_response, &HeadLimits::default(), &Method::HEAD)
+            .unwrap()
         else {
             panic!("partial");
         };

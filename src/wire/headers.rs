@@ -186,8 +186,21 @@ fn is_reg_name_char(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*'
-                | b'+' | b',' | b';' | b'='
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
         )
 }
 
@@ -245,13 +258,34 @@ mod tests {
             ),
             (b"", Err(ParseError::ContentLength("empty value"))),
             (b"  ", Err(ParseError::ContentLength("empty value"))),
-            (b"+1", Err(ParseError::ContentLength("not a decimal number"))),
-            (b"-1", Err(ParseError::ContentLength("not a decimal number"))),
-            (b"0x10", Err(ParseError::ContentLength("not a decimal number"))),
-            (b"4 2", Err(ParseError::ContentLength("not a decimal number"))),
-            (b"42,42", Err(ParseError::ContentLength("not a decimal number"))),
-            (b"42, 42", Err(ParseError::ContentLength("not a decimal number"))),
-            (b"1e3", Err(ParseError::ContentLength("not a decimal number"))),
+            (
+                b"+1",
+                Err(ParseError::ContentLength("not a decimal number")),
+            ),
+            (
+                b"-1",
+                Err(ParseError::ContentLength("not a decimal number")),
+            ),
+            (
+                b"0x10",
+                Err(ParseError::ContentLength("not a decimal number")),
+            ),
+            (
+                b"4 2",
+                Err(ParseError::ContentLength("not a decimal number")),
+            ),
+            (
+                b"42,42",
+                Err(ParseError::ContentLength("not a decimal number")),
+            ),
+            (
+                b"42, 42",
+                Err(ParseError::ContentLength("not a decimal number")),
+            ),
+            (
+                b"1e3",
+                Err(ParseError::ContentLength("not a decimal number")),
+            ),
         ];
         for (value, expected) in cases {
             assert_eq!(

@@ -24,8 +24,7 @@ pub use body::{BodyDecoder, BodyEvent, BodyTruncated};
 pub use chunked::{ChunkedDecoder, ChunkedLimits};
 pub use error::ParseError;
 pub use framing::{
-    BodyFraming, Expectation, MessageFields, keep_alive_intent, request_framing,
-    response_framing,
+    BodyFraming, Expectation, MessageFields, keep_alive_intent, request_framing, response_framing,
 };
 pub use head::{HeadLimits, HeadParser, HeadStatus, RequestHead, ResponseHead};
 pub use headers::ConnectionOptions;

@@ -1,0 +1,99 @@
+//! Socket helpers on a shared `&TcpStream`: bounded reads into a buffer and writes with a
+//! deadline. Borrowing the stream immutably lets a handler read the request body while the
+//! connection flushes earlier responses.
+//!
+//! Owns nothing but the syscall loops; it must not know HTTP.
+
+use std::io::{self, IoSlice};
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+
+/// Reads what is available into `buf` (at least one byte, reserving `read_size` of spare
+/// room first). `Ok(0)` means the peer closed; `TimedOut` that `deadline` passed.
+pub(crate) async fn read_some(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    read_size: usize,
+    deadline: Instant,
+) -> io::Result<usize> {
+    // A read into a full buffer returns 0, which would look like the peer closing.
+    if buf.capacity() - buf.len() < read_size / 4 {
+        buf.reserve(read_size);
+    }
+    loop {
+        match stream.try_read_buf(buf) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                match timeout_at(deadline, stream.readable()).await {
+                    Ok(ready) => ready?,
+                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                }
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Writes all of `buf`, waiting at most until `deadline` for the peer to make room.
+/// Returns the number of write syscalls it took.
+pub(crate) async fn write_all_until(
+    stream: &TcpStream,
+    mut buf: &[u8],
+    deadline: Instant,
+) -> io::Result<u64> {
+    let mut writes = 0;
+    while !buf.is_empty() {
+        match stream.try_write(buf) {
+            Ok(n) => {
+                buf = &buf[n..];
+                writes += 1;
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                match timeout_at(deadline, stream.writable()).await {
+                    Ok(ready) => ready?,
+                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(writes)
+}
+
+/// Writes a small control message (e.g. `100 Continue`), allowing the peer ten seconds.
+pub(crate) async fn write_all(stream: &TcpStream, buf: &[u8]) -> io::Result<()> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    write_all_until(stream, buf, deadline).await.map(drop)
+}
+
+/// Writes `head` then `body` with vectored writes (no copy of `body`), waiting at most until
+/// `deadline` for the peer to make room. Returns the number of write syscalls it took.
+pub(crate) async fn write_two_until(
+    stream: &TcpStream,
+    mut head: &[u8],
+    mut body: &[u8],
+    deadline: Instant,
+) -> io::Result<u64> {
+    let mut writes = 0;
+    while !head.is_empty() || !body.is_empty() {
+        let slices = [IoSlice::new(head), IoSlice::new(body)];
+        match stream.try_write_vectored(&slices) {
+            Ok(mut n) => {
+                writes += 1;
+                let from_head = n.min(head.len());
+                head = &head[from_head..];
+                n -= from_head;
+                body = &body[n..];
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                match timeout_at(deadline, stream.writable()).await {
+                    Ok(ready) => ready?,
+                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(writes)
+}

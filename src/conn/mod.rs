@@ -1,0 +1,22 @@
+//! `conn`: one connection at a time.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`server`] | the server loop: keep-alive, pipelining, timers, limits, 100-continue, lingering close; the [`Handler`] interface |
+//! | [`body`] | request and response bodies at the handler boundary, streamed both ways |
+//! | [`shutdown`] | the graceful-shutdown signal connections listen to |
+//! | `io` | syscall loops on a shared `&TcpStream` |
+//!
+//! It must not know about listeners, pools, upstream choice or configuration files.
+
+pub mod body;
+mod io;
+pub mod server;
+pub mod shutdown;
+
+pub use body::{Body, BodyClosed, BodySender, BodySource, BodyStream, Frame, RequestBody};
+pub use server::{
+    CloseReason, ConnInfo, ConnSummary, Handler, RequestCtx, ServerConfig, error_response,
+    serve_connection,
+};
+pub use shutdown::{Shutdown, ShutdownListener};

@@ -1,0 +1,909 @@
+//! The server side of one connection: read requests, call the handler, write responses in
+//! order, and decide after each response whether the connection lives on.
+//!
+//! Owns keep-alive, pipelining, the idle / header / body / write timers, max requests,
+//! max lifetime, `Expect: 100-continue`, error answers and the lingering close. It must not
+//! know about listeners, pools or configuration files.
+//!
+//! How a connection spends its life:
+//! - **Idle** (no byte of a next request has arrived): a small future waits for input,
+//!   the idle (keep-alive) timer or shutdown. Buffers are released first, so an idle
+//!   connection holds no buffer memory.
+//! - **Busy** (boxed, so that its size does not count while idle): parse every request
+//!   already buffered, call the handler, append the response to one write buffer. The
+//!   buffer is flushed before the connection would wait on the client (so responses to a
+//!   pipelined burst leave in one write), while a handler is pending, or when it grows past
+//!   [`ServerConfig::flush_threshold`] (so a client that never reads cannot make it grow
+//!   without bound).
+//! - **Closing**: flush, and if the client may still be sending, half-close and drain its
+//!   input for a bounded time before the full close (RFC 9112 §9.6), so that a reset does
+//!   not destroy the last response.
+
+use std::cell::RefCell;
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use super::body::{Body, BodyFailure, BodyIo, BodyState, BodyStream, Frame, RequestBody};
+use super::io::{read_some, write_all_until, write_two_until};
+use super::shutdown::ShutdownListener;
+use crate::wire::chunked::{CHUNK_DATA_END, write_chunk_header, write_last_chunk};
+use crate::wire::head::{
+    write_content_length, write_decimal, write_field, write_fields, write_status_line,
+};
+use crate::wire::headers::list_members;
+use crate::wire::{
+    BodyDecoder, BodyEvent, ChunkedLimits, Expectation, HeadLimits, HeadParser, HeadStatus,
+    MessageFields, ParseError, RequestHead, keep_alive_intent,
+};
+
+/// The connection policy of a server, each field with its default.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Keep connections open between requests. `false` makes every connection
+    /// short-lived: each response carries `Connection: close`. Default `true`.
+    pub keep_alive: bool,
+    /// How long an idle connection (no byte of a next request yet) stays open. Default 60 s.
+    pub keepalive_timeout: Duration,
+    /// How long a client may take to send a whole request head once its first byte has
+    /// arrived (and a new connection to send its first byte): slowloris protection.
+    /// Answered with 408. Default 10 s.
+    pub header_timeout: Duration,
+    /// Longest wait for the next bytes of a request body. Answered with 408. Default 30 s.
+    pub body_timeout: Duration,
+    /// Longest wait for the client to accept response bytes. Default 30 s.
+    pub write_timeout: Duration,
+    /// Requests served on one connection; the last response carries `Connection: close`.
+    /// Default: unlimited.
+    pub max_requests: Option<u64>,
+    /// Age after which a connection is closed after its current response (or at once if
+    /// idle). Default: unlimited.
+    pub max_lifetime: Option<Duration>,
+    /// Send `Keep-Alive: timeout=N[, max=M]` on persistent responses, so clients retire
+    /// connections before the server would. Default `false`.
+    pub advertise_keep_alive: bool,
+    /// Limits on request heads (414 / 431).
+    pub head_limits: HeadLimits,
+    /// Limits of the chunked decoder (chunk extensions and trailers; 400).
+    pub chunked_limits: ChunkedLimits,
+    /// Largest request body accepted (413). Default: unlimited (bodies are streamed).
+    pub max_body_bytes: Option<u64>,
+    /// A request body the handler left unread is read and discarded if at most this many
+    /// bytes remain; otherwise the connection closes. Default 64 KiB.
+    pub max_discard_bytes: u64,
+    /// Longest time spent draining client input during a lingering close. Default 2 s.
+    pub linger_timeout: Duration,
+    /// Most bytes drained during a lingering close. Default 256 KiB.
+    pub linger_max_bytes: u64,
+    /// Pending response bytes that force a flush even if more pipelined requests are
+    /// buffered. Default 64 KiB.
+    pub flush_threshold: usize,
+    /// Bytes requested per socket read. Default 8 KiB.
+    pub read_buffer: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            keep_alive: true,
+            keepalive_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            max_requests: None,
+            max_lifetime: None,
+            advertise_keep_alive: false,
+            head_limits: HeadLimits::default(),
+            chunked_limits: ChunkedLimits::default(),
+            max_body_bytes: None,
+            max_discard_bytes: 64 * 1024,
+            linger_timeout: Duration::from_secs(2),
+            linger_max_bytes: 256 * 1024,
+            flush_threshold: 64 * 1024,
+            read_buffer: 8 * 1024,
+        }
+    }
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// A number unique within the server (like nginx's `$connection`).
+    pub id: u64,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The local address the client connected to.
+    pub local: SocketAddr,
+}
+
+/// What a handler knows about the request besides the request itself.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestCtx<'a> {
+    /// The connection the request arrived on.
+    pub conn: &'a ConnInfo,
+    /// 1 for the first request on the connection (nginx's `$connection_requests`).
+    pub number: u64,
+    /// The request head exactly as received.
+    pub raw_head: &'a Bytes,
+}
+
+/// What answers requests. Called once per request, in order; the connection waits for
+/// the returned future (flushing earlier responses meanwhile) before reading the next
+/// request head.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request. The body streams from the connection as it is read.
+    fn call(
+        &self,
+        request: Request<RequestBody<'_>>,
+        ctx: RequestCtx<'_>,
+    ) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// Why a connection closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// The client closed the connection (between requests, or mid-request).
+    ClientClosed,
+    /// The client asked to close: `Connection: close`, or HTTP/1.0 without keep-alive.
+    ClientRequested,
+    /// Short-lived policy: the server closes after every response.
+    ShortLived,
+    /// No request arrived within the keep-alive timeout.
+    IdleTimeout,
+    /// A request head did not arrive in time (408).
+    HeaderTimeout,
+    /// A request body stalled (408).
+    BodyTimeout,
+    /// The client did not accept response bytes in time.
+    WriteTimeout,
+    /// The connection served its maximum number of requests.
+    MaxRequests,
+    /// The connection reached its maximum lifetime.
+    MaxLifetime,
+    /// The server is shutting down.
+    Shutdown,
+    /// A malformed request was answered with an error status.
+    BadRequest,
+    /// The handler's response said `Connection: close`.
+    HandlerRequested,
+    /// The response body had no length and the client cannot take chunked (HTTP/1.0): it
+    /// ends with the connection.
+    CloseDelimited,
+    /// The handler left a request body unread that was too large to discard.
+    BodyUnread,
+    /// The response body failed mid-stream; the connection closed to cut it short.
+    ResponseAborted,
+    /// A socket error (reset, broken pipe).
+    Io,
+}
+
+impl CloseReason {
+    /// Whether the client may still be sending when the server closes, so that a
+    /// lingering close is needed to keep the last response from being reset.
+    fn wants_linger(self) -> bool {
+        matches!(
+            self,
+            CloseReason::ShortLived
+                | CloseReason::HeaderTimeout
+                | CloseReason::BodyTimeout
+                | CloseReason::MaxRequests
+                | CloseReason::MaxLifetime
+                | CloseReason::Shutdown
+                | CloseReason::BadRequest
+                | CloseReason::HandlerRequested
+                | CloseReason::CloseDelimited
+                | CloseReason::BodyUnread
+        )
+    }
+}
+
+/// What happened on a connection, reported when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnSummary {
+    /// Requests answered (including error answers to malformed requests).
+    pub requests: u64,
+    /// Write syscalls that carried response bytes (pipelined responses share them).
+    pub writes: u64,
+    /// Why it closed.
+    pub reason: CloseReason,
+}
+
+/// Response bodies up to this size are copied into the write buffer; larger ones are
+/// written from their own memory.
+const COPY_LIMIT: usize = 16 * 1024;
+
+/// The write buffer keeps its allocation across requests up to this capacity.
+const WBUF_KEEP: usize = 16 * 1024;
+
+/// Serves one connection until it closes, and says how it went.
+pub async fn serve_connection<H: Handler>(
+    stream: TcpStream,
+    info: ConnInfo,
+    handler: &H,
+    config: &ServerConfig,
+    shutdown: ShutdownListener,
+) -> ConnSummary {
+    let mut conn = Conn {
+        stream,
+        rbuf: BytesMut::new(),
+        wbuf: Vec::new(),
+        parser: HeadParser::new(),
+        info,
+        config,
+        shutdown,
+        requests: 0,
+        writes: 0,
+        born: Instant::now(),
+    };
+    let mut idle_timer = pin!(tokio::time::sleep_until(conn.born + config.header_timeout));
+    let reason = loop {
+        if let Err(reason) = conn.wait_idle(idle_timer.as_mut()).await {
+            break reason;
+        }
+        if let Err(close) = Box::pin(conn.serve_burst(handler)).await {
+            Box::pin(conn.close(close)).await;
+            break close;
+        }
+    };
+    ConnSummary {
+        requests: conn.requests,
+        writes: conn.writes,
+        reason,
+    }
+}
+
+/// One connection's state.
+struct Conn<'a> {
+    stream: TcpStream,
+    /// Bytes read but not yet parsed.
+    rbuf: BytesMut,
+    /// Response bytes not yet written.
+    wbuf: Vec<u8>,
+    parser: HeadParser,
+    info: ConnInfo,
+    config: &'a ServerConfig,
+    shutdown: ShutdownListener,
+    /// Requests answered so far.
+    requests: u64,
+    /// Write syscalls that carried response bytes.
+    writes: u64,
+    born: Instant,
+}
+
+impl Conn<'_> {
+    /// Waits, holding no buffers, until input arrives; `Err` if the connection should
+    /// close instead (peer gone, idle timeout, lifetime, shutdown).
+    async fn wait_idle(&mut self, mut timer: Pin<&mut Sleep>) -> Result<(), CloseReason> {
+        debug_assert!(self.rbuf.is_empty() && self.wbuf.is_empty());
+        self.rbuf = BytesMut::new();
+        if self.wbuf.capacity() > WBUF_KEEP {
+            self.wbuf = Vec::new();
+        }
+        let now = Instant::now();
+        // A new connection gets the header timeout for its first byte; later ones the
+        // keep-alive timeout. Resetting a timer to a later deadline does not re-register it.
+        let (mut deadline, mut reason) = if self.requests == 0 {
+            (
+                self.born + self.config.header_timeout,
+                CloseReason::HeaderTimeout,
+            )
+        } else {
+            (
+                now + self.config.keepalive_timeout,
+                CloseReason::IdleTimeout,
+            )
+        };
+        if let Some(lifetime) = self.config.max_lifetime
+            && self.born + lifetime < deadline
+        {
+            (deadline, reason) = (self.born + lifetime, CloseReason::MaxLifetime);
+        }
+        timer.as_mut().reset(deadline);
+        let stream = &self.stream;
+        let shutdown = &mut self.shutdown;
+        poll_fn(|cx| {
+            if shutdown.poll_started(cx).is_ready() {
+                return Poll::Ready(Err(CloseReason::Shutdown));
+            }
+            match stream.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => return Poll::Ready(Ok(())),
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(CloseReason::Io)),
+                Poll::Pending => {}
+            }
+            match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(reason)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Serves every request that arrives without the connection going idle.
+    async fn serve_burst<H: Handler>(&mut self, handler: &H) -> Result<(), CloseReason> {
+        while let Some(head) = self.next_head().await? {
+            self.serve_request(handler, head).await?;
+        }
+        Ok(())
+    }
+
+    /// The next request head: parsed from what is buffered, reading more while a head is
+    /// incomplete. `None` when no byte of a next request is available (time to go idle).
+    async fn next_head(&mut self) -> Result<Option<RequestHead>, CloseReason> {
+        let mut head_deadline = None;
+        loop {
+            match self
+                .parser
+                .parse_request(&mut self.rbuf, &self.config.head_limits, true)
+            {
+                Ok(HeadStatus::Complete(head)) => return Ok(Some(head)),
+                Ok(HeadStatus::Partial { started }) => {
+                    // Before waiting on the client, send what we owe it: this is where the
+                    // responses to a pipelined burst leave together.
+                    self.flush().await?;
+                    if started && head_deadline.is_none() {
+                        head_deadline = Some(Instant::now() + self.config.header_timeout);
+                    }
+                    let Some(deadline) = head_deadline else {
+                        self.rbuf.reserve(self.config.read_buffer);
+                        match self.stream.try_read_buf(&mut self.rbuf) {
+                            Ok(0) => return Err(CloseReason::ClientClosed),
+                            Ok(_) => continue,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                return Ok(None);
+                            }
+                            Err(_) => return Err(CloseReason::Io),
+                        }
+                    };
+                    match read_some(
+                        &self.stream,
+                        &mut self.rbuf,
+                        self.config.read_buffer,
+                        deadline,
+                    )
+                    .await
+                    {
+                        Ok(0) => return Err(CloseReason::ClientClosed),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                            self.requests += 1;
+                            self.write_error(StatusCode::REQUEST_TIMEOUT);
+                            return Err(CloseReason::HeaderTimeout);
+                        }
+                        Err(_) => return Err(CloseReason::Io),
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(conn = self.info.id, %error, "malformed request");
+                    self.requests += 1;
+                    self.write_error(error.status());
+                    return Err(CloseReason::BadRequest);
+                }
+            }
+        }
+    }
+
+    /// Why the connection must close after this request's response: the client's
+    /// persistence intent (RFC 9112 §9.3), then server policy. Decided when the response
+    /// is about to be written, so that a shutdown or lifetime that began while the handler
+    /// ran still ends the connection with this response.
+    fn close_after(&self, fields: &MessageFields) -> Option<CloseReason> {
+        if !self.config.keep_alive {
+            Some(CloseReason::ShortLived)
+        } else if !keep_alive_intent(fields) {
+            Some(CloseReason::ClientRequested)
+        } else if self
+            .config
+            .max_requests
+            .is_some_and(|max| self.requests >= max)
+        {
+            Some(CloseReason::MaxRequests)
+        } else if self
+            .config
+            .max_lifetime
+            .is_some_and(|lifetime| self.born.elapsed() >= lifetime)
+        {
+            Some(CloseReason::MaxLifetime)
+        } else if self.shutdown.is_started() {
+            Some(CloseReason::Shutdown)
+        } else {
+            None
+        }
+    }
+
+    /// Serves one request: handler, response, and what is left of the request body.
+    async fn serve_request<H: Handler>(
+        &mut self,
+        handler: &H,
+        head: RequestHead,
+    ) -> Result<(), CloseReason> {
+        self.requests += 1;
+        let client_version = head.version;
+        let is_head = head.method == Method::HEAD;
+
+        // Refusals that need no handler: the body (if any) stays unread, so they close.
+        if head.fields.expect == Expectation::Unsupported {
+            self.write_error(StatusCode::EXPECTATION_FAILED);
+            return Err(CloseReason::BadRequest);
+        }
+        if let (Some(limit), crate::wire::BodyFraming::Length(length)) =
+            (self.config.max_body_bytes, head.framing)
+            && length > limit
+        {
+            self.write_error(ParseError::BodyTooLarge { limit }.status());
+            return Err(CloseReason::BadRequest);
+        }
+
+        // RFC 9110 §10.1.1: answer `100 Continue` when the handler first reads the body,
+        // after every earlier response (so flush those first). Ignored for HTTP/1.0.
+        let expect_continue = head.fields.expect == Expectation::Continue
+            && client_version == Version::HTTP_11
+            && head.framing != crate::wire::BodyFraming::Empty;
+        if expect_continue {
+            self.flush().await?;
+        }
+        let mut body_state = BodyState {
+            decoder: BodyDecoder::new(head.framing, self.config.chunked_limits),
+            received: 0,
+            limit: self.config.max_body_bytes,
+            continue_pending: expect_continue,
+            timeout: self.config.body_timeout,
+            read_size: self.config.read_buffer,
+            failure: None,
+        };
+        let RequestHead {
+            method,
+            uri,
+            version,
+            headers,
+            raw,
+            framing,
+            fields,
+        } = head;
+        let body = if framing == crate::wire::BodyFraming::Empty {
+            RequestBody::empty()
+        } else {
+            RequestBody::new(BodyIo {
+                stream: &self.stream,
+                rbuf: &mut self.rbuf,
+                state: &mut body_state,
+            })
+        };
+        let mut request = Request::new(body);
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = version;
+        *request.headers_mut() = headers;
+        let ctx = RequestCtx {
+            conn: &self.info,
+            number: self.requests,
+            raw_head: &raw,
+        };
+        let response = call_flushing(
+            handler.call(request, ctx),
+            &self.stream,
+            &mut self.wbuf,
+            &mut self.writes,
+        )
+        .await;
+        let (mut parts, mut body) = response.into_parts();
+        let mut close = self.close_after(&fields);
+
+        // A body that failed to arrive decides the answer: the framing layer knows better
+        // than the handler what went wrong.
+        if let Some(failure) = body_state.failure.take() {
+            match failure {
+                BodyFailure::Invalid(error) => {
+                    self.write_error(error.status());
+                    return Err(CloseReason::BadRequest);
+                }
+                BodyFailure::Timeout => {
+                    self.write_error(StatusCode::REQUEST_TIMEOUT);
+                    return Err(CloseReason::BodyTimeout);
+                }
+                BodyFailure::Gone => return Err(CloseReason::ClientClosed),
+            }
+        }
+        if parts.status.is_informational() {
+            tracing::error!(status = %parts.status, "handler returned an interim status as final");
+            (parts, body) = error_response(StatusCode::INTERNAL_SERVER_ERROR).into_parts();
+        }
+        if parts
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| list_members(v.as_bytes()).any(|o| o.eq_ignore_ascii_case(b"close")))
+        {
+            close.get_or_insert(CloseReason::HandlerRequested);
+        }
+
+        // What is left of the request body: consume what is already buffered; a small
+        // remainder is discarded after the response, anything else closes.
+        let discard_after = match settle_unread_body(&mut body_state, &mut self.rbuf) {
+            Ok(true) => false,
+            Ok(false) if body_state.continue_pending => {
+                // The client is still waiting for 100 Continue and may never send the body.
+                close.get_or_insert(CloseReason::BodyUnread);
+                false
+            }
+            Ok(false)
+                if body_state
+                    .decoder
+                    .remaining()
+                    .is_some_and(|left| left <= self.config.max_discard_bytes) =>
+            {
+                true
+            }
+            Ok(false) | Err(_) => {
+                close.get_or_insert(CloseReason::BodyUnread);
+                false
+            }
+        };
+
+        self.write_response(parts, body, client_version, is_head, &mut close)
+            .await?;
+
+        if discard_after && close.is_none() {
+            self.discard_body(&mut body_state).await?;
+        }
+        if let Some(reason) = close {
+            return Err(reason);
+        }
+        if self.wbuf.len() >= self.config.flush_threshold {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a response head and body. `close` is the decision so far and may be set here
+    /// (a close-delimited body); the head's `Connection` field reflects the final decision.
+    async fn write_response(
+        &mut self,
+        parts: http::response::Parts,
+        body: Body,
+        client_version: Version,
+        is_head: bool,
+        close: &mut Option<CloseReason>,
+    ) -> Result<(), CloseReason> {
+        let status = parts.status;
+        // RFC 9110 §6.4.1, RFC 9112 §6.3: no body after HEAD, 1xx, 204 and 304.
+        let bodiless_status = status == StatusCode::NO_CONTENT || status.is_informational();
+        let sends_body = !is_head && !bodiless_status && status != StatusCode::NOT_MODIFIED;
+        let framing = if bodiless_status {
+            Framing::None
+        } else {
+            match body.length() {
+                // A HEAD or 304 answer may repeat the length the handler states.
+                Some(0) if !sends_body => match parts.headers.get(header::CONTENT_LENGTH) {
+                    Some(length) => Framing::Declared(length.clone()),
+                    None => Framing::None,
+                },
+                Some(length) => Framing::Length(length),
+                None if !sends_body => Framing::None,
+                None if client_version == Version::HTTP_11 => Framing::Chunked,
+                None => {
+                    close.get_or_insert(CloseReason::CloseDelimited);
+                    Framing::CloseDelimited
+                }
+            }
+        };
+
+        let wbuf = &mut self.wbuf;
+        write_status_line(wbuf, Version::HTTP_11, status);
+        if !parts.headers.contains_key(header::DATE) {
+            write_date(wbuf);
+        }
+        write_fields(wbuf, &parts.headers);
+        match &framing {
+            Framing::Length(length) => write_content_length(wbuf, *length),
+            Framing::Declared(length) => write_field(wbuf, b"content-length", length.as_bytes()),
+            Framing::Chunked => wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            Framing::None | Framing::CloseDelimited => {}
+        }
+        match close {
+            Some(_) => wbuf.extend_from_slice(b"connection: close\r\n"),
+            None => {
+                if client_version == Version::HTTP_10 {
+                    wbuf.extend_from_slice(b"connection: keep-alive\r\n");
+                }
+                if self.config.advertise_keep_alive {
+                    wbuf.extend_from_slice(b"keep-alive: timeout=");
+                    write_decimal(wbuf, self.config.keepalive_timeout.as_secs());
+                    if let Some(max) = self.config.max_requests {
+                        wbuf.extend_from_slice(b", max=");
+                        write_decimal(wbuf, max.saturating_sub(self.requests));
+                    }
+                    wbuf.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+        wbuf.extend_from_slice(b"\r\n");
+
+        if !sends_body {
+            return Ok(());
+        }
+        match body {
+            Body::Empty => Ok(()),
+            Body::Full(bytes) => self.push_data(bytes).await,
+            Body::Stream(stream) => self.stream_body(stream, &framing).await,
+        }
+    }
+
+    /// Sends a streamed body with the chosen framing, flushing while the source is slow.
+    async fn stream_body(
+        &mut self,
+        mut stream: BodyStream,
+        framing: &Framing,
+    ) -> Result<(), CloseReason> {
+        let mut sent: u64 = 0;
+        let mut trailers = None;
+        loop {
+            let frame = call_flushing(
+                stream.frame(),
+                &self.stream,
+                &mut self.wbuf,
+                &mut self.writes,
+            )
+            .await;
+            match frame {
+                None => break,
+                Some(Ok(Frame::Data(data))) if data.is_empty() => {}
+                Some(Ok(Frame::Data(data))) => {
+                    sent += data.len() as u64;
+                    match framing {
+                        Framing::Length(length) if sent > *length => {
+                            tracing::error!(length, sent, "response body longer than its length");
+                            return Err(CloseReason::ResponseAborted);
+                        }
+                        Framing::Chunked => {
+                            write_chunk_header(&mut self.wbuf, data.len());
+                            self.push_data(data).await?;
+                            self.wbuf.extend_from_slice(CHUNK_DATA_END);
+                        }
+                        _ => self.push_data(data).await?,
+                    }
+                    if self.wbuf.len() >= self.config.flush_threshold {
+                        self.flush().await?;
+                    }
+                }
+                Some(Ok(Frame::Trailers(fields))) => {
+                    trailers = Some(fields);
+                    break;
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(conn = self.info.id, %error, "response body failed; closing");
+                    return Err(CloseReason::ResponseAborted);
+                }
+            }
+        }
+        match framing {
+            Framing::Length(length) if sent < *length => {
+                tracing::error!(length, sent, "response body shorter than its length");
+                Err(CloseReason::ResponseAborted)
+            }
+            Framing::Chunked => {
+                write_last_chunk(&mut self.wbuf, trailers.as_ref());
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Appends body bytes: small ones are copied into the write buffer, large ones are
+    /// written together with it without a copy.
+    async fn push_data(&mut self, data: Bytes) -> Result<(), CloseReason> {
+        if data.len() <= COPY_LIMIT {
+            self.wbuf.extend_from_slice(&data);
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.config.write_timeout;
+        let result = write_two_until(&self.stream, &self.wbuf, &data, deadline).await;
+        self.wbuf.clear();
+        self.writes += result.as_ref().map_or(0, |n| *n);
+        result.map(drop).map_err(write_error_reason)
+    }
+
+    /// Writes out the write buffer.
+    async fn flush(&mut self) -> Result<(), CloseReason> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.config.write_timeout;
+        let result = write_all_until(&self.stream, &self.wbuf, deadline).await;
+        self.wbuf.clear();
+        self.writes += result.as_ref().map_or(0, |n| *n);
+        result.map(drop).map_err(write_error_reason)
+    }
+
+    /// Reads and drops the rest of a small request body the handler did not read.
+    async fn discard_body(&mut self, state: &mut BodyState) -> Result<(), CloseReason> {
+        let mut body = RequestBody::new(BodyIo {
+            stream: &self.stream,
+            rbuf: &mut self.rbuf,
+            state,
+        });
+        while let Some(frame) = body.frame().await {
+            if frame.is_err() {
+                return Err(CloseReason::BodyUnread);
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends a complete error response (the connection closes after it).
+    fn write_error(&mut self, status: StatusCode) {
+        let (parts, body) = error_response(status).into_parts();
+        write_status_line(&mut self.wbuf, Version::HTTP_11, status);
+        write_date(&mut self.wbuf);
+        write_fields(&mut self.wbuf, &parts.headers);
+        if let Body::Full(text) = body {
+            write_content_length(&mut self.wbuf, text.len() as u64);
+            self.wbuf.extend_from_slice(b"connection: close\r\n\r\n");
+            self.wbuf.extend_from_slice(&text);
+        }
+    }
+
+    /// Closes the connection: flush, then (if the client may still be sending) half-close
+    /// and drain its input for a bounded time, so its last response is not reset.
+    async fn close(&mut self, reason: CloseReason) {
+        // An aborted response still sends what it produced: the client sees the message
+        // end early, never a completion (no last chunk, fewer bytes than Content-Length).
+        let writable = !matches!(reason, CloseReason::Io | CloseReason::WriteTimeout);
+        if writable && self.flush().await.is_err() {
+            return;
+        }
+        let linger = reason.wants_linger()
+            || (reason == CloseReason::ClientRequested && !self.rbuf.is_empty());
+        if !linger {
+            return;
+        }
+        if socket2::SockRef::from(&self.stream)
+            .shutdown(std::net::Shutdown::Write)
+            .is_err()
+        {
+            return;
+        }
+        let deadline = Instant::now() + self.config.linger_timeout;
+        let mut drained = 0u64;
+        while drained < self.config.linger_max_bytes {
+            self.rbuf.clear();
+            match read_some(
+                &self.stream,
+                &mut self.rbuf,
+                self.config.read_buffer,
+                deadline,
+            )
+            .await
+            {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n as u64,
+            }
+        }
+    }
+}
+
+/// How a response body is delimited on the wire.
+enum Framing {
+    /// No body and no length field.
+    None,
+    /// `Content-Length` as the handler stated it (HEAD and 304 answers).
+    Declared(HeaderValue),
+    /// `Content-Length` of the body.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// The body ends when the connection closes.
+    CloseDelimited,
+}
+
+fn write_error_reason(error: std::io::Error) -> CloseReason {
+    if error.kind() == std::io::ErrorKind::TimedOut {
+        CloseReason::WriteTimeout
+    } else {
+        CloseReason::Io
+    }
+}
+
+/// Consumes the request body events already buffered. `Ok(true)` if the body is complete.
+fn settle_unread_body(state: &mut BodyState, rbuf: &mut BytesMut) -> Result<bool, ParseError> {
+    loop {
+        match state.decoder.decode(rbuf)? {
+            Some(BodyEvent::Data(_) | BodyEvent::Trailers(_)) => {}
+            Some(BodyEvent::End) => return Ok(true),
+            None => return Ok(state.decoder.is_done()),
+        }
+    }
+}
+
+/// Polls `future` to completion; whenever it is pending, writes out what the write buffer
+/// holds, so earlier (pipelined) responses are not held back by a slow handler. A write
+/// error is left for the next flush to report.
+async fn call_flushing<F: Future>(
+    future: F,
+    stream: &TcpStream,
+    wbuf: &mut Vec<u8>,
+    writes: &mut u64,
+) -> F::Output {
+    let mut future = pin!(future);
+    let mut write_failed = false;
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(output);
+        }
+        if !write_failed && poll_write_some(stream, wbuf, writes, cx).is_ready() {
+            write_failed = !wbuf.is_empty();
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Writes as much of `wbuf` as the socket takes now; ready when empty or on error.
+fn poll_write_some(
+    stream: &TcpStream,
+    wbuf: &mut Vec<u8>,
+    writes: &mut u64,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    while !wbuf.is_empty() {
+        match stream.try_write(wbuf) {
+            Ok(n) => {
+                *writes += 1;
+                wbuf.drain(..n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                match stream.poll_write_ready(cx) {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            Err(_) => return Poll::Ready(()),
+        }
+    }
+    Poll::Ready(())
+}
+
+/// A plain-text error response: `400 Bad Request\n`.
+pub fn error_response(status: StatusCode) -> Response<Body> {
+    let text = format!(
+        "{} {}\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+thread_local! {
+    /// The `Date` field line for the current second, rebuilt when the second changes.
+    static DATE_LINE: RefCell<(u64, [u8; 37])> = const { RefCell::new((u64::MAX, [0; 37])) };
+}
+
+/// Appends `date: <now>` (RFC 9110 §6.6.1: an origin server with a clock MUST send Date).
+fn write_date(out: &mut Vec<u8>) {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE_LINE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != now {
+            cached.1[..6].copy_from_slice(b"date: ");
+            cached.1[6..35].copy_from_slice(&crate::wire::date::format_http_date(now));
+            cached.1[35..].copy_from_slice(b"\r\n");
+            cached.0 = now;
+        }
+        out.extend_from_slice(&cached.1);
+    });
+}

@@ -1,0 +1,424 @@
+//! The built-in handler behind `hopline serve`: endpoints for testing and benchmarking,
+//! and static files.
+//!
+//! Owns routing and content. It must not touch framing or persistence: it returns a
+//! response with a body, and the connection decides `Content-Length`, chunked, `close`.
+//!
+//! | path | methods | answer |
+//! |---|---|---|
+//! | `/` | GET, HEAD | `Hello, world!` (13 bytes, as nginx's benchmark `return 200`) |
+//! | `/bytes/N` | GET, HEAD | N bytes, streamed; byte i is `b'a' + i % 26` |
+//! | `/delay/MS` | GET, HEAD | waits MS milliseconds (at most 60 s), then answers |
+//! | `/echo` | any | the request head exactly as received, then the body (≤ 1 MiB) |
+//! | anything else | GET, HEAD | a file under `--root`, else 404 |
+//!
+//! With `--root`, the root directory owns every path, and the endpoints move under
+//! `/_hopline/` (`/_hopline/bytes/N`, ...). Unknown methods get 501, known but
+//! unsupported ones 405 with `Allow`.
+
+use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::conn::{Body, BodySource, Frame, Handler, RequestBody, RequestCtx, error_response};
+use crate::error::BoxError;
+use crate::wire::date::{format_http_date, parse_http_date};
+
+/// The body of `/`.
+pub const HELLO: &str = "Hello, world!";
+
+/// Largest body `/echo` returns.
+pub const ECHO_MAX_BODY: u64 = 1024 * 1024;
+
+/// Longest `/delay/MS`.
+pub const MAX_DELAY: Duration = Duration::from_secs(60);
+
+/// Bytes per chunk when streaming files.
+const FILE_CHUNK: usize = 64 * 1024;
+
+/// The built-in origin.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    root: Option<PathBuf>,
+}
+
+impl Origin {
+    /// Endpoints only.
+    pub fn new() -> Self {
+        Origin { root: None }
+    }
+
+    /// Static files from `root`, endpoints under `/_hopline/`.
+    pub fn with_root(root: impl Into<PathBuf>) -> Self {
+        Origin {
+            root: Some(root.into()),
+        }
+    }
+}
+
+impl Handler for Origin {
+    async fn call(
+        &self,
+        mut request: Request<RequestBody<'_>>,
+        ctx: RequestCtx<'_>,
+    ) -> Response<Body> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let endpoint = match &self.root {
+            None => Some(path.as_str()),
+            Some(_) => path
+                .strip_prefix("/_hopline")
+                .filter(|p| p.starts_with('/')),
+        };
+        if let Some(endpoint) = endpoint
+            && let Some(response) = self.endpoint(&method, endpoint, &mut request, ctx).await
+        {
+            return response;
+        }
+        match &self.root {
+            Some(root) => static_file(root, &method, &path, request.headers()).await,
+            None => refuse_unknown_method(&method)
+                .unwrap_or_else(|| error_response(StatusCode::NOT_FOUND)),
+        }
+    }
+}
+
+impl Origin {
+    /// Answers a built-in endpoint, or `None` if `path` is not one.
+    async fn endpoint(
+        &self,
+        method: &Method,
+        path: &str,
+        request: &mut Request<RequestBody<'_>>,
+        ctx: RequestCtx<'_>,
+    ) -> Option<Response<Body>> {
+        if path == "/echo" {
+            return Some(echo(request, ctx).await);
+        }
+        let read_only = |answer: Response<Body>| match read_only_method(method) {
+            Some(refusal) => refusal,
+            None => answer,
+        };
+        if path == "/" && self.root.is_none() {
+            return Some(read_only(text(StatusCode::OK, Body::from(HELLO))));
+        }
+        if let Some(count) = path.strip_prefix("/bytes/") {
+            let Ok(count) = count.parse::<u64>() else {
+                return Some(error_response(StatusCode::BAD_REQUEST));
+            };
+            return Some(read_only(pattern_response(count)));
+        }
+        if let Some(millis) = path.strip_prefix("/delay/") {
+            let Ok(millis) = millis.parse::<u64>() else {
+                return Some(error_response(StatusCode::BAD_REQUEST));
+            };
+            if let Some(refusal) = read_only_method(method) {
+                return Some(refusal);
+            }
+            let delay = Duration::from_millis(millis).min(MAX_DELAY);
+            tokio::time::sleep(delay).await;
+            return Some(text(
+                StatusCode::OK,
+                Body::from(format!("delayed {} ms\n", delay.as_millis())),
+            ));
+        }
+        None
+    }
+}
+
+/// `/echo`: the head as received, then the body.
+async fn echo(request: &mut Request<RequestBody<'_>>, ctx: RequestCtx<'_>) -> Response<Body> {
+    let body = match request.body_mut().collect(ECHO_MAX_BODY).await {
+        Ok(body) => body,
+        // The connection answers body errors itself (400 / 408 / 413).
+        Err(_) => return error_response(StatusCode::BAD_REQUEST),
+    };
+    let mut all = Vec::with_capacity(ctx.raw_head.len() + body.len());
+    all.extend_from_slice(ctx.raw_head);
+    all.extend_from_slice(&body);
+    let mut response = text(StatusCode::OK, Body::from(all));
+    let headers = response.headers_mut();
+    headers.insert("x-connection-id", HeaderValue::from(ctx.conn.id));
+    headers.insert("x-connection-requests", HeaderValue::from(ctx.number));
+    response
+}
+
+fn text(status: StatusCode, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
+/// 501 for methods this server does not know at all (RFC 9110 §9.1), `None` otherwise.
+fn refuse_unknown_method(method: &Method) -> Option<Response<Body>> {
+    let known = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    (!known.contains(method)).then(|| error_response(StatusCode::NOT_IMPLEMENTED))
+}
+
+/// `None` for GET and HEAD; otherwise 501 (unknown method) or 405 with `Allow`.
+fn read_only_method(method: &Method) -> Option<Response<Body>> {
+    if method == Method::GET || method == Method::HEAD {
+        return None;
+    }
+    Some(refuse_unknown_method(method).unwrap_or_else(|| {
+        let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED);
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        response
+    }))
+}
+
+/// `/bytes/N`.
+fn pattern_response(count: u64) -> Response<Body> {
+    let mut response = Response::new(Body::stream(
+        Some(count),
+        PatternSource { remaining: count },
+    ));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}
+
+/// 65,520 bytes (a multiple of 26) of `abc…zabc…`, so every chunk starts at `a`.
+static PATTERN: [u8; 65_520] = {
+    let mut pattern = [0u8; 65_520];
+    let mut i = 0;
+    while i < pattern.len() {
+        pattern[i] = b'a' + (i % 26) as u8;
+        i += 1;
+    }
+    pattern
+};
+
+/// Streams `remaining` bytes of [`PATTERN`] without copying.
+struct PatternSource {
+    remaining: u64,
+}
+
+impl BodySource for PatternSource {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame, BoxError>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let len = self.remaining.min(PATTERN.len() as u64) as usize;
+        self.remaining -= len as u64;
+        Poll::Ready(Some(Ok(Frame::Data(Bytes::from_static(&PATTERN[..len])))))
+    }
+}
+
+/// Streams exactly `remaining` bytes from a reader; a short read is an error (the file
+/// shrank while being sent), which aborts the response rather than truncating it.
+struct ReaderSource<R> {
+    reader: R,
+    remaining: u64,
+}
+
+impl<R: AsyncRead + Send + Unpin + 'static> BodySource for ReaderSource<R> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame, BoxError>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let want = self.remaining.min(FILE_CHUNK as u64) as usize;
+        let mut chunk = vec![0u8; want];
+        let mut buf = ReadBuf::new(&mut chunk);
+        match Pin::new(&mut self.reader).poll_read(cx, &mut buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(error)) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(Ok(())) => {
+                let filled = buf.filled().len();
+                if filled == 0 {
+                    return Poll::Ready(Some(Err("file ended before its length".into())));
+                }
+                chunk.truncate(filled);
+                self.remaining -= filled as u64;
+                Poll::Ready(Some(Ok(Frame::Data(Bytes::from(chunk)))))
+            }
+        }
+    }
+}
+
+/// Maps a request path onto `root`, refusing anything that could leave it.
+fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
+    let decoded = percent_decode(path)?;
+    let mut resolved = root.to_path_buf();
+    for component in Path::new(&decoded).components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(part) => resolved.push(part),
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(resolved)
+}
+
+/// Percent-decodes a path; `None` for malformed escapes, NUL or non-UTF-8 results.
+fn percent_decode(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    if out.contains(&0) {
+        return None;
+    }
+    String::from_utf8(out).ok()
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css",
+        "js" | "mjs" => "text/javascript",
+        "json" => "application/json",
+        "txt" => "text/plain; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "wasm" => "application/wasm",
+        "xml" => "application/xml",
+        "pdf" => "application/pdf",
+        "woff2" => "font/woff2",
+        _ => "application/octet-stream",
+    }
+}
+
+/// GET / HEAD of a file under `root` (a directory serves its `index.html`), with
+/// `Last-Modified` and `If-Modified-Since` (RFC 9110 §13.1.3).
+async fn static_file(
+    root: &Path,
+    method: &Method,
+    path: &str,
+    headers: &http::HeaderMap,
+) -> Response<Body> {
+    if let Some(refusal) = read_only_method(method) {
+        return refusal;
+    }
+    let Some(mut file_path) = resolve(root, path) else {
+        return error_response(StatusCode::NOT_FOUND);
+    };
+    let mut metadata = match tokio::fs::metadata(&file_path).await {
+        Ok(metadata) => metadata,
+        Err(_) => return error_response(StatusCode::NOT_FOUND),
+    };
+    if metadata.is_dir() {
+        file_path.push("index.html");
+        metadata = match tokio::fs::metadata(&file_path).await {
+            Ok(metadata) if metadata.is_file() => metadata,
+            _ => return error_response(StatusCode::NOT_FOUND),
+        };
+    }
+    let modified = metadata
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
+    let last_modified = modified.map(|secs| {
+        HeaderValue::from_bytes(&format_http_date(secs)).expect("an HTTP-date is a valid value")
+    });
+    let not_modified = match (modified, headers.get(header::IF_MODIFIED_SINCE)) {
+        (Some(secs), Some(since)) if !headers.contains_key(header::IF_NONE_MATCH) => {
+            parse_http_date(since.as_bytes()).is_some_and(|since| secs <= since)
+        }
+        _ => false,
+    };
+    let mut response = if not_modified {
+        let mut response = Response::new(Body::Empty);
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        let file = match tokio::fs::File::open(&file_path).await {
+            Ok(file) => file,
+            Err(_) => return error_response(StatusCode::NOT_FOUND),
+        };
+        let length = metadata.len();
+        let mut response = Response::new(Body::stream(
+            Some(length),
+            ReaderSource {
+                reader: file,
+                remaining: length,
+            },
+        ));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(&file_path)),
+        );
+        response
+    };
+    if let Some(value) = last_modified {
+        response.headers_mut().insert(header::LAST_MODIFIED, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_never_leave_the_root() {
+        let root = Path::new("/srv/www");
+        assert_eq!(
+            resolve(root, "/a/b.txt"),
+            Some(PathBuf::from("/srv/www/a/b.txt"))
+        );
+        assert_eq!(resolve(root, "/"), Some(PathBuf::from("/srv/www")));
+        assert_eq!(resolve(root, "/a%20b"), Some(PathBuf::from("/srv/www/a b")));
+        assert_eq!(resolve(root, "/./a"), Some(PathBuf::from("/srv/www/a")));
+        for bad in [
+            "/../etc/passwd",
+            "/a/../../x",
+            "/%2e%2e/etc",
+            "/a%00b",
+            "/%zz",
+            "/%c3",
+        ] {
+            assert_eq!(resolve(root, bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn pattern_chunks_keep_the_pattern_aligned() {
+        assert_eq!(PATTERN.len() % 26, 0);
+        assert_eq!(&PATTERN[..3], b"abc");
+        assert_eq!(PATTERN[25], b'z');
+        assert_eq!(PATTERN[26], b'a');
+    }
+}

@@ -1,0 +1,329 @@
+//! The listener: accept loop, connection limit, accept-error backoff and graceful shutdown.
+//!
+//! Owns sockets until they are handed to [`crate::conn::serve_connection`], and the
+//! lifecycle of the tasks serving them. It must not contain protocol logic.
+//!
+//! - **Connection limit**: a connection is accepted only once a slot is free. Excess
+//!   connections wait in the kernel's listen backlog (they are not accepted and dropped).
+//! - **Accept errors**: errors about one connection (reset before accept) are skipped;
+//!   resource errors (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) back off from 1 ms doubling
+//!   to 1 s, so a full file table does not spin the CPU.
+//! - **Graceful shutdown**: stop accepting, signal every connection (idle ones close at
+//!   once; busy ones finish their request with `Connection: close`), wait for them up to
+//!   the drain deadline, then abort the rest.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::conn::{
+    CloseReason, ConnInfo, ConnSummary, Handler, ServerConfig, Shutdown, serve_connection,
+};
+
+/// Listener settings, each with its default.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Most connections served at once; more wait in the backlog. Default 10,000.
+    pub max_connections: usize,
+    /// Kernel listen backlog (capped by `net.core.somaxconn`). Default 4096.
+    pub backlog: u32,
+    /// How long a graceful shutdown waits for busy connections. Default 10 s.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            max_connections: 10_000,
+            backlog: 4096,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Every way a connection can close, in a fixed order (for counting).
+pub const CLOSE_REASONS: [CloseReason; 16] = [
+    CloseReason::ClientClosed,
+    CloseReason::ClientRequested,
+    CloseReason::ShortLived,
+    CloseReason::IdleTimeout,
+    CloseReason::HeaderTimeout,
+    CloseReason::BodyTimeout,
+    CloseReason::WriteTimeout,
+    CloseReason::MaxRequests,
+    CloseReason::MaxLifetime,
+    CloseReason::Shutdown,
+    CloseReason::BadRequest,
+    CloseReason::HandlerRequested,
+    CloseReason::CloseDelimited,
+    CloseReason::BodyUnread,
+    CloseReason::ResponseAborted,
+    CloseReason::Io,
+];
+
+fn reason_index(reason: CloseReason) -> usize {
+    CLOSE_REASONS
+        .iter()
+        .position(|r| *r == reason)
+        .unwrap_or(CLOSE_REASONS.len() - 1)
+}
+
+/// Counters a running server keeps, readable at any time.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    accepted: AtomicU64,
+    active: AtomicU64,
+    requests: AtomicU64,
+    writes: AtomicU64,
+    closed_by: [AtomicU64; CLOSE_REASONS.len()],
+}
+
+/// A copy of [`ServerStats`] at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections being served.
+    pub active: u64,
+    /// Requests answered on connections that have closed.
+    pub requests: u64,
+    /// Write syscalls that carried response bytes, on connections that have closed.
+    pub writes: u64,
+    /// Closed connections, by reason, in [`CLOSE_REASONS`] order.
+    pub closed_by: Vec<(CloseReason, u64)>,
+}
+
+impl StatsSnapshot {
+    /// Closed connections with this reason.
+    pub fn closed(&self, reason: CloseReason) -> u64 {
+        self.closed_by
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Closed connections, all reasons.
+    pub fn closed_total(&self) -> u64 {
+        self.closed_by.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl ServerStats {
+    /// The counters now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            active: self.active.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+            closed_by: CLOSE_REASONS
+                .iter()
+                .zip(&self.closed_by)
+                .map(|(reason, n)| (*reason, n.load(Ordering::Relaxed)))
+                .collect(),
+        }
+    }
+
+    fn record_close(&self, summary: ConnSummary) {
+        self.requests.fetch_add(summary.requests, Ordering::Relaxed);
+        self.writes.fetch_add(summary.writes, Ordering::Relaxed);
+        self.closed_by[reason_index(summary.reason)].fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A bound listener with its handler and policy, ready to run.
+pub struct Server<H> {
+    listener: TcpListener,
+    handler: Arc<H>,
+    config: Arc<ServerConfig>,
+    listener_config: ListenerConfig,
+    stats: Arc<ServerStats>,
+    shutdown: Shutdown,
+}
+
+/// How a server run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Connections still open at the drain deadline, aborted.
+    pub aborted: usize,
+}
+
+impl<H: Handler> Server<H> {
+    /// Binds `addr` (`SO_REUSEADDR`, the configured backlog).
+    pub fn bind(
+        addr: SocketAddr,
+        handler: H,
+        config: ServerConfig,
+        listener_config: ListenerConfig,
+    ) -> io::Result<Self> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(listener_config.backlog)?;
+        Ok(Self::from_listener(
+            listener,
+            handler,
+            config,
+            listener_config,
+        ))
+    }
+
+    /// Wraps an already bound listener.
+    pub fn from_listener(
+        listener: TcpListener,
+        handler: H,
+        config: ServerConfig,
+        listener_config: ListenerConfig,
+    ) -> Self {
+        Server {
+            listener,
+            handler: Arc::new(handler),
+            config: Arc::new(config),
+            listener_config,
+            stats: Arc::new(ServerStats::default()),
+            shutdown: Shutdown::new(),
+        }
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> Arc<ServerStats> {
+        self.stats.clone()
+    }
+
+    /// Accepts and serves connections until `signal` completes, then shuts down gracefully.
+    pub async fn run(self, signal: impl Future<Output = ()>) -> RunSummary {
+        let Server {
+            listener,
+            handler,
+            config,
+            listener_config,
+            stats,
+            shutdown,
+        } = self;
+        let slots = Arc::new(Semaphore::new(listener_config.max_connections));
+        let mut tasks = JoinSet::new();
+        let mut next_id: u64 = 0;
+        let mut backoff = Duration::from_millis(1);
+        let mut signal = std::pin::pin!(signal);
+        loop {
+            // Reap finished connection tasks so the set stays small.
+            while tasks.try_join_next().is_some() {}
+            let slot = tokio::select! {
+                biased;
+                () = &mut signal => break,
+                slot = slots.clone().acquire_owned() => slot.expect("semaphore never closed"),
+            };
+            let accepted = tokio::select! {
+                biased;
+                () = &mut signal => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => {
+                    backoff = Duration::from_millis(1);
+                    accepted
+                }
+                Err(error) if is_per_connection(&error) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, ?backoff, "accept failed; backing off");
+                    tokio::select! {
+                        biased;
+                        () = &mut signal => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            next_id += 1;
+            let info = ConnInfo {
+                id: next_id,
+                peer,
+                local: stream.local_addr().unwrap_or(peer),
+            };
+            stats.accepted.fetch_add(1, Ordering::Relaxed);
+            stats.active.fetch_add(1, Ordering::Relaxed);
+            let handler = handler.clone();
+            let config = config.clone();
+            let stats = stats.clone();
+            let listener = shutdown.listener();
+            tasks.spawn(async move {
+                // Counts the connection as closed even if its task is aborted at the drain
+                // deadline (then as a shutdown close).
+                let mut record = CloseRecord {
+                    stats,
+                    summary: None,
+                };
+                let summary = serve_connection(stream, info, &*handler, &config, listener).await;
+                record.summary = Some(summary);
+                drop(slot);
+            });
+        }
+
+        // Graceful shutdown: no new connections; every open one is told to finish.
+        drop(listener);
+        tracing::info!(open = tasks.len(), "shutting down: draining connections");
+        shutdown.trigger();
+        let drained = tokio::time::timeout(listener_config.drain_timeout, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        let aborted = if drained.is_err() {
+            let left = tasks.len();
+            tracing::warn!(left, "drain deadline passed; aborting connections");
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            left
+        } else {
+            0
+        };
+        RunSummary { aborted }
+    }
+}
+
+/// Records a connection's close in the stats when its task ends, however it ends.
+struct CloseRecord {
+    stats: Arc<ServerStats>,
+    summary: Option<ConnSummary>,
+}
+
+impl Drop for CloseRecord {
+    fn drop(&mut self) {
+        let summary = self.summary.unwrap_or(ConnSummary {
+            requests: 0,
+            writes: 0,
+            reason: CloseReason::Shutdown,
+        });
+        self.stats.record_close(summary);
+    }
+}
+
+/// Accept errors that concern only the connection being accepted.
+fn is_per_connection(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+    ) || error.raw_os_error() == Some(libc::EPROTO)
+        || error.raw_os_error() == Some(libc::EPERM)
+}
