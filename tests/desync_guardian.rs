@@ -152,13 +152,14 @@ fn hopline_accepts(raw: &[u8]) -> Result<(), String> {
     }
 }
 
-/// Whether hopline refuses to read this request's body (any error, 501 included).
+/// Whether a hopline server refuses to read this request's body: a parse error, or a
+/// transfer coding it does not implement (501), exactly as `conn` decides.
 fn hopline_refuses(raw: &[u8]) -> bool {
     let mut buf = BytesMut::from(raw);
-    !matches!(
-        HeadParser::new().parse_request(&mut buf, &HeadLimits::default(), false),
-        Ok(HeadStatus::Complete(_))
-    )
+    match HeadParser::new().parse_request(&mut buf, &HeadLimits::default(), false) {
+        Ok(HeadStatus::Complete(head)) => head.fields.has_other_codings(),
+        _ => true,
+    }
 }
 
 #[test]

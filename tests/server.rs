@@ -381,6 +381,7 @@ async fn malformed_requests_get_an_error_status_then_close() {
         (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n".to_vec(), 505),
         (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(), 400),
         (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(), 501),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec(), 501),
         (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1, 1\r\n\r\n".to_vec(), 400),
         (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec(), 400),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(), 400),

@@ -428,6 +428,10 @@ impl Conn<'_> {
         let is_head = head.method == Method::HEAD;
 
         // Refusals that need no handler: the body (if any) stays unread, so they close.
+        if head.fields.has_other_codings() {
+            self.write_error(ParseError::TransferCodingNotImplemented.status());
+            return Err(CloseReason::BadRequest);
+        }
         if head.fields.expect == Expectation::Unsupported {
             self.write_error(StatusCode::EXPECTATION_FAILED);
             return Err(CloseReason::BadRequest);

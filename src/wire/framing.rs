@@ -110,6 +110,15 @@ impl MessageFields {
         }
     }
 
+    /// Whether transfer codings other than `chunked` were applied (e.g. `gzip, chunked`).
+    /// The framing is still chunked, but the decoded body is gzip data: a server that does
+    /// not implement the coding answers 501 (RFC 9112 §6.1) rather than hand it on as the
+    /// body.
+    pub fn has_other_codings(&self) -> bool {
+        self.transfer_codings
+            .is_some_and(|codings| codings.count > codings.chunked)
+    }
+
     /// Whether the request asks to switch protocols on this connection (RFC 9110 §7.8):
     /// an `Upgrade` field named in `Connection`, in HTTP/1.1.
     pub fn wants_upgrade(&self) -> bool {
@@ -124,14 +133,12 @@ pub fn request_framing(method: &Method, fields: &MessageFields) -> Result<BodyFr
         //    MAY reject and MUST close afterwards either way (§6.1). We reject.
         (Some(_), Some(_)) => Err(ParseError::TransferEncodingWithContentLength),
         // 4. Transfer-Encoding: the length is known only if chunked is the final coding,
-        //    applied once; otherwise 400 and close. Any other coding (even before a final
-        //    chunked) is one we do not implement: 501 (§6.1). Passing `gzip, chunked` on as
-        //    plain chunked would hand compressed bytes to the handler as the body.
+        //    applied once; otherwise 400 and close. Codings before a final chunked do not
+        //    change the framing (see `MessageFields::has_other_codings` for who refuses
+        //    them); a field with only codings we do not implement is 501 (§6.1).
         (Some(codings), None) => {
-            if codings.is_chunked_final() && codings.count == 1 {
+            if codings.is_chunked_final() {
                 Ok(BodyFraming::Chunked)
-            } else if codings.is_chunked_final() {
-                Err(ParseError::TransferCodingNotImplemented)
             } else if codings.malformed {
                 Err(ParseError::TransferEncoding("malformed transfer coding"))
             } else if codings.chunked > 0 {
@@ -260,10 +267,7 @@ mod tests {
                 Err(ParseError::ContentLength("not a decimal number")),
             ),
             (&[("transfer-encoding", "chunked")], Ok(Chunked)),
-            (
-                &[("transfer-encoding", "gzip, chunked")],
-                Err(ParseError::TransferCodingNotImplemented),
-            ),
+            (&[("transfer-encoding", "gzip, chunked")], Ok(Chunked)),
             (
                 &[("transfer-encoding", "chunked"), ("content-length", "3")],
                 Err(ParseError::TransferEncodingWithContentLength),
@@ -420,6 +424,24 @@ mod tests {
                 "{version:?} {lines:?}"
             );
         }
+    }
+
+    #[test]
+    fn other_codings_are_reported() {
+        let v = Version::HTTP_11;
+        assert!(!fields(v, &[("transfer-encoding", "chunked")]).has_other_codings());
+        assert!(fields(v, &[("transfer-encoding", "gzip, chunked")]).has_other_codings());
+        assert!(
+            fields(
+                v,
+                &[
+                    ("transfer-encoding", "gzip"),
+                    ("transfer-encoding", "chunked")
+                ]
+            )
+            .has_other_codings()
+        );
+        assert!(!fields(v, &[]).has_other_codings());
     }
 
     #[test]
