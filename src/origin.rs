@@ -67,68 +67,78 @@ impl Handler for Origin {
         mut request: Request<RequestBody<'_>>,
         ctx: RequestCtx<'_>,
     ) -> Response<Body> {
-        let method = request.method().clone();
-        let path = request.uri().path().to_string();
+        // The common endpoints answer without waiting; everything that waits (files,
+        // delays, bodies) is boxed, so this future stays small: it is created and moved
+        // once per request.
+        let path = request.uri().path();
         let endpoint = match &self.root {
-            None => Some(path.as_str()),
+            None => Some(path),
             Some(_) => path
                 .strip_prefix("/_hopline")
                 .filter(|p| p.starts_with('/')),
         };
-        if let Some(endpoint) = endpoint
-            && let Some(response) = self.endpoint(&method, endpoint, &mut request, ctx).await
-        {
-            return response;
-        }
-        match &self.root {
-            Some(root) => static_file(root, &method, &path, request.headers()).await,
-            None => refuse_unknown_method(&method)
-                .unwrap_or_else(|| error_response(StatusCode::NOT_FOUND)),
+        match endpoint.map(|endpoint| self.route(request.method(), endpoint)) {
+            Some(Route::Ready(response)) => response,
+            Some(Route::Echo) => Box::pin(echo(&mut request, ctx)).await,
+            Some(Route::Delay(delay)) => Box::pin(delayed(delay)).await,
+            Some(Route::Other) | None => match &self.root {
+                Some(root) => Box::pin(static_file(root, &request)).await,
+                None => refuse_unknown_method(request.method())
+                    .unwrap_or_else(|| error_response(StatusCode::NOT_FOUND)),
+            },
         }
     }
 }
 
+/// Where a request goes.
+enum Route {
+    /// Answered already.
+    Ready(Response<Body>),
+    /// `/echo`: reads the body first.
+    Echo,
+    /// `/delay/MS`: answers after this long.
+    Delay(Duration),
+    /// Not an endpoint: a file, or 404.
+    Other,
+}
+
 impl Origin {
-    /// Answers a built-in endpoint, or `None` if `path` is not one.
-    async fn endpoint(
-        &self,
-        method: &Method,
-        path: &str,
-        request: &mut Request<RequestBody<'_>>,
-        ctx: RequestCtx<'_>,
-    ) -> Option<Response<Body>> {
+    /// Routes a built-in endpoint path.
+    fn route(&self, method: &Method, path: &str) -> Route {
         if path == "/echo" {
-            return Some(echo(request, ctx).await);
+            return Route::Echo;
         }
         let read_only = |answer: Response<Body>| match read_only_method(method) {
-            Some(refusal) => refusal,
-            None => answer,
+            Some(refusal) => Route::Ready(refusal),
+            None => Route::Ready(answer),
         };
         if path == "/" && self.root.is_none() {
-            return Some(read_only(text(StatusCode::OK, Body::from(HELLO))));
+            return read_only(text(StatusCode::OK, Body::from(HELLO)));
         }
         if let Some(count) = path.strip_prefix("/bytes/") {
-            let Ok(count) = count.parse::<u64>() else {
-                return Some(error_response(StatusCode::BAD_REQUEST));
+            return match count.parse::<u64>() {
+                Ok(count) => read_only(pattern_response(count)),
+                Err(_) => Route::Ready(error_response(StatusCode::BAD_REQUEST)),
             };
-            return Some(read_only(pattern_response(count)));
         }
         if let Some(millis) = path.strip_prefix("/delay/") {
-            let Ok(millis) = millis.parse::<u64>() else {
-                return Some(error_response(StatusCode::BAD_REQUEST));
+            return match (millis.parse::<u64>(), read_only_method(method)) {
+                (Err(_), _) => Route::Ready(error_response(StatusCode::BAD_REQUEST)),
+                (_, Some(refusal)) => Route::Ready(refusal),
+                (Ok(millis), None) => Route::Delay(Duration::from_millis(millis).min(MAX_DELAY)),
             };
-            if let Some(refusal) = read_only_method(method) {
-                return Some(refusal);
-            }
-            let delay = Duration::from_millis(millis).min(MAX_DELAY);
-            tokio::time::sleep(delay).await;
-            return Some(text(
-                StatusCode::OK,
-                Body::from(format!("delayed {} ms\n", delay.as_millis())),
-            ));
         }
-        None
+        Route::Other
     }
+}
+
+/// `/delay/MS`.
+async fn delayed(delay: Duration) -> Response<Body> {
+    tokio::time::sleep(delay).await;
+    text(
+        StatusCode::OK,
+        Body::from(format!("delayed {} ms\n", delay.as_millis())),
+    )
 }
 
 /// `/echo`: the head as received, then the body.
@@ -322,16 +332,12 @@ fn content_type(path: &Path) -> &'static str {
 
 /// GET / HEAD of a file under `root` (a directory serves its `index.html`), with
 /// `Last-Modified` and `If-Modified-Since` (RFC 9110 §13.1.3).
-async fn static_file(
-    root: &Path,
-    method: &Method,
-    path: &str,
-    headers: &http::HeaderMap,
-) -> Response<Body> {
-    if let Some(refusal) = read_only_method(method) {
+async fn static_file(root: &Path, request: &Request<RequestBody<'_>>) -> Response<Body> {
+    if let Some(refusal) = read_only_method(request.method()) {
         return refusal;
     }
-    let Some(mut file_path) = resolve(root, path) else {
+    let headers = request.headers();
+    let Some(mut file_path) = resolve(root, request.uri().path()) else {
         return error_response(StatusCode::NOT_FOUND);
     };
     let mut metadata = match tokio::fs::metadata(&file_path).await {

@@ -4,11 +4,37 @@
 //!
 //! Owns nothing but the syscall loops; it must not know HTTP.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
+
+/// Reads what the socket holds right now into `buf` (reserving `read_size` of spare room
+/// first), without waiting: `None` if nothing is there. `Some(Ok(0))` means the peer
+/// closed.
+///
+/// Goes through tokio's `poll_read`, which remembers that a short read drained the socket,
+/// so asking an empty socket again costs no syscall (`try_read_buf` would make one and get
+/// `EAGAIN`). The no-op waker registered on `Pending` is replaced by whoever waits next.
+pub(crate) fn read_now(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    read_size: usize,
+) -> Option<io::Result<usize>> {
+    if buf.capacity() - buf.len() < read_size / 4 {
+        buf.reserve(read_size);
+    }
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(stream.read_buf(buf)).poll(&mut cx) {
+        Poll::Ready(result) => Some(result),
+        Poll::Pending => None,
+    }
+}
 
 /// Reads what is available into `buf` (at least one byte, reserving `read_size` of spare
 /// room first). `Ok(0)` means the peer closed; `TimedOut` that `deadline` passed.

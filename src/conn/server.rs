@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::body::{Body, BodyFailure, BodyIo, BodyState, BodyStream, Frame, RequestBody};
-use super::io::{read_some, write_all_until, write_two_until};
+use super::io::{read_now, read_some, write_all_until, write_two_until};
 use super::shutdown::ShutdownListener;
 use crate::wire::chunked::{CHUNK_DATA_END, write_chunk_header, write_last_chunk};
 use crate::wire::head::{
@@ -40,8 +40,8 @@ use crate::wire::head::{
 };
 use crate::wire::headers::list_members;
 use crate::wire::{
-    BodyDecoder, BodyEvent, ChunkedLimits, Expectation, HeadLimits, HeadParser, HeadStatus,
-    MessageFields, ParseError, RequestHead, keep_alive_intent,
+    BodyDecoder, BodyEvent, BodyFraming, ChunkedLimits, Expectation, HeadLimits, HeadParser,
+    HeadStatus, MessageFields, ParseError, RequestHead, keep_alive_intent,
 };
 
 /// The connection policy of a server, each field with its default.
@@ -240,6 +240,7 @@ pub async fn serve_connection<H: Handler>(
         shutdown,
         requests: 0,
         writes: 0,
+        head_deadline: None,
         born: Instant::now(),
     };
     let mut idle_timer = pin!(tokio::time::sleep_until(conn.born + config.header_timeout));
@@ -274,6 +275,8 @@ struct Conn<'a> {
     requests: u64,
     /// Write syscalls that carried response bytes.
     writes: u64,
+    /// When the head being received must be complete (set at its first byte).
+    head_deadline: Option<Instant>,
     born: Instant,
 }
 
@@ -326,67 +329,179 @@ impl Conn<'_> {
     }
 
     /// Serves every request that arrives without the connection going idle.
+    ///
+    /// A future is moved by copying its whole size when it is created, so this loop keeps
+    /// every per-request step that need not wait synchronous (parse, refuse, write the head
+    /// and a small body into the buffer); it awaits only the handler in place, and slow
+    /// I/O and streamed bodies behind boxes. That is what makes pipelining cheap.
     async fn serve_burst<H: Handler>(&mut self, handler: &H) -> Result<(), CloseReason> {
-        while let Some(head) = self.next_head().await? {
-            self.serve_request(handler, head).await?;
-        }
-        Ok(())
-    }
-
-    /// The next request head: parsed from what is buffered, reading more while a head is
-    /// incomplete. `None` when no byte of a next request is available (time to go idle).
-    async fn next_head(&mut self) -> Result<Option<RequestHead>, CloseReason> {
-        let mut head_deadline = None;
         loop {
-            match self
-                .parser
-                .parse_request(&mut self.rbuf, &self.config.head_limits, true)
-            {
-                Ok(HeadStatus::Complete(head)) => return Ok(Some(head)),
-                Ok(HeadStatus::Partial { started }) => {
-                    // Before waiting on the client, send what we owe it: this is where the
-                    // responses to a pipelined burst leave together.
-                    self.flush().await?;
-                    if started && head_deadline.is_none() {
-                        head_deadline = Some(Instant::now() + self.config.header_timeout);
-                    }
-                    let Some(deadline) = head_deadline else {
-                        self.rbuf.reserve(self.config.read_buffer);
-                        match self.stream.try_read_buf(&mut self.rbuf) {
-                            Ok(0) => return Err(CloseReason::ClientClosed),
-                            Ok(_) => continue,
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                                return Ok(None);
-                            }
-                            Err(_) => return Err(CloseReason::Io),
-                        }
-                    };
-                    match read_some(
-                        &self.stream,
-                        &mut self.rbuf,
-                        self.config.read_buffer,
-                        deadline,
-                    )
-                    .await
-                    {
-                        Ok(0) => return Err(CloseReason::ClientClosed),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                            self.requests += 1;
-                            self.write_error(StatusCode::REQUEST_TIMEOUT);
-                            return Err(CloseReason::HeaderTimeout);
-                        }
-                        Err(_) => return Err(CloseReason::Io),
-                    }
+            let Some(head) = self.next_head()? else {
+                // Before waiting on the client, send what we owe it: this is where the
+                // responses to a pipelined burst leave together.
+                self.flush().await?;
+                if self.read_more().await? {
+                    continue;
                 }
-                Err(error) => {
-                    tracing::debug!(conn = self.info.id, %error, "malformed request");
-                    self.requests += 1;
-                    self.write_error(error.status());
-                    return Err(CloseReason::BadRequest);
+                return Ok(());
+            };
+            self.requests += 1;
+            let expect_continue = self.admit(&head)?;
+            if expect_continue {
+                // `100 Continue` must follow every earlier response.
+                self.flush().await?;
+            }
+            let mut body_state = BodyState {
+                decoder: BodyDecoder::new(head.framing, self.config.chunked_limits),
+                received: 0,
+                limit: self.config.max_body_bytes,
+                continue_pending: expect_continue,
+                timeout: self.config.body_timeout,
+                read_size: self.config.read_buffer,
+                failure: None,
+            };
+            let RequestHead {
+                method,
+                uri,
+                version,
+                headers,
+                raw,
+                framing,
+                fields,
+            } = head;
+            let is_head = method == Method::HEAD;
+            let body = if framing == BodyFraming::Empty {
+                RequestBody::empty()
+            } else {
+                RequestBody::new(BodyIo {
+                    stream: &self.stream,
+                    rbuf: &mut self.rbuf,
+                    state: &mut body_state,
+                })
+            };
+            let mut request = Request::new(body);
+            *request.method_mut() = method;
+            *request.uri_mut() = uri;
+            *request.version_mut() = version;
+            *request.headers_mut() = headers;
+            let ctx = RequestCtx {
+                conn: &self.info,
+                number: self.requests,
+                raw_head: &raw,
+            };
+            let response = {
+                // Awaited in place (pinned here, never moved again); the block ends its
+                // borrows of the connection before the response is written.
+                let call = pin!(handler.call(request, ctx));
+                Flushing::new(call, &self.stream, &mut self.wbuf, &mut self.writes).await
+            };
+
+            let rest = self.begin_response(response, &mut body_state, &fields, version, is_head)?;
+            match rest.body {
+                Remaining::Nothing => {}
+                Remaining::Large(bytes) => Box::pin(self.push_data(bytes)).await?,
+                Remaining::Stream(stream, framing) => {
+                    Box::pin(self.stream_body(stream, framing)).await?;
                 }
             }
+            if rest.discard_body && rest.close.is_none() {
+                Box::pin(self.discard_body(&mut body_state)).await?;
+            }
+            if let Some(reason) = rest.close {
+                return Err(reason);
+            }
+            if self.wbuf.len() >= self.config.flush_threshold {
+                self.flush().await?;
+            }
         }
+    }
+
+    /// The next request head if the buffer holds a complete one. A malformed head is
+    /// answered here (and closes); an incomplete one starts the header timer.
+    fn next_head(&mut self) -> Result<Option<RequestHead>, CloseReason> {
+        match self
+            .parser
+            .parse_request(&mut self.rbuf, &self.config.head_limits, true)
+        {
+            Ok(HeadStatus::Complete(head)) => {
+                self.head_deadline = None;
+                Ok(Some(head))
+            }
+            Ok(HeadStatus::Partial { started }) => {
+                if started && self.head_deadline.is_none() {
+                    self.head_deadline = Some(Instant::now() + self.config.header_timeout);
+                }
+                Ok(None)
+            }
+            Err(error) => {
+                tracing::debug!(conn = self.info.id, %error, "malformed request");
+                self.requests += 1;
+                self.write_error(error.status());
+                Err(CloseReason::BadRequest)
+            }
+        }
+    }
+
+    /// Reads more input. With no byte of a head buffered, only what the socket already
+    /// has (`false`: nothing, time to go idle); inside a head, waits until the header
+    /// deadline (408 when it passes).
+    async fn read_more(&mut self) -> Result<bool, CloseReason> {
+        let Some(deadline) = self.head_deadline else {
+            return match read_now(&mut self.stream, &mut self.rbuf, self.config.read_buffer) {
+                None => Ok(false),
+                Some(Ok(0)) => Err(CloseReason::ClientClosed),
+                Some(Ok(_)) => Ok(true),
+                Some(Err(_)) => Err(CloseReason::Io),
+            };
+        };
+        Box::pin(self.read_head_until(deadline))
+            .await
+            .map(|()| true)
+    }
+
+    /// Waits for more bytes of an incomplete head, until `deadline`.
+    async fn read_head_until(&mut self, deadline: Instant) -> Result<(), CloseReason> {
+        match read_some(
+            &self.stream,
+            &mut self.rbuf,
+            self.config.read_buffer,
+            deadline,
+        )
+        .await
+        {
+            Ok(0) => Err(CloseReason::ClientClosed),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                self.requests += 1;
+                self.write_error(StatusCode::REQUEST_TIMEOUT);
+                Err(CloseReason::HeaderTimeout)
+            }
+            Err(_) => Err(CloseReason::Io),
+        }
+    }
+
+    /// Refusals that need no handler (their body stays unread, so they close); otherwise
+    /// whether the request expects `100 Continue` (RFC 9110 §10.1.1; ignored for HTTP/1.0).
+    fn admit(&mut self, head: &RequestHead) -> Result<bool, CloseReason> {
+        let refusal = if head.fields.has_other_codings() {
+            Some(ParseError::TransferCodingNotImplemented.status())
+        } else if head.fields.expect == Expectation::Unsupported {
+            Some(StatusCode::EXPECTATION_FAILED)
+        } else if let (Some(limit), BodyFraming::Length(length)) =
+            (self.config.max_body_bytes, head.framing)
+            && length > limit
+        {
+            Some(ParseError::BodyTooLarge { limit }.status())
+        } else {
+            None
+        };
+        if let Some(status) = refusal {
+            self.write_error(status);
+            return Err(CloseReason::BadRequest);
+        }
+        Ok(head.fields.expect == Expectation::Continue
+            && head.version == Version::HTTP_11
+            && head.framing != BodyFraming::Empty)
     }
 
     /// Why the connection must close after this request's response: the client's
@@ -417,107 +532,38 @@ impl Conn<'_> {
         }
     }
 
-    /// Serves one request: handler, response, and what is left of the request body.
-    async fn serve_request<H: Handler>(
+    /// Decides how the response goes out and writes what needs no waiting: the head and a
+    /// small body, into the write buffer. Returns what is left to do.
+    fn begin_response(
         &mut self,
-        handler: &H,
-        head: RequestHead,
-    ) -> Result<(), CloseReason> {
-        self.requests += 1;
-        let client_version = head.version;
-        let is_head = head.method == Method::HEAD;
-
-        // Refusals that need no handler: the body (if any) stays unread, so they close.
-        if head.fields.has_other_codings() {
-            self.write_error(ParseError::TransferCodingNotImplemented.status());
-            return Err(CloseReason::BadRequest);
-        }
-        if head.fields.expect == Expectation::Unsupported {
-            self.write_error(StatusCode::EXPECTATION_FAILED);
-            return Err(CloseReason::BadRequest);
-        }
-        if let (Some(limit), crate::wire::BodyFraming::Length(length)) =
-            (self.config.max_body_bytes, head.framing)
-            && length > limit
-        {
-            self.write_error(ParseError::BodyTooLarge { limit }.status());
-            return Err(CloseReason::BadRequest);
-        }
-
-        // RFC 9110 §10.1.1: answer `100 Continue` when the handler first reads the body,
-        // after every earlier response (so flush those first). Ignored for HTTP/1.0.
-        let expect_continue = head.fields.expect == Expectation::Continue
-            && client_version == Version::HTTP_11
-            && head.framing != crate::wire::BodyFraming::Empty;
-        if expect_continue {
-            self.flush().await?;
-        }
-        let mut body_state = BodyState {
-            decoder: BodyDecoder::new(head.framing, self.config.chunked_limits),
-            received: 0,
-            limit: self.config.max_body_bytes,
-            continue_pending: expect_continue,
-            timeout: self.config.body_timeout,
-            read_size: self.config.read_buffer,
-            failure: None,
-        };
-        let RequestHead {
-            method,
-            uri,
-            version,
-            headers,
-            raw,
-            framing,
-            fields,
-        } = head;
-        let body = if framing == crate::wire::BodyFraming::Empty {
-            RequestBody::empty()
-        } else {
-            RequestBody::new(BodyIo {
-                stream: &self.stream,
-                rbuf: &mut self.rbuf,
-                state: &mut body_state,
-            })
-        };
-        let mut request = Request::new(body);
-        *request.method_mut() = method;
-        *request.uri_mut() = uri;
-        *request.version_mut() = version;
-        *request.headers_mut() = headers;
-        let ctx = RequestCtx {
-            conn: &self.info,
-            number: self.requests,
-            raw_head: &raw,
-        };
-        let response = call_flushing(
-            handler.call(request, ctx),
-            &self.stream,
-            &mut self.wbuf,
-            &mut self.writes,
-        )
-        .await;
+        response: Response<Body>,
+        body_state: &mut BodyState,
+        fields: &MessageFields,
+        client_version: Version,
+        is_head: bool,
+    ) -> Result<Rest, CloseReason> {
         let (mut parts, mut body) = response.into_parts();
-        let mut close = self.close_after(&fields);
 
         // A body that failed to arrive decides the answer: the framing layer knows better
         // than the handler what went wrong.
         if let Some(failure) = body_state.failure.take() {
-            match failure {
+            return Err(match failure {
                 BodyFailure::Invalid(error) => {
                     self.write_error(error.status());
-                    return Err(CloseReason::BadRequest);
+                    CloseReason::BadRequest
                 }
                 BodyFailure::Timeout => {
                     self.write_error(StatusCode::REQUEST_TIMEOUT);
-                    return Err(CloseReason::BodyTimeout);
+                    CloseReason::BodyTimeout
                 }
-                BodyFailure::Gone => return Err(CloseReason::ClientClosed),
-            }
+                BodyFailure::Gone => CloseReason::ClientClosed,
+            });
         }
         if parts.status.is_informational() {
             tracing::error!(status = %parts.status, "handler returned an interim status as final");
             (parts, body) = error_response(StatusCode::INTERNAL_SERVER_ERROR).into_parts();
         }
+        let mut close = self.close_after(fields);
         if parts
             .headers
             .get_all(header::CONNECTION)
@@ -529,10 +575,10 @@ impl Conn<'_> {
 
         // What is left of the request body: consume what is already buffered; a small
         // remainder is discarded after the response, anything else closes.
-        let discard_after = match settle_unread_body(&mut body_state, &mut self.rbuf) {
+        let discard_body = match settle_unread_body(body_state, &mut self.rbuf) {
             Ok(true) => false,
             Ok(false) if body_state.continue_pending => {
-                // The client is still waiting for 100 Continue and may never send the body.
+                // The client still waits for 100 Continue and may never send the body.
                 close.get_or_insert(CloseReason::BodyUnread);
                 false
             }
@@ -550,34 +596,9 @@ impl Conn<'_> {
             }
         };
 
-        self.write_response(parts, body, client_version, is_head, &mut close)
-            .await?;
-
-        if discard_after && close.is_none() {
-            self.discard_body(&mut body_state).await?;
-        }
-        if let Some(reason) = close {
-            return Err(reason);
-        }
-        if self.wbuf.len() >= self.config.flush_threshold {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Writes a response head and body. `close` is the decision so far and may be set here
-    /// (a close-delimited body); the head's `Connection` field reflects the final decision.
-    async fn write_response(
-        &mut self,
-        parts: http::response::Parts,
-        body: Body,
-        client_version: Version,
-        is_head: bool,
-        close: &mut Option<CloseReason>,
-    ) -> Result<(), CloseReason> {
-        let status = parts.status;
         // RFC 9110 §6.4.1, RFC 9112 §6.3: no body after HEAD, 1xx, 204 and 304.
-        let bodiless_status = status == StatusCode::NO_CONTENT || status.is_informational();
+        let status = parts.status;
+        let bodiless_status = status == StatusCode::NO_CONTENT;
         let sends_body = !is_head && !bodiless_status && status != StatusCode::NOT_MODIFIED;
         let framing = if bodiless_status {
             Framing::None
@@ -597,71 +618,82 @@ impl Conn<'_> {
                 }
             }
         };
+        self.write_head(&parts, &framing, client_version, close.is_none());
 
+        let body = match body {
+            _ if !sends_body => Remaining::Nothing,
+            Body::Empty => Remaining::Nothing,
+            Body::Full(bytes) if bytes.len() <= COPY_LIMIT => {
+                self.wbuf.extend_from_slice(&bytes);
+                Remaining::Nothing
+            }
+            Body::Full(bytes) => Remaining::Large(bytes),
+            Body::Stream(stream) => Remaining::Stream(stream, framing),
+        };
+        Ok(Rest {
+            body,
+            discard_body,
+            close,
+        })
+    }
+
+    /// Appends a response head; its `Connection` field states the final decision.
+    fn write_head(
+        &mut self,
+        parts: &http::response::Parts,
+        framing: &Framing,
+        client_version: Version,
+        keep: bool,
+    ) {
         let wbuf = &mut self.wbuf;
-        write_status_line(wbuf, Version::HTTP_11, status);
+        write_status_line(wbuf, Version::HTTP_11, parts.status);
         if !parts.headers.contains_key(header::DATE) {
             write_date(wbuf);
         }
         write_fields(wbuf, &parts.headers);
-        match &framing {
+        match framing {
             Framing::Length(length) => write_content_length(wbuf, *length),
             Framing::Declared(length) => write_field(wbuf, b"content-length", length.as_bytes()),
             Framing::Chunked => wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
             Framing::None | Framing::CloseDelimited => {}
         }
-        match close {
-            Some(_) => wbuf.extend_from_slice(b"connection: close\r\n"),
-            None => {
-                if client_version == Version::HTTP_10 {
-                    wbuf.extend_from_slice(b"connection: keep-alive\r\n");
+        if !keep {
+            wbuf.extend_from_slice(b"connection: close\r\n");
+        } else {
+            if client_version == Version::HTTP_10 {
+                wbuf.extend_from_slice(b"connection: keep-alive\r\n");
+            }
+            if self.config.advertise_keep_alive {
+                wbuf.extend_from_slice(b"keep-alive: timeout=");
+                write_decimal(wbuf, self.config.keepalive_timeout.as_secs());
+                if let Some(max) = self.config.max_requests {
+                    wbuf.extend_from_slice(b", max=");
+                    write_decimal(wbuf, max.saturating_sub(self.requests));
                 }
-                if self.config.advertise_keep_alive {
-                    wbuf.extend_from_slice(b"keep-alive: timeout=");
-                    write_decimal(wbuf, self.config.keepalive_timeout.as_secs());
-                    if let Some(max) = self.config.max_requests {
-                        wbuf.extend_from_slice(b", max=");
-                        write_decimal(wbuf, max.saturating_sub(self.requests));
-                    }
-                    wbuf.extend_from_slice(b"\r\n");
-                }
+                wbuf.extend_from_slice(b"\r\n");
             }
         }
         wbuf.extend_from_slice(b"\r\n");
-
-        if !sends_body {
-            return Ok(());
-        }
-        match body {
-            Body::Empty => Ok(()),
-            Body::Full(bytes) => self.push_data(bytes).await,
-            Body::Stream(stream) => self.stream_body(stream, &framing).await,
-        }
     }
 
     /// Sends a streamed body with the chosen framing, flushing while the source is slow.
     async fn stream_body(
         &mut self,
         mut stream: BodyStream,
-        framing: &Framing,
+        framing: Framing,
     ) -> Result<(), CloseReason> {
         let mut sent: u64 = 0;
         let mut trailers = None;
         loop {
-            let frame = call_flushing(
-                stream.frame(),
-                &self.stream,
-                &mut self.wbuf,
-                &mut self.writes,
-            )
-            .await;
+            let next = pin!(stream.frame());
+            let frame = Flushing::new(next, &self.stream, &mut self.wbuf, &mut self.writes).await;
             match frame {
                 None => break,
                 Some(Ok(Frame::Data(data))) if data.is_empty() => {}
                 Some(Ok(Frame::Data(data))) => {
                     sent += data.len() as u64;
                     match framing {
-                        Framing::Length(length) if sent > *length => {
+                        Framing::Length(length) if sent > length => {
                             tracing::error!(length, sent, "response body longer than its length");
                             return Err(CloseReason::ResponseAborted);
                         }
@@ -687,7 +719,7 @@ impl Conn<'_> {
             }
         }
         match framing {
-            Framing::Length(length) if sent < *length => {
+            Framing::Length(length) if sent < length => {
                 tracing::error!(length, sent, "response body shorter than its length");
                 Err(CloseReason::ResponseAborted)
             }
@@ -713,11 +745,30 @@ impl Conn<'_> {
         result.map(drop).map_err(write_error_reason)
     }
 
-    /// Writes out the write buffer.
+    /// Writes out the write buffer: at once if the socket takes it all (the usual case),
+    /// else waiting (boxed) until the write timeout.
     async fn flush(&mut self) -> Result<(), CloseReason> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
+        match self.stream.try_write(&self.wbuf) {
+            Ok(n) => {
+                self.writes += 1;
+                self.wbuf.drain(..n);
+                if self.wbuf.is_empty() {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                self.wbuf.clear();
+                return Err(CloseReason::Io);
+            }
+        }
+        Box::pin(self.flush_until_timeout()).await
+    }
+
+    async fn flush_until_timeout(&mut self) -> Result<(), CloseReason> {
         let deadline = Instant::now() + self.config.write_timeout;
         let result = write_all_until(&self.stream, &self.wbuf, deadline).await;
         self.wbuf.clear();
@@ -792,6 +843,26 @@ impl Conn<'_> {
     }
 }
 
+/// What remains of a response after its head is buffered.
+struct Rest {
+    /// Body bytes still to send.
+    body: Remaining,
+    /// Discard the rest of a small unread request body afterwards.
+    discard_body: bool,
+    /// Close after this response, and why.
+    close: Option<CloseReason>,
+}
+
+/// Body bytes still to send after the head.
+enum Remaining {
+    /// None: no body, or it was small enough to buffer with the head.
+    Nothing,
+    /// A large in-memory body, written without copying.
+    Large(Bytes),
+    /// A streamed body and its framing.
+    Stream(BodyStream, Framing),
+}
+
 /// How a response body is delimited on the wire.
 enum Framing {
     /// No body and no length field.
@@ -825,27 +896,49 @@ fn settle_unread_body(state: &mut BodyState, rbuf: &mut BytesMut) -> Result<bool
     }
 }
 
-/// Polls `future` to completion; whenever it is pending, writes out what the write buffer
-/// holds, so earlier (pipelined) responses are not held back by a slow handler. A write
-/// error is left for the next flush to report.
-async fn call_flushing<F: Future>(
-    future: F,
-    stream: &TcpStream,
-    wbuf: &mut Vec<u8>,
-    writes: &mut u64,
-) -> F::Output {
-    let mut future = pin!(future);
-    let mut write_failed = false;
-    poll_fn(|cx| {
-        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+/// Polls a pinned future to completion; whenever it is pending, writes out what the
+/// write buffer holds, so earlier (pipelined) responses are not held back by a slow
+/// handler or body source. A write error is left for the next flush to report. Holding the
+/// future by `Pin<&mut>` (not by value) means it is never copied.
+struct Flushing<'a, F> {
+    future: Pin<&'a mut F>,
+    stream: &'a TcpStream,
+    wbuf: &'a mut Vec<u8>,
+    writes: &'a mut u64,
+    write_failed: bool,
+}
+
+impl<'a, F: Future> Flushing<'a, F> {
+    fn new(
+        future: Pin<&'a mut F>,
+        stream: &'a TcpStream,
+        wbuf: &'a mut Vec<u8>,
+        writes: &'a mut u64,
+    ) -> Self {
+        Flushing {
+            future,
+            stream,
+            wbuf,
+            writes,
+            write_failed: false,
+        }
+    }
+}
+
+impl<F: Future> Future for Flushing<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if let Poll::Ready(output) = self.future.as_mut().poll(cx) {
             return Poll::Ready(output);
         }
-        if !write_failed && poll_write_some(stream, wbuf, writes, cx).is_ready() {
-            write_failed = !wbuf.is_empty();
+        let this = &mut *self;
+        if !this.write_failed && poll_write_some(this.stream, this.wbuf, this.writes, cx).is_ready()
+        {
+            this.write_failed = !this.wbuf.is_empty();
         }
         Poll::Pending
-    })
-    .await
+    }
 }
 
 /// Writes as much of `wbuf` as the socket takes now; ready when empty or on error.
@@ -895,11 +988,26 @@ thread_local! {
     static DATE_LINE: RefCell<(u64, [u8; 37])> = const { RefCell::new((u64::MAX, [0; 37])) };
 }
 
+/// Seconds since the epoch from the coarse real-time clock: a few nanoseconds (no TSC
+/// read), accurate to a few milliseconds, plenty for a `Date` field.
+fn coarse_unix_seconds() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) } == 0 {
+        now.tv_sec as u64
+    } else {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
 /// Appends `date: <now>` (RFC 9110 §6.6.1: an origin server with a clock MUST send Date).
 fn write_date(out: &mut Vec<u8>) {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = coarse_unix_seconds();
     DATE_LINE.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != now {

@@ -111,11 +111,13 @@ pub fn check_line_endings(head: &[u8]) -> Result<(), ParseError> {
 /// Whether every CR in `bytes` is followed by LF and every LF preceded by CR, judging the
 /// edges only when `at_start` / `at_end` say the slice starts / ends the head.
 fn line_endings_ok(bytes: &[u8], at_start: bool, at_end: bool) -> bool {
-    // Branch-free over the bytes so that it vectorises: count violations, then look.
-    let mut bad = 0usize;
-    for pair in bytes.windows(2) {
-        bad += usize::from((pair[1] == b'\n') & (pair[0] != b'\r'));
-        bad += usize::from((pair[0] == b'\r') & (pair[1] != b'\n'));
+    // Branch-free, byte-wide, over (previous, current) pairs, so that it compiles to SIMD
+    // compares: this runs on every request head.
+    let mut bad = 0u8;
+    for (&prev, &cur) in bytes.iter().zip(bytes.iter().skip(1)) {
+        let bare_lf = (cur == b'\n') & (prev != b'\r');
+        let bare_cr = (prev == b'\r') & (cur != b'\n');
+        bad |= u8::from(bare_lf | bare_cr);
     }
     let first_lf = at_start && bytes.first() == Some(&b'\n');
     let last_cr = at_end && bytes.last() == Some(&b'\r');
