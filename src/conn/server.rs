@@ -647,10 +647,9 @@ impl Conn<'_> {
     ) {
         let wbuf = &mut self.wbuf;
         write_status_line(wbuf, Version::HTTP_11, parts.status);
-        if !parts.headers.contains_key(header::DATE) {
+        if !write_fields(wbuf, &parts.headers).date {
             write_date(wbuf);
         }
-        write_fields(wbuf, &parts.headers);
         match framing {
             Framing::Length(length) => write_content_length(wbuf, *length),
             Framing::Declared(length) => write_field(wbuf, b"content-length", length.as_bytes()),

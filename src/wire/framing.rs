@@ -5,7 +5,7 @@
 //! connection". It must not read bytes (that is [`super::head`] and [`super::body`]) and
 //! must not combine the decision with connection policy (that is `conn`).
 
-use http::{HeaderName, Method, StatusCode, Version, header};
+use http::{HeaderName, Method, StatusCode, Version};
 
 use super::ParseError;
 use super::headers::{ConnectionOptions, TransferCodings, fold_content_length, is_valid_host};
@@ -57,10 +57,6 @@ pub struct MessageFields {
     pub upgrade: bool,
 }
 
-/// Proxy-Connection is not in any RFC, but clients and old proxies still send it; only its
-/// `close` option is honoured (closing is always safe). The proxy strips it as hop-by-hop.
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
 impl MessageFields {
     /// Fields of a message with the given version and no header lines yet.
     pub fn new(version: Version) -> Self {
@@ -76,37 +72,45 @@ impl MessageFields {
         }
     }
 
-    /// Folds one header field line in.
+    /// Folds one header field line in. One dispatch on the (lowercase) name: this runs
+    /// for every field of every message.
     pub fn add(&mut self, name: &HeaderName, value: &[u8]) {
-        if name == header::CONTENT_LENGTH {
-            self.content_length = Some(match self.content_length.take() {
-                None => fold_content_length(None, value),
-                Some(Ok(previous)) => fold_content_length(Some(previous), value),
-                Some(Err(error)) => Err(error),
-            });
-        } else if name == header::TRANSFER_ENCODING {
-            self.transfer_codings
+        match name.as_str() {
+            "content-length" => {
+                self.content_length = Some(match self.content_length.take() {
+                    None => fold_content_length(None, value),
+                    Some(Ok(previous)) => fold_content_length(Some(previous), value),
+                    Some(Err(error)) => Err(error),
+                });
+            }
+            "transfer-encoding" => self
+                .transfer_codings
                 .get_or_insert_with(TransferCodings::default)
-                .add(value);
-        } else if name == header::CONNECTION {
-            self.connection.add(value);
-        } else if name == header::HOST {
-            self.host_count += 1;
-            self.host_valid &= is_valid_host(value);
-        } else if name == header::EXPECT {
-            self.expect = if value.eq_ignore_ascii_case(b"100-continue")
-                && self.expect != Expectation::Unsupported
-            {
-                Expectation::Continue
-            } else {
-                Expectation::Unsupported
-            };
-        } else if name == header::UPGRADE {
-            self.upgrade = true;
-        } else if name == PROXY_CONNECTION {
-            let mut legacy = ConnectionOptions::default();
-            legacy.add(value);
-            self.connection.close |= legacy.close;
+                .add(value),
+            "connection" => self.connection.add(value),
+            "host" => {
+                self.host_count += 1;
+                self.host_valid &= is_valid_host(value);
+            }
+            "expect" => {
+                self.expect = if value.eq_ignore_ascii_case(b"100-continue")
+                    && self.expect != Expectation::Unsupported
+                {
+                    Expectation::Continue
+                } else {
+                    Expectation::Unsupported
+                };
+            }
+            "upgrade" => self.upgrade = true,
+            // Proxy-Connection is not in any RFC, but clients and old proxies still send
+            // it; only its `close` option is honoured (closing is always safe). The proxy
+            // strips it as hop-by-hop.
+            "proxy-connection" => {
+                let mut legacy = ConnectionOptions::default();
+                legacy.add(value);
+                self.connection.close |= legacy.close;
+            }
+            _ => {}
         }
     }
 

@@ -99,9 +99,24 @@ pub fn find_empty_line(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-/// Rejects a bare LF or bare CR anywhere in a head (every line must end in CRLF).
+/// Rejects a head in which some line does not end in CRLF, given that httparse will also
+/// parse it. httparse rejects a CR not followed by LF but accepts a bare LF; with every CR
+/// followed by an LF, the lines all end in CRLF exactly when the head holds as many CRs as
+/// LFs. Two byte counts compile to SIMD; this runs on every request head.
 pub fn check_line_endings(head: &[u8]) -> Result<(), ParseError> {
-    if line_endings_ok(head, true, true) {
+    // Byte-wide counters per 32-byte chunk (they cannot overflow) vectorise; usize ones
+    // over a byte compare do not.
+    let (mut cr, mut lf) = (0usize, 0usize);
+    for chunk in head.chunks(32) {
+        let (mut chunk_cr, mut chunk_lf) = (0u8, 0u8);
+        for &b in chunk {
+            chunk_cr += u8::from(b == b'\r');
+            chunk_lf += u8::from(b == b'\n');
+        }
+        cr += usize::from(chunk_cr);
+        lf += usize::from(chunk_lf);
+    }
+    if cr == lf {
         Ok(())
     } else {
         Err(ParseError::Syntax("line not ended by CRLF"))
@@ -109,10 +124,9 @@ pub fn check_line_endings(head: &[u8]) -> Result<(), ParseError> {
 }
 
 /// Whether every CR in `bytes` is followed by LF and every LF preceded by CR, judging the
-/// edges only when `at_start` / `at_end` say the slice starts / ends the head.
+/// edges only when `at_start` / `at_end` say the slice starts / ends the head. Used on
+/// incomplete heads, before httparse has seen them.
 fn line_endings_ok(bytes: &[u8], at_start: bool, at_end: bool) -> bool {
-    // Branch-free, byte-wide, over (previous, current) pairs, so that it compiles to SIMD
-    // compares: this runs on every request head.
     let mut bad = 0u8;
     for (&prev, &cur) in bytes.iter().zip(bytes.iter().skip(1)) {
         let bare_lf = (cur == b'\n') & (prev != b'\r');
@@ -124,68 +138,23 @@ fn line_endings_ok(bytes: &[u8], at_start: bool, at_end: bool) -> bool {
     bad == 0 && !first_lf && !last_cr
 }
 
-/// Byte ranges of one header field line inside the head buffer.
-#[derive(Debug, Clone, Copy, Default)]
-struct FieldRange {
-    name: (usize, usize),
-    value: (usize, usize),
-}
-
-/// Field ranges kept inline for typical heads; spilled to the heap for unusually many.
-const INLINE_FIELDS: usize = 24;
-
-/// The field ranges of one head, recorded while httparse borrows the buffer so that the
-/// buffer can then be frozen and sliced without copying. Typical heads fit inline; only
-/// unusually many fields spill to the heap.
-struct FieldRanges {
-    inline: [FieldRange; INLINE_FIELDS],
-    inline_len: usize,
-    spilled: Vec<FieldRange>,
-}
-
-impl FieldRanges {
-    fn record(head: &[u8], fields: &[httparse::Header<'_>]) -> Self {
-        let range = |field: &httparse::Header<'_>| FieldRange {
-            name: range_in(head, field.name.as_bytes()),
-            value: range_in(head, field.value),
-        };
-        let mut ranges = FieldRanges {
-            inline: [FieldRange::default(); INLINE_FIELDS],
-            inline_len: 0,
-            spilled: Vec::new(),
-        };
-        if fields.len() <= INLINE_FIELDS {
-            for (slot, field) in ranges.inline.iter_mut().zip(fields) {
-                *slot = range(field);
-            }
-            ranges.inline_len = fields.len();
-        } else {
-            ranges.spilled = fields.iter().map(range).collect();
-        }
-        ranges
+/// Builds a `HeaderMap` from field spans in `raw` (values are zero-copy slices of it),
+/// folding each field into `message` in the same pass.
+fn fold_headers(
+    raw: &Bytes,
+    fields: &[(Span, Span)],
+    message: &mut MessageFields,
+) -> Result<HeaderMap, ParseError> {
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for &(name, value) in fields {
+        let name = HeaderName::from_bytes(&raw[name.0 as usize..name.1 as usize])
+            .map_err(|_| ParseError::Syntax("invalid field name"))?;
+        let value = HeaderValue::from_maybe_shared(slice(raw, value))
+            .map_err(|_| ParseError::Syntax("invalid field value"))?;
+        message.add(&name, value.as_bytes());
+        map.append(name, value);
     }
-
-    fn as_slice(&self) -> &[FieldRange] {
-        if self.spilled.is_empty() {
-            &self.inline[..self.inline_len]
-        } else {
-            &self.spilled
-        }
-    }
-}
-
-/// Offsets of `inner` within `outer`. httparse hands out empty values as slices that need
-/// not point into the buffer, so an empty slice maps to the empty range at 0.
-fn range_in(outer: &[u8], inner: &[u8]) -> (usize, usize) {
-    if inner.is_empty() {
-        return (0, 0);
-    }
-    let start = (inner.as_ptr() as usize).wrapping_sub(outer.as_ptr() as usize);
-    assert!(
-        start <= outer.len() && inner.len() <= outer.len() - start,
-        "slice outside the head"
-    );
-    (start, start + inner.len())
+    Ok(map)
 }
 
 /// Builds a `HeaderMap` from httparse fields parsed out of `section` (zero-copy values).
@@ -193,33 +162,12 @@ pub(crate) fn headers_from_httparse(
     section: &Bytes,
     fields: &[httparse::Header<'_>],
 ) -> Result<HeaderMap, ParseError> {
-    let mut map = HeaderMap::with_capacity(fields.len());
-    for field in fields {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| ParseError::Syntax("invalid field name"))?;
-        let value = HeaderValue::from_maybe_shared(section.slice_ref(field.value))
-            .map_err(|_| ParseError::Syntax("invalid field value"))?;
-        map.append(name, value);
-    }
-    Ok(map)
-}
-
-/// Converts `fields` into a map and folds them into `message`, in one pass.
-fn build_headers(
-    raw: &Bytes,
-    ranges: &[FieldRange],
-    message: &mut MessageFields,
-) -> Result<HeaderMap, ParseError> {
-    let mut map = HeaderMap::with_capacity(ranges.len());
-    for range in ranges {
-        let name = HeaderName::from_bytes(&raw[range.name.0..range.name.1])
-            .map_err(|_| ParseError::Syntax("invalid field name"))?;
-        let value = HeaderValue::from_maybe_shared(raw.slice(range.value.0..range.value.1))
-            .map_err(|_| ParseError::Syntax("invalid field value"))?;
-        message.add(&name, value.as_bytes());
-        map.append(name, value);
-    }
-    Ok(map)
+    let spans = Spans::record(section, fields);
+    fold_headers(
+        section,
+        spans.as_slice(),
+        &mut MessageFields::new(http::Version::HTTP_11),
+    )
 }
 
 fn version_of(minor: Option<u8>) -> Result<Version, ParseError> {
@@ -230,13 +178,19 @@ fn version_of(minor: Option<u8>) -> Result<Version, ParseError> {
     }
 }
 
-/// Reads heads off a connection's input buffer, remembering how far it has already looked
-/// so that a head trickling in byte by byte costs linear time, and rejecting a malformed
-/// head as soon as its first bad line is complete rather than when the head is.
+/// Reads heads off a connection's input buffer.
+///
+/// A complete head costs one httparse pass and one vectorised line-ending count. A head
+/// that trickles in is re-parsed only when a new line has completed (so byte-by-byte input
+/// costs linear time), and is rejected as soon as its first bad line is complete rather
+/// than when the head is.
 #[derive(Debug, Clone, Default)]
 pub struct HeadParser {
-    /// Bytes at the start of the buffer already checked and known not to end the head.
-    scanned: usize,
+    /// Once an incomplete head's start line is complete: the buffer length at the last
+    /// attempt, from where new bytes are checked. 0 otherwise (a head not yet begun, or
+    /// still in its start line, which is bounded by the request-line limit and is
+    /// re-checked in full so that a bad version is refused before its line ends).
+    resume_at: usize,
 }
 
 /// What the parser knows about the head after a call.
@@ -259,6 +213,77 @@ enum Kind {
     Response,
 }
 
+/// Where the parts of a head lie in the buffer, recorded while httparse borrows it, so
+/// that the buffer can then be frozen and every part sliced from it without copying.
+struct Layout {
+    /// Method (requests) or reason phrase (responses).
+    first: Span,
+    /// Request target (requests only).
+    target: Span,
+    minor_version: Option<u8>,
+    status: u16,
+    fields: Spans,
+}
+
+/// A byte range `[start, end)` in the head.
+#[derive(Debug, Clone, Copy, Default)]
+struct Span(u32, u32);
+
+/// Header field spans: inline for typical heads, on the heap for unusually many.
+struct Spans {
+    inline: [(Span, Span); INLINE_FIELDS],
+    len: usize,
+    spilled: Vec<(Span, Span)>,
+}
+
+/// Field lines kept inline; a head with more spills to the heap.
+const INLINE_FIELDS: usize = 16;
+
+impl Spans {
+    fn record(head: &[u8], fields: &[httparse::Header<'_>]) -> Self {
+        let pair = |f: &httparse::Header<'_>| (span(head, f.name.as_bytes()), span(head, f.value));
+        let mut spans = Spans {
+            inline: [(Span::default(), Span::default()); INLINE_FIELDS],
+            len: fields.len(),
+            spilled: Vec::new(),
+        };
+        if fields.len() <= INLINE_FIELDS {
+            for (slot, field) in spans.inline.iter_mut().zip(fields) {
+                *slot = pair(field);
+            }
+        } else {
+            spans.spilled = fields.iter().map(pair).collect();
+        }
+        spans
+    }
+
+    fn as_slice(&self) -> &[(Span, Span)] {
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
+    }
+}
+
+/// The span of `part` within `head`. httparse hands out empty parts as slices that need
+/// not point into the buffer; those map to the empty span.
+fn span(head: &[u8], part: &[u8]) -> Span {
+    if part.is_empty() {
+        return Span(0, 0);
+    }
+    let start = (part.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize);
+    assert!(
+        start <= head.len() && part.len() <= head.len() - start,
+        "httparse returned a slice outside the head"
+    );
+    Span(start as u32, (start + part.len()) as u32)
+}
+
+fn slice(raw: &Bytes, span: Span) -> Bytes {
+    raw.slice(span.0 as usize..span.1 as usize)
+}
+
 impl HeadParser {
     /// A parser at the start of a connection.
     pub fn new() -> Self {
@@ -275,55 +300,15 @@ impl HeadParser {
         limits: &HeadLimits,
         require_host: bool,
     ) -> Result<HeadStatus<RequestHead>, ParseError> {
-        let Some(end) = self.locate(buf, limits, Kind::Request)? else {
-            return Ok(HeadStatus::Partial {
+        let head = self.take_head(buf, limits, Kind::Request, |raw, layout| {
+            build_request(raw, layout, require_host)
+        })?;
+        Ok(match head {
+            Some(head) => HeadStatus::Complete(head),
+            None => HeadStatus::Partial {
                 started: !buf.is_empty(),
-            });
-        };
-        let head = &buf[..end];
-        let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
-        let mut slots =
-            [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
-        let mut request = httparse::Request::new(&mut []);
-        match request.parse_with_uninit_headers(head, &mut slots[..max_headers]) {
-            Ok(httparse::Status::Complete(len)) => debug_assert_eq!(len, end),
-            Ok(httparse::Status::Partial) => {
-                return Err(ParseError::Syntax("incomplete head before empty line"));
-            }
-            Err(error) => return Err(httparse_error(error, max_headers)),
-        }
-        let version = version_of(request.version)?;
-        let method = request.method.unwrap_or_default();
-        let target = request.path.unwrap_or_default();
-        // RFC 3986 §2: a URI is ASCII; anything else must arrive percent-encoded. httparse
-        // and `http::Uri` both let raw UTF-8 through, which peers may read differently.
-        if !target.is_ascii() {
-            return Err(ParseError::Syntax("invalid request target"));
-        }
-        let method_range = range_in(head, method.as_bytes());
-        let target_range = range_in(head, target.as_bytes());
-        let ranges = FieldRanges::record(head, request.headers);
-
-        let raw = buf.split_to(end).freeze();
-        let method = Method::from_bytes(&raw[method_range.0..method_range.1])
-            .map_err(|_| ParseError::Syntax("invalid method"))?;
-        let uri = Uri::from_maybe_shared(raw.slice(target_range.0..target_range.1))
-            .map_err(|_| ParseError::Syntax("invalid request target"))?;
-        let mut fields = MessageFields::new(version);
-        let headers = build_headers(&raw, ranges.as_slice(), &mut fields)?;
-        if require_host {
-            check_host(&fields)?;
-        }
-        let framing = request_framing(&method, &fields)?;
-        Ok(HeadStatus::Complete(RequestHead {
-            method,
-            uri,
-            version,
-            headers,
-            raw,
-            fields,
-            framing,
-        }))
+            },
+        })
     }
 
     /// Parses one response head from the front of `buf`, removing it when complete.
@@ -334,142 +319,209 @@ impl HeadParser {
         limits: &HeadLimits,
         request_method: &Method,
     ) -> Result<HeadStatus<ResponseHead>, ParseError> {
-        let Some(end) = self.locate(buf, limits, Kind::Response)? else {
-            return Ok(HeadStatus::Partial {
+        let head = self.take_head(buf, limits, Kind::Response, |raw, layout| {
+            build_response(raw, layout, request_method)
+        })?;
+        Ok(match head {
+            Some(head) => HeadStatus::Complete(head),
+            None => HeadStatus::Partial {
                 started: !buf.is_empty(),
-            });
-        };
-        let head = &buf[..end];
-        let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
-        let mut slots =
-            [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
-        let mut response = httparse::Response::new(&mut []);
-        match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-            &mut response,
-            head,
-            &mut slots[..max_headers],
-        ) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => {
-                return Err(ParseError::Syntax("incomplete head before empty line"));
-            }
-            Err(error) => return Err(httparse_error(error, max_headers)),
-        }
-        let version = version_of(response.version)?;
-        let status = StatusCode::from_u16(response.code.unwrap_or_default())
-            .map_err(|_| ParseError::Syntax("invalid status code"))?;
-        let ranges = FieldRanges::record(head, response.headers);
-        // The reason phrase may hold obs-text, which httparse cannot return as `&str`: take
-        // it from the status line itself, after "HTTP/1.x NNN ".
-        let line_end = head.iter().position(|&b| b == b'\r').unwrap_or(0);
-        let reason_start = line_end.min(13);
-        let raw = buf.split_to(end).freeze();
-        let mut fields = MessageFields::new(version);
-        let headers = build_headers(&raw, ranges.as_slice(), &mut fields)?;
-        let framing = response_framing(request_method, status, &fields)?;
-        Ok(HeadStatus::Complete(ResponseHead {
-            status,
-            reason: raw.slice(reason_start..line_end),
-            version,
-            headers,
-            raw,
-            fields,
-            framing,
-        }))
+            },
+        })
     }
 
-    /// Finds the end of the head at the front of `buf`, enforcing the size limits and
-    /// rejecting a malformed line as soon as it is complete. Returns `None` while the head
-    /// is incomplete.
-    fn locate(
+    /// Takes a complete head off the front of `buf`, frozen, and builds it with `build`
+    /// from where its parts lie (the layout is never moved); `None` while the head is
+    /// incomplete. Enforces the size limits and line endings.
+    fn take_head<T>(
         &mut self,
         buf: &mut BytesMut,
         limits: &HeadLimits,
         kind: Kind,
-    ) -> Result<Option<usize>, ParseError> {
+        build: impl FnOnce(Bytes, &Layout) -> Result<T, ParseError>,
+    ) -> Result<Option<T>, ParseError> {
         // RFC 9112 §2.2: a recipient SHOULD ignore at least one empty line before the start
         // line. We drop any number of them as they arrive, without buffering them.
-        let leading = buf.chunks(2).take_while(|pair| *pair == b"\r\n").count() * 2;
-        if leading > 0 {
+        if self.resume_at == 0 && buf.starts_with(b"\r\n") {
+            let leading = buf.chunks(2).take_while(|pair| *pair == b"\r\n").count() * 2;
             let _ = buf.split_to(leading);
-            self.scanned = self.scanned.saturating_sub(leading);
         }
-        let from = self.scanned.saturating_sub(2);
-        let end = find_empty_line(buf, from);
-        let head = &buf[..end.unwrap_or(buf.len())];
-        // Limits first: an oversized head is 414/431 whatever else is wrong with it.
-        let line_end = head
-            .iter()
-            .take(limits.max_request_line + 2)
-            .position(|&b| b == b'\n');
-        if kind == Kind::Request
-            && line_end.is_none_or(|lf| lf > limits.max_request_line + 1)
-            && (end.is_some() || head.len() > limits.max_request_line + 1)
-        {
-            return Err(ParseError::RequestLineTooLong {
-                limit: limits.max_request_line,
-            });
+        // A head seen incomplete is parsed again only once another line has completed.
+        if self.resume_at > 0 && !buf[self.resume_at - 1..].contains(&b'\n') {
+            return self.incomplete(buf, limits, kind).map(|()| None);
         }
-        if head.len() > limits.max_head_bytes {
+        let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
+        let mut slots =
+            [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+        let (len, layout) = match kind {
+            Kind::Request => {
+                let mut request = httparse::Request::new(&mut []);
+                let status = request
+                    .parse_with_uninit_headers(buf, &mut slots[..max_headers])
+                    .map_err(|e| httparse_error(e, max_headers))?;
+                let httparse::Status::Complete(len) = status else {
+                    return self.incomplete(buf, limits, kind).map(|()| None);
+                };
+                let target = span(buf, request.path.unwrap_or_default().as_bytes());
+                // The request line is `method SP target SP HTTP/1.x`, so it ends 9 bytes
+                // after the target.
+                if target.1 as usize + 9 > limits.max_request_line {
+                    return Err(ParseError::RequestLineTooLong {
+                        limit: limits.max_request_line,
+                    });
+                }
+                let layout = Layout {
+                    first: span(buf, request.method.unwrap_or_default().as_bytes()),
+                    target,
+                    minor_version: request.version,
+                    status: 0,
+                    fields: Spans::record(buf, request.headers),
+                };
+                (len, layout)
+            }
+            Kind::Response => {
+                let mut response = httparse::Response::new(&mut []);
+                let status = httparse::ParserConfig::default()
+                    .parse_response_with_uninit_headers(
+                        &mut response,
+                        buf,
+                        &mut slots[..max_headers],
+                    )
+                    .map_err(|e| httparse_error(e, max_headers))?;
+                let httparse::Status::Complete(len) = status else {
+                    return self.incomplete(buf, limits, kind).map(|()| None);
+                };
+                // The reason phrase may hold obs-text, which httparse cannot return as
+                // `&str`: take it from the status line, after "HTTP/1.x NNN ".
+                let line_end = buf.iter().position(|&b| b == b'\r').unwrap_or(0);
+                let layout = Layout {
+                    first: Span(line_end.min(13) as u32, line_end as u32),
+                    target: Span::default(),
+                    minor_version: response.version,
+                    status: response.code.unwrap_or_default(),
+                    fields: Spans::record(buf, response.headers),
+                };
+                (len, layout)
+            }
+        };
+        if len > limits.max_head_bytes {
             return Err(ParseError::HeadTooLarge {
                 limit: limits.max_head_bytes,
             });
         }
-        match end {
-            Some(end) => {
-                self.scanned = 0;
-                check_line_endings(&buf[..end])?;
-                Ok(Some(end))
-            }
-            None => {
-                // Reject early: line endings of what is new (with one byte of what came before,
-                // and a final CR may still get its LF), and, once another line is complete,
-                // whatever httparse already objects to.
-                let start = self.scanned.saturating_sub(1).min(buf.len());
-                let new = &buf[start..];
-                if !line_endings_ok(new, start == 0, false) {
-                    return Err(ParseError::Syntax("line not ended by CRLF"));
-                }
-                let in_start_line = !buf.contains(&b'\n');
-                if in_start_line || new.contains(&b'\n') {
-                    early_check(buf, limits, kind)?;
-                }
-                self.scanned = buf.len();
-                Ok(None)
+        check_line_endings(&buf[..len])?;
+        self.resume_at = 0;
+        build(buf.split_to(len).freeze(), &layout).map(Some)
+    }
+
+    /// The head in `buf` is incomplete: enforce the limits on what has arrived, check the
+    /// line endings of what is new, and reject what no later line can repair.
+    fn incomplete(
+        &mut self,
+        buf: &[u8],
+        limits: &HeadLimits,
+        kind: Kind,
+    ) -> Result<(), ParseError> {
+        let mut in_start_line = false;
+        if self.resume_at == 0 {
+            // Measured until the start line is complete (bounded by the limit), once after.
+            let line_end = buf.iter().position(|&b| b == b'\n');
+            in_start_line = line_end.is_none();
+            let line_len = line_end.unwrap_or(buf.len());
+            if kind == Kind::Request && line_len > limits.max_request_line + 1 {
+                return Err(ParseError::RequestLineTooLong {
+                    limit: limits.max_request_line,
+                });
             }
         }
+        if buf.len() > limits.max_head_bytes {
+            return Err(ParseError::HeadTooLarge {
+                limit: limits.max_head_bytes,
+            });
+        }
+        // New bytes, with one byte of context (a CR whose LF has just arrived).
+        let new = &buf[self.resume_at.saturating_sub(1)..];
+        if !line_endings_ok(new, self.resume_at == 0, false) {
+            return Err(ParseError::Syntax("line not ended by CRLF"));
+        }
+        if new.contains(&b'\n') {
+            fold_complete_lines(buf, limits, kind)?;
+        }
+        self.resume_at = if in_start_line { 0 } else { buf.len() };
+        Ok(())
     }
 }
 
-/// Judges an incomplete head by what has arrived: httparse reports errors in the lines it
-/// has seen, and the complete field lines are folded for errors that no later line can
-/// repair (an invalid or conflicting Content-Length, Transfer-Encoding with
-/// Content-Length in a request, a second Host).
-fn early_check(buf: &[u8], limits: &HeadLimits, kind: Kind) -> Result<(), ParseError> {
-    let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
-    let checked = match kind {
-        Kind::Request => httparse::Request::new(&mut [])
-            .parse_with_uninit_headers(buf, &mut slots[..max_headers])
-            .map(drop),
-        Kind::Response => httparse::ParserConfig::default()
-            .parse_response_with_uninit_headers(
-                &mut httparse::Response::new(&mut []),
-                buf,
-                &mut slots[..max_headers],
-            )
-            .map(drop),
-    };
-    checked.map_err(|e| httparse_error(e, max_headers))?;
-    // Close the complete lines with an empty line and fold their fields.
+/// Builds a request head from its frozen bytes and layout.
+fn build_request(
+    raw: Bytes,
+    layout: &Layout,
+    require_host: bool,
+) -> Result<RequestHead, ParseError> {
+    let version = version_of(layout.minor_version)?;
+    let target = &raw[layout.target.0 as usize..layout.target.1 as usize];
+    // RFC 3986 §2: a URI is ASCII; anything else must arrive percent-encoded. httparse
+    // and `http::Uri` both let raw UTF-8 through, which peers may read differently.
+    if !target.is_ascii() {
+        return Err(ParseError::Syntax("invalid request target"));
+    }
+    let method = Method::from_bytes(&raw[layout.first.0 as usize..layout.first.1 as usize])
+        .map_err(|_| ParseError::Syntax("invalid method"))?;
+    let uri = Uri::from_maybe_shared(slice(&raw, layout.target))
+        .map_err(|_| ParseError::Syntax("invalid request target"))?;
+    let mut fields = MessageFields::new(version);
+    let headers = fold_headers(&raw, layout.fields.as_slice(), &mut fields)?;
+    if require_host {
+        check_host(&fields)?;
+    }
+    let framing = request_framing(&method, &fields)?;
+    Ok(RequestHead {
+        method,
+        uri,
+        version,
+        headers,
+        raw,
+        fields,
+        framing,
+    })
+}
+
+/// Builds a response head from its frozen bytes and layout.
+fn build_response(
+    raw: Bytes,
+    layout: &Layout,
+    request_method: &Method,
+) -> Result<ResponseHead, ParseError> {
+    let version = version_of(layout.minor_version)?;
+    let status = StatusCode::from_u16(layout.status)
+        .map_err(|_| ParseError::Syntax("invalid status code"))?;
+    let mut fields = MessageFields::new(version);
+    let headers = fold_headers(&raw, layout.fields.as_slice(), &mut fields)?;
+    let framing = response_framing(request_method, status, &fields)?;
+    Ok(ResponseHead {
+        status,
+        reason: slice(&raw, layout.first),
+        version,
+        headers,
+        raw,
+        fields,
+        framing,
+    })
+}
+
+/// Folds the complete field lines of an incomplete head, for errors that no later line can
+/// repair: an invalid or conflicting Content-Length, Transfer-Encoding with Content-Length
+/// in a request, a second Host.
+fn fold_complete_lines(buf: &[u8], limits: &HeadLimits, kind: Kind) -> Result<(), ParseError> {
+    // Close the complete lines with an empty line and let httparse read them.
     let Some(last_lf) = buf.iter().rposition(|&b| b == b'\n') else {
         return Ok(());
     };
     let mut probe = Vec::with_capacity(last_lf + 3);
     probe.extend_from_slice(&buf[..=last_lf]);
     probe.extend_from_slice(b"\r\n");
+    let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
-    let mut fields = MessageFields::new(Version::HTTP_11);
     let mut request = httparse::Request::new(&mut []);
     let mut response = httparse::Response::new(&mut []);
     let parsed = match kind {
@@ -481,6 +533,7 @@ fn early_check(buf: &[u8], limits: &HeadLimits, kind: Kind) -> Result<(), ParseE
             .map(|_| &*response.headers),
     };
     let headers = parsed.map_err(|e| httparse_error(e, max_headers))?;
+    let mut fields = MessageFields::new(Version::HTTP_11);
     for field in headers {
         if let Ok(name) = HeaderName::from_bytes(field.name.as_bytes()) {
             fields.add(&name, field.value);
@@ -590,13 +643,24 @@ pub fn is_connection_managed(name: &HeaderName) -> bool {
         || name == "keep-alive"
 }
 
-/// Appends every field of `headers` except those the connection manages.
-pub fn write_fields(out: &mut Vec<u8>, headers: &HeaderMap) {
+/// Appends every field of `headers` except those the connection manages; says whether a
+/// `Date` was among them (so the caller need not look it up separately).
+pub fn write_fields(out: &mut Vec<u8>, headers: &HeaderMap) -> WrittenFields {
+    let mut written = WrittenFields { date: false };
     for (name, value) in headers {
         if !is_connection_managed(name) {
+            written.date |= name == header::DATE;
             write_field(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
+    written
+}
+
+/// What [`write_fields`] wrote that the caller may otherwise add itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenFields {
+    /// A `Date` field.
+    pub date: bool,
 }
 
 #[cfg(test)]
@@ -665,7 +729,7 @@ mod tests {
         let cases: &[(&[u8], ParseError)] = &[
             (b"GET / HTTP/1.1\nHost: a\r\n\r\n", ParseError::Syntax("line not ended by CRLF")),
             (b"GET / HTTP/1.1\r\nHost: a\n\n", ParseError::Syntax("line not ended by CRLF")),
-            (b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n", ParseError::Syntax("line not ended by CRLF")),
+            (b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n", ParseError::Syntax("invalid field value")),
             (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", ParseError::Syntax("invalid field name")),
             (b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", ParseError::Syntax("invalid field name")),
             (b"GET / HTTP/1.1\r\nX: a\x00b\r\nHost: a\r\n\r\n", ParseError::Syntax("invalid field value")),

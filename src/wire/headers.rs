@@ -145,64 +145,68 @@ impl TransferCodings {
 }
 
 /// Whether `value` is a valid `Host` field value: `uri-host [ ":" port ]` (RFC 9110 §7.2).
-/// An empty value is allowed (a request target without authority, RFC 9112 §3.2).
+/// An empty value is allowed (a request target without authority, RFC 9112 §3.2). One pass:
+/// this runs for every request.
 pub fn is_valid_host(value: &[u8]) -> bool {
     let value = trim_ows(value);
-    if value.is_empty() {
-        return true;
-    }
-    let port = if value[0] == b'[' {
+    let (host_ok, rest) = match value.first() {
+        None => return true,
         // IP-literal: "[" ( IPv6address / IPvFuture ) "]"
-        let Some(close) = value.iter().position(|&b| b == b']') else {
-            return false;
-        };
-        let inner = &value[1..close];
-        if inner.is_empty()
-            || !inner
+        Some(b'[') => match value.iter().position(|&b| b == b']') {
+            Some(close) if close > 1 => (
+                value[1..close]
+                    .iter()
+                    .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
+                &value[close + 1..],
+            ),
+            _ => return false,
+        },
+        Some(_) => {
+            let host_len = value
                 .iter()
-                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        {
-            return false;
+                .take_while(|&&b| REG_NAME[usize::from(b)])
+                .count();
+            (host_len > 0, &value[host_len..])
         }
-        &value[close + 1..]
-    } else {
-        let host_end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
-        let host = &value[..host_end];
-        // reg-name / IPv4address: unreserved / pct-encoded / sub-delims
-        if host.is_empty() || !host.iter().all(|&b| is_reg_name_char(b)) {
-            return false;
-        }
-        &value[host_end..]
     };
-    match port {
-        [] => true,
-        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
-        _ => false,
-    }
+    host_ok
+        && match rest {
+            [] => true,
+            [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+            _ => false,
+        }
 }
 
-/// unreserved / pct-encoded / sub-delims (RFC 3986 §3.2.2 `reg-name`).
-fn is_reg_name_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'%'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-        )
-}
+/// Bytes of a `reg-name` or IPv4 address: unreserved / pct-encoded / sub-delims
+/// (RFC 3986 §3.2.2), as a table: checked for every request's Host.
+static REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
