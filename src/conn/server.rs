@@ -219,8 +219,9 @@ pub struct ConnSummary {
 /// written from their own memory.
 const COPY_LIMIT: usize = 16 * 1024;
 
-/// The write buffer keeps its allocation across requests up to this capacity.
-const WBUF_KEEP: usize = 16 * 1024;
+/// Write buffer reserved when a connection wakes from idle (released again when it goes
+/// idle): room for a burst of small responses without reallocating.
+const WBUF_INITIAL: usize = 2048;
 
 /// Serves one connection until it closes, and says how it went.
 pub async fn serve_connection<H: Handler>(
@@ -281,14 +282,13 @@ struct Conn<'a> {
 }
 
 impl Conn<'_> {
-    /// Waits, holding no buffers, until input arrives; `Err` if the connection should
-    /// close instead (peer gone, idle timeout, lifetime, shutdown).
+    /// Waits, holding no buffers (an idle connection costs only its task and socket
+    /// registration), until input arrives; `Err` if the connection should close instead
+    /// (peer gone, idle timeout, lifetime, shutdown).
     async fn wait_idle(&mut self, mut timer: Pin<&mut Sleep>) -> Result<(), CloseReason> {
         debug_assert!(self.rbuf.is_empty() && self.wbuf.is_empty());
         self.rbuf = BytesMut::new();
-        if self.wbuf.capacity() > WBUF_KEEP {
-            self.wbuf = Vec::new();
-        }
+        self.wbuf = Vec::new();
         let now = Instant::now();
         // A new connection gets the header timeout for its first byte; later ones the
         // keep-alive timeout. Resetting a timer to a later deadline does not re-register it.
@@ -335,6 +335,7 @@ impl Conn<'_> {
     /// and a small body into the buffer); it awaits only the handler in place, and slow
     /// I/O and streamed bodies behind boxes. That is what makes pipelining cheap.
     async fn serve_burst<H: Handler>(&mut self, handler: &H) -> Result<(), CloseReason> {
+        self.wbuf.reserve(WBUF_INITIAL);
         loop {
             let Some(head) = self.next_head()? else {
                 // Before waiting on the client, send what we owe it: this is where the
