@@ -79,6 +79,7 @@ fn reason_index(reason: CloseReason) -> usize {
 #[derive(Debug, Default)]
 pub struct ServerStats {
     accepted: AtomicU64,
+    accept_errors: AtomicU64,
     active: AtomicU64,
     requests: AtomicU64,
     writes: AtomicU64,
@@ -90,6 +91,9 @@ pub struct ServerStats {
 pub struct StatsSnapshot {
     /// Connections accepted.
     pub accepted: u64,
+    /// `accept` calls that failed for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM)
+    /// and were retried after a back-off.
+    pub accept_errors: u64,
     /// Connections being served.
     pub active: u64,
     /// Requests answered on connections that have closed.
@@ -120,6 +124,7 @@ impl ServerStats {
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             accepted: self.accepted.load(Ordering::Relaxed),
+            accept_errors: self.accept_errors.load(Ordering::Relaxed),
             active: self.active.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
@@ -242,6 +247,7 @@ impl<H: Handler> Server<H> {
                 }
                 Err(error) if is_per_connection(&error) => continue,
                 Err(error) => {
+                    stats.accept_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%error, ?backoff, "accept failed; backing off");
                     tokio::select! {
                         biased;

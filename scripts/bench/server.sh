@@ -108,9 +108,14 @@ for w in ('keepalive', 'close', 'pipeline'):
     for s in ('hopline', 'nginx', 'hyper'):
         vals = [float(r['requests_per_s']) for r in rows if r['server'] == s and r['workload'] == w]
         med[s, w] = statistics.median(vals) if vals else float('nan')
+def round_ratio(w, other):
+    """Median over rounds of hopline/other within the same round: rounds are interleaved,
+    so a noisy stretch of the machine hits both sides of each ratio."""
+    by = {(r['round'], r['server']): float(r['requests_per_s']) for r in rows if r['workload'] == w}
+    return statistics.median(by[k, 'hopline'] / by[k, other] for k in {k for k, _ in by})
 print(f"\nmedian requests/s over {len(set(r['round'] for r in rows))} rounds ({sys.argv[1]})")
-print(f"{'workload':<10} {'hopline':>10} {'nginx':>10} {'hyper':>10} {'vs nginx':>9} {'vs hyper':>9}")
+print(f"{'workload':<10} {'hopline':>10} {'nginx':>10} {'hyper':>10} {'vs nginx':>9} {'vs hyper':>9}   (median of per-round ratios)")
 for w in ('keepalive', 'close', 'pipeline'):
     h, n, y = med['hopline', w], med['nginx', w], med['hyper', w]
-    print(f"{w:<10} {h:>10.0f} {n:>10.0f} {y:>10.0f} {h/n:>8.2f}x {h/y:>8.2f}x")
+    print(f"{w:<10} {h:>10.0f} {n:>10.0f} {y:>10.0f} {h/n:>8.2f}x {h/y:>8.2f}x   ({round_ratio(w, 'nginx'):.2f}x, {round_ratio(w, 'hyper'):.2f}x)")
 PY

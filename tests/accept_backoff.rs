@@ -1,0 +1,70 @@
+//! The listener under file-descriptor exhaustion: `accept` fails with EMFILE, the loop backs
+//! off instead of spinning, and every waiting connection is still served once descriptors
+//! free up. Its own test binary, because it lowers the process's open-file limit.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{RawClient, TestServer};
+use hopline::conn::ServerConfig;
+use hopline::origin::Origin;
+use tokio::net::TcpSocket;
+
+fn open_files() -> u64 {
+    std::fs::read_dir("/proc/self/fd").unwrap().count() as u64
+}
+
+fn set_soft_limit(soft: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write only the struct passed by pointer.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        let previous = limit.rlim_cur;
+        limit.rlim_cur = soft;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        previous
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn emfile_backs_off_and_every_waiting_connection_is_served() {
+    let config = ServerConfig {
+        keep_alive: false,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(Origin::new(), config).await;
+    // The clients' descriptors exist before the limit drops; connecting needs no new one,
+    // but every accept does. With two spare descriptors the server can hold two accepted
+    // connections at a time and gets EMFILE for the rest until those close.
+    let sockets: Vec<_> = (0..20).map(|_| TcpSocket::new_v4().unwrap()).collect();
+    let previous = set_soft_limit(open_files() + 2);
+    let mut clients = Vec::new();
+    for socket in sockets {
+        clients.push(RawClient::from_stream(
+            socket.connect(server.addr).await.unwrap(),
+        ));
+    }
+    let mut served = 0;
+    for client in &mut clients {
+        client.get("/", "").await;
+        let response = tokio::time::timeout(Duration::from_secs(20), client.response())
+            .await
+            .expect("a waiting connection was never served");
+        assert_eq!(response.status, 200);
+        served += 1;
+    }
+    set_soft_limit(previous);
+    assert_eq!(served, 20);
+    let stats = server.closed(20).await;
+    assert_eq!(stats.accepted, 20, "no connection lost to EMFILE");
+    assert!(
+        stats.accept_errors > 0,
+        "the test never hit EMFILE: {stats:?}"
+    );
+    // Backing off (1 ms doubling to 1 s), not spinning: a handful of failed accepts.
+    assert!(stats.accept_errors < 200, "accept spun: {stats:?}");
+}
