@@ -48,33 +48,6 @@ impl Default for ListenerConfig {
     }
 }
 
-/// Every way a connection can close, in a fixed order (for counting).
-pub const CLOSE_REASONS: [CloseReason; 16] = [
-    CloseReason::ClientClosed,
-    CloseReason::ClientRequested,
-    CloseReason::ShortLived,
-    CloseReason::IdleTimeout,
-    CloseReason::HeaderTimeout,
-    CloseReason::BodyTimeout,
-    CloseReason::WriteTimeout,
-    CloseReason::MaxRequests,
-    CloseReason::MaxLifetime,
-    CloseReason::Shutdown,
-    CloseReason::BadRequest,
-    CloseReason::HandlerRequested,
-    CloseReason::CloseDelimited,
-    CloseReason::BodyUnread,
-    CloseReason::ResponseAborted,
-    CloseReason::Io,
-];
-
-fn reason_index(reason: CloseReason) -> usize {
-    CLOSE_REASONS
-        .iter()
-        .position(|r| *r == reason)
-        .unwrap_or(CLOSE_REASONS.len() - 1)
-}
-
 /// Counters a running server keeps, readable at any time.
 #[derive(Debug, Default)]
 pub struct ServerStats {
@@ -83,7 +56,7 @@ pub struct ServerStats {
     active: AtomicU64,
     requests: AtomicU64,
     writes: AtomicU64,
-    closed_by: [AtomicU64; CLOSE_REASONS.len()],
+    closed_by: [AtomicU64; CloseReason::ALL.len()],
 }
 
 /// A copy of [`ServerStats`] at one moment.
@@ -100,7 +73,7 @@ pub struct StatsSnapshot {
     pub requests: u64,
     /// Write syscalls that carried response bytes, on connections that have closed.
     pub writes: u64,
-    /// Closed connections, by reason, in [`CLOSE_REASONS`] order.
+    /// Closed connections, by reason, in [`CloseReason::ALL`] order.
     pub closed_by: Vec<(CloseReason, u64)>,
 }
 
@@ -128,7 +101,7 @@ impl ServerStats {
             active: self.active.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
-            closed_by: CLOSE_REASONS
+            closed_by: CloseReason::ALL
                 .iter()
                 .zip(&self.closed_by)
                 .map(|(reason, n)| (*reason, n.load(Ordering::Relaxed)))
@@ -139,7 +112,7 @@ impl ServerStats {
     fn record_close(&self, summary: ConnSummary) {
         self.requests.fetch_add(summary.requests, Ordering::Relaxed);
         self.writes.fetch_add(summary.writes, Ordering::Relaxed);
-        self.closed_by[reason_index(summary.reason)].fetch_add(1, Ordering::Relaxed);
+        self.closed_by[summary.reason.index()].fetch_add(1, Ordering::Relaxed);
         self.active.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -65,26 +65,10 @@ pub(crate) async fn read_some(
 /// Returns the number of write syscalls it took.
 pub(crate) async fn write_all_until(
     stream: &TcpStream,
-    mut buf: &[u8],
+    buf: &[u8],
     deadline: Instant,
 ) -> io::Result<u64> {
-    let mut writes = 0;
-    while !buf.is_empty() {
-        match stream.try_write(buf) {
-            Ok(n) => {
-                buf = &buf[n..];
-                writes += 1;
-            }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                match timeout_at(deadline, stream.writable()).await {
-                    Ok(ready) => ready?,
-                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-                }
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(writes)
+    write_two_until(stream, buf, &[], deadline).await
 }
 
 /// Writes a small control message (e.g. `100 Continue`), allowing the peer ten seconds.

@@ -148,6 +148,7 @@ pub trait Handler: Send + Sync + 'static {
 
 /// Why a connection closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum CloseReason {
     /// The client closed the connection (between requests, or mid-request).
     ClientClosed,
@@ -180,11 +181,39 @@ pub enum CloseReason {
     BodyUnread,
     /// The response body failed mid-stream; the connection closed to cut it short.
     ResponseAborted,
-    /// A socket error (reset, broken pipe).
+    /// A socket error (reset, broken pipe). Keep it last: [`CloseReason::ALL`] is checked
+    /// against it at compile time.
     Io,
 }
 
+const _: () = assert!(CloseReason::Io as usize + 1 == CloseReason::ALL.len());
+
 impl CloseReason {
+    /// Every reason, in the order of [`CloseReason::index`] (for counting by reason).
+    pub const ALL: [CloseReason; 16] = [
+        CloseReason::ClientClosed,
+        CloseReason::ClientRequested,
+        CloseReason::ShortLived,
+        CloseReason::IdleTimeout,
+        CloseReason::HeaderTimeout,
+        CloseReason::BodyTimeout,
+        CloseReason::WriteTimeout,
+        CloseReason::MaxRequests,
+        CloseReason::MaxLifetime,
+        CloseReason::Shutdown,
+        CloseReason::BadRequest,
+        CloseReason::HandlerRequested,
+        CloseReason::CloseDelimited,
+        CloseReason::BodyUnread,
+        CloseReason::ResponseAborted,
+        CloseReason::Io,
+    ];
+
+    /// This reason's position in [`CloseReason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Whether the client may still be sending when the server closes, so that a
     /// lingering close is needed to keep the last response from being reset.
     fn wants_linger(self) -> bool {
@@ -1018,4 +1047,16 @@ fn write_date(out: &mut Vec<u8>) {
         }
         out.extend_from_slice(&cached.1);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_close_reason_is_listed_at_its_index() {
+        for (i, reason) in CloseReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i, "{reason:?}");
+        }
+    }
 }
