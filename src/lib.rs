@@ -7,6 +7,8 @@
 //! |---|---|---|
 //! | [`wire`] | bytes ↔ messages: heads, header rules, framing, chunked, persistence intent | touch sockets, tokio or clocks |
 //! | [`conn`] | one connection: buffered I/O, the server loop (keep-alive, pipelining, timeouts, lingering close), the handler interface and bodies | know about listeners, pools or config files |
+//! | [`pool`] | idle client connections by (scheme, host, port): most recently used first, per-host caps with a fair queue, expiry, eviction of closed ones | parse HTTP |
+//! | [`client`] | the HTTP client: connection types (close, keep-alive, pipeline), safe retries, streamed response bodies | parse HTTP or order the pool |
 //! | [`server`] | the listener: accept loop, connection limit, accept-error backoff, graceful shutdown | contain protocol logic |
 //! | [`origin`] | the built-in handler behind `hopline serve`: hello, `/bytes/N`, `/delay/MS`, `/echo`, static files | touch framing or persistence |
 //! | [`cli`] | the command line: subcommands, flags, runtime, signals | contain protocol logic |
@@ -15,9 +17,11 @@
 //! The binary (`src/main.rs`) is a thin command line over these.
 
 pub mod cli;
+pub mod client;
 pub mod conn;
 pub mod error;
 pub mod origin;
+pub mod pool;
 pub mod server;
 pub mod wire;
 

@@ -1,0 +1,507 @@
+//! Pipelined connections: one dispatcher task per connection writes requests as they come
+//! and reads the responses strictly in order, streaming each body to its requester.
+//!
+//! Owns which pipelined connection takes a request and what happens to requests in flight
+//! when a connection ends. Rules:
+//! - a new connection carries one request until its first response shows the server keeps
+//!   connections; then up to `depth` requests are in flight;
+//! - only idempotent requests are pipelined; a non-idempotent one waits for an empty
+//!   connection and holds it alone;
+//! - when a connection ends, requests never written are re-queued; after a response with
+//!   `Connection: close` every later request is re-queued too (the server does not process
+//!   them, RFC 9112 §9.6). Those re-queues are certain to be safe and are not retries; only
+//!   a cap of [`MAX_REQUEUES`] guards against a pathological server;
+//! - after an unexpected close, unanswered idempotent requests are re-queued once (a retry
+//!   in the sense of RFC 9110 §9.2.2) and the others fail.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::Response;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::{Client, ClientOptions, Exchange, Prepared, ResponseBody};
+use crate::conn::body::{Body, Frame};
+use crate::conn::client::{ClientConn, RequestFraming};
+use crate::error::{Error, ErrorKind, Side};
+use crate::pool::Key;
+
+/// Counters of the pipelined connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PipelineStats {
+    /// Requests sent again because their connection ended before answering them.
+    pub requeued: u64,
+}
+
+/// The pipelined connections of a client, by key.
+pub(crate) struct Pipelines {
+    hosts: Mutex<HashMap<Key, Host>>,
+    /// Signalled whenever a connection gains room or closes.
+    changed: Arc<Notify>,
+    max_per_host: Option<usize>,
+    requeued: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct Host {
+    conns: Vec<Handle>,
+    /// Connections being opened (they count against the cap).
+    connecting: usize,
+}
+
+#[derive(Clone)]
+struct Handle {
+    jobs: mpsc::UnboundedSender<Job>,
+    load: Arc<Load>,
+}
+
+/// What a connection's dispatcher shares with the pickers.
+#[derive(Default)]
+struct Load {
+    /// Requests assigned and not yet answered (or re-queued).
+    in_flight: AtomicUsize,
+    /// The server showed it keeps the connection (first response persisted).
+    confirmed: AtomicBool,
+    /// A non-idempotent request holds the connection alone.
+    exclusive: AtomicBool,
+    /// The connection ended: take no more requests.
+    closed: AtomicBool,
+}
+
+impl Handle {
+    /// Whether this connection may take another request now.
+    fn accepts(&self, depth: usize, idempotent: bool) -> bool {
+        let load = &self.load;
+        let in_flight = load.in_flight.load(Ordering::Acquire);
+        !load.closed.load(Ordering::Acquire)
+            && !load.exclusive.load(Ordering::Acquire)
+            && in_flight < depth
+            && (in_flight == 0 || (idempotent && load.confirmed.load(Ordering::Acquire)))
+    }
+}
+
+/// Most times one request is sent back by connections that never answered it.
+pub const MAX_REQUEUES: u32 = 16;
+
+struct Job {
+    prepared: Arc<Prepared>,
+    /// Whether it was sent back before (shown as `retried` in its [`Exchange`]).
+    requeued: bool,
+    reply: oneshot::Sender<Result<Response<ResponseBody>, JobError>>,
+}
+
+enum JobError {
+    /// Never processed by the server (never written, or written after its last answer):
+    /// safe to send again.
+    NotProcessed,
+    /// Unanswered after an unexpected close; idempotent, so it may be sent again once.
+    Unanswered,
+    /// Failed for good.
+    Failed(Error),
+}
+
+impl Pipelines {
+    pub(crate) fn new(options: &ClientOptions) -> Self {
+        Pipelines {
+            hosts: Mutex::new(HashMap::new()),
+            changed: Arc::new(Notify::new()),
+            max_per_host: options.pool.max_connections_per_host,
+            requeued: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> PipelineStats {
+        PipelineStats {
+            requeued: self.requeued.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A connection with room for the request (counted in flight on it), opening one if
+    /// the host is under its cap, else waiting for room.
+    async fn pick(
+        &self,
+        client: &Client,
+        key: &Key,
+        idempotent: bool,
+        depth: usize,
+    ) -> Result<Handle, Error> {
+        loop {
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            let connect = {
+                let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+                let host = hosts.entry(key.clone()).or_default();
+                host.conns
+                    .retain(|h| !h.load.closed.load(Ordering::Acquire));
+                // Fill the busiest connection first: pipelining wants few connections.
+                let best = host
+                    .conns
+                    .iter()
+                    .filter(|h| h.accepts(depth, idempotent))
+                    .max_by_key(|h| h.load.in_flight.load(Ordering::Acquire));
+                if let Some(handle) = best {
+                    handle.load.in_flight.fetch_add(1, Ordering::AcqRel);
+                    if !idempotent {
+                        handle.load.exclusive.store(true, Ordering::Release);
+                    }
+                    return Ok(handle.clone());
+                }
+                let open = host.conns.len() + host.connecting;
+                let room = self.max_per_host.is_none_or(|cap| open < cap);
+                if room {
+                    host.connecting += 1;
+                }
+                room
+            };
+            if !connect {
+                changed.await;
+                continue;
+            }
+            let opened = client.connect(key).await;
+            let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            let host = hosts.entry(key.clone()).or_default();
+            host.connecting -= 1;
+            let conn = match opened {
+                Ok(conn) => conn,
+                Err(error) => {
+                    self.changed.notify_waiters();
+                    return Err(error);
+                }
+            };
+            let (jobs, receiver) = mpsc::unbounded_channel();
+            let load = Arc::new(Load::default());
+            load.in_flight.store(1, Ordering::Release);
+            if !idempotent {
+                load.exclusive.store(true, Ordering::Release);
+            }
+            let handle = Handle { jobs, load };
+            host.conns.push(handle.clone());
+            tokio::spawn(dispatch(
+                conn,
+                receiver,
+                handle.load.clone(),
+                self.changed.clone(),
+                depth,
+            ));
+            return Ok(handle);
+        }
+    }
+}
+
+/// Sends a request on a pipelined connection of `client`.
+pub(crate) async fn send(
+    client: &Client,
+    pipelines: &Pipelines,
+    prepared: Prepared,
+    depth: usize,
+) -> Result<Response<ResponseBody>, Error> {
+    let depth = depth.max(1);
+    let prepared = Arc::new(prepared);
+    let mut requeues = 0;
+    let mut retried = false;
+    loop {
+        let requeued = requeues > 0;
+        let handle = pipelines
+            .pick(client, &prepared.key, prepared.idempotent, depth)
+            .await?;
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            prepared: prepared.clone(),
+            requeued,
+            reply,
+        };
+        if handle.jobs.send(job).is_err() {
+            // The dispatcher ended between the pick and the send: nothing was written.
+            handle.load.in_flight.fetch_sub(1, Ordering::AcqRel);
+            continue;
+        }
+        let again = match answer.await {
+            Ok(Ok(response)) => return Ok(response),
+            Ok(Err(JobError::Failed(error))) => return Err(error),
+            Ok(Err(JobError::NotProcessed)) => true,
+            Ok(Err(JobError::Unanswered)) if !retried => {
+                retried = true;
+                true
+            }
+            Ok(Err(JobError::Unanswered)) | Err(_) => false,
+        };
+        requeues += 1;
+        if !again || requeues > MAX_REQUEUES {
+            return Err(Error::new(
+                Side::Upstream,
+                ErrorKind::Closed("before answering a pipelined request"),
+            ));
+        }
+        pipelines.requeued.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Ends a job without an answer from this connection.
+fn give_back(job: Job, load: &Load, outcome: JobError) {
+    load.in_flight.fetch_sub(1, Ordering::AcqRel);
+    if !job.prepared.idempotent {
+        load.exclusive.store(false, Ordering::Release);
+    }
+    let _ = job.reply.send(Err(outcome));
+}
+
+/// What becomes of a written, unanswered request when its connection ends.
+#[derive(Clone, Copy)]
+enum Ending {
+    /// The server said it closes: it did not process later requests.
+    Announced,
+    /// The connection failed: idempotent requests may go again once, others fail.
+    Unexpected,
+}
+
+impl Ending {
+    fn outcome(self, job: &Job) -> JobError {
+        match self {
+            Ending::Announced => JobError::NotProcessed,
+            Ending::Unexpected if job.prepared.idempotent => JobError::Unanswered,
+            Ending::Unexpected => JobError::Failed(unanswered()),
+        }
+    }
+}
+
+/// Ends a connection: no more jobs; written, unanswered ones go back as `ending` says,
+/// unwritten ones are re-queued.
+async fn shut(
+    load: &Load,
+    changed: &Notify,
+    receiver: &mut mpsc::UnboundedReceiver<Job>,
+    waiting: VecDeque<Job>,
+    queued: VecDeque<Job>,
+    ending: Ending,
+) {
+    load.closed.store(true, Ordering::Release);
+    for job in waiting {
+        let outcome = ending.outcome(&job);
+        give_back(job, load, outcome);
+    }
+    for job in queued {
+        give_back(job, load, JobError::NotProcessed);
+    }
+    receiver.close();
+    while let Some(job) = receiver.recv().await {
+        give_back(job, load, JobError::NotProcessed);
+    }
+    changed.notify_waiters();
+}
+
+/// The dispatcher of one pipelined connection.
+async fn dispatch(
+    mut conn: ClientConn,
+    mut receiver: mpsc::UnboundedReceiver<Job>,
+    load: Arc<Load>,
+    changed: Arc<Notify>,
+    depth: usize,
+) {
+    // Written, awaiting their responses, oldest first.
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    // Received, not yet written.
+    let mut queued: VecDeque<Job> = VecDeque::new();
+    let mut answered: u64 = 0;
+    loop {
+        while let Ok(job) = receiver.try_recv() {
+            queued.push_back(job);
+        }
+        if waiting.is_empty() && queued.is_empty() {
+            // Idle: the next job, or the server closing the connection meanwhile.
+            tokio::select! {
+                job = receiver.recv() => match job {
+                    Some(job) => queued.push_back(job),
+                    None => return,
+                },
+                () = poll_fn(|cx| conn.poll_closed(cx)) => {
+                    shut(&load, &changed, &mut receiver, waiting, queued, Ending::Announced).await;
+                    return;
+                }
+            }
+            continue;
+        }
+        // Write what may go now: alone on a new connection; then up to `depth`.
+        let mut wrote = false;
+        while let Some(job) = queued.front() {
+            let room = waiting.is_empty()
+                || (load.confirmed.load(Ordering::Acquire)
+                    && waiting.len() < depth
+                    && job.prepared.idempotent
+                    && waiting.iter().all(|j| j.prepared.idempotent));
+            if !room {
+                break;
+            }
+            let job = queued.pop_front().expect("front exists");
+            if let Err(error) = write(&mut conn, &job.prepared).await {
+                tracing::debug!(%error, "pipelined write failed");
+                // This one may be partly sent; the earlier ones may have reached the server.
+                waiting.push_back(job);
+                shut(
+                    &load,
+                    &changed,
+                    &mut receiver,
+                    waiting,
+                    queued,
+                    Ending::Unexpected,
+                )
+                .await;
+                return;
+            }
+            waiting.push_back(job);
+            wrote = true;
+        }
+        if wrote && let Err(error) = conn.flush().await {
+            tracing::debug!(%error, "pipelined flush failed");
+            shut(
+                &load,
+                &changed,
+                &mut receiver,
+                waiting,
+                queued,
+                Ending::Unexpected,
+            )
+            .await;
+            return;
+        }
+        let Some(job) = waiting.pop_front() else {
+            continue;
+        };
+        let head = match conn.read_head().await {
+            Ok(head) => head,
+            Err(error) => {
+                // The oldest request fails for good if the server began answering it or
+                // may have acted on it; the rest as the rules say.
+                let outcome = if conn.response_started() || !job.prepared.idempotent {
+                    JobError::Failed(error)
+                } else {
+                    JobError::Unanswered
+                };
+                give_back(job, &load, outcome);
+                shut(
+                    &load,
+                    &changed,
+                    &mut receiver,
+                    waiting,
+                    queued,
+                    Ending::Unexpected,
+                )
+                .await;
+                return;
+            }
+        };
+        let persists = conn.persists();
+        if persists {
+            load.confirmed.store(true, Ordering::Release);
+            changed.notify_waiters();
+        }
+        let exchange = Exchange {
+            connection: conn.id(),
+            reused: answered > 0,
+            retried: job.requeued,
+            peer: conn.peer(),
+        };
+        let length = match head.framing {
+            crate::wire::BodyFraming::Empty => Some(0),
+            crate::wire::BodyFraming::Length(n) => Some(n),
+            _ => None,
+        };
+        let (mut sender, body) = Body::channel(length);
+        let mut response = Response::new(ResponseBody::from_channel(body));
+        *response.status_mut() = head.status;
+        *response.version_mut() = head.version;
+        *response.headers_mut() = head.headers;
+        response.extensions_mut().insert(exchange);
+        let idempotent = job.prepared.idempotent;
+        let mut listening = job.reply.send(Ok(response)).is_ok();
+        // Stream the body to the requester (or drain it if they stopped listening: the
+        // next response follows it on the wire).
+        let mut failed = None;
+        loop {
+            match conn.read_frame().await {
+                Ok(Some(Frame::Data(data))) => {
+                    if listening && sender.send(data).await.is_err() {
+                        listening = false;
+                    }
+                }
+                Ok(Some(Frame::Trailers(trailers))) => {
+                    let _ = sender.send_trailers(trailers).await;
+                    break;
+                }
+                Ok(None) => {
+                    sender.finish();
+                    break;
+                }
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
+            }
+        }
+        answered += 1;
+        load.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if !idempotent {
+            load.exclusive.store(false, Ordering::Release);
+        }
+        changed.notify_waiters();
+        if let Some(error) = failed {
+            tracing::debug!(%error, "pipelined response body failed");
+            // `sender` is dropped unfinished: the requester sees the body abort.
+            shut(
+                &load,
+                &changed,
+                &mut receiver,
+                waiting,
+                queued,
+                Ending::Unexpected,
+            )
+            .await;
+            return;
+        }
+        if !persists || conn.reusable().is_err() {
+            // The server closes after this response and does not process the requests
+            // written after it: they all go back.
+            shut(
+                &load,
+                &changed,
+                &mut receiver,
+                waiting,
+                queued,
+                Ending::Announced,
+            )
+            .await;
+            return;
+        }
+    }
+}
+
+fn unanswered() -> Error {
+    Error::new(
+        Side::Upstream,
+        ErrorKind::Closed("before answering a pipelined non-idempotent request"),
+    )
+}
+
+/// Writes one request (head and whole body) into the connection's buffer.
+async fn write(conn: &mut ClientConn, prepared: &Prepared) -> Result<(), Error> {
+    let framing = if prepared.body.is_empty() {
+        RequestFraming::Empty
+    } else {
+        RequestFraming::Length(prepared.body.len() as u64)
+    };
+    conn.write_head(
+        &prepared.method,
+        &prepared.target,
+        prepared.authority.as_deref(),
+        &prepared.headers,
+        framing,
+        false,
+    )?;
+    if !prepared.body.is_empty() {
+        conn.write_body(prepared.body.clone()).await?;
+    }
+    conn.finish_body(None);
+    Ok(())
+}

@@ -1,0 +1,813 @@
+//! The client side of one connection: write requests (streaming their bodies), read the
+//! responses in order, and say afterwards whether the connection may be reused, and if not,
+//! why.
+//!
+//! Owns the protocol state of one client connection: requests in flight (several when the
+//! caller pipelines), the current response body, 1xx interim responses, `100-continue`, and
+//! the server's persistence signals (`Connection`, HTTP/1.0, `Keep-Alive: timeout, max`). It
+//! must not know about pools, retries or which connection to use: those are the caller's.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::body::Frame;
+use super::io::{read_some, write_all_until, write_two_until};
+use crate::error::{Error, ErrorKind, Side};
+use crate::wire::chunked::{CHUNK_DATA_END, write_chunk_header, write_last_chunk};
+use crate::wire::head::{write_content_length, write_field, write_fields, write_request_line};
+use crate::wire::headers::list_members;
+use crate::wire::{
+    BodyDecoder, BodyEvent, BodyFraming, ChunkedLimits, HeadLimits, HeadParser, HeadStatus,
+    ResponseHead, keep_alive_intent,
+};
+
+/// Client-side protocol settings, each with its default.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The HTTP version spoken to servers. Default HTTP/1.1; HTTP/1.0 for hops that need it
+    /// (no chunked request bodies, keep-alive only on request).
+    pub version: Version,
+    /// Longest wait for the first byte of a response once the request is sent. Default 60 s.
+    pub response_timeout: Duration,
+    /// Longest wait for the next bytes while reading a response. Default 30 s.
+    pub read_timeout: Duration,
+    /// Longest wait for the server to accept request bytes. Default 30 s.
+    pub write_timeout: Duration,
+    /// How long to wait for `100 Continue` before sending the body anyway (RFC 9110
+    /// §10.1.1). Default 1 s.
+    pub expect_continue_timeout: Duration,
+    /// Limits on response heads.
+    pub head_limits: HeadLimits,
+    /// Limits of the chunked decoder.
+    pub chunked_limits: ChunkedLimits,
+    /// Bytes requested per socket read. Default 16 KiB.
+    pub read_buffer: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            version: Version::HTTP_11,
+            response_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            expect_continue_timeout: Duration::from_secs(1),
+            head_limits: HeadLimits::default(),
+            chunked_limits: ChunkedLimits::default(),
+            read_buffer: 16 * 1024,
+        }
+    }
+}
+
+/// Why a connection must not be reused (after the response that ended it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotReusable {
+    /// The server said `Connection: close`.
+    ServerClose,
+    /// An HTTP/1.0 response without `Connection: keep-alive`.
+    Http10,
+    /// The response body was delimited by the server closing the connection.
+    CloseDelimited,
+    /// The response body was not read to its end.
+    BodyNotRead,
+    /// Bytes arrived beyond the response with no request in flight to own them.
+    ExtraBytes,
+    /// The connection switched protocols (101) or became a CONNECT tunnel.
+    Upgraded,
+    /// A read, write or parse failed, or a timer ran out.
+    Error,
+    /// The server's `Keep-Alive: max` (or the pool's limit) is used up.
+    RequestsExhausted,
+    /// We asked the server to close (`Connection: close` sent).
+    ClientClose,
+    /// The request body was not sent completely.
+    RequestIncomplete,
+}
+
+/// How the body of an outgoing request is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body (`Content-Length` is omitted for methods that carry none, `0` otherwise).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked (unknown length; HTTP/1.1 only).
+    Chunked,
+}
+
+/// A request in flight: enough to read its response.
+#[derive(Debug, Clone)]
+struct InFlight {
+    method: Method,
+}
+
+/// Where the connection stands.
+#[derive(Debug)]
+enum Body {
+    /// No response body is being read.
+    None,
+    /// Reading the body of the response to the oldest request in flight.
+    Reading(BodyDecoder),
+}
+
+/// The server's `Keep-Alive` hints (RFC 2068 §19.7.1, still widely sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeepAliveHint {
+    /// The server closes the connection after this long idle.
+    pub timeout: Option<Duration>,
+    /// Requests the server will still accept on this connection.
+    pub max: Option<u64>,
+}
+
+impl KeepAliveHint {
+    /// Parses `timeout=N, max=M` (unknown parameters ignored).
+    pub fn parse(value: &[u8]) -> Self {
+        let mut hint = KeepAliveHint::default();
+        for member in list_members(value) {
+            let Ok(member) = std::str::from_utf8(member) else {
+                continue;
+            };
+            let Some((name, number)) = member.split_once('=') else {
+                continue;
+            };
+            let Ok(number) = number.trim().trim_matches('"').parse::<u64>() else {
+                continue;
+            };
+            match name.trim().to_ascii_lowercase().as_str() {
+                "timeout" => hint.timeout = Some(Duration::from_secs(number)),
+                "max" => hint.max = Some(number),
+                _ => {}
+            }
+        }
+        hint
+    }
+}
+
+/// What came back for a request sent with `Expect: 100-continue`.
+#[derive(Debug)]
+pub enum ContinueOutcome {
+    /// `100 Continue` arrived, or the wait ran out: send the body.
+    SendBody,
+    /// The server answered with a final response instead: do not send the body.
+    Final(Box<ResponseHead>),
+}
+
+/// One client connection.
+#[derive(Debug)]
+pub struct ClientConn {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
+    parser: HeadParser,
+    config: ClientConfig,
+    id: u64,
+    peer: SocketAddr,
+    created: Instant,
+    /// When the last response completed (or the connection opened).
+    last_used: Instant,
+    /// Requests written (at least their heads).
+    sent: u64,
+    /// Responses read to their end.
+    completed: u64,
+    in_flight: VecDeque<InFlight>,
+    body: Body,
+    /// A request body is being written (its head is sent, its end is not).
+    writing_body: Option<RequestFraming>,
+    /// Bytes of the current response head have arrived (for retry decisions).
+    response_started: bool,
+    hint: KeepAliveHint,
+    /// Set once the connection must not be reused; never cleared.
+    not_reusable: Option<NotReusable>,
+}
+
+impl ClientConn {
+    /// Connects to `addr` (with `TCP_NODELAY`), giving up after `timeout`.
+    pub async fn connect(
+        addr: SocketAddr,
+        id: u64,
+        config: ClientConfig,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return Err(Error::new(Side::Upstream, error)),
+            Err(_) => return Err(Error::new(Side::Upstream, ErrorKind::Timeout("connecting"))),
+        };
+        let _ = stream.set_nodelay(true);
+        Ok(Self::from_stream(stream, addr, id, config))
+    }
+
+    /// Wraps a connected stream.
+    pub fn from_stream(stream: TcpStream, peer: SocketAddr, id: u64, config: ClientConfig) -> Self {
+        let now = Instant::now();
+        ClientConn {
+            stream,
+            rbuf: BytesMut::new(),
+            wbuf: Vec::new(),
+            parser: HeadParser::new(),
+            config,
+            id,
+            peer,
+            created: now,
+            last_used: now,
+            sent: 0,
+            completed: 0,
+            in_flight: VecDeque::new(),
+            body: Body::None,
+            writing_body: None,
+            response_started: false,
+            hint: KeepAliveHint::default(),
+            not_reusable: None,
+        }
+    }
+
+    /// The connection's number (unique within its client).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The server's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// When the connection was opened.
+    pub fn created(&self) -> Instant {
+        self.created
+    }
+
+    /// When the connection last finished a response (or opened).
+    pub fn last_used(&self) -> Instant {
+        self.last_used
+    }
+
+    /// Requests sent on this connection.
+    pub fn requests_sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Requests sent whose responses have not been read to their end.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The server's `Keep-Alive` hints, as of the last response.
+    pub fn keep_alive_hint(&self) -> KeepAliveHint {
+        self.hint
+    }
+
+    /// The underlying socket (for socket options and `TCP_INFO`).
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Whether nothing so far rules out reusing the connection (checked after a response
+    /// head: the server did not say close, the body is not close-delimited).
+    pub fn persists(&self) -> bool {
+        self.not_reusable.is_none()
+    }
+
+    /// Whether any byte of the response currently awaited has arrived. A request that fails
+    /// before that may be retried on another connection (RFC 9110 §9.2.2).
+    pub fn response_started(&self) -> bool {
+        self.response_started
+    }
+
+    /// Appends a request head to the write buffer (call [`ClientConn::flush`] to send).
+    ///
+    /// `target` is the request target as it goes on the wire (origin-form `/path?q`, or
+    /// absolute-form for a proxy). `Host` is added from `authority` unless `headers` carry
+    /// one. Framing and persistence fields come from `framing` and `close`, never from
+    /// `headers`.
+    pub fn write_head(
+        &mut self,
+        method: &Method,
+        target: &[u8],
+        authority: Option<&str>,
+        headers: &HeaderMap,
+        framing: RequestFraming,
+        close: bool,
+    ) -> Result<(), Error> {
+        if self.writing_body.is_some() {
+            return Err(Error::new(
+                Side::Local,
+                ErrorKind::Closed("while a request body is still being written"),
+            ));
+        }
+        if framing == RequestFraming::Chunked && self.config.version == Version::HTTP_10 {
+            return Err(Error::new(
+                Side::Local,
+                ErrorKind::Body("an HTTP/1.0 hop cannot take a chunked request body".into()),
+            ));
+        }
+        let wbuf = &mut self.wbuf;
+        write_request_line(wbuf, method, target, self.config.version);
+        if !headers.contains_key(header::HOST)
+            && let Some(authority) = authority
+        {
+            write_field(wbuf, b"host", authority.as_bytes());
+        }
+        write_fields(wbuf, headers);
+        match framing {
+            RequestFraming::Length(n) => write_content_length(wbuf, n),
+            RequestFraming::Chunked => wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            // RFC 9110 §8.6: a request without content says so with `Content-Length: 0`
+            // when its method is one that usually carries content.
+            RequestFraming::Empty if method_expects_content(method) => {
+                write_content_length(wbuf, 0)
+            }
+            RequestFraming::Empty => {}
+        }
+        if close {
+            wbuf.extend_from_slice(b"connection: close\r\n");
+            self.not_reusable.get_or_insert(NotReusable::ClientClose);
+        } else if self.config.version == Version::HTTP_10 {
+            wbuf.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+        wbuf.extend_from_slice(b"\r\n");
+        self.sent += 1;
+        self.in_flight.push_back(InFlight {
+            method: method.clone(),
+        });
+        if framing != RequestFraming::Empty {
+            self.writing_body = Some(framing);
+        }
+        Ok(())
+    }
+
+    /// Appends request body bytes (after [`ClientConn::write_head`]); large chunks are
+    /// written at once without copying.
+    pub async fn write_body(&mut self, data: Bytes) -> Result<(), Error> {
+        let Some(framing) = self.writing_body else {
+            return Err(Error::new(
+                Side::Local,
+                ErrorKind::Closed("no request body is being written"),
+            ));
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        if framing == RequestFraming::Chunked {
+            write_chunk_header(&mut self.wbuf, data.len());
+        }
+        if data.len() <= 16 * 1024 {
+            self.wbuf.extend_from_slice(&data);
+        } else {
+            let deadline = Instant::now() + self.config.write_timeout;
+            let written = write_two_until(&self.stream, &self.wbuf, &data, deadline).await;
+            self.wbuf.clear();
+            written.map_err(|e| self.fail(e))?;
+        }
+        if framing == RequestFraming::Chunked {
+            self.wbuf.extend_from_slice(CHUNK_DATA_END);
+        }
+        if self.wbuf.len() >= 64 * 1024 {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the request body (with trailers, for a chunked body).
+    pub fn finish_body(&mut self, trailers: Option<&HeaderMap>) {
+        if let Some(RequestFraming::Chunked) = self.writing_body.take() {
+            write_last_chunk(&mut self.wbuf, trailers);
+        }
+    }
+
+    /// Abandons a request body midway: the connection cannot carry another request.
+    pub fn abandon_body(&mut self) {
+        if self.writing_body.take().is_some() {
+            self.not_reusable
+                .get_or_insert(NotReusable::RequestIncomplete);
+        }
+    }
+
+    /// Writes out everything buffered.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.config.write_timeout;
+        let result = write_all_until(&self.stream, &self.wbuf, deadline).await;
+        self.wbuf.clear();
+        result.map(drop).map_err(|e| self.fail(e))
+    }
+
+    /// Sends a whole request (head and body) and flushes.
+    pub async fn send_request(
+        &mut self,
+        method: &Method,
+        target: &[u8],
+        authority: Option<&str>,
+        headers: &HeaderMap,
+        body: &Bytes,
+        close: bool,
+    ) -> Result<(), Error> {
+        let framing = if body.is_empty() {
+            RequestFraming::Empty
+        } else {
+            RequestFraming::Length(body.len() as u64)
+        };
+        self.write_head(method, target, authority, headers, framing, close)?;
+        if !body.is_empty() {
+            self.write_body(body.clone()).await?;
+        }
+        self.finish_body(None);
+        self.flush().await
+    }
+
+    /// After sending a head with `Expect: 100-continue` (and flushing it): waits for
+    /// `100 Continue`, a final response, or the expect-continue timeout (RFC 9110 §10.1.1:
+    /// then the client sends the body anyway).
+    pub async fn await_continue(&mut self) -> Result<ContinueOutcome, Error> {
+        let method = self.expect_in_flight()?.method.clone();
+        let deadline = Instant::now() + self.config.expect_continue_timeout;
+        loop {
+            match self.parse_head(&method)? {
+                Some(head) if head.status == StatusCode::CONTINUE => {
+                    return Ok(ContinueOutcome::SendBody);
+                }
+                Some(head) if head.status.is_informational() => continue,
+                Some(head) => {
+                    self.begin_body(&method, &head);
+                    return Ok(ContinueOutcome::Final(Box::new(head)));
+                }
+                None => {}
+            }
+            match read_some(
+                &self.stream,
+                &mut self.rbuf,
+                self.config.read_buffer,
+                deadline,
+            )
+            .await
+            {
+                Ok(0) => return Err(self.closed("before answering 100-continue")),
+                Ok(_) => self.response_started = true,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Ok(ContinueOutcome::SendBody);
+                }
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+    }
+
+    /// Reads the head of the response to the oldest request in flight, skipping interim
+    /// (1xx) responses other than 101. After it, read the body with
+    /// [`ClientConn::read_frame`] (there is none for HEAD, 1xx, 204, 304).
+    pub async fn read_head(&mut self) -> Result<ResponseHead, Error> {
+        let method = self.expect_in_flight()?.method.clone();
+        let mut deadline = Instant::now() + self.config.response_timeout;
+        loop {
+            if let Some(head) = self.parse_head(&method)? {
+                if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS
+                {
+                    // RFC 9110 §15.2: a client must be able to parse and ignore them.
+                    continue;
+                }
+                self.begin_body(&method, &head);
+                return Ok(head);
+            }
+            match read_some(
+                &self.stream,
+                &mut self.rbuf,
+                self.config.read_buffer,
+                deadline,
+            )
+            .await
+            {
+                Ok(0) => return Err(self.closed("before the response head was complete")),
+                Ok(_) => {
+                    // The server has begun answering: from now on, the read timeout.
+                    self.response_started = true;
+                    deadline = Instant::now() + self.config.read_timeout;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    self.not_reusable = Some(NotReusable::Error);
+                    return Err(Error::new(
+                        Side::Upstream,
+                        ErrorKind::Timeout("waiting for the response"),
+                    ));
+                }
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+    }
+
+    /// The next frame of the current response body; `None` at its end (after which the
+    /// next response's head may be read).
+    pub async fn read_frame(&mut self) -> Result<Option<Frame>, Error> {
+        loop {
+            let Body::Reading(decoder) = &mut self.body else {
+                return Ok(None);
+            };
+            match decoder.decode(&mut self.rbuf) {
+                Ok(Some(BodyEvent::Data(data))) => return Ok(Some(Frame::Data(data))),
+                Ok(Some(BodyEvent::Trailers(trailers))) => {
+                    self.end_response();
+                    return Ok(Some(Frame::Trailers(trailers)));
+                }
+                Ok(Some(BodyEvent::End)) => {
+                    self.end_response();
+                    return Ok(None);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    self.not_reusable = Some(NotReusable::Error);
+                    return Err(Error::new(Side::Upstream, error));
+                }
+            }
+            let deadline = Instant::now() + self.config.read_timeout;
+            match read_some(
+                &self.stream,
+                &mut self.rbuf,
+                self.config.read_buffer,
+                deadline,
+            )
+            .await
+            {
+                Ok(0) => {
+                    let Body::Reading(decoder) = &mut self.body else {
+                        return Ok(None);
+                    };
+                    match decoder.eof() {
+                        Ok(_) => {
+                            self.end_response();
+                            return Ok(None);
+                        }
+                        Err(_truncated) => {
+                            self.not_reusable = Some(NotReusable::Error);
+                            return Err(Error::new(
+                                Side::Upstream,
+                                ErrorKind::Closed("before the response body was complete"),
+                            ));
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    self.not_reusable = Some(NotReusable::Error);
+                    return Err(Error::new(
+                        Side::Upstream,
+                        ErrorKind::Timeout("reading the response body"),
+                    ));
+                }
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+    }
+
+    /// Reads the rest of the current response body, discarding it; returns its length.
+    pub async fn discard_body(&mut self) -> Result<u64, Error> {
+        let mut length = 0;
+        while let Some(frame) = self.read_frame().await? {
+            if let Frame::Data(data) = frame {
+                length += data.len() as u64;
+            }
+        }
+        Ok(length)
+    }
+
+    /// Whether the connection may carry another request, and if not, why. The explicit
+    /// list of reasons, checked in order:
+    /// 1. something failed on it (read, write, parse, timer);
+    /// 2. we sent `Connection: close`;
+    /// 3. a request body was abandoned midway;
+    /// 4. the server said `Connection: close`, or answered HTTP/1.0 without keep-alive;
+    /// 5. a response body ran to the close of the connection;
+    /// 6. it switched protocols;
+    /// 7. a response body was not read to its end;
+    /// 8. bytes arrived that no request in flight accounts for;
+    /// 9. the server's `Keep-Alive: max` is used up.
+    pub fn reusable(&self) -> Result<(), NotReusable> {
+        if let Some(reason) = self.not_reusable {
+            return Err(reason);
+        }
+        if matches!(self.body, Body::Reading(_)) {
+            return Err(NotReusable::BodyNotRead);
+        }
+        if self.in_flight.is_empty() && !self.rbuf.is_empty() {
+            return Err(NotReusable::ExtraBytes);
+        }
+        if self.hint.max == Some(0) {
+            return Err(NotReusable::RequestsExhausted);
+        }
+        Ok(())
+    }
+
+    /// When a pool should retire this idle connection so that it never reuses one the server
+    /// is about to close: the server's `Keep-Alive: timeout` minus a margin (a quarter of
+    /// it, at most a second) for the request to get there.
+    pub fn retire_at(&self) -> Option<Instant> {
+        let timeout = self.hint.timeout?;
+        let margin = (timeout / 4).min(Duration::from_secs(1));
+        Some(self.last_used + timeout.saturating_sub(margin))
+    }
+
+    /// Checks an idle connection without blocking: `false` if the server has closed it or
+    /// sent bytes nobody asked for (for example a 408 before closing). Call only with no
+    /// request in flight.
+    pub fn is_open(&mut self) -> bool {
+        if self.not_reusable.is_some() || !self.rbuf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Ok(_) => {
+                // EOF (0) or unexpected bytes: either way, unusable.
+                self.not_reusable = Some(NotReusable::ExtraBytes);
+                false
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+            Err(_) => {
+                self.not_reusable = Some(NotReusable::Error);
+                false
+            }
+        }
+    }
+
+    /// Polls an idle connection for its peer closing (readable while idle means EOF, reset
+    /// or unexpected bytes): `Ready` once it is no longer usable.
+    pub fn poll_closed(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        loop {
+            if !self.is_open() {
+                return std::task::Poll::Ready(());
+            }
+            match self.stream.poll_read_ready(cx) {
+                std::task::Poll::Ready(Ok(())) => continue,
+                std::task::Poll::Ready(Err(_)) => {
+                    self.not_reusable = Some(NotReusable::Error);
+                    return std::task::Poll::Ready(());
+                }
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
+    }
+
+    fn expect_in_flight(&self) -> Result<&InFlight, Error> {
+        if !matches!(self.body, Body::None) {
+            return Err(Error::new(
+                Side::Local,
+                ErrorKind::Closed("before the previous response body was read"),
+            ));
+        }
+        self.in_flight.front().ok_or(Error::new(
+            Side::Local,
+            ErrorKind::Closed("with no request in flight"),
+        ))
+    }
+
+    /// Parses a response head from what is buffered.
+    fn parse_head(&mut self, method: &Method) -> Result<Option<ResponseHead>, Error> {
+        match self
+            .parser
+            .parse_response(&mut self.rbuf, &self.config.head_limits, method)
+        {
+            Ok(HeadStatus::Complete(head)) => Ok(Some(head)),
+            Ok(HeadStatus::Partial { started }) => {
+                self.response_started |= started;
+                Ok(None)
+            }
+            Err(error) => {
+                self.not_reusable = Some(NotReusable::Error);
+                Err(Error::new(Side::Upstream, error))
+            }
+        }
+    }
+
+    /// Takes in a final response head: its persistence signals and body framing.
+    fn begin_body(&mut self, method: &Method, head: &ResponseHead) {
+        if let Some(value) = head.headers.get("keep-alive") {
+            self.hint = KeepAliveHint::parse(value.as_bytes());
+        }
+        if !keep_alive_intent(&head.fields) {
+            self.not_reusable
+                .get_or_insert(if head.version == Version::HTTP_10 {
+                    NotReusable::Http10
+                } else {
+                    NotReusable::ServerClose
+                });
+        }
+        if head.status == StatusCode::SWITCHING_PROTOCOLS
+            || (method == Method::CONNECT && head.status.is_success())
+        {
+            self.not_reusable = Some(NotReusable::Upgraded);
+        }
+        if head.framing == BodyFraming::CloseDelimited {
+            self.not_reusable.get_or_insert(NotReusable::CloseDelimited);
+        }
+        self.body = Body::Reading(BodyDecoder::new(head.framing, self.config.chunked_limits));
+        if head.framing == BodyFraming::Empty {
+            self.end_response();
+        }
+    }
+
+    fn end_response(&mut self) {
+        self.body = Body::None;
+        self.in_flight.pop_front();
+        self.completed += 1;
+        self.response_started = false;
+        self.last_used = Instant::now();
+        if let Some(max) = self.hint.max.as_mut() {
+            *max = max.saturating_sub(1);
+        }
+    }
+
+    fn fail(&mut self, error: std::io::Error) -> Error {
+        self.not_reusable = Some(NotReusable::Error);
+        if error.kind() == std::io::ErrorKind::TimedOut {
+            Error::new(Side::Upstream, ErrorKind::Timeout("writing the request"))
+        } else {
+            Error::new(Side::Upstream, error)
+        }
+    }
+
+    fn closed(&mut self, when: &'static str) -> Error {
+        self.not_reusable = Some(NotReusable::Error);
+        Error::new(Side::Upstream, ErrorKind::Closed(when))
+    }
+}
+
+/// Methods whose requests usually carry content (RFC 9110 §8.6: send `Content-Length: 0`
+/// for an empty body).
+fn method_expects_content(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+}
+
+/// Whether a request may be sent again after it failed without an answer: its method is
+/// idempotent (RFC 9110 §9.2.2) or it carries an `Idempotency-Key`.
+pub fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    ) || headers.contains_key("idempotency-key")
+}
+
+/// The origin-form request target of a URI: path and query (`/` if empty).
+pub fn origin_form(uri: &http::Uri) -> Bytes {
+    match uri.path_and_query() {
+        Some(pq) if !pq.as_str().is_empty() => Bytes::copy_from_slice(pq.as_str().as_bytes()),
+        _ => Bytes::from_static(b"/"),
+    }
+}
+
+/// The `Host` value for a URI's authority.
+pub fn host_value(uri: &http::Uri) -> Option<HeaderValue> {
+    uri.authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_alive_hints_parse() {
+        assert_eq!(
+            KeepAliveHint::parse(b"timeout=5, max=100"),
+            KeepAliveHint {
+                timeout: Some(Duration::from_secs(5)),
+                max: Some(100)
+            }
+        );
+        assert_eq!(
+            KeepAliveHint::parse(b"Timeout=1"),
+            KeepAliveHint {
+                timeout: Some(Duration::from_secs(1)),
+                max: None
+            }
+        );
+        assert_eq!(
+            KeepAliveHint::parse(b"timeout=x, junk, max"),
+            KeepAliveHint::default()
+        );
+    }
+
+    #[test]
+    fn idempotency() {
+        let none = HeaderMap::new();
+        assert!(is_idempotent(&Method::GET, &none));
+        assert!(is_idempotent(&Method::PUT, &none));
+        assert!(is_idempotent(&Method::DELETE, &none));
+        assert!(!is_idempotent(&Method::POST, &none));
+        assert!(!is_idempotent(&Method::PATCH, &none));
+        let mut keyed = HeaderMap::new();
+        keyed.insert("idempotency-key", HeaderValue::from_static("abc"));
+        assert!(is_idempotent(&Method::POST, &keyed));
+    }
+
+    #[test]
+    fn origin_forms() {
+        let uri: http::Uri = "http://example.com".parse().unwrap();
+        assert_eq!(origin_form(&uri), "/");
+        let uri: http::Uri = "http://example.com/a/b?c=d".parse().unwrap();
+        assert_eq!(origin_form(&uri), "/a/b?c=d");
+        assert_eq!(host_value(&uri).unwrap(), "example.com");
+    }
+}

@@ -1,0 +1,907 @@
+//! `pool`: idle client connections, keyed by (scheme, host, port).
+//!
+//! Owns which connection a request gets: the most recently used idle one first (it is the
+//! warmest: its congestion window grew with use and it is least likely to have been closed
+//! by the server), a new one if the host is under its cap, or a place in a fair FIFO queue.
+//! It retires connections before they go bad (idle timeout, lifetime, request count, the
+//! server's `Keep-Alive: timeout`), checks them at checkout, and evicts idle connections
+//! whose peer closed without waiting for a checkout. It must not parse HTTP: a connection
+//! answers for itself through [`Poolable`].
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::poll_fn;
+use std::hash::Hash;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// What the pool needs to know about a connection.
+pub trait Poolable: Send + 'static {
+    /// Whether the connection may carry another request (asked when it is released).
+    fn is_reusable(&self) -> bool;
+    /// A non-blocking check at checkout: `false` if the peer closed the connection or sent
+    /// bytes nobody asked for.
+    fn is_open(&mut self) -> bool;
+    /// Ready once an idle connection's peer has closed it (the pool then evicts it without
+    /// waiting for a checkout); registers the task to be woken otherwise.
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+    /// A moment after which the connection must not be used even if idle (for example
+    /// shortly before the server's `Keep-Alive: timeout` runs out).
+    fn retire_at(&self) -> Option<Instant>;
+    /// When the connection was opened (for the maximum lifetime).
+    fn created(&self) -> Instant;
+    /// Requests it has carried (for the per-connection maximum).
+    fn requests(&self) -> u64;
+}
+
+/// Pool settings, each with its default.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Idle connections kept per host; beyond it the least recently used closes.
+    /// Default 32.
+    pub max_idle_per_host: usize,
+    /// Connections per host, idle or busy or connecting; more checkouts wait in a FIFO
+    /// queue (browsers use 6). Default: unlimited.
+    pub max_connections_per_host: Option<usize>,
+    /// An idle connection older than this closes. Default 90 s.
+    pub idle_timeout: Duration,
+    /// A connection carries at most this many requests. Default: unlimited.
+    pub max_requests_per_connection: Option<u64>,
+    /// A connection is not reused past this age. Default: unlimited.
+    pub max_lifetime: Option<Duration>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_idle_per_host: 32,
+            max_connections_per_host: None,
+            idle_timeout: Duration::from_secs(90),
+            max_requests_per_connection: None,
+            max_lifetime: None,
+        }
+    }
+}
+
+/// The identity of an origin: connections are shared only within one key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// `http` (lowercase).
+    pub scheme: String,
+    /// The host (lowercase).
+    pub host: String,
+    /// The port, explicit or the scheme's default.
+    pub port: u16,
+}
+
+impl Key {
+    /// The key of an absolute URI; `None` without a host.
+    pub fn from_uri(uri: &http::Uri) -> Option<Key> {
+        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
+        let host = uri.host()?.to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        Some(Key { scheme, host, port })
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+/// Checkout counters, readable at any time.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    reused: AtomicU64,
+    fresh: AtomicU64,
+    waited: AtomicU64,
+    evicted_stale: AtomicU64,
+    evicted_expired: AtomicU64,
+}
+
+/// A copy of [`PoolStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolCounts {
+    /// Checkouts served by an idle connection.
+    pub reused: u64,
+    /// Checkouts that opened a new connection.
+    pub fresh: u64,
+    /// Checkouts that had to wait for the per-host cap.
+    pub waited: u64,
+    /// Idle connections found closed by their peer (at checkout or by the reaper).
+    pub evicted_stale: u64,
+    /// Idle connections retired by a timer (idle timeout, lifetime, server keep-alive).
+    pub evicted_expired: u64,
+}
+
+impl PoolStats {
+    /// The counters now.
+    pub fn counts(&self) -> PoolCounts {
+        PoolCounts {
+            reused: self.reused.load(Ordering::Relaxed),
+            fresh: self.fresh.load(Ordering::Relaxed),
+            waited: self.waited.load(Ordering::Relaxed),
+            evicted_stale: self.evicted_stale.load(Ordering::Relaxed),
+            evicted_expired: self.evicted_expired.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A pool of connections of type `C` keyed by `K`.
+pub struct Pool<K, C> {
+    shared: Arc<Shared<K, C>>,
+}
+
+impl<K, C> Clone for Pool<K, C> {
+    fn clone(&self) -> Self {
+        Pool {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+struct Shared<K, C> {
+    config: PoolConfig,
+    stats: PoolStats,
+    state: Mutex<State<K, C>>,
+    reaper_started: AtomicBool,
+}
+
+struct State<K, C> {
+    hosts: HashMap<K, Host<C>>,
+    /// Wakes the reaper when a connection goes idle (it must start watching it).
+    reaper: Option<Waker>,
+}
+
+/// One key's connections.
+struct Host<C> {
+    /// Idle connections, least recently used first, most recently used last.
+    idle: Vec<Idle<C>>,
+    /// Connections counted against the cap: idle, checked out, or being opened.
+    open: usize,
+    /// Checkouts waiting for the cap, oldest first.
+    waiters: VecDeque<oneshot::Sender<Grant<C>>>,
+}
+
+impl<C> Default for Host<C> {
+    fn default() -> Self {
+        Host {
+            idle: Vec::new(),
+            open: 0,
+            waiters: VecDeque::new(),
+        }
+    }
+}
+
+struct Idle<C> {
+    conn: C,
+    since: Instant,
+}
+
+/// What a waiting checkout is handed.
+enum Grant<C> {
+    /// A connection another request just released.
+    Conn(C),
+    /// A place freed under the cap: open a new connection.
+    Slot,
+}
+
+/// The outcome of a checkout.
+pub enum Checkout<K: Clone + Eq + Hash + Send + 'static, C: Poolable> {
+    /// An idle connection, most recently used first.
+    Reused(Pooled<K, C>),
+    /// A counted place for a new connection: open one and [`Slot::fill`] it.
+    Fresh(Slot<K, C>),
+}
+
+impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Pool<K, C> {
+    /// An empty pool.
+    pub fn new(config: PoolConfig) -> Self {
+        Pool {
+            shared: Arc::new(Shared {
+                config,
+                stats: PoolStats::default(),
+                state: Mutex::new(State {
+                    hosts: HashMap::new(),
+                    reaper: None,
+                }),
+                reaper_started: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The pool's settings.
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.config
+    }
+
+    /// Checkout counters.
+    pub fn stats(&self) -> PoolCounts {
+        self.shared.stats.counts()
+    }
+
+    /// Idle connections for `key` now.
+    pub fn idle_count(&self, key: &K) -> usize {
+        self.shared
+            .lock()
+            .hosts
+            .get(key)
+            .map_or(0, |host| host.idle.len())
+    }
+
+    /// Connections counted for `key` now (idle, busy, opening).
+    pub fn open_count(&self, key: &K) -> usize {
+        self.shared
+            .lock()
+            .hosts
+            .get(key)
+            .map_or(0, |host| host.open)
+    }
+
+    /// A connection for `key`: the most recently used idle one that is still good, else a
+    /// place to open a new one, else (at the cap) the next one freed, in arrival order.
+    pub async fn checkout(&self, key: &K) -> Checkout<K, C> {
+        let waiting = {
+            let mut state = self.shared.lock();
+            let host = state.hosts.entry(key.clone()).or_default();
+            if let Some(conn) = self.shared.take_idle(host) {
+                self.shared.stats.reused.fetch_add(1, Ordering::Relaxed);
+                return Checkout::Reused(self.pooled(key, conn, true));
+            }
+            if self
+                .shared
+                .config
+                .max_connections_per_host
+                .is_none_or(|cap| host.open < cap)
+            {
+                host.open += 1;
+                self.shared.stats.fresh.fetch_add(1, Ordering::Relaxed);
+                return Checkout::Fresh(self.slot(key));
+            }
+            let (tx, rx) = oneshot::channel();
+            host.waiters.push_back(tx);
+            self.shared.stats.waited.fetch_add(1, Ordering::Relaxed);
+            rx
+        };
+        // The sender is never dropped unanswered while the pool lives: a grant arrives.
+        match waiting.await {
+            Ok(Grant::Conn(conn)) => {
+                self.shared.stats.reused.fetch_add(1, Ordering::Relaxed);
+                Checkout::Reused(self.pooled(key, conn, true))
+            }
+            Ok(Grant::Slot) | Err(_) => {
+                self.shared.stats.fresh.fetch_add(1, Ordering::Relaxed);
+                Checkout::Fresh(self.slot(key))
+            }
+        }
+    }
+
+    /// A place for a new connection for `key`, never an idle one (a retry must not meet
+    /// another reused connection); waits in the same FIFO queue at the cap.
+    pub async fn checkout_fresh(&self, key: &K) -> Slot<K, C> {
+        let waiting = {
+            let mut state = self.shared.lock();
+            let host = state.hosts.entry(key.clone()).or_default();
+            let under_cap = self
+                .shared
+                .config
+                .max_connections_per_host
+                .is_none_or(|cap| host.open < cap);
+            // At the cap, an idle connection is closed to make room for the new one.
+            if under_cap || !host.idle.is_empty() {
+                if !under_cap {
+                    host.idle.remove(0);
+                    host.open -= 1;
+                }
+                host.open += 1;
+                self.shared.stats.fresh.fetch_add(1, Ordering::Relaxed);
+                return self.slot(key);
+            }
+            let (tx, rx) = oneshot::channel();
+            host.waiters.push_back(tx);
+            self.shared.stats.waited.fetch_add(1, Ordering::Relaxed);
+            rx
+        };
+        match waiting.await {
+            // A released connection is handed to us: close it, keep its place.
+            Ok(Grant::Conn(conn)) => drop(conn),
+            Ok(Grant::Slot) | Err(_) => {}
+        }
+        self.shared.stats.fresh.fetch_add(1, Ordering::Relaxed);
+        self.slot(key)
+    }
+
+    fn pooled(&self, key: &K, conn: C, reused: bool) -> Pooled<K, C> {
+        Pooled {
+            conn: Some(conn),
+            key: key.clone(),
+            pool: self.shared.clone(),
+            reused,
+        }
+    }
+
+    fn slot(&self, key: &K) -> Slot<K, C> {
+        Slot {
+            key: Some(key.clone()),
+            pool: self.shared.clone(),
+        }
+    }
+}
+
+impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Shared<K, C> {
+    fn lock(&self) -> MutexGuard<'_, State<K, C>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// When an idle connection must be retired: the first of its idle timeout, the
+    /// server's keep-alive hint and its maximum lifetime.
+    fn deadline(&self, conn: &C, idle_since: Instant) -> Instant {
+        let mut deadline = idle_since + self.config.idle_timeout;
+        if let Some(at) = conn.retire_at() {
+            deadline = deadline.min(at);
+        }
+        if let Some(lifetime) = self.config.max_lifetime {
+            deadline = deadline.min(conn.created() + lifetime);
+        }
+        deadline
+    }
+
+    /// Pops the most recently used idle connection that is still good, dropping the
+    /// expired and closed ones found on the way.
+    fn take_idle(&self, host: &mut Host<C>) -> Option<C> {
+        let now = Instant::now();
+        while let Some(mut idle) = host.idle.pop() {
+            if self.deadline(&idle.conn, idle.since) <= now {
+                self.stats.evicted_expired.fetch_add(1, Ordering::Relaxed);
+            } else if !idle.conn.is_open() {
+                self.stats.evicted_stale.fetch_add(1, Ordering::Relaxed);
+            } else {
+                return Some(idle.conn);
+            }
+            host.open -= 1;
+        }
+        None
+    }
+
+    /// Takes back a released connection: to the oldest waiter, else idle in the most
+    /// recently used position; or closes it if it must not be reused.
+    fn release(self: &Arc<Self>, key: &K, mut conn: C) {
+        let now = Instant::now();
+        let keep = conn.is_reusable()
+            && self
+                .config
+                .max_requests_per_connection
+                .is_none_or(|max| conn.requests() < max)
+            && self.deadline(&conn, now) > now;
+        let mut state = self.lock();
+        let Some(host) = state.hosts.get_mut(key) else {
+            return;
+        };
+        if !keep {
+            host.open -= 1;
+            grant_slot(host);
+            forget_if_empty(&mut state, key);
+            return;
+        }
+        while let Some(waiter) = host.waiters.pop_front() {
+            match waiter.send(Grant::Conn(conn)) {
+                Ok(()) => return,
+                Err(Grant::Conn(back)) => conn = back,
+                Err(Grant::Slot) => unreachable!("a connection was sent"),
+            }
+        }
+        host.idle.push(Idle { conn, since: now });
+        if host.idle.len() > self.config.max_idle_per_host {
+            host.idle.remove(0);
+            host.open -= 1;
+        }
+        if let Some(reaper) = &state.reaper {
+            reaper.wake_by_ref();
+        }
+        drop(state);
+        self.start_reaper();
+    }
+
+    /// A counted connection is gone (closed, detached, or never opened): its place goes
+    /// to the oldest waiter.
+    fn free_place(&self, key: &K) {
+        let mut state = self.lock();
+        if let Some(host) = state.hosts.get_mut(key) {
+            host.open -= 1;
+            grant_slot(host);
+            forget_if_empty(&mut state, key);
+        }
+    }
+
+    /// Starts the task that evicts idle connections in the background, once, if there is
+    /// a runtime to run it on.
+    fn start_reaper(self: &Arc<Self>) {
+        if self.reaper_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(reap(Arc::downgrade(self)));
+            }
+            Err(_) => self.reaper_started.store(false, Ordering::Release),
+        }
+    }
+
+    /// Evicts idle connections that expired or whose peer closed; registers the reaper on
+    /// every remaining one and returns the next deadline.
+    fn sweep(&self, cx: &mut Context<'_>) -> Option<Instant> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.reaper = Some(cx.waker().clone());
+        let mut next: Option<Instant> = None;
+        let mut empty = Vec::new();
+        for (key, host) in state.hosts.iter_mut() {
+            let before = host.idle.len();
+            host.idle.retain_mut(|idle| {
+                let deadline = self.deadline(&idle.conn, idle.since);
+                if deadline <= now {
+                    self.stats.evicted_expired.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+                if idle.conn.poll_closed(cx).is_ready() {
+                    self.stats.evicted_stale.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                true
+            });
+            for _ in host.idle.len()..before {
+                host.open -= 1;
+                grant_slot(host);
+            }
+            if host.open == 0 && host.waiters.is_empty() {
+                empty.push(key.clone());
+            }
+        }
+        for key in empty {
+            state.hosts.remove(&key);
+        }
+        next
+    }
+}
+
+impl<K, C> Drop for Shared<K, C> {
+    fn drop(&mut self) {
+        // Let the reaper see the pool is gone now rather than at its next deadline.
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(reaper) = state.reaper.take() {
+            reaper.wake();
+        }
+    }
+}
+
+/// Gives a free place under the cap to the oldest checkout still waiting.
+fn grant_slot<C>(host: &mut Host<C>) {
+    while let Some(waiter) = host.waiters.pop_front() {
+        host.open += 1;
+        if waiter.send(Grant::Slot).is_ok() {
+            return;
+        }
+        host.open -= 1;
+    }
+}
+
+/// Drops a key with nothing left (a forward proxy sees many hosts once).
+fn forget_if_empty<K: Eq + Hash, C>(state: &mut State<K, C>, key: &K) {
+    if state
+        .hosts
+        .get(key)
+        .is_some_and(|host| host.open == 0 && host.waiters.is_empty())
+    {
+        state.hosts.remove(key);
+    }
+}
+
+/// The reaper: sleeps until the next idle deadline or until an idle connection's peer
+/// closes, and sweeps. Ends when the pool is gone.
+async fn reap<K: Clone + Eq + Hash + Send + 'static, C: Poolable>(pool: Weak<Shared<K, C>>) {
+    let mut timer = std::pin::pin!(tokio::time::sleep(Duration::from_secs(3600)));
+    poll_fn(|cx| {
+        loop {
+            let Some(shared) = pool.upgrade() else {
+                return Poll::Ready(());
+            };
+            let next = shared.sweep(cx);
+            drop(shared);
+            timer
+                .as_mut()
+                .reset(next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await
+}
+
+/// A counted place for a connection being opened. Dropping it (a failed connect) frees
+/// the place for the next waiter.
+pub struct Slot<K: Clone + Eq + Hash + Send + 'static, C: Poolable> {
+    key: Option<K>,
+    pool: Arc<Shared<K, C>>,
+}
+
+impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Slot<K, C> {
+    /// The connection is open: it becomes a checked-out pooled connection.
+    pub fn fill(mut self, conn: C) -> Pooled<K, C> {
+        let key = self.key.take().expect("a slot is filled once");
+        Pooled {
+            conn: Some(conn),
+            key,
+            pool: self.pool.clone(),
+            reused: false,
+        }
+    }
+}
+
+impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Drop for Slot<K, C> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.pool.free_place(&key);
+        }
+    }
+}
+
+/// A checked-out connection. [`Pooled::release`] returns it; dropping it closes it (its
+/// place under the cap goes to the next waiter).
+pub struct Pooled<K: Clone + Eq + Hash + Send + 'static, C: Poolable> {
+    conn: Option<C>,
+    key: K,
+    pool: Arc<Shared<K, C>>,
+    reused: bool,
+}
+
+impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Pooled<K, C> {
+    /// Whether the connection served an earlier request (as opposed to newly opened).
+    pub fn is_reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Returns the connection to the pool (it is kept only if it may be reused).
+    pub fn release(mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.release(&self.key, conn);
+        }
+    }
+
+    /// Takes the connection out of the pool for good (its place is freed).
+    pub fn detach(mut self) -> C {
+        let conn = self.conn.take().expect("present until released");
+        self.pool.free_place(&self.key);
+        conn
+    }
+}
+
+impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Deref for Pooled<K, C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        self.conn.as_ref().expect("present until released")
+    }
+}
+
+impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> DerefMut for Pooled<K, C> {
+    fn deref_mut(&mut self) -> &mut C {
+        self.conn.as_mut().expect("present until released")
+    }
+}
+
+impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Drop for Pooled<K, C> {
+    fn drop(&mut self) {
+        if self.conn.take().is_some() {
+            self.pool.free_place(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A toy connection: an id, and a flag its "peer" flips to close it.
+    struct Toy {
+        id: usize,
+        peer: Arc<ToyPeer>,
+        created: Instant,
+        requests: u64,
+        retire_at: Option<Instant>,
+        reusable: bool,
+    }
+
+    #[derive(Default)]
+    struct ToyPeer {
+        closed: AtomicBool,
+        waker: Mutex<Option<Waker>>,
+    }
+
+    impl ToyPeer {
+        fn close(&self) {
+            self.closed.store(true, Ordering::SeqCst);
+            if let Some(waker) = self.waker.lock().unwrap().take() {
+                waker.wake();
+            }
+        }
+    }
+
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+
+    fn toy() -> (Toy, Arc<ToyPeer>) {
+        let peer = Arc::new(ToyPeer::default());
+        let toy = Toy {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            peer: peer.clone(),
+            created: Instant::now(),
+            requests: 1,
+            retire_at: None,
+            reusable: true,
+        };
+        (toy, peer)
+    }
+
+    impl Poolable for Toy {
+        fn is_reusable(&self) -> bool {
+            self.reusable
+        }
+        fn is_open(&mut self) -> bool {
+            !self.peer.closed.load(Ordering::SeqCst)
+        }
+        fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+            *self.peer.waker.lock().unwrap() = Some(cx.waker().clone());
+            if self.peer.closed.load(Ordering::SeqCst) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+        fn retire_at(&self) -> Option<Instant> {
+            self.retire_at
+        }
+        fn created(&self) -> Instant {
+            self.created
+        }
+        fn requests(&self) -> u64 {
+            self.requests
+        }
+    }
+
+    type ToyPool = Pool<&'static str, Toy>;
+
+    /// Checks out, opening a toy connection if the pool has none; returns it and whether
+    /// it was reused.
+    async fn get(pool: &ToyPool, key: &'static str) -> Pooled<&'static str, Toy> {
+        match pool.checkout(&key).await {
+            Checkout::Reused(conn) => conn,
+            Checkout::Fresh(slot) => slot.fill(toy().0),
+        }
+    }
+
+    fn fresh_id(checkout: Checkout<&'static str, Toy>) -> Option<Slot<&'static str, Toy>> {
+        match checkout {
+            Checkout::Fresh(slot) => Some(slot),
+            Checkout::Reused(_) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn most_recently_used_first() {
+        let pool = ToyPool::new(PoolConfig::default());
+        let a = get(&pool, "h").await;
+        let b = get(&pool, "h").await;
+        let (a_id, b_id) = (a.id, b.id);
+        a.release();
+        b.release();
+        let first = get(&pool, "h").await;
+        assert!(first.is_reused());
+        assert_eq!(first.id, b_id, "the most recently used goes out first");
+        let second = get(&pool, "h").await;
+        assert_eq!(second.id, a_id);
+        assert!(!get(&pool, "h").await.is_reused());
+        assert_eq!(pool.stats().reused, 2);
+        assert_eq!(pool.stats().fresh, 3);
+    }
+
+    #[tokio::test]
+    async fn keys_do_not_share() {
+        let pool = ToyPool::new(PoolConfig::default());
+        get(&pool, "a").await.release();
+        assert!(!get(&pool, "b").await.is_reused());
+        assert!(get(&pool, "a").await.is_reused());
+    }
+
+    #[tokio::test]
+    async fn the_cap_makes_checkouts_wait_in_arrival_order() {
+        let pool = ToyPool::new(PoolConfig {
+            max_connections_per_host: Some(2),
+            ..PoolConfig::default()
+        });
+        let a = get(&pool, "h").await;
+        let b = get(&pool, "h").await;
+        assert_eq!(pool.open_count(&"h"), 2);
+        // Three more checkouts queue up, in order.
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiting = Vec::new();
+        for n in 0..3 {
+            let pool = pool.clone();
+            let order = order.clone();
+            waiting.push(tokio::spawn(async move {
+                let conn = get(&pool, "h").await;
+                order.lock().unwrap().push(n);
+                conn
+            }));
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            order.lock().unwrap().is_empty(),
+            "nobody is served over the cap"
+        );
+        // A release goes to the oldest waiter; a close frees a place for the next.
+        let a_id = a.id;
+        a.release();
+        let first = waiting.remove(0).await.unwrap();
+        assert_eq!(first.id, a_id);
+        drop(b);
+        let second = waiting.remove(0).await.unwrap();
+        assert!(!second.is_reused(), "a freed place opens a new connection");
+        first.release();
+        let third = waiting.remove(0).await.unwrap();
+        assert_eq!(third.id, a_id);
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
+        assert_eq!(pool.open_count(&"h"), 2);
+        assert_eq!(pool.stats().waited, 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_connect_frees_its_place() {
+        let pool = ToyPool::new(PoolConfig {
+            max_connections_per_host: Some(1),
+            ..PoolConfig::default()
+        });
+        let slot = fresh_id(pool.checkout(&"h").await).expect("fresh");
+        let waiter = {
+            let pool = pool.clone();
+            tokio::spawn(async move { get(&pool, "h").await.id })
+        };
+        tokio::task::yield_now().await;
+        drop(slot); // the connect failed
+        waiter.await.unwrap();
+        assert_eq!(pool.open_count(&"h"), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_expire() {
+        let pool = ToyPool::new(PoolConfig {
+            idle_timeout: Duration::from_secs(10),
+            ..PoolConfig::default()
+        });
+        get(&pool, "h").await.release();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let kept = get(&pool, "h").await;
+        assert!(kept.is_reused());
+        kept.release();
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        // The reaper retired it at its deadline, without a checkout.
+        assert_eq!(pool.idle_count(&"h"), 0);
+        assert_eq!(pool.open_count(&"h"), 0);
+        assert!(!get(&pool, "h").await.is_reused());
+        assert_eq!(pool.stats().evicted_expired, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_servers_keep_alive_hint_retires_early() {
+        let pool = ToyPool::new(PoolConfig::default());
+        let mut conn = get(&pool, "h").await;
+        conn.retire_at = Some(Instant::now() + Duration::from_millis(750));
+        conn.release();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let conn = get(&pool, "h").await;
+        assert!(conn.is_reused());
+        conn.release();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!get(&pool, "h").await.is_reused());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lifetime_and_request_limits() {
+        let pool = ToyPool::new(PoolConfig {
+            max_lifetime: Some(Duration::from_secs(30)),
+            max_requests_per_connection: Some(3),
+            ..PoolConfig::default()
+        });
+        let mut conn = get(&pool, "h").await;
+        conn.requests = 3;
+        conn.release();
+        assert_eq!(pool.idle_count(&"h"), 0, "used up: not kept");
+        get(&pool, "h").await.release();
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert!(!get(&pool, "h").await.is_reused(), "too old to reuse");
+    }
+
+    #[tokio::test]
+    async fn unreusable_connections_are_not_kept() {
+        let pool = ToyPool::new(PoolConfig::default());
+        let mut conn = get(&pool, "h").await;
+        conn.reusable = false;
+        conn.release();
+        assert_eq!(pool.idle_count(&"h"), 0);
+        assert_eq!(pool.open_count(&"h"), 0);
+    }
+
+    #[tokio::test]
+    async fn stale_connections_are_found_at_checkout() {
+        let pool = ToyPool::new(PoolConfig::default());
+        let conn = get(&pool, "h").await;
+        let peer = conn.peer.clone();
+        conn.release();
+        peer.closed.store(true, Ordering::SeqCst); // closed without waking anyone
+        assert!(!get(&pool, "h").await.is_reused());
+        assert_eq!(pool.stats().evicted_stale, 1);
+    }
+
+    #[tokio::test]
+    async fn the_reaper_evicts_a_closed_idle_connection_without_a_checkout() {
+        let pool = ToyPool::new(PoolConfig::default());
+        let conn = get(&pool, "h").await;
+        let peer = conn.peer.clone();
+        conn.release();
+        tokio::task::yield_now().await; // the reaper starts watching
+        assert_eq!(pool.idle_count(&"h"), 1);
+        peer.close();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.idle_count(&"h"), 0);
+        assert_eq!(pool.open_count(&"h"), 0);
+        assert_eq!(pool.stats().evicted_stale, 1);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_beyond_the_limit_close_least_recently_used_first() {
+        let pool = ToyPool::new(PoolConfig {
+            max_idle_per_host: 2,
+            ..PoolConfig::default()
+        });
+        let conns = [
+            get(&pool, "h").await,
+            get(&pool, "h").await,
+            get(&pool, "h").await,
+        ];
+        let ids: Vec<usize> = conns.iter().map(|c| c.id).collect();
+        for conn in conns {
+            conn.release();
+        }
+        assert_eq!(pool.idle_count(&"h"), 2);
+        assert_eq!(get(&pool, "h").await.id, ids[2]);
+        assert_eq!(get(&pool, "h").await.id, ids[1]);
+        assert!(!get(&pool, "h").await.is_reused(), "the oldest was closed");
+    }
+
+    #[test]
+    fn keys_from_uris() {
+        let key = Key::from_uri(&"http://Example.COM/x".parse().unwrap()).unwrap();
+        assert_eq!(
+            key,
+            Key {
+                scheme: "http".into(),
+                host: "example.com".into(),
+                port: 80
+            }
+        );
+        let key = Key::from_uri(&"http://a:8080".parse().unwrap()).unwrap();
+        assert_eq!(key.port, 8080);
+        assert!(Key::from_uri(&"/relative".parse().unwrap()).is_none());
+    }
+}

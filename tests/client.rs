@@ -1,0 +1,438 @@
+//! The pooled client over real sockets: connection types, pipelining, the idle-close race,
+//! safe retries, HTTP/1.0 servers and the server's `Keep-Alive` hint.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::TestServer;
+use hopline::client::{Client, ClientOptions, Exchange, Mode};
+use hopline::conn::ServerConfig;
+use hopline::origin::Origin;
+use hopline::pool::PoolConfig;
+use http::{Method, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn client(mode: Mode) -> Client {
+    Client::new(ClientOptions {
+        mode,
+        ..ClientOptions::default()
+    })
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+async fn fetch(client: &Client, url: &str) -> (u16, Bytes, Exchange) {
+    let response = client.get(url).await.expect("request");
+    let exchange = *response.extensions().get::<Exchange>().unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.expect("body");
+    (status, body, exchange)
+}
+
+#[tokio::test]
+async fn keepalive_uses_one_connection_and_close_one_per_request() {
+    let server = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let keep = client(Mode::KeepAlive);
+    for n in 0..20 {
+        let (status, body, exchange) =
+            fetch(&keep, &format!("http://{}/bytes/{n}", server.addr)).await;
+        assert_eq!(status, 200);
+        assert_eq!(body, pattern(n));
+        assert_eq!(exchange.reused, n > 0);
+    }
+    assert_eq!(keep.stats().connections, 1);
+
+    let short = client(Mode::Close);
+    for _ in 0..5 {
+        let (_, body, exchange) = fetch(&short, &format!("http://{}/", server.addr)).await;
+        assert_eq!(body, "Hello, world!");
+        assert!(!exchange.reused);
+    }
+    assert_eq!(short.stats().connections, 5);
+    let stats = server.closed(5).await;
+    assert_eq!(stats.accepted, 6);
+    assert_eq!(stats.closed(hopline::conn::CloseReason::ClientRequested), 5);
+}
+
+#[tokio::test]
+async fn pipelined_requests_return_in_order_on_one_connection() {
+    let server = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let pipelined = Client::new(ClientOptions {
+        mode: Mode::Pipeline { depth: 8 },
+        pool: PoolConfig {
+            max_connections_per_host: Some(1),
+            ..PoolConfig::default()
+        },
+        ..ClientOptions::default()
+    });
+    let mut tasks = Vec::new();
+    for n in 0..40usize {
+        let pipelined = pipelined.clone();
+        let url = format!("http://{}/bytes/{}", server.addr, 1000 + n);
+        tasks.push(tokio::spawn(
+            async move { (n, fetch(&pipelined, &url).await) },
+        ));
+    }
+    for task in tasks {
+        let (n, (status, body, exchange)) = task.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body, pattern(1000 + n), "response {n} carries its own body");
+        assert_eq!(exchange.connection, 1);
+    }
+    assert_eq!(pipelined.stats().connections, 1);
+    drop(pipelined);
+    let stats = server.closed(1).await;
+    assert_eq!(stats.accepted, 1);
+    assert_eq!(stats.requests, 40);
+    // Many requests shared each write: pipelining happened.
+    assert!(stats.writes < 40, "{} writes for 40 requests", stats.writes);
+}
+
+#[tokio::test]
+async fn pipelined_bodies_stream_with_posts_alone() {
+    let server = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let pipelined = client(Mode::Pipeline { depth: 4 });
+    let mut tasks = Vec::new();
+    for n in 0..12usize {
+        let pipelined = pipelined.clone();
+        let addr = server.addr;
+        tasks.push(tokio::spawn(async move {
+            let request = if n % 3 == 0 {
+                Request::post(format!("http://{addr}/echo"))
+                    .body(Bytes::from(format!("post {n}")))
+                    .unwrap()
+            } else {
+                Request::get(format!("http://{addr}/bytes/{n}"))
+                    .body(Bytes::new())
+                    .unwrap()
+            };
+            let response = pipelined.request(request).await.unwrap();
+            let body = response.into_body().collect().await.unwrap();
+            (n, body)
+        }));
+    }
+    for task in tasks {
+        let (n, body) = task.await.unwrap();
+        if n % 3 == 0 {
+            assert!(body.ends_with(format!("post {n}").as_bytes()));
+        } else {
+            assert_eq!(body, pattern(n));
+        }
+    }
+}
+
+/// A scripted server: answers the first request on each connection with a keep-alive
+/// response, then reads the next request and closes without answering (the idle-close
+/// race: the server gives up on the connection just as the client reuses it). Counts the
+/// requests it received, by method.
+async fn closes_on_reuse() -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gets = Arc::new(AtomicUsize::new(0));
+    let posts = Arc::new(AtomicUsize::new(0));
+    let (g, p) = (gets.clone(), posts.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let (g, p) = (g.clone(), p.clone());
+            tokio::spawn(async move {
+                let mut served = 0;
+                loop {
+                    let request = read_request(&mut stream).await;
+                    let Some(request) = request else { return };
+                    if request.starts_with("GET") {
+                        g.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        p.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if served == 1 {
+                        return; // close with the second request unanswered
+                    }
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .unwrap();
+                    served += 1;
+                }
+            });
+        }
+    });
+    (addr, gets, posts)
+}
+
+/// Reads one request head (and a Content-Length body); `None` at EOF.
+async fn read_request(stream: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.ok()?;
+    Some(head)
+}
+
+#[tokio::test]
+async fn the_idle_close_race_is_retried_for_get_and_never_for_post() {
+    let (addr, gets, posts) = closes_on_reuse().await;
+    let client = client(Mode::KeepAlive);
+    let url = format!("http://{addr}/");
+    let (_, body, first) = fetch(&client, &url).await;
+    assert_eq!(body, "ok");
+    assert!(!first.reused);
+    // Reused; the server closes without answering; sent again on a new connection.
+    let (status, body, second) = fetch(&client, &url).await;
+    assert_eq!((status, &body[..]), (200, &b"ok"[..]));
+    assert!(second.retried && !second.reused);
+    assert_eq!(client.stats().retries, 1);
+    assert_eq!(gets.load(Ordering::SeqCst), 3);
+
+    // The pool now holds the retry's connection, which the server will close on its next
+    // request: a POST that meets that is not sent again.
+    let post = Request::post(url.clone())
+        .body(Bytes::from_static(b"data"))
+        .unwrap();
+    let error = client.request(post).await.expect_err("not retried");
+    assert_eq!(error.side, hopline::Side::Upstream);
+    assert_eq!(
+        posts.load(Ordering::SeqCst),
+        1,
+        "the POST reached the server once"
+    );
+    assert_eq!(client.stats().retries, 1);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_a_post_retryable() {
+    let (addr, _, posts) = closes_on_reuse().await;
+    let client = client(Mode::KeepAlive);
+    let post = || {
+        Request::post(format!("http://{addr}/"))
+            .header("idempotency-key", "k1")
+            .body(Bytes::from_static(b"data"))
+            .unwrap()
+    };
+    client
+        .request(post())
+        .await
+        .unwrap()
+        .into_body()
+        .discard()
+        .await
+        .unwrap();
+    let response = client.request(post()).await.expect("retried");
+    assert!(response.extensions().get::<Exchange>().unwrap().retried);
+    assert_eq!(posts.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_while_idle_is_not_reused() {
+    // hopline serve with a short idle timeout closes the pooled connection; the pool sees
+    // it (reaper or checkout) and opens a new one: no error, no retry.
+    let config = ServerConfig {
+        keepalive_timeout: Duration::from_millis(50),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(Origin::new(), config).await;
+    let client = client(Mode::KeepAlive);
+    let url = format!("http://{}/", server.addr);
+    fetch(&client, &url).await;
+    server.closed(1).await;
+    let (status, _, exchange) = fetch(&client, &url).await;
+    assert_eq!(status, 200);
+    assert!(!exchange.reused && !exchange.retried);
+    assert_eq!(client.stats().retries, 0);
+    assert_eq!(client.pool().stats().evicted_stale, 1);
+}
+
+#[tokio::test]
+async fn http10_servers_get_one_connection_per_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                if read_request(&mut stream).await.is_some() {
+                    // HTTP/1.0, no keep-alive, body delimited by the close.
+                    let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nold server").await;
+                }
+            });
+        }
+    });
+    let client = client(Mode::KeepAlive);
+    for _ in 0..3 {
+        let (status, body, exchange) = fetch(&client, &format!("http://{addr}/")).await;
+        assert_eq!(status, 200);
+        assert_eq!(body, "old server");
+        assert!(!exchange.reused);
+    }
+    assert_eq!(client.stats().connections, 3);
+    assert_eq!(client.stats().retries, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keep_alive_timeout_hint_is_honoured() {
+    let config = ServerConfig {
+        keepalive_timeout: Duration::from_secs(1),
+        advertise_keep_alive: true,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(Origin::new(), config).await;
+    let client = client(Mode::KeepAlive);
+    let url = format!("http://{}/", server.addr);
+    fetch(&client, &url).await;
+    // Well within the hint: reused.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(fetch(&client, &url).await.2.reused);
+    // Past the hint minus its margin, before the server's timer: retired, not reused.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let (_, _, exchange) = fetch(&client, &url).await;
+    assert!(!exchange.reused && !exchange.retried);
+    assert_eq!(client.stats().connections, 2);
+    assert_eq!(client.pool().stats().evicted_expired, 1);
+}
+
+#[tokio::test]
+async fn hyper_servers_keep_one_connection_and_pipeline_in_order() {
+    use http_body_util::Full;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = service_fn(
+                    |request: hyper::Request<hyper::body::Incoming>| async move {
+                        let path = request.uri().path().to_string();
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from(path),
+                        )))
+                    },
+                );
+                let _ = http1::Builder::new()
+                    .pipeline_flush(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let keep = client(Mode::KeepAlive);
+    for n in 0..10 {
+        let (_, body, _) = fetch(&keep, &format!("http://{addr}/k{n}")).await;
+        assert_eq!(body, format!("/k{n}"));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    let pipelined = Client::new(ClientOptions {
+        mode: Mode::Pipeline { depth: 16 },
+        pool: PoolConfig {
+            max_connections_per_host: Some(1),
+            ..PoolConfig::default()
+        },
+        ..ClientOptions::default()
+    });
+    let tasks: Vec<_> = (0..32)
+        .map(|n| {
+            let pipelined = pipelined.clone();
+            tokio::spawn(
+                async move { (n, fetch(&pipelined, &format!("http://{addr}/p{n}")).await.1) },
+            )
+        })
+        .collect();
+    for task in tasks {
+        let (n, body) = task.await.unwrap();
+        assert_eq!(body, format!("/p{n}"));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    let _ = Method::GET;
+}
+
+#[tokio::test]
+async fn pipelined_requests_left_unanswered_are_requeued() {
+    // Each connection answers three requests, the third with `Connection: close`, and
+    // ignores whatever else was pipelined behind them, closing gracefully (half-close,
+    // drain) so that no reset destroys the answers it gave.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                for n in 1..=3 {
+                    let Some(head) = read_request(&mut stream).await else {
+                        return;
+                    };
+                    let path = head.split(' ').nth(1).unwrap().to_string();
+                    let close = if n == 3 { "Connection: close\r\n" } else { "" };
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{close}\r\n{path}",
+                        path.len()
+                    );
+                    stream.write_all(response.as_bytes()).await.unwrap();
+                }
+                let _ = stream.shutdown().await;
+                let mut sink = [0u8; 4096];
+                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let pipelined = Client::new(ClientOptions {
+        mode: Mode::Pipeline { depth: 8 },
+        pool: PoolConfig {
+            max_connections_per_host: Some(1),
+            ..PoolConfig::default()
+        },
+        ..ClientOptions::default()
+    });
+    let tasks: Vec<_> = (0..10)
+        .map(|n| {
+            let pipelined = pipelined.clone();
+            tokio::spawn(
+                async move { (n, fetch(&pipelined, &format!("http://{addr}/r{n}")).await.1) },
+            )
+        })
+        .collect();
+    for task in tasks {
+        let (n, body) = task.await.unwrap();
+        assert_eq!(
+            body,
+            format!("/r{n}"),
+            "every request answered, by its own response"
+        );
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 4, "3 + 3 + 3 + 1 answers");
+    assert!(
+        pipelined.stats().retries > 0,
+        "some requests were re-queued"
+    );
+}
