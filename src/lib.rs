@@ -16,6 +16,7 @@
 //!
 //! The binary (`src/main.rs`) is a thin command line over these.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod conn;

@@ -11,6 +11,8 @@ fn main() {
         .init();
     let result = match cli.command {
         Command::Serve(args) => cli::serve(args),
+        Command::Get(args) => cli::get::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     };
     if let Err(error) = result {
         eprintln!("hopline: {error}");

@@ -306,31 +306,19 @@ impl ClientConn {
                 ErrorKind::Body("an HTTP/1.0 hop cannot take a chunked request body".into()),
             ));
         }
-        let wbuf = &mut self.wbuf;
-        write_request_line(wbuf, method, target, self.config.version);
-        if !headers.contains_key(header::HOST)
-            && let Some(authority) = authority
-        {
-            write_field(wbuf, b"host", authority.as_bytes());
-        }
-        write_fields(wbuf, headers);
-        match framing {
-            RequestFraming::Length(n) => write_content_length(wbuf, n),
-            RequestFraming::Chunked => wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-            // RFC 9110 §8.6: a request without content says so with `Content-Length: 0`
-            // when its method is one that usually carries content.
-            RequestFraming::Empty if method_expects_content(method) => {
-                write_content_length(wbuf, 0)
-            }
-            RequestFraming::Empty => {}
-        }
+        write_request_head(
+            &mut self.wbuf,
+            self.config.version,
+            method,
+            target,
+            authority,
+            headers,
+            framing,
+            close,
+        );
         if close {
-            wbuf.extend_from_slice(b"connection: close\r\n");
             self.not_reusable.get_or_insert(NotReusable::ClientClose);
-        } else if self.config.version == Version::HTTP_10 {
-            wbuf.extend_from_slice(b"connection: keep-alive\r\n");
         }
-        wbuf.extend_from_slice(b"\r\n");
         self.sent += 1;
         self.in_flight.push_back(InFlight {
             method: method.clone(),
@@ -339,6 +327,19 @@ impl ClientConn {
             self.writing_body = Some(framing);
         }
         Ok(())
+    }
+
+    /// Appends a request prepared earlier (head and body): a load generator serialises its
+    /// request once and sends the same bytes again and again.
+    pub fn write_prepared(&mut self, request: &PreparedRequest) {
+        self.wbuf.extend_from_slice(&request.bytes);
+        if request.close {
+            self.not_reusable.get_or_insert(NotReusable::ClientClose);
+        }
+        self.sent += 1;
+        self.in_flight.push_back(InFlight {
+            method: request.method.clone(),
+        });
     }
 
     /// Appends request body bytes (after [`ClientConn::write_head`]); large chunks are
@@ -731,6 +732,85 @@ impl ClientConn {
     fn closed(&mut self, when: &'static str) -> Error {
         self.not_reusable = Some(NotReusable::Error);
         Error::new(Side::Upstream, ErrorKind::Closed(when))
+    }
+}
+
+/// Appends a request head: request line, `Host` (from `authority` unless `headers` carry
+/// one), the caller's fields, framing and persistence fields.
+#[allow(clippy::too_many_arguments)]
+fn write_request_head(
+    out: &mut Vec<u8>,
+    version: Version,
+    method: &Method,
+    target: &[u8],
+    authority: Option<&str>,
+    headers: &HeaderMap,
+    framing: RequestFraming,
+    close: bool,
+) {
+    write_request_line(out, method, target, version);
+    if !headers.contains_key(header::HOST)
+        && let Some(authority) = authority
+    {
+        write_field(out, b"host", authority.as_bytes());
+    }
+    write_fields(out, headers);
+    match framing {
+        RequestFraming::Length(n) => write_content_length(out, n),
+        RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        // RFC 9110 §8.6: a request without content says so with `Content-Length: 0` when
+        // its method is one that usually carries content.
+        RequestFraming::Empty if method_expects_content(method) => write_content_length(out, 0),
+        RequestFraming::Empty => {}
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if version == Version::HTTP_10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A whole request (head and body) serialised once, to be sent many times.
+#[derive(Debug, Clone)]
+pub struct PreparedRequest {
+    bytes: Bytes,
+    method: Method,
+    close: bool,
+}
+
+impl PreparedRequest {
+    /// Serialises a request exactly as [`ClientConn::write_head`] and
+    /// [`ClientConn::write_body`] would.
+    pub fn new(
+        version: Version,
+        method: &Method,
+        target: &[u8],
+        authority: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+        close: bool,
+    ) -> Self {
+        let framing = if body.is_empty() {
+            RequestFraming::Empty
+        } else {
+            RequestFraming::Length(body.len() as u64)
+        };
+        let mut out = Vec::with_capacity(256 + body.len());
+        write_request_head(
+            &mut out, version, method, target, authority, headers, framing, close,
+        );
+        out.extend_from_slice(body);
+        PreparedRequest {
+            bytes: Bytes::from(out),
+            method: method.clone(),
+            close,
+        }
+    }
+
+    /// The bytes on the wire.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
     }
 }
 

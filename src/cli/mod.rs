@@ -9,6 +9,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod bench;
+pub mod get;
+
+pub use bench::BenchArgs;
+pub use get::GetArgs;
+
 use crate::conn::ServerConfig;
 use crate::origin::Origin;
 use crate::server::{ListenerConfig, Server};
@@ -31,6 +37,10 @@ pub enum Command {
     /// Serve HTTP/1.x: built-in test endpoints (/, /bytes/N, /delay/MS, /echo) and,
     /// with --root, static files.
     Serve(ServeArgs),
+    /// Fetch URLs through the pooled client (like curl, with connection reuse shown).
+    Get(GetArgs),
+    /// Load-test a URL: requests/s, latency percentiles, errors, connections.
+    Bench(BenchArgs),
 }
 
 /// `hopline serve`.
@@ -253,7 +263,9 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
         let cli = Cli::parse_from(["hopline", "serve", "--no-keepalive", "--max-requests", "5"]);
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("serve");
+        };
         let config = args.server_config();
         assert!(!config.keep_alive);
         assert_eq!(config.max_requests, Some(5));

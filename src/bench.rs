@@ -1,0 +1,502 @@
+//! `bench`: the load generator behind `hopline bench`, on the same client connection code
+//! as everything else.
+//!
+//! Owns the workload: N connections, each a task sending requests in the chosen connection
+//! type (close, keep-alive, pipelined), for a duration or a request count, optionally at a
+//! fixed rate. Latency goes into one HDR histogram (1 µs to 1 h, 3 significant digits);
+//! workers buffer samples and add them in batches, so ten thousand connections do not need
+//! ten thousand histograms. With a rate, every
+//! request has a due time and its latency is measured from it, not from when it was
+//! actually sent, so a server that stalls cannot hide its stalls by slowing the load down
+//! (no coordinated omission). It must not parse HTTP itself.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http::{HeaderMap, Method, Uri, Version};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::client::Mode;
+use crate::conn::client::{ClientConfig, ClientConn, PreparedRequest, host_value, origin_form};
+use crate::error::{Error, ErrorKind};
+
+/// When a run stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// After this long.
+    Duration(Duration),
+    /// After this many requests (responses or errors).
+    Requests(u64),
+}
+
+/// A benchmark's workload.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Where requests go (an absolute `http://` URI).
+    pub url: Uri,
+    /// The server's address (resolved by the caller).
+    pub addr: SocketAddr,
+    /// Concurrent connections.
+    pub connections: usize,
+    /// When to stop.
+    pub limit: Limit,
+    /// Connection type.
+    pub mode: Mode,
+    /// Total requests per second, if the load is to be paced (open loop).
+    pub rate: Option<f64>,
+    /// Request method, fields and body.
+    pub method: Method,
+    /// Extra request fields.
+    pub headers: HeaderMap,
+    /// Request body.
+    pub body: Bytes,
+    /// Protocol settings of the connections.
+    pub client: ClientConfig,
+    /// Longest time to open a connection.
+    pub connect_timeout: Duration,
+}
+
+/// Latency percentiles, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct Latency {
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// The URL.
+    pub url: String,
+    /// `close`, `keepalive` or `pipeline`.
+    pub mode: String,
+    /// Requests in flight per connection (1 except when pipelining).
+    pub depth: usize,
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Measured time, seconds.
+    pub seconds: f64,
+    /// Responses received completely.
+    pub requests: u64,
+    /// Response bytes read (heads and bodies).
+    pub bytes: u64,
+    /// Requests per second.
+    pub requests_per_second: f64,
+    /// Response bytes per second.
+    pub bytes_per_second: f64,
+    /// Latency of complete responses, microseconds.
+    pub latency_us: Latency,
+    /// Responses by status class (`2xx`, `3xx`, ...).
+    pub statuses: BTreeMap<String, u64>,
+    /// Failed requests by kind (`connect`, `timeout`, `closed`, `io`, `parse`).
+    pub errors: BTreeMap<String, u64>,
+    /// Connections opened.
+    pub connections_opened: u64,
+    /// The pacing asked for, if any, requests per second.
+    pub rate: Option<f64>,
+}
+
+/// Shared between the workers.
+struct Shared {
+    config: BenchConfig,
+    request: PreparedRequest,
+    /// Requests left to start (request-count runs).
+    remaining: AtomicI64,
+    /// Set when the run is over.
+    stop: AtomicBool,
+    /// Responses so far (for the progress bar).
+    completed: AtomicU64,
+    start: Instant,
+    deadline: Option<Instant>,
+    histogram: Mutex<Histogram<u64>>,
+}
+
+/// Latency samples a worker buffers before adding them to the shared histogram.
+const SAMPLE_BATCH: usize = 1024;
+
+impl Shared {
+    fn record(&self, samples: &mut Vec<u64>) {
+        let mut histogram = self.histogram.lock().unwrap_or_else(|e| e.into_inner());
+        for &micros in samples.iter() {
+            histogram.saturating_record(micros.max(1));
+        }
+        samples.clear();
+    }
+
+    /// Claims up to `n` requests to send; 0 when the run is over.
+    fn claim(&self, n: usize) -> usize {
+        if self.stop.load(Ordering::Relaxed) {
+            return 0;
+        }
+        if let Some(deadline) = self.deadline
+            && Instant::now() >= deadline
+        {
+            self.stop.store(true, Ordering::Relaxed);
+            return 0;
+        }
+        match self.config.limit {
+            Limit::Duration(_) => n,
+            Limit::Requests(_) => {
+                let before = self.remaining.fetch_sub(n as i64, Ordering::Relaxed);
+                before.clamp(0, n as i64) as usize
+            }
+        }
+    }
+}
+
+/// One worker's tallies.
+struct Tally {
+    /// Latencies (µs) not yet added to the shared histogram.
+    samples: Vec<u64>,
+    requests: u64,
+    bytes: u64,
+    statuses: BTreeMap<String, u64>,
+    errors: BTreeMap<String, u64>,
+    connections: u64,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Tally {
+            samples: Vec::with_capacity(SAMPLE_BATCH),
+            requests: 0,
+            bytes: 0,
+            statuses: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            connections: 0,
+        }
+    }
+
+    fn error(&mut self, error: &Error) {
+        let kind = match &error.kind {
+            ErrorKind::Timeout(_) => "timeout",
+            ErrorKind::Closed(_) => "closed",
+            ErrorKind::Io(_) => "io",
+            ErrorKind::Parse(_) => "parse",
+            ErrorKind::Body(_) => "body",
+        };
+        *self.errors.entry(kind.to_string()).or_default() += 1;
+    }
+}
+
+/// Runs a benchmark. `on_tick`, if given, is called about five times a second with the
+/// responses so far (for a progress bar).
+pub async fn run(config: BenchConfig, on_tick: Option<Box<dyn Fn(u64) + Send>>) -> Report {
+    let target = origin_form(&config.url);
+    let authority = host_value(&config.url).and_then(|v| v.to_str().ok().map(str::to_string));
+    let close = config.mode == Mode::Close;
+    let request = PreparedRequest::new(
+        config.client.version,
+        &config.method,
+        &target,
+        authority.as_deref(),
+        &config.headers,
+        &config.body,
+        close,
+    );
+    let start = Instant::now();
+    let deadline = match config.limit {
+        Limit::Duration(duration) => Some(start + duration),
+        Limit::Requests(_) => None,
+    };
+    let shared = Arc::new(Shared {
+        remaining: AtomicI64::new(match config.limit {
+            Limit::Requests(n) => n as i64,
+            Limit::Duration(_) => i64::MAX,
+        }),
+        stop: AtomicBool::new(false),
+        completed: AtomicU64::new(0),
+        request,
+        start,
+        deadline,
+        histogram: Mutex::new(
+            Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+        ),
+        config,
+    });
+    let ticker = on_tick.map(|tick| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                tick(shared.completed.load(Ordering::Relaxed));
+            }
+        })
+    });
+    let workers: Vec<_> = (0..shared.config.connections.max(1))
+        .map(|index| tokio::spawn(worker(shared.clone(), index)))
+        .collect();
+    let mut total = Tally::new();
+    for worker in workers {
+        let Ok(mut tally) = worker.await else {
+            continue;
+        };
+        shared.record(&mut tally.samples);
+        total.requests += tally.requests;
+        total.bytes += tally.bytes;
+        total.connections += tally.connections;
+        for (k, v) in tally.statuses {
+            *total.statuses.entry(k).or_default() += v;
+        }
+        for (k, v) in tally.errors {
+            *total.errors.entry(k).or_default() += v;
+        }
+    }
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
+    let elapsed = match shared.config.limit {
+        Limit::Duration(duration) => duration,
+        Limit::Requests(_) => shared.start.elapsed(),
+    };
+    let seconds = elapsed.as_secs_f64().max(1e-9);
+    let h = &*shared.histogram.lock().unwrap_or_else(|e| e.into_inner());
+    let config = &shared.config;
+    Report {
+        url: config.url.to_string(),
+        mode: match config.mode {
+            Mode::Close => "close",
+            Mode::KeepAlive => "keepalive",
+            Mode::Pipeline { .. } => "pipeline",
+        }
+        .to_string(),
+        depth: match config.mode {
+            Mode::Pipeline { depth } => depth,
+            _ => 1,
+        },
+        connections: config.connections,
+        seconds,
+        requests: total.requests,
+        bytes: total.bytes,
+        requests_per_second: total.requests as f64 / seconds,
+        bytes_per_second: total.bytes as f64 / seconds,
+        latency_us: if h.is_empty() {
+            Latency::default()
+        } else {
+            Latency {
+                mean: h.mean(),
+                p50: h.value_at_quantile(0.5),
+                p90: h.value_at_quantile(0.9),
+                p99: h.value_at_quantile(0.99),
+                p999: h.value_at_quantile(0.999),
+                max: h.max(),
+            }
+        },
+        statuses: total.statuses,
+        errors: total.errors,
+        connections_opened: total.connections,
+        rate: config.rate,
+    }
+}
+
+/// One connection's loop.
+async fn worker(shared: Arc<Shared>, index: usize) -> Tally {
+    let config = &shared.config;
+    let depth = match config.mode {
+        Mode::Pipeline { depth } => depth.max(1),
+        _ => 1,
+    };
+    // Pacing: this connection's share of the rate, its first request offset so that the
+    // connections interleave.
+    let interval = config
+        .rate
+        .map(|rate| Duration::from_secs_f64(config.connections.max(1) as f64 / rate.max(1e-9)));
+    let mut due = shared.start
+        + interval.map_or(Duration::ZERO, |i| {
+            i.mul_f64(index as f64 / config.connections as f64)
+        });
+    let mut tally = Tally::new();
+    let mut conn: Option<ClientConn> = None;
+    let mut sent_at = Vec::with_capacity(depth);
+    loop {
+        let claimed = shared.claim(depth);
+        if claimed == 0 {
+            break;
+        }
+        // When each request of this batch is due (or now, without pacing).
+        sent_at.clear();
+        for _ in 0..claimed {
+            match interval {
+                Some(interval) => {
+                    sent_at.push(due);
+                    due += interval;
+                }
+                None => sent_at.push(Instant::now()),
+            }
+        }
+        if interval.is_some() {
+            tokio::time::sleep_until(sent_at[0]).await;
+        }
+        if conn.is_none() {
+            match ClientConn::connect(
+                config.addr,
+                index as u64,
+                config.client.clone(),
+                config.connect_timeout,
+            )
+            .await
+            {
+                Ok(new) => {
+                    tally.connections += 1;
+                    conn = Some(new);
+                }
+                Err(_) => {
+                    *tally.errors.entry("connect".to_string()).or_default() += claimed as u64;
+                    // Do not spin on a refusing server.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(active) = conn.as_mut() else {
+            continue;
+        };
+        for _ in 0..claimed {
+            active.write_prepared(&shared.request);
+        }
+        let outcome = exchange(active, &shared, &sent_at, &mut tally).await;
+        match outcome {
+            Ok(()) if active.reusable().is_ok() => {}
+            Ok(()) => conn = None,
+            Err(error) => {
+                tally.error(&error);
+                conn = None;
+            }
+        }
+    }
+    tally
+}
+
+/// Sends what was written and reads one response per request, recording each.
+async fn exchange(
+    conn: &mut ClientConn,
+    shared: &Shared,
+    sent_at: &[Instant],
+    tally: &mut Tally,
+) -> Result<(), Error> {
+    conn.flush().await?;
+    for &sent in sent_at {
+        let head = conn.read_head().await?;
+        let body = conn.discard_body().await?;
+        let done = Instant::now();
+        if shared.deadline.is_some_and(|deadline| done > deadline) {
+            // Finished after the end of the run: not counted (the run's time is fixed).
+            continue;
+        }
+        let micros = done.saturating_duration_since(sent).as_micros() as u64;
+        tally.samples.push(micros);
+        if tally.samples.len() >= SAMPLE_BATCH {
+            shared.record(&mut tally.samples);
+        }
+        tally.requests += 1;
+        tally.bytes += head.raw.len() as u64 + body;
+        let class = format!("{}xx", head.status.as_u16() / 100);
+        *tally.statuses.entry(class).or_default() += 1;
+        shared.completed.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+impl Report {
+    /// The report as text, for a terminal.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let depth = if self.mode == "pipeline" {
+            format!(", {} deep", self.depth)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "{} over {} {} connection{}{} for {:.2} s{}",
+            self.url,
+            self.connections,
+            self.mode,
+            if self.connections == 1 { "" } else { "s" },
+            depth,
+            self.seconds,
+            self.rate
+                .map_or(String::new(), |r| format!(" at {r:.0} requests/s")),
+        );
+        let _ = writeln!(
+            out,
+            "  {} requests, {:.0} requests/s, {}/s",
+            self.requests,
+            self.requests_per_second,
+            human_bytes(self.bytes_per_second)
+        );
+        let l = &self.latency_us;
+        let _ = writeln!(
+            out,
+            "  latency  mean {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            micros(l.mean as u64),
+            micros(l.p50),
+            micros(l.p90),
+            micros(l.p99),
+            micros(l.p999),
+            micros(l.max)
+        );
+        let statuses: Vec<String> = self
+            .statuses
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(out, "  responses  {}", statuses.join(", "));
+        if !self.errors.is_empty() {
+            let errors: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(out, "  errors  {}", errors.join(", "));
+        }
+        let _ = writeln!(out, "  connections opened  {}", self.connections_opened);
+        out
+    }
+}
+
+fn micros(us: u64) -> String {
+    if us >= 1_000_000 {
+        format!("{:.2}s", us as f64 / 1e6)
+    } else if us >= 1_000 {
+        format!("{:.2}ms", us as f64 / 1e3)
+    } else {
+        format!("{us}us")
+    }
+}
+
+fn human_bytes(bytes: f64) -> String {
+    if bytes >= 1024.0 * 1024.0 {
+        format!("{:.2} MiB", bytes / 1024.0 / 1024.0)
+    } else if bytes >= 1024.0 {
+        format!("{:.2} KiB", bytes / 1024.0)
+    } else {
+        format!("{bytes:.0} B")
+    }
+}
+
+/// The HTTP version a `--http1.0` flag asks for.
+pub fn version(http10: bool) -> Version {
+    if http10 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    }
+}

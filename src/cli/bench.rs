@@ -1,0 +1,162 @@
+//! `hopline bench`: the load generator's command line: flags, progress bar, report.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Args;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::get::ModeArg;
+use super::{parse_duration, runtime};
+use crate::bench::{BenchConfig, Limit, run as run_bench, version};
+use crate::conn::client::ClientConfig;
+use crate::pool::Key;
+
+/// `hopline bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The URL to load (http://).
+    pub url: String,
+    /// Concurrent connections.
+    #[arg(short = 'c', long, default_value_t = 50)]
+    pub connections: usize,
+    /// Run for this long [default: 10s, unless -n is given].
+    #[arg(short = 'd', long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after this many requests instead.
+    #[arg(short = 'n', long, conflicts_with = "duration")]
+    pub requests: Option<u64>,
+    /// Connection type.
+    #[arg(long, value_enum, default_value_t = ModeArg::Keepalive)]
+    pub mode: ModeArg,
+    /// Requests in flight per connection when pipelining.
+    #[arg(long, default_value_t = 16)]
+    pub depth: usize,
+    /// Pace the load at this many requests per second in total; latency is then measured
+    /// from when each request was due, not when it went out (no coordinated omission).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Runtime threads [default: all cores]; 1 runs a single-threaded runtime (like
+    /// `wrk -t1`).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Request method.
+    #[arg(short = 'X', long, default_value = "GET")]
+    pub method: String,
+    /// An extra request field, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// A request body.
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Longest wait for a response (or for a connection to open).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Speak HTTP/1.0.
+    #[arg(long = "http1.0")]
+    pub http10: bool,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `hopline bench`.
+pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let url: Uri = args.url.parse().map_err(|e| format!("{}: {e}", args.url))?;
+    let key = Key::from_uri(&url).ok_or_else(|| format!("{url}: not an absolute http:// URL"))?;
+    if key.scheme != "http" {
+        return Err(format!("{url}: only http:// is supported").into());
+    }
+    if args
+        .rate
+        .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
+    {
+        return Err("--rate must be a positive number of requests per second".into());
+    }
+    let mut headers = HeaderMap::new();
+    for line in &args.headers {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("-H `{line}`: expected `Name: value`"))?;
+        headers.append(
+            HeaderName::from_bytes(name.trim().as_bytes())?,
+            HeaderValue::from_str(value.trim())?,
+        );
+    }
+    let limit = match (args.requests, args.duration) {
+        (Some(n), _) => Limit::Requests(n),
+        (None, Some(d)) => Limit::Duration(d),
+        (None, None) => Limit::Duration(Duration::from_secs(10)),
+    };
+    super::raise_open_file_limit();
+    let runtime = runtime(args.threads)?;
+    let report = runtime.block_on(async {
+        let addr = tokio::net::lookup_host((key.host.trim_matches(['[', ']']), key.port))
+            .await?
+            .next()
+            .ok_or("the host has no address")?;
+        let config = BenchConfig {
+            url,
+            addr,
+            connections: args.connections.max(1),
+            limit,
+            mode: args.mode.mode(args.depth),
+            rate: args.rate,
+            method: Method::from_bytes(args.method.as_bytes())?,
+            headers,
+            body: Bytes::from(args.body.clone().unwrap_or_default()),
+            client: ClientConfig {
+                version: version(args.http10),
+                response_timeout: args.timeout,
+                read_timeout: args.timeout,
+                write_timeout: args.timeout,
+                ..ClientConfig::default()
+            },
+            connect_timeout: args.timeout,
+        };
+        let bar = progress_bar(limit);
+        let tick = bar.clone().map(|bar| {
+            let started = std::time::Instant::now();
+            Box::new(move |completed: u64| match limit {
+                Limit::Duration(_) => {
+                    bar.set_position(started.elapsed().as_millis() as u64);
+                    bar.set_message(format!("{completed} responses"));
+                }
+                Limit::Requests(_) => bar.set_position(completed),
+            }) as Box<dyn Fn(u64) + Send>
+        });
+        let report = run_bench(config, tick).await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        Ok::<_, Box<dyn std::error::Error>>(report)
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
+}
+
+/// A progress bar on standard error when it is a terminal.
+fn progress_bar(limit: Limit) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let (length, template) = match limit {
+        Limit::Duration(d) => (
+            d.as_millis() as u64,
+            "{spinner} [{elapsed_precise}] {wide_bar} {msg}",
+        ),
+        Limit::Requests(n) => (
+            n,
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} responses",
+        ),
+    };
+    let bar = ProgressBar::new(length);
+    bar.set_style(ProgressStyle::with_template(template).ok()?);
+    Some(bar)
+}

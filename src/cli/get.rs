@@ -1,0 +1,338 @@
+//! `hopline get`: fetch URLs through the pooled client, showing which connection served
+//! each one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::parse_duration;
+use crate::client::{Client, ClientOptions, Exchange, Mode};
+use crate::conn::body::Frame;
+use crate::pool::PoolConfig;
+
+/// A connection type, as flags spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// A new connection per request (`Connection: close`).
+    Close,
+    /// Persistent pooled connections.
+    Keepalive,
+    /// Pipelined connections (`--depth` requests in flight each).
+    Pipeline,
+}
+
+impl ModeArg {
+    /// The client mode, with `depth` for pipelining.
+    pub fn mode(self, depth: usize) -> Mode {
+        match self {
+            ModeArg::Close => Mode::Close,
+            ModeArg::Keepalive => Mode::KeepAlive,
+            ModeArg::Pipeline => Mode::Pipeline { depth },
+        }
+    }
+}
+
+/// `hopline get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// URLs to fetch (http://).
+    #[arg(required = true)]
+    pub urls: Vec<String>,
+    /// Fetch this many URLs at once (pipelining uses --depth per connection instead).
+    #[arg(short = 'P', long, default_value_t = 1)]
+    pub parallel: usize,
+    /// Connection type.
+    #[arg(long, value_enum, default_value_t = ModeArg::Keepalive)]
+    pub mode: ModeArg,
+    /// Requests in flight per connection when pipelining.
+    #[arg(long, default_value_t = 16)]
+    pub depth: usize,
+    /// Most connections per host (browsers use 6).
+    #[arg(long, default_value_t = 6)]
+    pub max_per_host: usize,
+    /// Request method [default: GET, or POST with --data].
+    #[arg(short = 'X', long)]
+    pub method: Option<String>,
+    /// An extra request field, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// A request body.
+    #[arg(short = 'd', long)]
+    pub data: Option<String>,
+    /// Write bodies: to this file for one URL, into this directory for several, or to
+    /// standard output with `-` (the table then goes to standard error).
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// Show request and response heads on standard error.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Speak HTTP/1.0 (keep-alive only when asked for; no chunked uploads).
+    #[arg(long = "http1.0")]
+    pub http10: bool,
+    /// Exit with status 22 if any response is 400 or above.
+    #[arg(short = 'f', long)]
+    pub fail: bool,
+    /// Longest wait for a response.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// How one fetch went.
+struct Outcome {
+    url: String,
+    result: Result<Fetched, String>,
+    elapsed: Duration,
+}
+
+struct Fetched {
+    status: u16,
+    size: u64,
+    exchange: Exchange,
+}
+
+/// `hopline get`.
+pub fn run(args: GetArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(fetch_all(args))
+}
+
+async fn fetch_all(args: GetArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let method = match (&args.method, &args.data) {
+        (Some(method), _) => Method::from_bytes(method.as_bytes())?,
+        (None, Some(_)) => Method::POST,
+        (None, None) => Method::GET,
+    };
+    let mut headers = HeaderMap::new();
+    for line in &args.headers {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("-H `{line}`: expected `Name: value`"))?;
+        headers.append(
+            HeaderName::from_bytes(name.trim().as_bytes())?,
+            HeaderValue::from_str(value.trim())?,
+        );
+    }
+    let body = Bytes::from(args.data.clone().unwrap_or_default());
+    let mut options = ClientOptions {
+        mode: args.mode.mode(args.depth),
+        pool: PoolConfig {
+            max_connections_per_host: Some(args.max_per_host.max(1)),
+            ..PoolConfig::default()
+        },
+        ..ClientOptions::default()
+    };
+    options.conn.response_timeout = args.timeout;
+    options.conn.read_timeout = args.timeout;
+    if args.http10 {
+        options.conn.version = http::Version::HTTP_10;
+    }
+    let client = Client::new(options);
+    let to_stdout = args.output.as_deref() == Some(Path::new("-"));
+    if let Some(dir) = &args.output
+        && args.urls.len() > 1
+        && !to_stdout
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let concurrency = match args.mode {
+        ModeArg::Pipeline => args.depth.max(1) * args.max_per_host.max(1),
+        _ => args.parallel.max(1),
+    };
+    let args = Arc::new(args);
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (index, url) in args.urls.iter().enumerate() {
+        let permit = permits.clone().acquire_owned().await?;
+        let (client, args) = (client.clone(), args.clone());
+        let (method, headers, body, url) =
+            (method.clone(), headers.clone(), body.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let outcome = fetch(&client, &args, index, url, method, headers, body).await;
+            drop(permit);
+            outcome
+        }));
+    }
+    let mut table: Box<dyn Write> = if to_stdout {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let (mut failed, mut http_errors, mut reused, mut retried) = (0, 0, 0, 0);
+    for task in tasks {
+        let outcome = task.await?;
+        let millis = outcome.elapsed.as_secs_f64() * 1000.0;
+        match &outcome.result {
+            Ok(fetched) => {
+                let ex = fetched.exchange;
+                reused += u64::from(ex.reused);
+                retried += u64::from(ex.retried);
+                http_errors += u64::from(fetched.status >= 400);
+                writeln!(
+                    table,
+                    "{} {:>10} {:>9.2} ms  conn {} {}{}  {}",
+                    fetched.status,
+                    format!("{} B", fetched.size),
+                    millis,
+                    ex.connection,
+                    if ex.reused { "reused" } else { "new" },
+                    if ex.retried { " (retried)" } else { "" },
+                    outcome.url
+                )?;
+            }
+            Err(error) => {
+                failed += 1;
+                writeln!(
+                    table,
+                    "ERR {:>10} {:>9.2} ms  {}  {}",
+                    "-", millis, error, outcome.url
+                )?;
+            }
+        }
+    }
+    let counts = client.stats();
+    let total = args.urls.len();
+    writeln!(
+        table,
+        "{total} request{} over {} connection{} ({reused} reused, {retried} retried, {failed} failed) in {:.2} ms",
+        if total == 1 { "" } else { "s" },
+        counts.connections,
+        if counts.connections == 1 { "" } else { "s" },
+        started.elapsed().as_secs_f64() * 1000.0,
+    )?;
+    table.flush()?;
+    if failed > 0 {
+        return Err(format!("{failed} of {total} requests failed").into());
+    }
+    if args.fail && http_errors > 0 {
+        eprintln!("hopline: {http_errors} responses were 400 or above");
+        std::process::exit(22);
+    }
+    Ok(())
+}
+
+/// Fetches one URL, writing its body where `-o` says.
+async fn fetch(
+    client: &Client,
+    args: &GetArgs,
+    index: usize,
+    url: String,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Outcome {
+    let started = Instant::now();
+    let result = async {
+        let mut builder = Request::builder().method(method).uri(&url);
+        if let Some(map) = builder.headers_mut() {
+            *map = headers;
+        }
+        let request = builder.body(body).map_err(|e| e.to_string())?;
+        if args.verbose {
+            let mut head = format!(
+                "> {} {} {:?}\n",
+                request.method(),
+                request.uri(),
+                client.options().conn.version
+            );
+            for (name, value) in request.headers() {
+                head.push_str(&format!(
+                    "> {}: {}\n",
+                    name,
+                    value.to_str().unwrap_or("<binary>")
+                ));
+            }
+            eprintln!("{head}>");
+        }
+        let response = client.request(request).await.map_err(|e| e.to_string())?;
+        let exchange = *response
+            .extensions()
+            .get::<Exchange>()
+            .expect("set by the client");
+        let status = response.status().as_u16();
+        if args.verbose {
+            let mut head = format!(
+                "< {:?} {} (connection {}, {})\n",
+                response.version(),
+                response.status(),
+                exchange.connection,
+                if exchange.reused { "reused" } else { "new" }
+            );
+            for (name, value) in response.headers() {
+                head.push_str(&format!(
+                    "< {}: {}\n",
+                    name,
+                    value.to_str().unwrap_or("<binary>")
+                ));
+            }
+            eprintln!("{head}<");
+        }
+        let mut sink = output_for(args, index, &url).map_err(|e| e.to_string())?;
+        let mut body = response.into_body();
+        let mut size = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Frame::Data(data) = frame.map_err(|e| e.to_string())? {
+                size += data.len() as u64;
+                if let Some(sink) = sink.as_mut() {
+                    sink.write_all(&data).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Ok(Fetched {
+            status,
+            size,
+            exchange,
+        })
+    }
+    .await;
+    Outcome {
+        url,
+        result,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Where a body goes: nowhere without `-o`; standard output for `-o -`; the named file
+/// for one URL; a file in the named directory for several.
+fn output_for(
+    args: &GetArgs,
+    index: usize,
+    url: &str,
+) -> std::io::Result<Option<Box<dyn Write + Send>>> {
+    let Some(output) = &args.output else {
+        return Ok(None);
+    };
+    if output.as_os_str() == "-" {
+        return Ok(Some(Box::new(std::io::stdout())));
+    }
+    let path = if args.urls.len() == 1 {
+        output.clone()
+    } else {
+        let name = url
+            .rsplit('/')
+            .next()
+            .filter(|s| !s.is_empty() && !s.contains(':'))
+            .unwrap_or("index");
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || ".-_".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        output.join(format!("{index:04}-{safe}"))
+    };
+    Ok(Some(Box::new(std::fs::File::create(path)?)))
+}
