@@ -436,3 +436,85 @@ async fn pipelined_requests_left_unanswered_are_requeued() {
         "some requests were re-queued"
     );
 }
+
+#[tokio::test]
+async fn expect_100_continue_from_the_client_side() {
+    use hopline::conn::{ClientConfig, ClientConn, ContinueOutcome, RequestFraming};
+    let server = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let mut headers = http::HeaderMap::new();
+    headers.insert("expect", http::HeaderValue::from_static("100-continue"));
+    let mut conn = ClientConn::connect(
+        server.addr,
+        1,
+        ClientConfig::default(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    // /echo reads the body, so the server invites it with 100 Continue.
+    conn.write_head(
+        &Method::POST,
+        b"/echo",
+        Some("t"),
+        &headers,
+        RequestFraming::Length(5),
+        false,
+    )
+    .unwrap();
+    conn.flush().await.unwrap();
+    assert!(matches!(
+        conn.await_continue().await.unwrap(),
+        ContinueOutcome::SendBody
+    ));
+    conn.write_body(Bytes::from_static(b"hello")).await.unwrap();
+    conn.finish_body(None);
+    conn.flush().await.unwrap();
+    let head = conn.read_head().await.unwrap();
+    assert_eq!(head.status, 200);
+    let mut body = Vec::new();
+    while let Some(hopline::conn::Frame::Data(data)) = conn.read_frame().await.unwrap() {
+        body.extend_from_slice(&data);
+    }
+    assert!(body.ends_with(b"hello"));
+    assert!(conn.reusable().is_ok());
+
+    // `/` does not read bodies: the server answers at once, and the body is never sent.
+    conn.write_head(
+        &Method::POST,
+        b"/",
+        Some("t"),
+        &headers,
+        RequestFraming::Length(5),
+        false,
+    )
+    .unwrap();
+    conn.flush().await.unwrap();
+    match conn.await_continue().await.unwrap() {
+        ContinueOutcome::Final(head) => assert_eq!(head.status, 405),
+        ContinueOutcome::SendBody => panic!("the server should answer without inviting the body"),
+    }
+    conn.abandon_body();
+    conn.discard_body().await.unwrap();
+    assert_eq!(
+        conn.reusable(),
+        Err(hopline::conn::NotReusable::ServerClose)
+    );
+}
+
+#[tokio::test]
+async fn head_responses_have_no_body_and_keep_the_connection() {
+    let server = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let client = client(Mode::KeepAlive);
+    let request = Request::head(format!("http://{}/bytes/1000", server.addr))
+        .body(Bytes::new())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.headers()["content-length"], "1000");
+    assert_eq!(response.into_body().collect().await.unwrap().len(), 0);
+    let (_, body, exchange) = fetch(&client, &format!("http://{}/bytes/3", server.addr)).await;
+    assert_eq!(body, "abc");
+    assert!(
+        exchange.reused,
+        "the HEAD response left the connection usable"
+    );
+}
