@@ -23,6 +23,7 @@ pub mod conn;
 pub mod error;
 pub mod origin;
 pub mod pool;
+pub mod proxy;
 pub mod server;
 pub mod wire;
 

@@ -10,6 +10,7 @@
 //! | `/bytes/N` | GET, HEAD | N bytes, streamed; byte i is `b'a' + i % 26` |
 //! | `/delay/MS` | GET, HEAD | waits MS milliseconds (at most 60 s), then answers |
 //! | `/echo` | any | the request head exactly as received, then the body (≤ 1 MiB) |
+//! | `/sink` | any | reads the whole body, of any size, and says how long it was and its checksum |
 //! | anything else | GET, HEAD | a file under `--root`, else 404 |
 //!
 //! With `--root`, the root directory owns every path, and the endpoints move under
@@ -80,6 +81,7 @@ impl Handler for Origin {
         match endpoint.map(|endpoint| self.route(request.method(), endpoint)) {
             Some(Route::Ready(response)) => response,
             Some(Route::Echo) => Box::pin(echo(&mut request, ctx)).await,
+            Some(Route::Sink) => Box::pin(sink(&mut request)).await,
             Some(Route::Delay(delay)) => Box::pin(delayed(delay)).await,
             Some(Route::Other) | None => match &self.root {
                 Some(root) => Box::pin(static_file(root, &request)).await,
@@ -96,6 +98,8 @@ enum Route {
     Ready(Response<Body>),
     /// `/echo`: reads the body first.
     Echo,
+    /// `/sink`: reads the body, however large, and counts it.
+    Sink,
     /// `/delay/MS`: answers after this long.
     Delay(Duration),
     /// Not an endpoint: a file, or 404.
@@ -107,6 +111,9 @@ impl Origin {
     fn route(&self, method: &Method, path: &str) -> Route {
         if path == "/echo" {
             return Route::Echo;
+        }
+        if path == "/sink" {
+            return Route::Sink;
         }
         let read_only = |answer: Response<Body>| match read_only_method(method) {
             Some(refusal) => Route::Ready(refusal),
@@ -160,6 +167,26 @@ async fn echo(request: &mut Request<RequestBody<'_>>, ctx: RequestCtx<'_>) -> Re
     headers.insert("x-connection-id", HeaderValue::from(ctx.conn.id));
     headers.insert("x-connection-requests", HeaderValue::from(ctx.number));
     response
+}
+
+/// `/sink`: the body's length and a checksum (FNV-1a, 64 bits), streamed through.
+async fn sink(request: &mut Request<RequestBody<'_>>) -> Response<Body> {
+    let mut length = 0u64;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    while let Some(data) = request.body_mut().data().await {
+        let Ok(data) = data else {
+            // The connection answers body errors itself.
+            return error_response(StatusCode::BAD_REQUEST);
+        };
+        length += data.len() as u64;
+        for &byte in data.iter() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    text(
+        StatusCode::OK,
+        Body::from(format!("received {length} bytes, fnv1a64 {hash:016x}\n")),
+    )
 }
 
 fn text(status: StatusCode, body: Body) -> Response<Body> {

@@ -132,7 +132,27 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
-/// A request the client can send again if needed: its body is in memory.
+/// A request as it goes to the next hop, with its body in memory (so it can be sent again
+/// if that is safe). [`Client::request`] builds one from an absolute URI; a proxy builds
+/// its own.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Which origin (and pool) it goes to.
+    pub key: Key,
+    /// The method.
+    pub method: Method,
+    /// The request target as written on the wire (origin-form, or absolute-form to a
+    /// forward proxy).
+    pub target: Bytes,
+    /// The `Host` to send unless `headers` carry one.
+    pub authority: Option<String>,
+    /// The fields (framing and persistence fields are the connection's).
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// An [`Outgoing`] request with what the client derives from it.
 #[derive(Debug, Clone)]
 pub(crate) struct Prepared {
     pub key: Key,
@@ -142,6 +162,20 @@ pub(crate) struct Prepared {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub idempotent: bool,
+}
+
+impl From<Outgoing> for Prepared {
+    fn from(outgoing: Outgoing) -> Self {
+        Prepared {
+            idempotent: is_idempotent(&outgoing.method, &outgoing.headers),
+            key: outgoing.key,
+            method: outgoing.method,
+            target: outgoing.target,
+            authority: outgoing.authority,
+            headers: outgoing.headers,
+            body: outgoing.body,
+        }
+    }
 }
 
 impl Client {
@@ -183,7 +217,13 @@ impl Client {
     /// Sends a request to the absolute URI in it and returns the response, whose body
     /// streams from the connection.
     pub async fn request(&self, request: Request<Bytes>) -> Result<Response<ResponseBody>, Error> {
-        let prepared = prepare(request)?;
+        self.send(prepare(request)?).await
+    }
+
+    /// Sends a request described hop-side, in the client's connection type, retrying only
+    /// as RFC 9110 §9.2.2 allows.
+    pub async fn send(&self, outgoing: Outgoing) -> Result<Response<ResponseBody>, Error> {
+        let prepared = Prepared::from(outgoing);
         match self.inner.options.mode {
             Mode::Close => self.send_on_new(&prepared).await,
             Mode::KeepAlive => self.send_pooled(&prepared).await,
@@ -235,6 +275,29 @@ impl Client {
             .map_err(|failure| failure.error)
     }
 
+    /// A connection to `key` for an exchange the caller drives itself (for example a
+    /// request body streamed from elsewhere): the pool's warmest in keep-alive and pipeline
+    /// modes (pipelined connections are for in-memory requests), a new one in close mode
+    /// or when `fresh`.
+    pub async fn lease(&self, key: &Key, fresh: bool) -> Result<Lease, Error> {
+        if self.inner.options.mode == Mode::Close {
+            return Ok(Lease::Owned(self.connect(key).await?));
+        }
+        let pooled = if fresh {
+            self.inner
+                .pool
+                .checkout_fresh(key)
+                .await
+                .fill(self.connect(key).await?)
+        } else {
+            match self.inner.pool.checkout(key).await {
+                Checkout::Reused(conn) => conn,
+                Checkout::Fresh(slot) => slot.fill(self.connect(key).await?),
+            }
+        };
+        Ok(Lease::Pooled(pooled))
+    }
+
     /// Opens a connection to `key`.
     pub(crate) async fn connect(&self, key: &Key) -> Result<ClientConn, Error> {
         let addr = resolve(key).await?;
@@ -259,12 +322,7 @@ impl Client {
         retried: bool,
     ) -> Result<Response<ResponseBody>, Failure> {
         self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let exchange = Exchange {
-            connection: lease.conn().id(),
-            reused: lease.is_reused(),
-            retried,
-            peer: lease.conn().peer(),
-        };
+        let exchange = lease.exchange(retried);
         let conn = lease.conn_mut();
         let sent = conn
             .send_request(
@@ -300,7 +358,7 @@ struct Failure {
 }
 
 /// Validates a request and puts it in the form the client sends.
-fn prepare(request: Request<Bytes>) -> Result<Prepared, Error> {
+fn prepare(request: Request<Bytes>) -> Result<Outgoing, Error> {
     let (parts, body) = request.into_parts();
     let key = Key::from_uri(&parts.uri).ok_or_else(|| {
         Error::new(
@@ -314,15 +372,13 @@ fn prepare(request: Request<Bytes>) -> Result<Prepared, Error> {
             ErrorKind::Body(format!("{}: only http:// is supported", parts.uri).into()),
         ));
     }
-    let idempotent = is_idempotent(&parts.method, &parts.headers);
-    Ok(Prepared {
+    Ok(Outgoing {
         key,
         target: origin_form(&parts.uri),
         authority: host_value(&parts.uri).and_then(|v| v.to_str().ok().map(str::to_string)),
         method: parts.method,
         headers: parts.headers,
         body,
-        idempotent,
     })
 }
 
@@ -353,24 +409,56 @@ pub enum Lease {
 }
 
 impl Lease {
-    fn conn(&self) -> &ClientConn {
+    /// The connection.
+    pub fn conn(&self) -> &ClientConn {
         match self {
             Lease::Pooled(conn) => conn,
             Lease::Owned(conn) => conn,
         }
     }
 
-    fn conn_mut(&mut self) -> &mut ClientConn {
+    /// The connection, to drive an exchange.
+    pub fn conn_mut(&mut self) -> &mut ClientConn {
         match self {
             Lease::Pooled(conn) => conn,
             Lease::Owned(conn) => conn,
         }
     }
 
-    fn is_reused(&self) -> bool {
+    /// Whether the connection served an earlier request.
+    pub fn is_reused(&self) -> bool {
         match self {
             Lease::Pooled(conn) => conn.is_reused(),
             Lease::Owned(_) => false,
+        }
+    }
+
+    /// Whether `Connection: close` should be sent (close mode: the lease is not pooled).
+    pub fn closes(&self) -> bool {
+        matches!(self, Lease::Owned(_))
+    }
+
+    /// How this lease's exchange is described in a response.
+    pub fn exchange(&self, retried: bool) -> Exchange {
+        Exchange {
+            connection: self.conn().id(),
+            reused: self.is_reused(),
+            retried,
+            peer: self.conn().peer(),
+        }
+    }
+
+    /// The response body after a head read on this lease: it streams from the
+    /// connection and gives the lease back when it ends.
+    pub fn into_body(self, framing: crate::wire::BodyFraming) -> ResponseBody {
+        ResponseBody::new(self, framing)
+    }
+
+    /// Takes the connection out for good (a protocol switch or a tunnel).
+    pub fn into_conn(self) -> ClientConn {
+        match self {
+            Lease::Pooled(conn) => conn.detach(),
+            Lease::Owned(conn) => conn,
         }
     }
 

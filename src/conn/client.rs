@@ -267,6 +267,12 @@ impl ClientConn {
         &self.stream
     }
 
+    /// The socket and the bytes already read past the last response, for a connection that
+    /// switched protocols (101) or became a CONNECT tunnel.
+    pub fn into_parts(self) -> (TcpStream, Bytes) {
+        (self.stream, self.rbuf.freeze())
+    }
+
     /// Whether nothing so far rules out reusing the connection (checked after a response
     /// head: the server did not say close, the body is not close-delimited).
     pub fn persists(&self) -> bool {
@@ -763,7 +769,11 @@ fn write_request_head(
         RequestFraming::Empty if method_expects_content(method) => write_content_length(out, 0),
         RequestFraming::Empty => {}
     }
-    if close {
+    if headers.contains_key(header::UPGRADE) {
+        // An `Upgrade` field asks to switch protocols on this connection: it must be named
+        // in `Connection` (RFC 9110 §7.8), which is the connection's to write.
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    } else if close {
         out.extend_from_slice(b"connection: close\r\n");
     } else if version == Version::HTTP_10 {
         out.extend_from_slice(b"connection: keep-alive\r\n");

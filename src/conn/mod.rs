@@ -6,6 +6,7 @@
 //! | [`client`] | one client connection: requests out (bodies streamed), responses in order, 1xx and 100-continue, the reuse decision with its reason |
 //! | [`body`] | request and response bodies at the handler boundary, streamed both ways |
 //! | [`shutdown`] | the graceful-shutdown signal connections listen to |
+//! | [`upgrade`] | protocol switches and CONNECT tunnels: the socket handed over, the splice |
 //! | `io` | syscall loops on a shared `&TcpStream` |
 //!
 //! It must not know about listeners, pools, upstream choice or configuration files.
@@ -15,6 +16,7 @@ pub mod client;
 mod io;
 pub mod server;
 pub mod shutdown;
+pub mod upgrade;
 
 pub use body::{Body, BodyClosed, BodySender, BodySource, BodyStream, Frame, RequestBody};
 pub use client::{ClientConfig, ClientConn, ContinueOutcome, NotReusable, RequestFraming};
@@ -23,3 +25,4 @@ pub use server::{
     serve_connection,
 };
 pub use shutdown::{Shutdown, ShutdownListener};
+pub use upgrade::{OnUpgrade, UpgradeSlot, Upgraded, splice, upgrade_channel};

@@ -34,6 +34,7 @@ use tokio::time::{Instant, Sleep};
 use super::body::{Body, BodyFailure, BodyIo, BodyState, BodyStream, Frame, RequestBody};
 use super::io::{read_now, read_some, write_all_until, write_two_until};
 use super::shutdown::ShutdownListener;
+use super::upgrade::{UpgradeSlot, Upgraded};
 use crate::wire::chunked::{CHUNK_DATA_END, write_chunk_header, write_last_chunk};
 use crate::wire::head::{
     write_content_length, write_decimal, write_field, write_fields, write_status_line,
@@ -43,6 +44,7 @@ use crate::wire::{
     BodyDecoder, BodyEvent, BodyFraming, ChunkedLimits, Expectation, HeadLimits, HeadParser,
     HeadStatus, MessageFields, ParseError, RequestHead, keep_alive_intent,
 };
+use tokio::sync::oneshot;
 
 /// The connection policy of a server, each field with its default.
 #[derive(Debug, Clone)]
@@ -87,6 +89,14 @@ pub struct ServerConfig {
     pub flush_threshold: usize,
     /// Bytes requested per socket read. Default 8 KiB.
     pub read_buffer: usize,
+    /// Accept pipelined requests. When `false`, a response written while the next request
+    /// is already buffered closes the connection instead (the client sends the rest again
+    /// on a new connection). Default `true`.
+    pub pipelining: bool,
+    /// While a bodiless request's handler is pending, watch the client: if it closes or
+    /// resets, drop the handler (a proxy abandons its upstream request), as nginx does.
+    /// Default `true`.
+    pub abort_on_client_close: bool,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +118,8 @@ impl Default for ServerConfig {
             linger_max_bytes: 256 * 1024,
             flush_threshold: 64 * 1024,
             read_buffer: 8 * 1024,
+            pipelining: true,
+            abort_on_client_close: true,
         }
     }
 }
@@ -181,6 +193,11 @@ pub enum CloseReason {
     BodyUnread,
     /// The response body failed mid-stream; the connection closed to cut it short.
     ResponseAborted,
+    /// The client sent a request before its previous response and the policy refuses
+    /// pipelining.
+    PipeliningRefused,
+    /// The connection switched protocols (101, or a CONNECT tunnel) and was handed over.
+    Upgraded,
     /// A socket error (reset, broken pipe). Keep it last: [`CloseReason::ALL`] is checked
     /// against it at compile time.
     Io,
@@ -190,7 +207,7 @@ const _: () = assert!(CloseReason::Io as usize + 1 == CloseReason::ALL.len());
 
 impl CloseReason {
     /// Every reason, in the order of [`CloseReason::index`] (for counting by reason).
-    pub const ALL: [CloseReason; 16] = [
+    pub const ALL: [CloseReason; 18] = [
         CloseReason::ClientClosed,
         CloseReason::ClientRequested,
         CloseReason::ShortLived,
@@ -206,6 +223,8 @@ impl CloseReason {
         CloseReason::CloseDelimited,
         CloseReason::BodyUnread,
         CloseReason::ResponseAborted,
+        CloseReason::PipeliningRefused,
+        CloseReason::Upgraded,
         CloseReason::Io,
     ];
 
@@ -229,6 +248,7 @@ impl CloseReason {
                 | CloseReason::HandlerRequested
                 | CloseReason::CloseDelimited
                 | CloseReason::BodyUnread
+                | CloseReason::PipeliningRefused
         )
     }
 }
@@ -271,6 +291,7 @@ pub async fn serve_connection<H: Handler>(
         requests: 0,
         writes: 0,
         head_deadline: None,
+        upgrade: None,
         born: Instant::now(),
     };
     let mut idle_timer = pin!(tokio::time::sleep_until(conn.born + config.header_timeout));
@@ -279,15 +300,25 @@ pub async fn serve_connection<H: Handler>(
             break reason;
         }
         if let Err(close) = Box::pin(conn.serve_burst(handler)).await {
-            Box::pin(conn.close(close)).await;
+            if close != CloseReason::Upgraded {
+                Box::pin(conn.close(close)).await;
+            }
             break close;
         }
     };
-    ConnSummary {
+    let summary = ConnSummary {
         requests: conn.requests,
         writes: conn.writes,
         reason,
+    };
+    if let Some(handover) = conn.upgrade.take() {
+        let Conn { stream, rbuf, .. } = conn;
+        let _ = handover.send(Upgraded {
+            stream,
+            read_buf: rbuf.freeze(),
+        });
     }
+    summary
 }
 
 /// One connection's state.
@@ -307,6 +338,8 @@ struct Conn<'a> {
     writes: u64,
     /// When the head being received must be complete (set at its first byte).
     head_deadline: Option<Instant>,
+    /// Where the connection goes after a switching response (101, CONNECT 2xx).
+    upgrade: Option<oneshot::Sender<Upgraded>>,
     born: Instant,
 }
 
@@ -399,7 +432,13 @@ impl Conn<'_> {
                 framing,
                 fields,
             } = head;
-            let is_head = method == Method::HEAD;
+            let request_method = method.clone();
+            // Watch for the client going away while a bodiless request is handled (with a
+            // body, reading it notices instead); not once the next request has arrived.
+            let watch = (self.config.abort_on_client_close
+                && framing == BodyFraming::Empty
+                && self.rbuf.is_empty())
+            .then_some(&self.stream);
             let body = if framing == BodyFraming::Empty {
                 RequestBody::empty()
             } else {
@@ -423,10 +462,26 @@ impl Conn<'_> {
                 // Awaited in place (pinned here, never moved again); the block ends its
                 // borrows of the connection before the response is written.
                 let call = pin!(handler.call(request, ctx));
-                Flushing::new(call, &self.stream, &mut self.wbuf, &mut self.writes).await
+                let mut flushing =
+                    Flushing::new(call, &self.stream, &mut self.wbuf, &mut self.writes);
+                flushing.watch = watch;
+                flushing.await
+            };
+            let Some(response) = response else {
+                tracing::debug!(
+                    conn = self.info.id,
+                    "client closed while its request was handled"
+                );
+                return Err(CloseReason::ClientClosed);
             };
 
-            let rest = self.begin_response(response, &mut body_state, &fields, version, is_head)?;
+            let rest =
+                self.begin_response(response, &mut body_state, &fields, version, &request_method)?;
+            if let Some(handover) = rest.upgrade {
+                self.flush().await?;
+                self.upgrade = Some(handover);
+                return Err(CloseReason::Upgraded);
+            }
             match rest.body {
                 Remaining::Nothing => {}
                 Remaining::Large(bytes) => Box::pin(self.push_data(bytes)).await?,
@@ -570,9 +625,10 @@ impl Conn<'_> {
         body_state: &mut BodyState,
         fields: &MessageFields,
         client_version: Version,
-        is_head: bool,
+        method: &Method,
     ) -> Result<Rest, CloseReason> {
         let (mut parts, mut body) = response.into_parts();
+        let is_head = method == Method::HEAD;
 
         // A body that failed to arrive decides the answer: the framing layer knows better
         // than the handler what went wrong.
@@ -589,11 +645,39 @@ impl Conn<'_> {
                 BodyFailure::Gone => CloseReason::ClientClosed,
             });
         }
+        // A switch of protocols (RFC 9110 §15.2.2) or a CONNECT tunnel (§9.3.6): the head
+        // goes out without framing, then the connection is handed over.
+        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS
+            || (method == Method::CONNECT && parts.status.is_success());
+        if switching {
+            match parts
+                .extensions
+                .get::<UpgradeSlot>()
+                .and_then(UpgradeSlot::take)
+            {
+                Some(handover) => {
+                    self.write_head(&parts, &Framing::None, client_version, true);
+                    return Ok(Rest {
+                        body: Remaining::Nothing,
+                        discard_body: false,
+                        close: None,
+                        upgrade: Some(handover),
+                    });
+                }
+                None => {
+                    tracing::error!(status = %parts.status, "a switching response without an UpgradeSlot");
+                    (parts, body) = error_response(StatusCode::INTERNAL_SERVER_ERROR).into_parts();
+                }
+            }
+        }
         if parts.status.is_informational() {
             tracing::error!(status = %parts.status, "handler returned an interim status as final");
             (parts, body) = error_response(StatusCode::INTERNAL_SERVER_ERROR).into_parts();
         }
         let mut close = self.close_after(fields);
+        if !self.config.pipelining && !self.rbuf.is_empty() && body_state.decoder.is_done() {
+            close.get_or_insert(CloseReason::PipeliningRefused);
+        }
         if parts
             .headers
             .get_all(header::CONNECTION)
@@ -664,6 +748,7 @@ impl Conn<'_> {
             body,
             discard_body,
             close,
+            upgrade: None,
         })
     }
 
@@ -686,21 +771,48 @@ impl Conn<'_> {
             Framing::Chunked => wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
             Framing::None | Framing::CloseDelimited => {}
         }
-        if !keep {
-            wbuf.extend_from_slice(b"connection: close\r\n");
-        } else {
-            if client_version == Version::HTTP_10 {
-                wbuf.extend_from_slice(b"connection: keep-alive\r\n");
-            }
-            if self.config.advertise_keep_alive {
-                wbuf.extend_from_slice(b"keep-alive: timeout=");
-                write_decimal(wbuf, self.config.keepalive_timeout.as_secs());
-                if let Some(max) = self.config.max_requests {
-                    wbuf.extend_from_slice(b", max=");
-                    write_decimal(wbuf, max.saturating_sub(self.requests));
+        // The `Connection` field is the connection's to write: its own decision (close,
+        // keep-alive for HTTP/1.0, upgrade for a switch, RFC 9110 §7.8) and the options the
+        // handler named (fields that are hop-by-hop for this response, §7.6.1).
+        let mut options: Vec<&[u8]> = parts
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| list_members(v.as_bytes()))
+            .filter(|o| {
+                !(o.eq_ignore_ascii_case(b"close")
+                    || o.eq_ignore_ascii_case(b"keep-alive")
+                    || o.eq_ignore_ascii_case(b"upgrade"))
+            })
+            .collect();
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            options.push(b"upgrade");
+        } else if !keep {
+            options.push(b"close");
+        } else if client_version == Version::HTTP_10 {
+            options.push(b"keep-alive");
+        }
+        if !options.is_empty() {
+            wbuf.extend_from_slice(b"connection: ");
+            for (i, option) in options.iter().enumerate() {
+                if i > 0 {
+                    wbuf.extend_from_slice(b", ");
                 }
-                wbuf.extend_from_slice(b"\r\n");
+                wbuf.extend_from_slice(option);
             }
+            wbuf.extend_from_slice(b"\r\n");
+        }
+        if keep
+            && parts.status != StatusCode::SWITCHING_PROTOCOLS
+            && self.config.advertise_keep_alive
+        {
+            wbuf.extend_from_slice(b"keep-alive: timeout=");
+            write_decimal(wbuf, self.config.keepalive_timeout.as_secs());
+            if let Some(max) = self.config.max_requests {
+                wbuf.extend_from_slice(b", max=");
+                write_decimal(wbuf, max.saturating_sub(self.requests));
+            }
+            wbuf.extend_from_slice(b"\r\n");
         }
         wbuf.extend_from_slice(b"\r\n");
     }
@@ -715,7 +827,9 @@ impl Conn<'_> {
         let mut trailers = None;
         loop {
             let next = pin!(stream.frame());
-            let frame = Flushing::new(next, &self.stream, &mut self.wbuf, &mut self.writes).await;
+            let frame = Flushing::new(next, &self.stream, &mut self.wbuf, &mut self.writes)
+                .await
+                .expect("not watching the client");
             match frame {
                 None => break,
                 Some(Ok(Frame::Data(data))) if data.is_empty() => {}
@@ -880,6 +994,8 @@ struct Rest {
     discard_body: bool,
     /// Close after this response, and why.
     close: Option<CloseReason>,
+    /// Hand the connection over after the head (a switching response).
+    upgrade: Option<oneshot::Sender<Upgraded>>,
 }
 
 /// Body bytes still to send after the head.
@@ -935,6 +1051,8 @@ struct Flushing<'a, F> {
     wbuf: &'a mut Vec<u8>,
     writes: &'a mut u64,
     write_failed: bool,
+    /// The client to watch for closing (then the output is `None`).
+    watch: Option<&'a TcpStream>,
 }
 
 impl<'a, F: Future> Flushing<'a, F> {
@@ -950,23 +1068,56 @@ impl<'a, F: Future> Flushing<'a, F> {
             wbuf,
             writes,
             write_failed: false,
+            watch: None,
         }
     }
 }
 
 impl<F: Future> Future for Flushing<'_, F> {
-    type Output = F::Output;
+    /// `None` if the watched client went away first.
+    type Output = Option<F::Output>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
         if let Poll::Ready(output) = self.future.as_mut().poll(cx) {
-            return Poll::Ready(output);
+            return Poll::Ready(Some(output));
         }
         let this = &mut *self;
+        if let Some(client) = this.watch {
+            match poll_client_gone(client, cx) {
+                Poll::Ready(true) => return Poll::Ready(None),
+                // Bytes of a next request: the client is there; stop watching.
+                Poll::Ready(false) => this.watch = None,
+                Poll::Pending => {}
+            }
+        }
         if !this.write_failed && poll_write_some(this.stream, this.wbuf, this.writes, cx).is_ready()
         {
             this.write_failed = !this.wbuf.is_empty();
         }
         Poll::Pending
+    }
+}
+
+/// Whether the client has closed or reset the connection: `Ready(true)` if so,
+/// `Ready(false)` if bytes arrived instead (left unread: they are the next request), and
+/// `Pending` while nothing happens. Peeks, so nothing is consumed.
+fn poll_client_gone(stream: &TcpStream, cx: &mut Context<'_>) -> Poll<bool> {
+    loop {
+        match stream.poll_read_ready(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(_)) => return Poll::Ready(true),
+            Poll::Ready(Ok(())) => {}
+        }
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        // Through `try_io`, so that an empty socket clears tokio's readiness.
+        match stream.try_io(tokio::io::Interest::READABLE, || {
+            socket2::SockRef::from(stream).peek(&mut probe)
+        }) {
+            Ok(0) => return Poll::Ready(true),
+            Ok(_) => return Poll::Ready(false),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return Poll::Ready(true),
+        }
     }
 }
 

@@ -1,0 +1,538 @@
+//! `proxy`: the policy of one hop. The proxy ends the client's connection (the server
+//! engine does, with the downstream policy) and opens its own to the next hop (the client,
+//! with the upstream policy): two independent connection types on either side.
+//!
+//! Owns what crosses the hop: the target (reverse: an upstream by round-robin or least
+//! outstanding requests; forward: the absolute-form target, or a CONNECT tunnel), the
+//! header rules of an intermediary (hop-by-hop fields removed both ways, `Via`,
+//! `X-Forwarded-For`, `Forwarded`, loop refusal), bodies streamed both ways with
+//! backpressure and re-framed per hop, `Expect: 100-continue` passed through, protocol
+//! switches tunneled, and failures mapped to status codes (502, 504) with the failing side
+//! logged. It must not re-implement framing (that is `conn`) or pooling (that is `pool`).
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`headers`] | hop-by-hop removal, `Via`, forwarded fields, loop detection |
+//! | [`upstream`] | upstream choice and health marks |
+
+pub mod headers;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use tokio::net::TcpStream;
+
+use crate::client::{Client, ClientOptions, Outgoing, ResponseBody};
+use crate::conn::body::{Body, BodySource, Frame, RequestBody};
+use crate::conn::client::{ContinueOutcome, RequestFraming, origin_form};
+use crate::conn::{Handler, RequestCtx, error_response, splice, upgrade_channel};
+use crate::error::{BoxError, Error, ErrorKind, Side};
+use crate::pool::Key;
+use headers::{accepts_trailers, add_forwarded, add_via, strip_hop_by_hop, via_names};
+use upstream::{Pick, Upstreams};
+
+/// Where a proxy sends requests.
+#[derive(Debug)]
+pub enum Target {
+    /// A reverse proxy: every request goes to one of these upstreams.
+    Reverse(Upstreams),
+    /// A forward proxy: requests name their target (absolute-form), and CONNECT opens
+    /// tunnels to the allowed ports.
+    Forward {
+        /// Ports CONNECT may reach. Default 443 only.
+        connect_ports: Vec<u16>,
+    },
+}
+
+/// A proxy's settings.
+#[derive(Debug)]
+pub struct ProxyConfig {
+    /// The name this proxy uses in `Via`, and recognises there to refuse loops. Default
+    /// `hopline`.
+    pub name: String,
+    /// Reverse or forward.
+    pub target: Target,
+    /// The upstream hop's connection policy: type (close, keep-alive, pipeline), pool,
+    /// timeouts, HTTP version.
+    pub upstream: ClientOptions,
+    /// Add `X-Forwarded-For` and `Forwarded`. Default `true`.
+    pub forwarded_headers: bool,
+    /// Largest chunked request body buffered for an HTTP/1.0 upstream, which cannot take
+    /// chunked (beyond it: 413). Default 16 MiB.
+    pub max_buffered_body: u64,
+}
+
+impl ProxyConfig {
+    /// A proxy to `target` with default settings.
+    pub fn new(target: Target) -> Self {
+        ProxyConfig {
+            name: "hopline".into(),
+            target,
+            upstream: ClientOptions::default(),
+            forwarded_headers: true,
+            max_buffered_body: 16 * 1024 * 1024,
+        }
+    }
+
+    /// A reverse proxy to `upstreams` with default settings.
+    pub fn reverse(upstreams: Upstreams) -> Self {
+        Self::new(Target::Reverse(upstreams))
+    }
+
+    /// A forward proxy with default settings (CONNECT to port 443 only).
+    pub fn forward() -> Self {
+        Self::new(Target::Forward {
+            connect_ports: vec![443],
+        })
+    }
+}
+
+/// The proxy handler: plug it into a [`crate::server::Server`], whose `ServerConfig` is the
+/// downstream policy.
+pub struct Proxy {
+    config: ProxyConfig,
+    client: Client,
+}
+
+/// A request the proxy cannot forward, and the answer it gets.
+struct Refusal {
+    status: StatusCode,
+    error: Error,
+}
+
+impl Refusal {
+    fn local(status: StatusCode, why: &'static str) -> Self {
+        Refusal {
+            status,
+            error: Error::new(Side::Local, ErrorKind::Closed(why)),
+        }
+    }
+}
+
+impl Proxy {
+    /// A proxy with these settings.
+    pub fn new(config: ProxyConfig) -> Self {
+        let client = Client::new(config.upstream.clone());
+        Proxy { config, client }
+    }
+
+    /// The upstream client (its counters show how the upstream hop used connections).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The proxy's settings.
+    pub fn config(&self) -> &ProxyConfig {
+        &self.config
+    }
+
+    /// Forwards one request; `Err` is answered with an error status.
+    async fn forward(
+        &self,
+        mut request: Request<RequestBody<'_>>,
+        ctx: RequestCtx<'_>,
+    ) -> Result<Response<Body>, Refusal> {
+        let received = request.version();
+        if via_names(request.headers(), &self.config.name) {
+            return Err(Refusal::local(
+                StatusCode::LOOP_DETECTED,
+                "the request looped: Via already names this proxy",
+            ));
+        }
+        if request.method() == Method::CONNECT {
+            return self.connect_tunnel(&request).await;
+        }
+        let wants_upgrade = received == Version::HTTP_11
+            && request.headers().contains_key(header::UPGRADE)
+            && request
+                .headers()
+                .get_all(header::CONNECTION)
+                .iter()
+                .any(|v| {
+                    crate::wire::headers::list_members(v.as_bytes())
+                        .any(|o| o.eq_ignore_ascii_case(b"upgrade"))
+                });
+        let trailers_ok = accepts_trailers(request.headers());
+        let is_head = request.method() == Method::HEAD;
+
+        // Where it goes.
+        let (key, target, authority, pick) = self.destination(&request)?;
+        let client_host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+
+        // What crosses the hop.
+        let mut headers = std::mem::take(request.headers_mut());
+        strip_hop_by_hop(&mut headers, wants_upgrade);
+        if matches!(self.config.target, Target::Forward { .. }) {
+            // RFC 9112 §3.2.2: with an absolute-form target, the target's authority is the
+            // host; the proxy sends it as Host.
+            headers.remove(header::HOST);
+        }
+        add_via(&mut headers, received, &self.config.name);
+        if self.config.forwarded_headers {
+            add_forwarded(&mut headers, ctx.conn.peer, client_host.as_deref());
+        }
+
+        // A bodiless request goes through the client's own machinery: its connection type
+        // (pooled, pipelined, or a new connection), and safe retries.
+        if request.body().is_end() && !wants_upgrade {
+            let outgoing = Outgoing {
+                key: key.clone(),
+                method: request.method().clone(),
+                target,
+                authority,
+                headers,
+                body: Bytes::new(),
+            };
+            let response = self
+                .client
+                .send(outgoing)
+                .await
+                .map_err(|error| self.upstream_failure(error, &key, pick.as_ref()))?;
+            return Ok(self.relay(response, trailers_ok, is_head, pick));
+        }
+
+        // A body streams through (it cannot be replayed, so no retry), as does a switch.
+        let method = request.method().clone();
+        let mut lease = self
+            .client
+            .lease(&key, wants_upgrade)
+            .await
+            .map_err(|error| self.upstream_failure(error, &key, pick.as_ref()))?;
+        let exchange = lease.exchange(false);
+        let expects_continue = headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let body = request.body_mut();
+        let (framing, buffered) = self.request_framing(body).await?;
+        let close = lease.closes();
+        let conn = lease.conn_mut();
+        let fail = |error: Error| self.upstream_failure(error, &key, pick.as_ref());
+        conn.write_head(
+            &method,
+            &target,
+            authority.as_deref(),
+            &headers,
+            framing,
+            close,
+        )
+        .map_err(fail)?;
+        conn.flush().await.map_err(fail)?;
+        let mut early = None;
+        if expects_continue && buffered.is_none() {
+            // RFC 9110 §10.1.1: pass the expectation on; read the client's body (which
+            // sends it 100 Continue) only once the upstream wants it.
+            match conn.await_continue().await.map_err(fail)? {
+                ContinueOutcome::SendBody => {}
+                ContinueOutcome::Final(head) => early = Some(*head),
+            }
+        }
+        let head = match early {
+            Some(head) => {
+                conn.abandon_body();
+                head
+            }
+            None => {
+                self.send_body(conn, body, buffered).await?;
+                conn.read_head().await.map_err(fail)?
+            }
+        };
+        if head.status == StatusCode::SWITCHING_PROTOCOLS && wants_upgrade {
+            return Ok(self.switch(head.headers, head.version, lease));
+        }
+        let mut response = Response::new(lease.into_body(head.framing));
+        *response.status_mut() = head.status;
+        *response.version_mut() = head.version;
+        *response.headers_mut() = head.headers;
+        response.extensions_mut().insert(exchange);
+        Ok(self.relay(response, trailers_ok, is_head, pick))
+    }
+
+    /// The next hop's key, request target, `Host`, and (reverse) the upstream chosen.
+    fn destination(
+        &self,
+        request: &Request<RequestBody<'_>>,
+    ) -> Result<(Key, Bytes, Option<String>, Option<Pick>), Refusal> {
+        match &self.config.target {
+            Target::Reverse(upstreams) => {
+                let pick = upstreams.pick();
+                let upstream = pick.upstream.clone();
+                Ok((
+                    upstream.key.clone(),
+                    origin_form(request.uri()),
+                    Some(upstream.authority.clone()),
+                    Some(pick),
+                ))
+            }
+            Target::Forward { .. } => {
+                let uri = request.uri();
+                let key = Key::from_uri(uri)
+                    .filter(|_| uri.scheme().is_some())
+                    .ok_or_else(|| {
+                        Refusal::local(
+                            StatusCode::BAD_REQUEST,
+                            "a forward proxy needs an absolute-form target (http://host/path)",
+                        )
+                    })?;
+                if key.scheme != "http" {
+                    return Err(Refusal::local(
+                        StatusCode::NOT_IMPLEMENTED,
+                        "only http:// targets are forwarded (use CONNECT for TLS)",
+                    ));
+                }
+                let authority = uri.authority().map(|a| a.to_string());
+                Ok((key, origin_form(uri), authority, None))
+            }
+        }
+    }
+
+    /// How the request body goes to the next hop: its length if known, chunked otherwise;
+    /// an HTTP/1.0 upstream cannot take chunked, so such a body is read first (bounded).
+    async fn request_framing(
+        &self,
+        body: &mut RequestBody<'_>,
+    ) -> Result<(RequestFraming, Option<Bytes>), Refusal> {
+        if body.is_end() {
+            return Ok((RequestFraming::Empty, None));
+        }
+        if let Some(length) = body.remaining() {
+            return Ok((RequestFraming::Length(length), None));
+        }
+        if self.config.upstream.conn.version == Version::HTTP_11 {
+            return Ok((RequestFraming::Chunked, None));
+        }
+        let limit = self.config.max_buffered_body;
+        let whole = body.collect(limit).await.map_err(|error| Refusal {
+            status: error.client_status().unwrap_or(StatusCode::BAD_REQUEST),
+            error,
+        })?;
+        Ok((RequestFraming::Length(whole.len() as u64), Some(whole)))
+    }
+
+    /// Streams the client's body to the upstream (or sends what was buffered).
+    async fn send_body(
+        &self,
+        conn: &mut crate::conn::ClientConn,
+        body: &mut RequestBody<'_>,
+        buffered: Option<Bytes>,
+    ) -> Result<(), Refusal> {
+        let upstream = |error: Error| Refusal {
+            status: StatusCode::BAD_GATEWAY,
+            error,
+        };
+        let mut trailers: Option<HeaderMap> = None;
+        if let Some(whole) = buffered {
+            conn.write_body(whole).await.map_err(upstream)?;
+        } else {
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(Frame::Data(data)) => conn.write_body(data).await.map_err(upstream)?,
+                    Ok(Frame::Trailers(fields)) => trailers = Some(fields),
+                    Err(error) => {
+                        // The client's body failed (the server answers it); the upstream
+                        // request is abandoned and its connection not reused.
+                        conn.abandon_body();
+                        return Err(Refusal {
+                            status: error.client_status().unwrap_or(StatusCode::BAD_REQUEST),
+                            error,
+                        });
+                    }
+                }
+            }
+        }
+        conn.finish_body(trailers.as_ref());
+        conn.flush().await.map_err(upstream)
+    }
+
+    /// The upstream's response, for the client: hop-by-hop fields removed, `Via` added,
+    /// the body relayed as it arrives.
+    fn relay(
+        &self,
+        response: Response<ResponseBody>,
+        trailers_ok: bool,
+        is_head: bool,
+        pick: Option<Pick>,
+    ) -> Response<Body> {
+        let (mut parts, body) = response.into_parts();
+        let declared = parts.headers.get(header::CONTENT_LENGTH).cloned();
+        strip_hop_by_hop(&mut parts.headers, false);
+        // A HEAD or 304 answer has no body but may state the length of the one it stands
+        // for; the connection writes it on from the handler's field.
+        if let (Some(length), true) = (
+            declared,
+            is_head || parts.status == StatusCode::NOT_MODIFIED,
+        ) {
+            parts.headers.insert(header::CONTENT_LENGTH, length);
+        }
+        add_via(&mut parts.headers, parts.version, &self.config.name);
+        let length = body.length();
+        let source = Relay {
+            body,
+            trailers_ok,
+            _pick: pick,
+        };
+        Response::from_parts(parts, Body::stream(length, source))
+    }
+
+    /// A 101 from the upstream: answer the client with a switch, then splice the two
+    /// connections.
+    fn switch(
+        &self,
+        mut headers: HeaderMap,
+        version: Version,
+        lease: crate::client::Lease,
+    ) -> Response<Body> {
+        strip_hop_by_hop(&mut headers, true);
+        add_via(&mut headers, version, &self.config.name);
+        let (upstream, pending) = lease.into_conn().into_parts();
+        let (slot, on_upgrade) = upgrade_channel();
+        tokio::spawn(async move {
+            if let Ok(downstream) = on_upgrade.await
+                && let Err(error) =
+                    splice(downstream.stream, downstream.read_buf, upstream, pending).await
+            {
+                tracing::debug!(%error, "upgraded tunnel ended with an error");
+            }
+        });
+        let mut response = Response::new(Body::Empty);
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        *response.headers_mut() = headers;
+        response.extensions_mut().insert(slot);
+        response
+    }
+
+    /// `CONNECT host:port` (forward mode): a TCP tunnel to an allowed port.
+    async fn connect_tunnel(
+        &self,
+        request: &Request<RequestBody<'_>>,
+    ) -> Result<Response<Body>, Refusal> {
+        let Target::Forward { connect_ports } = &self.config.target else {
+            return Err(Refusal::local(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "CONNECT is only accepted by a forward proxy",
+            ));
+        };
+        let authority = request
+            .uri()
+            .authority()
+            .ok_or_else(|| Refusal::local(StatusCode::BAD_REQUEST, "CONNECT needs host:port"))?;
+        let port = authority
+            .port_u16()
+            .ok_or_else(|| Refusal::local(StatusCode::BAD_REQUEST, "CONNECT needs host:port"))?;
+        if !connect_ports.contains(&port) {
+            return Err(Refusal::local(
+                StatusCode::FORBIDDEN,
+                "CONNECT to this port is not allowed",
+            ));
+        }
+        let host = authority.host().trim_matches(['[', ']']).to_string();
+        let timeout = self.config.upstream.connect_timeout;
+        let connect = async {
+            let addr: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
+                .await?
+                .next()
+                .ok_or_else(|| std::io::Error::other("the host has no address"))?;
+            TcpStream::connect(addr).await
+        };
+        let upstream = match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                return Err(self.upstream_failure(
+                    Error::new(Side::Upstream, error),
+                    &Key {
+                        scheme: "tcp".into(),
+                        host,
+                        port,
+                    },
+                    None,
+                ));
+            }
+            Err(_) => {
+                return Err(Refusal {
+                    status: StatusCode::GATEWAY_TIMEOUT,
+                    error: Error::new(Side::Upstream, ErrorKind::Timeout("connecting")),
+                });
+            }
+        };
+        let _ = upstream.set_nodelay(true);
+        let (slot, on_upgrade) = upgrade_channel();
+        tokio::spawn(async move {
+            if let Ok(downstream) = on_upgrade.await {
+                let _ = splice(
+                    downstream.stream,
+                    downstream.read_buf,
+                    upstream,
+                    Bytes::new(),
+                )
+                .await;
+            }
+        });
+        let mut response = Response::new(Body::Empty);
+        response.extensions_mut().insert(slot);
+        Ok(response)
+    }
+
+    /// Maps an upstream failure to its answer, logs it with the failing side, and marks an
+    /// upstream that refused connections.
+    fn upstream_failure(&self, error: Error, key: &Key, pick: Option<&Pick>) -> Refusal {
+        let refused = matches!(&error.kind, ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused);
+        if refused && let (Target::Reverse(upstreams), Some(pick)) = (&self.config.target, pick) {
+            upstreams.mark_down(&pick.upstream);
+        }
+        let status = match (&error.side, &error.kind) {
+            (Side::Upstream, ErrorKind::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+            (Side::Client, _) => error.client_status().unwrap_or(StatusCode::BAD_REQUEST),
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        tracing::warn!(side = %error.side, upstream = %key, %error, %status, "proxy: request failed");
+        Refusal { status, error }
+    }
+}
+
+impl Handler for Proxy {
+    async fn call(&self, request: Request<RequestBody<'_>>, ctx: RequestCtx<'_>) -> Response<Body> {
+        match self.forward(request, ctx).await {
+            Ok(response) => response,
+            Err(refusal) => {
+                if refusal.error.side != Side::Upstream {
+                    tracing::info!(side = %refusal.error.side, error = %refusal.error, status = %refusal.status, "proxy: request refused");
+                }
+                let mut response = error_response(refusal.status);
+                if refusal.status == StatusCode::LOOP_DETECTED {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
+            }
+        }
+    }
+}
+
+/// The upstream's response body on its way to the client: trailers dropped if the client
+/// did not say it accepts them; the upstream counted outstanding until the body ends.
+struct Relay {
+    body: ResponseBody,
+    trailers_ok: bool,
+    _pick: Option<Pick>,
+}
+
+impl BodySource for Relay {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame, BoxError>>> {
+        let frame = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
+        Poll::Ready(match frame {
+            Some(Ok(Frame::Trailers(_))) if !self.trailers_ok => None,
+            other => other,
+        })
+    }
+}

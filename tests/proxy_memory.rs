@@ -1,0 +1,148 @@
+//! Memory bounds of the proxy: bodies stream through with bounded memory, and a stalled
+//! client holds the body upstream instead of in the proxy. Resident memory is read from
+//! /proc, so these tests live in their own binary and run one at a time (tests in a binary
+//! share a process).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{RawClient, TestServer};
+use hopline::client::{Client, ClientOptions};
+use hopline::conn::ServerConfig;
+use hopline::origin::Origin;
+use hopline::proxy::upstream::{Balance, Upstreams};
+use hopline::proxy::{Proxy, ProxyConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One memory test at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn proxy_to(upstream: SocketAddr) -> TestServer {
+    let url = format!("http://{upstream}").parse().unwrap();
+    let config = ProxyConfig::reverse(
+        Upstreams::new(&[url], Balance::RoundRobin, Duration::from_secs(5)).unwrap(),
+    );
+    TestServer::start(Proxy::new(config), ServerConfig::default()).await
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_gigabyte_streams_through_with_bounded_memory() {
+    let _serial = SERIAL.lock().await;
+    let origin = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let proxy = proxy_to(origin.addr).await;
+    let client = Client::new(ClientOptions::default());
+    let before = rss_kib();
+    let size: u64 = 1 << 30;
+    let response = client
+        .get(&format!("http://{}/bytes/{size}", proxy.addr))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-length"],
+        size.to_string().as_str()
+    );
+    let mut body = response.into_body();
+    let mut received = 0u64;
+    let mut peak = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let hopline::conn::Frame::Data(data) = frame.unwrap() {
+            // Spot-check the pattern where each chunk lands.
+            assert_eq!(data[0], b'a' + (received % 26) as u8);
+            received += data.len() as u64;
+            if received % (64 << 20) < data.len() as u64 {
+                peak = peak.max(rss_kib());
+            }
+        }
+    }
+    assert_eq!(received, size);
+    let growth_mib = peak.saturating_sub(before) / 1024;
+    assert!(
+        growth_mib < 64,
+        "memory grew {growth_mib} MiB while 1 GiB passed"
+    );
+}
+
+#[tokio::test]
+async fn a_100_mib_chunked_upload_streams_through() {
+    let _serial = SERIAL.lock().await;
+    let origin = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let proxy = proxy_to(origin.addr).await;
+    let total: usize = 100 << 20;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let before = rss_kib();
+    let writer = tokio::spawn(async move {
+        stream
+            .write_all(b"POST /sink HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let block: Vec<u8> = (0..65_536).map(|i| (i % 251) as u8).collect();
+        let mut sent = 0;
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        while sent < total {
+            stream
+                .write_all(format!("{:x}\r\n", block.len()).as_bytes())
+                .await
+                .unwrap();
+            stream.write_all(&block).await.unwrap();
+            stream.write_all(b"\r\n").await.unwrap();
+            for &b in &block {
+                hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            sent += block.len();
+        }
+        stream.write_all(b"0\r\n\r\n").await.unwrap();
+        (stream, hash)
+    });
+    let (stream, hash) = writer.await.unwrap();
+    let mut client = RawClient::from_stream(stream);
+    let response = client.response().await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.text(),
+        format!("received {total} bytes, fnv1a64 {hash:016x}\n")
+    );
+    let growth_mib = rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        growth_mib < 64,
+        "memory grew {growth_mib} MiB for a 100 MiB upload"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_client_slows_the_upstream_instead_of_filling_memory() {
+    let _serial = SERIAL.lock().await;
+    let origin = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let proxy = proxy_to(origin.addr).await;
+    let before = rss_kib();
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"GET /bytes/209715200 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    // Read only 1 MiB, then stall: the 200 MiB body must stay upstream, not in the proxy.
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut read = 0;
+    while read < (1 << 20) {
+        read += stream.read(&mut buf).await.unwrap();
+    }
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let growth_mib = rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        growth_mib < 32,
+        "memory grew {growth_mib} MiB behind a stalled client"
+    );
+}
