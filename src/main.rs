@@ -13,6 +13,7 @@ fn main() {
         Command::Serve(args) => cli::serve(args),
         Command::Get(args) => cli::get::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Proxy(args) => cli::proxy::run(args),
     };
     if let Err(error) = result {
         eprintln!("hopline: {error}");

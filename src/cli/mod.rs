@@ -11,9 +11,11 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod bench;
 pub mod get;
+pub mod proxy;
 
 pub use bench::BenchArgs;
 pub use get::GetArgs;
+pub use proxy::ProxyArgs;
 
 use crate::conn::ServerConfig;
 use crate::origin::Origin;
@@ -41,6 +43,9 @@ pub enum Command {
     Get(GetArgs),
     /// Load-test a URL: requests/s, latency percentiles, errors, connections.
     Bench(BenchArgs),
+    /// Forward HTTP/1.x hop by hop: a reverse proxy to --upstream URLs, or a forward proxy
+    /// (--forward), each side with its own connection policy.
+    Proxy(ProxyArgs),
 }
 
 /// `hopline serve`.
@@ -53,6 +58,13 @@ pub struct ServeArgs {
     /// move under /_hopline/.
     #[arg(long)]
     pub root: Option<PathBuf>,
+    #[command(flatten)]
+    pub downstream: DownstreamArgs,
+}
+
+/// The client-facing connection policy, shared by `serve` and `proxy`.
+#[derive(Debug, Args)]
+pub struct DownstreamArgs {
     /// Close idle keep-alive connections after this long without a new request
     /// (e.g. 60s, 500ms, 2m; a bare number is seconds).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -85,6 +97,10 @@ pub struct ServeArgs {
     /// Short-lived connections: every response closes its connection (HTTP/1.0 style).
     #[arg(long)]
     pub no_keepalive: bool,
+    /// Refuse pipelining: a response written while the next request is already waiting
+    /// closes the connection (the client sends the rest again).
+    #[arg(long)]
+    pub no_pipelining: bool,
     /// Advertise `Keep-Alive: timeout=N, max=M` on persistent responses, so clients
     /// retire connections before the server closes them.
     #[arg(long)]
@@ -97,7 +113,7 @@ pub struct ServeArgs {
     pub workers: Option<usize>,
 }
 
-impl ServeArgs {
+impl DownstreamArgs {
     /// The connection policy these flags describe.
     pub fn server_config(&self) -> ServerConfig {
         ServerConfig {
@@ -110,6 +126,7 @@ impl ServeArgs {
             max_lifetime: self.max_lifetime,
             advertise_keep_alive: self.advertise_keepalive,
             max_body_bytes: self.max_body,
+            pipelining: !self.no_pipelining,
             ..ServerConfig::default()
         }
     }
@@ -122,6 +139,60 @@ impl ServeArgs {
             ..ListenerConfig::default()
         }
     }
+
+    /// One line describing the policy, for the start-up log.
+    pub fn describe(&self) -> String {
+        let keep_alive = if self.no_keepalive {
+            "short-lived".to_string()
+        } else {
+            format!("keep-alive {:?}", self.keepalive_timeout)
+        };
+        format!(
+            "{keep_alive}, pipelining {}, max {} connections",
+            if self.no_pipelining {
+                "refused"
+            } else {
+                "accepted"
+            },
+            self.max_connections
+        )
+    }
+}
+
+/// Runs a server with `handler` on `listen` until SIGINT / SIGTERM.
+pub fn run_server<H: crate::conn::Handler>(
+    what: &str,
+    listen: SocketAddr,
+    downstream: &DownstreamArgs,
+    make_handler: impl FnOnce() -> Result<H, Box<dyn std::error::Error>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    raise_open_file_limit();
+    let runtime = runtime(downstream.workers)?;
+    runtime.block_on(async {
+        let handler = make_handler()?;
+        let server = Server::bind(
+            listen,
+            handler,
+            downstream.server_config(),
+            downstream.listener_config(),
+        )
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let addr = server.local_addr()?;
+        tracing::info!(
+            "hopline {what} listening on http://{addr} ({})",
+            downstream.describe()
+        );
+        let stats = server.stats();
+        let summary = server.run(shutdown_signal()).await;
+        let totals = stats.snapshot();
+        tracing::info!(
+            connections = totals.accepted,
+            requests = totals.requests,
+            aborted = summary.aborted,
+            "stopped"
+        );
+        Ok(())
+    })
 }
 
 /// Parses `1500ms`, `10s`, `2m`, `1h`, or a bare number of seconds (`1.5`).
@@ -200,45 +271,14 @@ pub async fn shutdown_signal() {
 
 /// `hopline serve`.
 pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    raise_open_file_limit();
-    let runtime = runtime(args.workers)?;
-    runtime.block_on(async {
-        let origin = match &args.root {
-            Some(root) => {
-                if !root.is_dir() {
-                    return Err(format!("--root {}: not a directory", root.display()).into());
-                }
-                Origin::with_root(root)
+    run_server("serve", args.listen, &args.downstream, || {
+        match &args.root {
+            Some(root) if !root.is_dir() => {
+                Err(format!("--root {}: not a directory", root.display()).into())
             }
-            None => Origin::new(),
-        };
-        let server = Server::bind(
-            args.listen,
-            origin,
-            args.server_config(),
-            args.listener_config(),
-        )
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-        let addr = server.local_addr()?;
-        tracing::info!(
-            "hopline serve listening on http://{addr} (keep-alive {}, max connections {})",
-            if args.no_keepalive {
-                "off".to_string()
-            } else {
-                format!("{:?}", args.keepalive_timeout)
-            },
-            args.max_connections
-        );
-        let stats = server.stats();
-        let summary = server.run(shutdown_signal()).await;
-        let totals = stats.snapshot();
-        tracing::info!(
-            connections = totals.accepted,
-            requests = totals.requests,
-            aborted = summary.aborted,
-            "stopped"
-        );
-        Ok(())
+            Some(root) => Ok(Origin::with_root(root)),
+            None => Ok(Origin::new()),
+        }
     })
 }
 
@@ -266,7 +306,7 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("serve");
         };
-        let config = args.server_config();
+        let config = args.downstream.server_config();
         assert!(!config.keep_alive);
         assert_eq!(config.max_requests, Some(5));
     }
