@@ -69,28 +69,67 @@ impl Default for PoolConfig {
     }
 }
 
-/// The identity of an origin: connections are shared only within one key.
+/// The identity of an origin: connections are shared only within one key. Cheap to clone
+/// (shared strings): it travels with every request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     /// `http` (lowercase).
-    pub scheme: String,
+    pub scheme: Arc<str>,
     /// The host (lowercase).
-    pub host: String,
+    pub host: Arc<str>,
     /// The port, explicit or the scheme's default.
     pub port: u16,
 }
 
 impl Key {
+    /// A key from its parts (lowercased).
+    pub fn new(scheme: &str, host: &str, port: u16) -> Key {
+        Key {
+            scheme: scheme.to_ascii_lowercase().into(),
+            host: host.to_ascii_lowercase().into(),
+            port,
+        }
+    }
+
     /// The key of an absolute URI; `None` without a host.
     pub fn from_uri(uri: &http::Uri) -> Option<Key> {
-        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
-        let host = uri.host()?.to_ascii_lowercase();
+        let scheme = uri.scheme_str().unwrap_or("http");
         let port = uri
             .port_u16()
-            .unwrap_or(if scheme == "https" { 443 } else { 80 });
-        Some(Key { scheme, host, port })
+            .unwrap_or(if scheme.eq_ignore_ascii_case("https") {
+                443
+            } else {
+                80
+            });
+        Some(Key::new(scheme, uri.host()?, port))
     }
 }
+
+/// FNV-1a: a fast hash for the pool's small key maps (SipHash's resistance to chosen
+/// collisions buys nothing here: the keys are configured upstreams, or hosts this proxy is
+/// asked for and already connects to).
+#[derive(Default)]
+pub struct FnvHasher(u64);
+
+impl std::hash::Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &byte in bytes {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FnvHasher>>;
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -157,7 +196,7 @@ struct Shared<K, C> {
 }
 
 struct State<K, C> {
-    hosts: HashMap<K, Host<C>>,
+    hosts: FnvMap<K, Host<C>>,
     /// Wakes the reaper when a connection goes idle (it must start watching it).
     reaper: Option<Waker>,
 }
@@ -211,7 +250,7 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Pool<K, C> {
                 config,
                 stats: PoolStats::default(),
                 state: Mutex::new(State {
-                    hosts: HashMap::new(),
+                    hosts: FnvMap::default(),
                     reaper: None,
                 }),
                 reaper_started: AtomicBool::new(false),
@@ -252,7 +291,7 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Pool<K, C> {
     pub async fn checkout(&self, key: &K) -> Checkout<K, C> {
         let waiting = {
             let mut state = self.shared.lock();
-            let host = state.hosts.entry(key.clone()).or_default();
+            let host = host_entry(&mut state, key);
             if let Some(conn) = self.shared.take_idle(host) {
                 self.shared.stats.reused.fetch_add(1, Ordering::Relaxed);
                 return Checkout::Reused(self.pooled(key, conn, true));
@@ -290,7 +329,7 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Pool<K, C> {
     pub async fn checkout_fresh(&self, key: &K) -> Slot<K, C> {
         let waiting = {
             let mut state = self.shared.lock();
-            let host = state.hosts.entry(key.clone()).or_default();
+            let host = host_entry(&mut state, key);
             let under_cap = self
                 .shared
                 .config
@@ -482,6 +521,14 @@ impl<K, C> Drop for Shared<K, C> {
             reaper.wake();
         }
     }
+}
+
+/// The entry for `key`, created if missing (without cloning the key when it exists).
+fn host_entry<'a, K: Clone + Eq + Hash, C>(state: &'a mut State<K, C>, key: &K) -> &'a mut Host<C> {
+    if !state.hosts.contains_key(key) {
+        state.hosts.insert(key.clone(), Host::default());
+    }
+    state.hosts.get_mut(key).expect("just inserted")
 }
 
 /// Gives a free place under the cap to the oldest checkout still waiting.

@@ -30,7 +30,7 @@ fn pattern(n: usize) -> Vec<u8> {
 
 async fn fetch(client: &Client, url: &str) -> (u16, Bytes, Exchange) {
     let response = client.get(url).await.expect("request");
-    let exchange = *response.extensions().get::<Exchange>().unwrap();
+    let exchange = response.body().exchange().unwrap();
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.expect("body");
     (status, body, exchange)
@@ -240,7 +240,7 @@ async fn an_idempotency_key_makes_a_post_retryable() {
         .await
         .unwrap();
     let response = client.request(post()).await.expect("retried");
-    assert!(response.extensions().get::<Exchange>().unwrap().retried);
+    assert!(response.body().exchange().unwrap().retried);
     assert_eq!(posts.load(Ordering::SeqCst), 3);
 }
 

@@ -14,7 +14,6 @@
 
 mod pipeline;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -85,7 +84,7 @@ impl Default for ClientOptions {
     }
 }
 
-/// How a response was obtained (in the response's extensions).
+/// How a response was obtained ([`ResponseBody::exchange`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exchange {
     /// The connection's number within this client.
@@ -342,11 +341,10 @@ impl Client {
             response_started: lease.conn().response_started(),
             error,
         })?;
-        let mut response = Response::new(ResponseBody::new(lease, head.framing));
+        let mut response = Response::new(ResponseBody::new(lease, head.framing, exchange));
         *response.status_mut() = head.status;
         *response.version_mut() = head.version;
         *response.headers_mut() = head.headers;
-        response.extensions_mut().insert(exchange);
         Ok(response)
     }
 }
@@ -366,7 +364,7 @@ fn prepare(request: Request<Bytes>) -> Result<Outgoing, Error> {
             ErrorKind::Body(format!("`{}` is not an absolute http:// URI", parts.uri).into()),
         )
     })?;
-    if key.scheme != "http" {
+    if &*key.scheme != "http" {
         return Err(Error::new(
             Side::Local,
             ErrorKind::Body(format!("{}: only http:// is supported", parts.uri).into()),
@@ -450,8 +448,9 @@ impl Lease {
 
     /// The response body after a head read on this lease: it streams from the
     /// connection and gives the lease back when it ends.
-    pub fn into_body(self, framing: crate::wire::BodyFraming) -> ResponseBody {
-        ResponseBody::new(self, framing)
+    pub fn into_body(self, framing: crate::wire::BodyFraming, retried: bool) -> ResponseBody {
+        let exchange = self.exchange(retried);
+        ResponseBody::new(self, framing, exchange)
     }
 
     /// Takes the connection out for good (a protocol switch or a tunnel).
@@ -496,22 +495,21 @@ impl Poolable for ClientConn {
     }
 }
 
-type FrameFuture = Pin<Box<dyn Future<Output = (Box<Lease>, Result<Option<Frame>, Error>)> + Send>>;
-
 /// A response body read from its connection as it is polled; the connection goes back to
 /// the pool when the body ends (or is closed if it cannot be reused). Dropping it early
 /// closes the connection (a half-read response cannot be reused).
 pub struct ResponseBody {
     state: BodyState,
     length: Option<u64>,
+    exchange: Option<Exchange>,
+    /// The read timeout, created only when a read has to wait.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 enum BodyState {
-    /// Holding the connection between reads (boxed: a connection is large and the body
-    /// moves with the response).
-    Idle(Box<Lease>),
-    /// A read in progress (it owns the connection until it completes).
-    Reading(FrameFuture),
+    /// Reading from the connection (boxed: a connection is large and the body moves with
+    /// the response).
+    Open(Box<Lease>),
     /// The body ended; the connection has been handed back.
     Done,
     /// A body received through a channel (pipelined responses).
@@ -519,15 +517,17 @@ enum BodyState {
 }
 
 impl ResponseBody {
-    fn new(lease: Lease, framing: crate::wire::BodyFraming) -> Self {
+    fn new(lease: Lease, framing: crate::wire::BodyFraming, exchange: Exchange) -> Self {
         let length = match framing {
             crate::wire::BodyFraming::Empty => Some(0),
             crate::wire::BodyFraming::Length(n) => Some(n),
             _ => None,
         };
         let mut body = ResponseBody {
-            state: BodyState::Idle(Box::new(lease)),
+            state: BodyState::Open(Box::new(lease)),
             length,
+            exchange: Some(exchange),
+            timer: None,
         };
         if length == Some(0) {
             body.finish();
@@ -535,10 +535,12 @@ impl ResponseBody {
         body
     }
 
-    pub(crate) fn from_channel(body: Body) -> Self {
+    pub(crate) fn from_channel(body: Body, exchange: Exchange) -> Self {
         ResponseBody {
             length: body.length(),
             state: BodyState::Channel(body),
+            exchange: Some(exchange),
+            timer: None,
         }
     }
 
@@ -547,9 +549,14 @@ impl ResponseBody {
         self.length
     }
 
+    /// How the response was obtained: which connection, reused or not, retried or not.
+    pub fn exchange(&self) -> Option<Exchange> {
+        self.exchange
+    }
+
     /// The next frame; `None` at the end of the body.
     pub async fn frame(&mut self) -> Option<Result<Frame, Error>> {
-        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
     /// Reads the whole body, discarding it; returns its length.
@@ -575,63 +582,48 @@ impl ResponseBody {
     }
 
     fn finish(&mut self) {
-        if let BodyState::Idle(lease) = std::mem::replace(&mut self.state, BodyState::Done) {
+        if let BodyState::Open(lease) = std::mem::replace(&mut self.state, BodyState::Done) {
             lease.finish();
         }
+        self.timer = None;
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame, Error>>> {
-        loop {
-            match &mut self.state {
-                BodyState::Done => return Poll::Ready(None),
-                BodyState::Channel(body) => {
-                    let Body::Stream(stream) = body else {
-                        let whole = std::mem::take(body);
-                        self.state = BodyState::Done;
-                        return Poll::Ready(match whole {
-                            Body::Full(bytes) if !bytes.is_empty() => Some(Ok(Frame::Data(bytes))),
-                            _ => None,
-                        });
-                    };
-                    return stream.source.as_mut().poll_frame(cx).map(|frame| {
-                        frame.map(|f| f.map_err(|e| Error::new(Side::Upstream, ErrorKind::Body(e))))
+        match &mut self.state {
+            BodyState::Done => Poll::Ready(None),
+            BodyState::Channel(body) => {
+                let Body::Stream(stream) = body else {
+                    let whole = std::mem::take(body);
+                    self.state = BodyState::Done;
+                    return Poll::Ready(match whole {
+                        Body::Full(bytes) if !bytes.is_empty() => Some(Ok(Frame::Data(bytes))),
+                        _ => None,
                     });
-                }
-                BodyState::Idle(_) => {
-                    let BodyState::Idle(mut lease) =
-                        std::mem::replace(&mut self.state, BodyState::Done)
-                    else {
-                        unreachable!()
-                    };
-                    self.state = BodyState::Reading(Box::pin(async move {
-                        let frame = lease.conn_mut().read_frame().await;
-                        (lease, frame)
-                    }));
-                }
-                BodyState::Reading(read) => {
-                    let (lease, frame) = std::task::ready!(read.as_mut().poll(cx));
-                    return Poll::Ready(match frame {
-                        Ok(Some(frame)) => {
-                            let last = matches!(frame, Frame::Trailers(_));
-                            self.state = BodyState::Idle(lease);
-                            if last {
-                                self.finish();
-                            }
-                            Some(Ok(frame))
-                        }
-                        Ok(None) => {
-                            self.state = BodyState::Idle(lease);
+                };
+                stream.source.as_mut().poll_frame(cx).map(|frame| {
+                    frame.map(|f| f.map_err(|e| Error::new(Side::Upstream, ErrorKind::Body(e))))
+                })
+            }
+            BodyState::Open(lease) => {
+                let frame = std::task::ready!(lease.conn_mut().poll_frame(cx, &mut self.timer));
+                Poll::Ready(match frame {
+                    Ok(Some(frame)) => {
+                        if matches!(frame, Frame::Trailers(_)) {
                             self.finish();
-                            None
                         }
-                        Err(error) => {
-                            // Not reusable now; dropping the lease closes it.
-                            self.state = BodyState::Done;
-                            drop(lease);
-                            Some(Err(error))
-                        }
-                    });
-                }
+                        Some(Ok(frame))
+                    }
+                    Ok(None) => {
+                        self.finish();
+                        None
+                    }
+                    Err(error) => {
+                        // Not reusable now; dropping the lease closes it.
+                        self.state = BodyState::Done;
+                        self.timer = None;
+                        Some(Err(error))
+                    }
+                })
             }
         }
     }

@@ -409,11 +409,10 @@ async fn dispatch(
             _ => None,
         };
         let (mut sender, body) = Body::channel(length);
-        let mut response = Response::new(ResponseBody::from_channel(body));
+        let mut response = Response::new(ResponseBody::from_channel(body, exchange));
         *response.status_mut() = head.status;
         *response.version_mut() = head.version;
         *response.headers_mut() = head.headers;
-        response.extensions_mut().insert(exchange);
         let idempotent = job.prepared.idempotent;
         let mut listening = job.reply.send(Ok(response)).is_ok();
         // Stream the body to the requester (or drain it if they stopped listening: the

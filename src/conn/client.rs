@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::body::Frame;
-use super::io::{read_some, write_all_until, write_two_until};
+use super::io::{read_owned, write_all_until, write_two_until};
 use crate::error::{Error, ErrorKind, Side};
 use crate::wire::chunked::{CHUNK_DATA_END, write_chunk_header, write_last_chunk};
 use crate::wire::head::{write_content_length, write_field, write_fields, write_request_line};
@@ -447,8 +447,8 @@ impl ClientConn {
                 }
                 None => {}
             }
-            match read_some(
-                &self.stream,
+            match read_owned(
+                &mut self.stream,
                 &mut self.rbuf,
                 self.config.read_buffer,
                 deadline,
@@ -481,8 +481,8 @@ impl ClientConn {
                 self.begin_body(&method, &head);
                 return Ok(head);
             }
-            match read_some(
-                &self.stream,
+            match read_owned(
+                &mut self.stream,
                 &mut self.rbuf,
                 self.config.read_buffer,
                 deadline,
@@ -531,8 +531,8 @@ impl ClientConn {
                 }
             }
             let deadline = Instant::now() + self.config.read_timeout;
-            match read_some(
-                &self.stream,
+            match read_owned(
+                &mut self.stream,
                 &mut self.rbuf,
                 self.config.read_buffer,
                 deadline,
@@ -566,6 +566,81 @@ impl ClientConn {
                     ));
                 }
                 Err(e) => return Err(self.fail(e)),
+            }
+        }
+    }
+
+    /// Polls for the next frame of the current response body (as [`ClientConn::read_frame`]
+    /// does): for owners that are polled rather than awaited, such as a response body
+    /// relayed by a proxy. `timer` holds the read timeout; it is created only when a read
+    /// has to wait, and restarted whenever bytes arrive.
+    pub fn poll_frame(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    ) -> std::task::Poll<Result<Option<Frame>, Error>> {
+        use std::future::Future;
+        use std::task::Poll;
+        use tokio::io::AsyncReadExt;
+        loop {
+            let Body::Reading(decoder) = &mut self.body else {
+                return Poll::Ready(Ok(None));
+            };
+            match decoder.decode(&mut self.rbuf) {
+                Ok(Some(BodyEvent::Data(data))) => return Poll::Ready(Ok(Some(Frame::Data(data)))),
+                Ok(Some(BodyEvent::Trailers(trailers))) => {
+                    self.end_response();
+                    return Poll::Ready(Ok(Some(Frame::Trailers(trailers))));
+                }
+                Ok(Some(BodyEvent::End)) => {
+                    self.end_response();
+                    return Poll::Ready(Ok(None));
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    self.not_reusable = Some(NotReusable::Error);
+                    return Poll::Ready(Err(Error::new(Side::Upstream, error)));
+                }
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < self.config.read_buffer / 4 {
+                self.rbuf.reserve(self.config.read_buffer);
+            }
+            let read = std::pin::pin!(self.stream.read_buf(&mut self.rbuf)).poll(cx);
+            match read {
+                Poll::Ready(Ok(0)) => {
+                    let Body::Reading(decoder) = &mut self.body else {
+                        return Poll::Ready(Ok(None));
+                    };
+                    if decoder.eof().is_ok() {
+                        self.end_response();
+                        return Poll::Ready(Ok(None));
+                    }
+                    self.not_reusable = Some(NotReusable::Error);
+                    return Poll::Ready(Err(Error::new(
+                        Side::Upstream,
+                        ErrorKind::Closed("before the response body was complete"),
+                    )));
+                }
+                Poll::Ready(Ok(_)) => {
+                    if let Some(timer) = timer.as_mut() {
+                        timer
+                            .as_mut()
+                            .reset(Instant::now() + self.config.read_timeout);
+                    }
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(self.fail(error))),
+                Poll::Pending => {
+                    let timeout = self.config.read_timeout;
+                    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        self.not_reusable = Some(NotReusable::Error);
+                        return Poll::Ready(Err(Error::new(
+                            Side::Upstream,
+                            ErrorKind::Timeout("reading the response body"),
+                        )));
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }

@@ -36,6 +36,26 @@ pub(crate) fn read_now(
     }
 }
 
+/// Reads at least one byte into `buf` (reserving `read_size` of spare room first) from a
+/// stream the caller owns, through tokio's `poll_read`: a short read marks the socket
+/// drained, so the next call waits for readiness instead of making an `EAGAIN` syscall
+/// (a client reading a response right after sending its request would otherwise always
+/// make one). `Ok(0)` means the peer closed; `TimedOut` that `deadline` passed.
+pub(crate) async fn read_owned(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    read_size: usize,
+    deadline: Instant,
+) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < read_size / 4 {
+        buf.reserve(read_size);
+    }
+    match timeout_at(deadline, stream.read_buf(buf)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
 /// Reads what is available into `buf` (at least one byte, reserving `read_size` of spare
 /// room first). `Ok(0)` means the peer closed; `TimedOut` that `deadline` passed.
 pub(crate) async fn read_some(

@@ -12,17 +12,22 @@ use crate::wire::headers::{list_members, trim_ows};
 
 /// Fields that are always hop-by-hop (RFC 9110 §7.6.1; `Proxy-Connection` is the legacy
 /// spelling of `Connection`; `Proxy-Authorization` and `Proxy-Authenticate` are addressed
-/// to this proxy, §11.7).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
-];
+/// to this proxy, §11.7). `Content-Length` is removed with them: the body is re-framed for
+/// the next hop.
+fn is_always_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authorization"
+            | "proxy-authenticate"
+            | "content-length"
+    )
+}
 
 /// Fields a `Connection` option may never remove: removing `Host` would change the target,
 /// a known abuse of hop-by-hop lists.
@@ -30,27 +35,37 @@ const NEVER_STRIPPED: [&str; 1] = ["host"];
 
 /// Removes the hop-by-hop fields of a message before it is forwarded: `Connection` and
 /// every field it names, and the fixed list above. `Upgrade` survives when the proxy
-/// forwards a protocol switch end to end (`keep_upgrade`). `Content-Length` goes too: the
-/// body is re-framed for the next hop.
+/// forwards a protocol switch end to end (`keep_upgrade`).
+///
+/// One pass over the names finds what is present; only those are removed (most messages
+/// carry none, and a removal costs a name parse and a hash lookup).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|value| list_members(value.as_bytes()))
-        .filter_map(|option| HeaderName::from_bytes(option).ok())
-        .filter(|name| !NEVER_STRIPPED.contains(&name.as_str()))
-        .filter(|name| !(keep_upgrade && name == header::UPGRADE))
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        if keep_upgrade && name == "upgrade" {
-            continue;
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if is_always_hop_by_hop(name.as_str()) && !(keep_upgrade && name == header::UPGRADE) {
+            doomed.push(name.clone());
         }
+    }
+    if doomed.is_empty() {
+        return;
+    }
+    if doomed.contains(&header::CONNECTION) {
+        for option in headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|value| list_members(value.as_bytes()))
+        {
+            if let Ok(name) = HeaderName::from_bytes(option)
+                && !NEVER_STRIPPED.contains(&name.as_str())
+                && !(keep_upgrade && name == header::UPGRADE)
+            {
+                doomed.push(name);
+            }
+        }
+    }
+    for name in doomed {
         headers.remove(name);
     }
-    headers.remove(header::CONTENT_LENGTH);
 }
 
 /// Whether a `Via` field already names this proxy: the request went around in a loop.
@@ -71,56 +86,113 @@ pub fn via_names(headers: &HeaderMap, name: &str) -> bool {
         })
 }
 
+/// This proxy's `Via` entries, made once: `1.1 name` and `1.0 name`.
+#[derive(Debug, Clone)]
+pub struct ViaEntries {
+    http11: HeaderValue,
+    http10: HeaderValue,
+}
+
+impl ViaEntries {
+    /// The entries for a proxy named `name` (a token or `host:port`).
+    pub fn new(name: &str) -> Self {
+        let entry = |protocol: &str| {
+            HeaderValue::from_str(&format!("{protocol} {name}"))
+                .unwrap_or_else(|_| HeaderValue::from_static("1.1 hopline"))
+        };
+        ViaEntries {
+            http11: entry("1.1"),
+            http10: entry("1.0"),
+        }
+    }
+
+    /// Appends this proxy to `Via` (RFC 9110 §7.6.3) for a message received in `version`.
+    pub fn add(&self, headers: &mut HeaderMap, received: Version) {
+        let entry = if received == Version::HTTP_10 {
+            &self.http10
+        } else {
+            &self.http11
+        };
+        append_member(headers, header::VIA, entry.as_bytes());
+    }
+}
+
 /// Appends this proxy to `Via` (RFC 9110 §7.6.3): `1.1 name` (or `1.0 name` for an HTTP/1.0
 /// message).
 pub fn add_via(headers: &mut HeaderMap, received: Version, name: &str) {
-    let protocol = if received == Version::HTTP_10 {
-        "1.0"
-    } else {
-        "1.1"
-    };
-    append_member(headers, header::VIA, &format!("{protocol} {name}"));
+    ViaEntries::new(name).add(headers, received);
 }
 
 /// Appends the client's address to `X-Forwarded-For` and a `Forwarded` element
 /// (RFC 7239) with it, the protocol and the host the client asked for.
 pub fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, host: Option<&str>) {
-    let ip = client.ip();
-    append_member(
-        headers,
-        HeaderName::from_static("x-forwarded-for"),
-        &ip.to_string(),
-    );
-    // RFC 7239 §6: IPv6 addresses are bracketed and quoted.
-    let node = match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
-    let mut element = format!("for={node};proto=http");
-    if let Some(host) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic())) {
+    let mut ip = Vec::with_capacity(48);
+    write_ip(&mut ip, client.ip());
+    append_member(headers, HeaderName::from_static("x-forwarded-for"), &ip);
+    // RFC 7239 §6: IPv6 addresses are bracketed and quoted; a host with a port is quoted.
+    let mut element = Vec::with_capacity(64);
+    element.extend_from_slice(b"for=");
+    if client.is_ipv6() {
+        element.extend_from_slice(b"\"[");
+        element.extend_from_slice(&ip);
+        element.extend_from_slice(b"]\"");
+    } else {
+        element.extend_from_slice(&ip);
+    }
+    element.extend_from_slice(b";proto=http");
+    if let Some(host) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"')) {
+        element.extend_from_slice(b";host=");
         if host.contains(':') {
-            element.push_str(&format!(";host=\"{host}\""));
+            element.push(b'"');
+            element.extend_from_slice(host.as_bytes());
+            element.push(b'"');
         } else {
-            element.push_str(&format!(";host={host}"));
+            element.extend_from_slice(host.as_bytes());
         }
     }
     append_member(headers, header::FORWARDED, &element);
 }
 
+/// Writes an IP address; IPv4 without the formatting machinery (this runs per request).
+fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(v6) => out.extend_from_slice(v6.to_string().as_bytes()),
+    }
+}
+
 /// Appends `member` to the list in field `name`, folding existing lines into one.
-fn append_member(headers: &mut HeaderMap, name: HeaderName, member: &str) {
-    let existing: Vec<String> = headers
-        .get_all(&name)
-        .iter()
-        .map(|v| String::from_utf8_lossy(trim_ows(v.as_bytes())).into_owned())
-        .filter(|v| !v.is_empty())
-        .collect();
-    let value = if existing.is_empty() {
-        member.to_string()
-    } else {
-        format!("{}, {member}", existing.join(", "))
-    };
-    if let Ok(value) = HeaderValue::from_str(&value) {
+fn append_member(headers: &mut HeaderMap, name: HeaderName, member: &[u8]) {
+    let mut existing = headers.get_all(&name).iter().peekable();
+    if existing.peek().is_none() {
+        if let Ok(value) = HeaderValue::from_bytes(member) {
+            headers.insert(name, value);
+        }
+        return;
+    }
+    let mut folded = Vec::with_capacity(128);
+    for value in existing {
+        let value = trim_ows(value.as_bytes());
+        if !value.is_empty() {
+            folded.extend_from_slice(value);
+            folded.extend_from_slice(b", ");
+        }
+    }
+    folded.extend_from_slice(member);
+    if let Ok(value) = HeaderValue::from_bytes(&folded) {
         headers.insert(name, value);
     }
 }

@@ -32,7 +32,7 @@ use crate::conn::client::{ContinueOutcome, RequestFraming, origin_form};
 use crate::conn::{Handler, RequestCtx, error_response, splice, upgrade_channel};
 use crate::error::{BoxError, Error, ErrorKind, Side};
 use crate::pool::Key;
-use headers::{accepts_trailers, add_forwarded, add_via, strip_hop_by_hop, via_names};
+use headers::{ViaEntries, accepts_trailers, add_forwarded, strip_hop_by_hop, via_names};
 use upstream::{Pick, Upstreams};
 
 /// Where a proxy sends requests.
@@ -96,6 +96,7 @@ impl ProxyConfig {
 pub struct Proxy {
     config: ProxyConfig,
     client: Client,
+    via: ViaEntries,
 }
 
 /// A request the proxy cannot forward, and the answer it gets.
@@ -117,7 +118,12 @@ impl Proxy {
     /// A proxy with these settings.
     pub fn new(config: ProxyConfig) -> Self {
         let client = Client::new(config.upstream.clone());
-        Proxy { config, client }
+        let via = ViaEntries::new(&config.name);
+        Proxy {
+            config,
+            client,
+            via,
+        }
     }
 
     /// The upstream client (its counters show how the upstream hop used connections).
@@ -175,7 +181,7 @@ impl Proxy {
             // host; the proxy sends it as Host.
             headers.remove(header::HOST);
         }
-        add_via(&mut headers, received, &self.config.name);
+        self.via.add(&mut headers, received);
         if self.config.forwarded_headers {
             add_forwarded(&mut headers, ctx.conn.peer, client_host.as_deref());
         }
@@ -206,7 +212,6 @@ impl Proxy {
             .lease(&key, wants_upgrade)
             .await
             .map_err(|error| self.upstream_failure(error, &key, pick.as_ref()))?;
-        let exchange = lease.exchange(false);
         let expects_continue = headers
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -247,11 +252,10 @@ impl Proxy {
         if head.status == StatusCode::SWITCHING_PROTOCOLS && wants_upgrade {
             return Ok(self.switch(head.headers, head.version, lease));
         }
-        let mut response = Response::new(lease.into_body(head.framing));
+        let mut response = Response::new(lease.into_body(head.framing, false));
         *response.status_mut() = head.status;
         *response.version_mut() = head.version;
         *response.headers_mut() = head.headers;
-        response.extensions_mut().insert(exchange);
         Ok(self.relay(response, trailers_ok, is_head, pick))
     }
 
@@ -281,7 +285,7 @@ impl Proxy {
                             "a forward proxy needs an absolute-form target (http://host/path)",
                         )
                     })?;
-                if key.scheme != "http" {
+                if &*key.scheme != "http" {
                     return Err(Refusal::local(
                         StatusCode::NOT_IMPLEMENTED,
                         "only http:// targets are forwarded (use CONNECT for TLS)",
@@ -371,7 +375,7 @@ impl Proxy {
         ) {
             parts.headers.insert(header::CONTENT_LENGTH, length);
         }
-        add_via(&mut parts.headers, parts.version, &self.config.name);
+        self.via.add(&mut parts.headers, parts.version);
         let length = body.length();
         let source = Relay {
             body,
@@ -390,7 +394,7 @@ impl Proxy {
         lease: crate::client::Lease,
     ) -> Response<Body> {
         strip_hop_by_hop(&mut headers, true);
-        add_via(&mut headers, version, &self.config.name);
+        self.via.add(&mut headers, version);
         let (upstream, pending) = lease.into_conn().into_parts();
         let (slot, on_upgrade) = upgrade_channel();
         tokio::spawn(async move {
@@ -446,11 +450,7 @@ impl Proxy {
             Ok(Err(error)) => {
                 return Err(self.upstream_failure(
                     Error::new(Side::Upstream, error),
-                    &Key {
-                        scheme: "tcp".into(),
-                        host,
-                        port,
-                    },
+                    &Key::new("tcp", &host, port),
                     None,
                 ));
             }

@@ -71,7 +71,7 @@ impl Upstreams {
             .iter()
             .map(|url| {
                 let key = Key::from_uri(url).ok_or_else(|| format!("{url}: not an http:// URL"))?;
-                if key.scheme != "http" {
+                if &*key.scheme != "http" {
                     return Err(format!("{url}: only http:// upstreams are supported"));
                 }
                 Ok(Arc::new(Upstream {
@@ -150,7 +150,7 @@ mod tests {
     }
 
     fn host(pick: &Pick) -> String {
-        pick.upstream.key.host.clone()
+        pick.upstream.key.host.to_string()
     }
 
     #[test]

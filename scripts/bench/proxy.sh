@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Proxies compared: an nginx origin (1 worker, `return 200 "Hello, world!"`) pinned to CPU 1
+# and, pinned to CPU 1 as well, in turn: hopline proxy (1 worker, pooled upstream), nginx
+# as a proxy (1 worker, upstream keepalive 32, HTTP/1.1) and HAProxy (1 thread, http mode,
+# http-reuse safe). wrk -t1 -c50 on CPU 0 through each; three interleaved rounds; medians of
+# requests/s, p99 latency, upstream connections opened and the share of upstream requests
+# on reused connections (from the origin's stub_status), and the median latency added at one
+# connection (wrk -c1 through the proxy minus wrk -c1 direct). Nothing is asserted.
+#
+# Usage: scripts/bench/proxy.sh       (from the repo root; needs wrk, nginx, haproxy)
+#   DURATION=10s ROUNDS=3 scripts/bench/proxy.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION=${DURATION:-10s}
+LATENCY_DURATION=${LATENCY_DURATION:-5s}
+ROUNDS=${ROUNDS:-3}
+ORIGIN=${ORIGIN:-18601}
+PROXY=${PROXY:-18602}
+OUT=${OUT:-target/bench/proxy-$(date +%Y%m%d-%H%M%S).tsv}
+for tool in wrk nginx haproxy taskset python3; do
+    command -v $tool >/dev/null || { echo "needs $tool (apt-get install wrk nginx-light haproxy)" >&2; exit 1; }
+done
+ulimit -n "$(ulimit -Hn)"
+cargo build --release --quiet
+mkdir -p "$(dirname "$OUT")"
+work=$(mktemp -d)
+mkdir -p "$work/origin" "$work/nginx-proxy"
+cat > "$work/origin/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+error_log $work/origin/error.log warn;
+pid $work/origin/nginx.pid;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$ORIGIN;
+        location = /status { stub_status; }
+        location / { return 200 "Hello, world!"; }
+    }
+}
+NGINX
+cat > "$work/nginx-proxy/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+error_log $work/nginx-proxy/error.log warn;
+pid $work/nginx-proxy/nginx.pid;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    upstream origin { server 127.0.0.1:$ORIGIN; keepalive 32; keepalive_requests 1000000; }
+    server {
+        listen 127.0.0.1:$PROXY;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+NGINX
+cat > "$work/haproxy.cfg" <<HAPROXY
+global
+    nbthread 1
+    maxconn 5000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse safe
+frontend fe
+    bind 127.0.0.1:$PROXY
+    default_backend be
+backend be
+    server origin 127.0.0.1:$ORIGIN
+HAPROXY
+
+taskset -c 1 nginx -c "$work/origin/nginx.conf" -p "$work/origin" &
+origin_pid=$!
+proxy_pid=
+trap 'kill $origin_pid $proxy_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$ORIGIN/" && break; sleep 0.1; done
+
+# Origin counters: "accepts requests".
+origin_counts() {
+    curl -s "http://127.0.0.1:$ORIGIN/status" | awk 'NR==3 {print $1, $3}'
+}
+
+start_proxy() {
+    case $1 in
+        hopline) taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$PROXY" \
+                    --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn & ;;
+        nginx) taskset -c 1 nginx -c "$work/nginx-proxy/nginx.conf" -p "$work/nginx-proxy" & ;;
+        haproxy) taskset -c 1 haproxy -f "$work/haproxy.cfg" -db & ;;
+    esac
+    proxy_pid=$!
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PROXY/" && return 0; sleep 0.05; done
+    echo "$1 did not start" >&2; exit 1
+}
+
+stop_proxy() {
+    kill "$proxy_pid" 2>/dev/null || true
+    wait "$proxy_pid" 2>/dev/null || true
+    proxy_pid=
+    sleep 1
+}
+
+# wrk -> "requests/s p50_us p99_us"
+run_wrk() {
+    local out
+    out=$(taskset -c 0 wrk -t1 -c"$1" -d"$2" --latency "$3")
+    python3 -c '
+import re, sys
+text = sys.stdin.read()
+rps = re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)
+def us(p):
+    m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)" % p, text, re.M)
+    v, u = float(m.group(1)), m.group(2)
+    return v * {"us": 1, "ms": 1000, "s": 1000000}[u]
+print(rps, us(50), us(99))
+' <<<"$out"
+}
+
+printf 'round\tproxy\trequests_per_s\tp99_us\tupstream_connections\tupstream_requests\tp50_c1_us\tdirect_p50_c1_us\n' > "$OUT"
+for round in $(seq "$ROUNDS"); do
+    read -r _ direct_p50 _ <<<"$(run_wrk 1 "$LATENCY_DURATION" "http://127.0.0.1:$ORIGIN/")"
+    for proxy in hopline nginx haproxy; do
+        start_proxy $proxy
+        read -r accepts_before requests_before <<<"$(origin_counts)"
+        read -r rps _ p99 <<<"$(run_wrk 50 "$DURATION" "http://127.0.0.1:$PROXY/")"
+        read -r accepts_after requests_after <<<"$(origin_counts)"
+        read -r _ p50_c1 _ <<<"$(run_wrk 1 "$LATENCY_DURATION" "http://127.0.0.1:$PROXY/")"
+        # the status request itself is one origin request on its own connection
+        conns=$((accepts_after - accepts_before - 1))
+        reqs=$((requests_after - requests_before - 1))
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$proxy" "$rps" "$p99" "$conns" "$reqs" "$p50_c1" "$direct_p50" | tee -a "$OUT"
+        stop_proxy
+    done
+done
+
+python3 - "$OUT" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter='\t'))
+def med(p, f):
+    return statistics.median(float(r[f]) for r in rows if r['proxy'] == p)
+print(f"\nmedians over {len(set(r['round'] for r in rows))} rounds ({sys.argv[1]})")
+print(f"{'proxy':<8} {'req/s':>9} {'p99 us':>8} {'upstream conns':>15} {'reused':>9} {'added p50 @c1':>14}")
+for p in ('hopline', 'nginx', 'haproxy'):
+    conns, reqs = med(p, 'upstream_connections'), med(p, 'upstream_requests')
+    reused = 100.0 * (1 - conns / reqs) if reqs else float('nan')
+    added = med(p, 'p50_c1_us') - med(p, 'direct_p50_c1_us')
+    print(f"{p:<8} {med(p,'requests_per_s'):>9.0f} {med(p,'p99_us'):>8.0f} {conns:>15.0f} {reused:>8.3f}% {added:>12.0f}us")
+h = med('hopline', 'requests_per_s')
+print(f"hopline / nginx proxy: {h/med('nginx','requests_per_s'):.2f}x   hopline / haproxy: {h/med('haproxy','requests_per_s'):.2f}x")
+PY
