@@ -438,6 +438,56 @@ async fn pipelined_requests_left_unanswered_are_requeued() {
 }
 
 #[tokio::test]
+async fn a_pipelined_request_is_written_while_earlier_responses_are_awaited() {
+    // After a first exchange confirms the connection persists, the server withholds the
+    // answer to /slow until /next has arrived on the same connection: the client must
+    // write /next without waiting for /slow's response, or neither is ever answered.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (slow_read, slow_was_read) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let answer = |path: &str| {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}",
+                path.len()
+            )
+        };
+        let first = read_request(&mut stream).await.unwrap();
+        assert!(first.starts_with("GET /first "));
+        stream.write_all(answer("/first").as_bytes()).await.unwrap();
+        let slow = read_request(&mut stream).await.unwrap();
+        assert!(slow.starts_with("GET /slow "));
+        slow_read.send(()).unwrap();
+        let next = read_request(&mut stream).await.unwrap();
+        assert!(next.starts_with("GET /next "));
+        let both = answer("/slow") + &answer("/next");
+        stream.write_all(both.as_bytes()).await.unwrap();
+        let mut sink = [0u8; 64];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    });
+    let pipelined = client(Mode::Pipeline { depth: 4 });
+    assert_eq!(
+        fetch(&pipelined, &format!("http://{addr}/first")).await.1,
+        "/first"
+    );
+    let slow = tokio::spawn({
+        let pipelined = pipelined.clone();
+        async move { fetch(&pipelined, &format!("http://{addr}/slow")).await }
+    });
+    slow_was_read.await.unwrap();
+    let next = tokio::time::timeout(
+        Duration::from_secs(10),
+        fetch(&pipelined, &format!("http://{addr}/next")),
+    )
+    .await
+    .expect("/next was written while /slow's answer was awaited");
+    let slow = slow.await.unwrap();
+    assert_eq!((slow.1, next.1), ("/slow".into(), "/next".into()));
+    assert_eq!(slow.2.connection, next.2.connection, "one connection");
+}
+
+#[tokio::test]
 async fn expect_100_continue_from_the_client_side() {
     use hopline::conn::{ClientConfig, ClientConn, ContinueOutcome, RequestFraming};
     let server = TestServer::start(Origin::new(), ServerConfig::default()).await;

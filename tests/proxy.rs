@@ -182,6 +182,55 @@ async fn each_hop_keeps_its_own_connection_policy() {
 }
 
 #[tokio::test]
+async fn a_pipelined_upstream_hop_carries_many_clients_on_few_connections() {
+    // 16 keep-alive clients -> proxy --pipelined, depth 8, at most 2 connections--> origin
+    let origin = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let proxy = Proxy::new(reverse(
+        origin.addr,
+        ClientOptions {
+            mode: Mode::Pipeline { depth: 8 },
+            pool: PoolConfig {
+                max_connections_per_host: Some(2),
+                ..PoolConfig::default()
+            },
+            ..ClientOptions::default()
+        },
+    ));
+    let upstream = proxy.client().clone();
+    let proxy = TestServer::start(proxy, ServerConfig::default()).await;
+    let client = Client::new(ClientOptions::default());
+    let tasks: Vec<_> = (0..16usize)
+        .map(|worker| {
+            let client = client.clone();
+            let url = format!("http://{}/bytes/{}", proxy.addr, 100 + worker);
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    let response = client.get(&url).await.unwrap();
+                    let body = response.into_body().collect().await.unwrap();
+                    assert_eq!(body.len(), 100 + worker, "each client gets its own answer");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let total = 16 * 50;
+    assert!(upstream.stats().connections <= 2, "{:?}", upstream.stats());
+    // The origin counts a connection's requests when it closes: end the proxy.
+    drop((client, upstream));
+    proxy.stop().await;
+    let accepted = origin.snapshot().accepted;
+    assert!(accepted <= 2);
+    let origin_stats = origin.closed(accepted).await;
+    assert_eq!(origin_stats.requests, total, "every request answered once");
+    assert!(
+        origin_stats.writes < origin_stats.requests,
+        "requests arrived pipelined (answered several per write): {origin_stats:?}"
+    );
+}
+
+#[tokio::test]
 async fn an_http10_hop_in_the_middle_of_a_chain_works() {
     // client -> A --HTTP/1.0 (keep-alive asked)--> B -> origin
     let origin = TestServer::start(Origin::new(), ServerConfig::default()).await;

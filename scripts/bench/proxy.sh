@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proxies compared: an nginx origin (1 worker, `return 200 "Hello, world!"`) pinned to CPU 1
-# and, pinned to CPU 1 as well, in turn: hopline proxy (1 worker, pooled upstream), nginx
-# as a proxy (1 worker, upstream keepalive 32, HTTP/1.1) and HAProxy (1 thread, http mode,
+# and, pinned to CPU 1 as well, in turn: hopline proxy (1 worker; pooled keep-alive upstream,
+# the default, and pipelined upstream, depth 8), nginx as a proxy (1 worker, upstream keepalive 32, HTTP/1.1) and HAProxy (1 thread, http mode,
 # http-reuse safe). wrk -t1 -c50 on CPU 0 through each; three interleaved rounds; medians of
 # requests/s, p99 latency, upstream connections opened and the share of upstream requests
 # on reused connections (from the origin's stub_status), and the median latency added at one
@@ -94,6 +94,9 @@ start_proxy() {
     case $1 in
         hopline) taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$PROXY" \
                     --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn & ;;
+        hopline-pipelined) taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$PROXY" \
+                    --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn \
+                    --upstream-mode pipeline --upstream-depth 8 & ;;
         nginx) taskset -c 1 nginx -c "$work/nginx-proxy/nginx.conf" -p "$work/nginx-proxy" & ;;
         haproxy) taskset -c 1 haproxy -f "$work/haproxy.cfg" -db & ;;
     esac
@@ -128,7 +131,7 @@ print(rps, us(50), us(99))
 printf 'round\tproxy\trequests_per_s\tp99_us\tupstream_connections\tupstream_requests\tp50_c1_us\tdirect_p50_c1_us\n' > "$OUT"
 for round in $(seq "$ROUNDS"); do
     read -r _ direct_p50 _ <<<"$(run_wrk 1 "$LATENCY_DURATION" "http://127.0.0.1:$ORIGIN/")"
-    for proxy in hopline nginx haproxy; do
+    for proxy in hopline hopline-pipelined nginx haproxy; do
         start_proxy $proxy
         read -r accepts_before requests_before <<<"$(origin_counts)"
         read -r rps _ p99 <<<"$(run_wrk 50 "$DURATION" "http://127.0.0.1:$PROXY/")"
@@ -148,12 +151,16 @@ rows = list(csv.DictReader(open(sys.argv[1]), delimiter='\t'))
 def med(p, f):
     return statistics.median(float(r[f]) for r in rows if r['proxy'] == p)
 print(f"\nmedians over {len(set(r['round'] for r in rows))} rounds ({sys.argv[1]})")
-print(f"{'proxy':<8} {'req/s':>9} {'p99 us':>8} {'upstream conns':>15} {'reused':>9} {'added p50 @c1':>14}")
-for p in ('hopline', 'nginx', 'haproxy'):
+print(f"{'proxy':<18} {'req/s':>9} {'p99 us':>8} {'upstream conns':>15} {'reused':>9} {'added p50 @c1':>14}")
+for p in ('hopline', 'hopline-pipelined', 'nginx', 'haproxy'):
     conns, reqs = med(p, 'upstream_connections'), med(p, 'upstream_requests')
     reused = 100.0 * (1 - conns / reqs) if reqs else float('nan')
     added = med(p, 'p50_c1_us') - med(p, 'direct_p50_c1_us')
-    print(f"{p:<8} {med(p,'requests_per_s'):>9.0f} {med(p,'p99_us'):>8.0f} {conns:>15.0f} {reused:>8.3f}% {added:>12.0f}us")
-h = med('hopline', 'requests_per_s')
-print(f"hopline / nginx proxy: {h/med('nginx','requests_per_s'):.2f}x   hopline / haproxy: {h/med('haproxy','requests_per_s'):.2f}x")
+    print(f"{p:<18} {med(p,'requests_per_s'):>9.0f} {med(p,'p99_us'):>8.0f} {conns:>15.0f} {reused:>8.3f}% {added:>12.0f}us")
+# Ratios per round (the proxies of one round ran back to back), then their median.
+def ratio(a, b):
+    by = {(r['round'], r['proxy']): float(r['requests_per_s']) for r in rows}
+    return statistics.median(by[(n, a)] / by[(n, b)] for n in sorted(set(r['round'] for r in rows)))
+for h in ('hopline', 'hopline-pipelined'):
+    print(f"{h} / nginx proxy: {ratio(h, 'nginx'):.2f}x   {h} / haproxy: {ratio(h, 'haproxy'):.2f}x")
 PY

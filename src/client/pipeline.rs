@@ -27,6 +27,7 @@ use crate::conn::body::{Body, Frame};
 use crate::conn::client::{ClientConn, RequestFraming};
 use crate::error::{Error, ErrorKind, Side};
 use crate::pool::Key;
+use crate::wire::{BodyFraming, ResponseHead};
 
 /// Counters of the pipelined connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -179,13 +180,16 @@ impl Pipelines {
             }
             let handle = Handle { jobs, load };
             host.conns.push(handle.clone());
-            tokio::spawn(dispatch(
-                conn,
-                receiver,
-                handle.load.clone(),
-                self.changed.clone(),
-                depth,
-            ));
+            tokio::spawn(
+                Dispatcher::new(
+                    conn,
+                    receiver,
+                    handle.load.clone(),
+                    self.changed.clone(),
+                    depth,
+                )
+                .run(),
+            );
             return Ok(handle);
         }
     }
@@ -251,7 +255,8 @@ fn give_back(job: Job, load: &Load, outcome: JobError) {
 /// What becomes of a written, unanswered request when its connection ends.
 #[derive(Clone, Copy)]
 enum Ending {
-    /// The server said it closes: it did not process later requests.
+    /// The server said it closes (or went away while idle): it did not process later
+    /// requests.
     Announced,
     /// The connection failed: idempotent requests may go again once, others fail.
     Unexpected,
@@ -267,159 +272,210 @@ impl Ending {
     }
 }
 
-/// Ends a connection: no more jobs; written, unanswered ones go back as `ending` says,
-/// unwritten ones are re-queued.
-async fn shut(
-    load: &Load,
-    changed: &Notify,
-    receiver: &mut mpsc::UnboundedReceiver<Job>,
-    waiting: VecDeque<Job>,
-    queued: VecDeque<Job>,
-    ending: Ending,
-) {
-    load.closed.store(true, Ordering::Release);
-    for job in waiting {
-        let outcome = ending.outcome(&job);
-        give_back(job, load, outcome);
-    }
-    for job in queued {
-        give_back(job, load, JobError::NotProcessed);
-    }
-    receiver.close();
-    while let Some(job) = receiver.recv().await {
-        give_back(job, load, JobError::NotProcessed);
-    }
-    changed.notify_waiters();
-}
-
-/// The dispatcher of one pipelined connection.
-async fn dispatch(
-    mut conn: ClientConn,
-    mut receiver: mpsc::UnboundedReceiver<Job>,
+/// The dispatcher of one pipelined connection: writes requests as they come (while
+/// earlier responses are still awaited) and hands out the responses in order.
+struct Dispatcher {
+    conn: ClientConn,
+    receiver: mpsc::UnboundedReceiver<Job>,
+    /// Every handle is gone (the client was dropped): no job will come.
+    orphaned: bool,
     load: Arc<Load>,
     changed: Arc<Notify>,
     depth: usize,
-) {
-    // Written, awaiting their responses, oldest first.
-    let mut waiting: VecDeque<Job> = VecDeque::new();
-    // Received, not yet written.
-    let mut queued: VecDeque<Job> = VecDeque::new();
-    let mut answered: u64 = 0;
-    loop {
-        while let Ok(job) = receiver.try_recv() {
-            queued.push_back(job);
+    /// Written, awaiting their responses, oldest first.
+    waiting: VecDeque<Job>,
+    /// Received, not yet written.
+    queued: VecDeque<Job>,
+    /// Responses read so far.
+    answered: u64,
+}
+
+impl Dispatcher {
+    fn new(
+        conn: ClientConn,
+        receiver: mpsc::UnboundedReceiver<Job>,
+        load: Arc<Load>,
+        changed: Arc<Notify>,
+        depth: usize,
+    ) -> Self {
+        Dispatcher {
+            conn,
+            receiver,
+            orphaned: false,
+            load,
+            changed,
+            depth,
+            waiting: VecDeque::new(),
+            queued: VecDeque::new(),
+            answered: 0,
         }
-        if waiting.is_empty() && queued.is_empty() {
-            // Idle: the next job, or the server closing the connection meanwhile.
-            tokio::select! {
-                job = receiver.recv() => match job {
-                    Some(job) => queued.push_back(job),
-                    None => return,
-                },
-                () = poll_fn(|cx| conn.poll_closed(cx)) => {
-                    shut(&load, &changed, &mut receiver, waiting, queued, Ending::Announced).await;
-                    return;
-                }
+    }
+
+    async fn run(mut self) {
+        let ending = self.serve().await;
+        self.shut(ending).await;
+    }
+
+    /// Serves jobs until the connection ends; returns how it ended.
+    async fn serve(&mut self) -> Ending {
+        loop {
+            while let Ok(job) = self.receiver.try_recv() {
+                self.queued.push_back(job);
             }
-            continue;
+            if self.waiting.is_empty() && self.queued.is_empty() {
+                // Idle: the next job, or the server closing the connection meanwhile.
+                tokio::select! {
+                    job = self.receiver.recv() => match job {
+                        Some(job) => self.queued.push_back(job),
+                        // Nothing in flight and nothing to come.
+                        None => return Ending::Announced,
+                    },
+                    () = poll_fn(|cx| self.conn.poll_closed(cx)) => return Ending::Announced,
+                }
+                continue;
+            }
+            let head = match self.write_queued().await {
+                Ok(()) => self.read_head().await,
+                Err(error) => Err(error),
+            };
+            let Some(job) = self.waiting.pop_front() else {
+                // Unreachable: a queued request always fits an empty connection.
+                return Ending::Unexpected;
+            };
+            let head = match head {
+                Ok(head) => head,
+                Err(error) => {
+                    tracing::debug!(%error, "pipelined exchange failed");
+                    // The oldest request fails for good if the server began answering it
+                    // or may have acted on it; the rest as the rules say.
+                    let outcome = if self.conn.response_started() || !job.prepared.idempotent {
+                        JobError::Failed(error)
+                    } else {
+                        JobError::Unanswered
+                    };
+                    give_back(job, &self.load, outcome);
+                    return Ending::Unexpected;
+                }
+            };
+            let persists = self.conn.persists();
+            if persists {
+                self.load.confirmed.store(true, Ordering::Release);
+                self.changed.notify_waiters();
+            }
+            let body_failed = self.answer(job, head).await;
+            self.answered += 1;
+            self.changed.notify_waiters();
+            if let Some(error) = body_failed {
+                tracing::debug!(%error, "pipelined response body failed");
+                return Ending::Unexpected;
+            }
+            if !persists || self.conn.reusable().is_err() {
+                // The server closes after this response and does not process the requests
+                // written after it: they all go back.
+                return Ending::Announced;
+            }
         }
-        // Write what may go now: alone on a new connection; then up to `depth`.
+    }
+
+    /// Whether `job` may be written now: alone on a connection not yet known to persist
+    /// or after a non-idempotent request; else while fewer than `depth` are in flight.
+    fn has_room_for(&self, job: &Job) -> bool {
+        self.waiting.is_empty()
+            || (self.load.confirmed.load(Ordering::Acquire)
+                && self.waiting.len() < self.depth
+                && job.prepared.idempotent
+                && self.waiting.iter().all(|j| j.prepared.idempotent))
+    }
+
+    /// Writes the queued requests that may go now, then flushes them in one write.
+    async fn write_queued(&mut self) -> Result<(), Error> {
         let mut wrote = false;
-        while let Some(job) = queued.front() {
-            let room = waiting.is_empty()
-                || (load.confirmed.load(Ordering::Acquire)
-                    && waiting.len() < depth
-                    && job.prepared.idempotent
-                    && waiting.iter().all(|j| j.prepared.idempotent));
-            if !room {
+        while let Some(job) = self.queued.front() {
+            if !self.has_room_for(job) {
                 break;
             }
-            let job = queued.pop_front().expect("front exists");
-            if let Err(error) = write(&mut conn, &job.prepared).await {
-                tracing::debug!(%error, "pipelined write failed");
-                // This one may be partly sent; the earlier ones may have reached the server.
-                waiting.push_back(job);
-                shut(
-                    &load,
-                    &changed,
-                    &mut receiver,
-                    waiting,
-                    queued,
-                    Ending::Unexpected,
-                )
-                .await;
-                return;
-            }
-            waiting.push_back(job);
+            let job = self.queued.pop_front().expect("front exists");
+            let written = write(&mut self.conn, &job.prepared).await;
+            // Even a failed write may have reached the server in part.
+            self.waiting.push_back(job);
+            written?;
             wrote = true;
         }
-        if wrote && let Err(error) = conn.flush().await {
-            tracing::debug!(%error, "pipelined flush failed");
-            shut(
-                &load,
-                &changed,
-                &mut receiver,
-                waiting,
-                queued,
-                Ending::Unexpected,
-            )
-            .await;
-            return;
+        if wrote {
+            self.conn.flush().await?;
         }
-        let Some(job) = waiting.pop_front() else {
-            continue;
-        };
-        let head = match conn.read_head().await {
-            Ok(head) => head,
-            Err(error) => {
-                // The oldest request fails for good if the server began answering it or
-                // may have acted on it; the rest as the rules say.
-                let outcome = if conn.response_started() || !job.prepared.idempotent {
-                    JobError::Failed(error)
-                } else {
-                    JobError::Unanswered
-                };
-                give_back(job, &load, outcome);
-                shut(
-                    &load,
-                    &changed,
-                    &mut receiver,
-                    waiting,
-                    queued,
-                    Ending::Unexpected,
-                )
-                .await;
-                return;
+        Ok(())
+    }
+
+    /// Reads the head of the oldest response. Requests that arrive meanwhile are written
+    /// at once when there is room, rather than waiting behind that response (reading
+    /// resumes where it stopped; its timeout restarts, at most `depth` times).
+    async fn read_head(&mut self) -> Result<ResponseHead, Error> {
+        loop {
+            let room = !self.orphaned
+                && self.waiting.len() < self.depth
+                && self.load.confirmed.load(Ordering::Acquire);
+            tokio::select! {
+                biased;
+                head = self.conn.read_head() => return head,
+                job = self.receiver.recv(), if room => match job {
+                    Some(job) => {
+                        self.queued.push_back(job);
+                        while let Ok(job) = self.receiver.try_recv() {
+                            self.queued.push_back(job);
+                        }
+                        self.write_queued().await?;
+                    }
+                    None => self.orphaned = true,
+                },
             }
-        };
-        let persists = conn.persists();
-        if persists {
-            load.confirmed.store(true, Ordering::Release);
-            changed.notify_waiters();
         }
+    }
+
+    /// Hands `job` its response and reads the body to its end, streaming it to the
+    /// requester (or draining it if they stopped listening: the next response follows it
+    /// on the wire). Returns the error that cut the body short, if one did.
+    async fn answer(&mut self, job: Job, head: ResponseHead) -> Option<Error> {
         let exchange = Exchange {
-            connection: conn.id(),
-            reused: answered > 0,
+            connection: self.conn.id(),
+            reused: self.answered > 0,
             retried: job.requeued,
-            peer: conn.peer(),
+            peer: self.conn.peer(),
         };
         let length = match head.framing {
-            crate::wire::BodyFraming::Empty => Some(0),
-            crate::wire::BodyFraming::Length(n) => Some(n),
+            BodyFraming::Empty => Some(0),
+            BodyFraming::Length(n) => Some(n),
             _ => None,
         };
+        let done = |load: &Load| {
+            load.in_flight.fetch_sub(1, Ordering::AcqRel);
+            if !job.prepared.idempotent {
+                load.exclusive.store(false, Ordering::Release);
+            }
+        };
+        let respond = |body: Body| {
+            let mut response = Response::new(ResponseBody::from_channel(body, exchange));
+            *response.status_mut() = head.status;
+            *response.version_mut() = head.version;
+            *response.headers_mut() = head.headers;
+            job.reply.send(Ok(response)).is_ok()
+        };
+        // A body already received whole (the common small response) goes as it is.
+        if length == Some(0) {
+            done(&self.load);
+            respond(Body::Empty);
+            return None;
+        }
+        if let Some(whole) = self.conn.take_whole_body() {
+            done(&self.load);
+            respond(Body::Full(whole));
+            return None;
+        }
         let (mut sender, body) = Body::channel(length);
-        let mut response = Response::new(ResponseBody::from_channel(body, exchange));
-        *response.status_mut() = head.status;
-        *response.version_mut() = head.version;
-        *response.headers_mut() = head.headers;
-        let idempotent = job.prepared.idempotent;
-        let mut listening = job.reply.send(Ok(response)).is_ok();
-        // Stream the body to the requester (or drain it if they stopped listening: the
-        // next response follows it on the wire).
+        let mut listening = respond(body);
         let mut failed = None;
         loop {
-            match conn.read_frame().await {
+            match self.conn.read_frame().await {
                 Ok(Some(Frame::Data(data))) => {
                     if listening && sender.send(data).await.is_err() {
                         listening = false;
@@ -434,45 +490,33 @@ async fn dispatch(
                     break;
                 }
                 Err(error) => {
+                    // `sender` is dropped unfinished: the requester sees the body abort.
                     failed = Some(error);
                     break;
                 }
             }
         }
-        answered += 1;
-        load.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if !idempotent {
-            load.exclusive.store(false, Ordering::Release);
+        done(&self.load);
+        failed
+    }
+
+    /// Ends the connection: no more jobs; written, unanswered ones go back as `ending`
+    /// says, unwritten ones are re-queued.
+    async fn shut(mut self, ending: Ending) {
+        let load = &self.load;
+        load.closed.store(true, Ordering::Release);
+        for job in std::mem::take(&mut self.waiting) {
+            let outcome = ending.outcome(&job);
+            give_back(job, load, outcome);
         }
-        changed.notify_waiters();
-        if let Some(error) = failed {
-            tracing::debug!(%error, "pipelined response body failed");
-            // `sender` is dropped unfinished: the requester sees the body abort.
-            shut(
-                &load,
-                &changed,
-                &mut receiver,
-                waiting,
-                queued,
-                Ending::Unexpected,
-            )
-            .await;
-            return;
+        for job in std::mem::take(&mut self.queued) {
+            give_back(job, load, JobError::NotProcessed);
         }
-        if !persists || conn.reusable().is_err() {
-            // The server closes after this response and does not process the requests
-            // written after it: they all go back.
-            shut(
-                &load,
-                &changed,
-                &mut receiver,
-                waiting,
-                queued,
-                Ending::Announced,
-            )
-            .await;
-            return;
+        self.receiver.close();
+        while let Some(job) = self.receiver.recv().await {
+            give_back(job, load, JobError::NotProcessed);
         }
+        self.changed.notify_waiters();
     }
 }
 

@@ -645,6 +645,21 @@ impl ClientConn {
         }
     }
 
+    /// The whole current response body, if it has a `Content-Length` and has already been
+    /// received in full (the response then ends, as if read to its end with
+    /// [`ClientConn::read_frame`]); `None` leaves the body to be read frame by frame.
+    pub fn take_whole_body(&mut self) -> Option<Bytes> {
+        let Body::Reading(BodyDecoder::Length { remaining }) = &self.body else {
+            return None;
+        };
+        let length = usize::try_from(*remaining)
+            .ok()
+            .filter(|&length| length <= self.rbuf.len())?;
+        let body = self.rbuf.split_to(length).freeze();
+        self.end_response();
+        Some(body)
+    }
+
     /// Reads the rest of the current response body, discarding it; returns its length.
     pub async fn discard_body(&mut self) -> Result<u64, Error> {
         let mut length = 0;
