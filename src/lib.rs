@@ -9,6 +9,8 @@
 //! | [`conn`] | one connection: buffered I/O, the server loop (keep-alive, pipelining, timeouts, lingering close), the handler interface and bodies | know about listeners, pools or config files |
 //! | [`pool`] | idle client connections by (scheme, host, port): most recently used first, per-host caps with a fair queue, expiry, eviction of closed ones | parse HTTP |
 //! | [`client`] | the HTTP client: connection types (close, keep-alive, pipeline), safe retries, streamed response bodies | parse HTTP or order the pool |
+//! | [`proxy`] | one hop: reverse/forward targets, hop-by-hop header rules, `Via` and forwarded fields, streaming both ways, tunnels, failure mapping | re-implement framing or pooling |
+//! | [`bench`] | the load generator behind `hopline bench`: connection types, pacing, HDR latency | — |
 //! | [`server`] | the listener: accept loop, connection limit, accept-error backoff, graceful shutdown | contain protocol logic |
 //! | [`origin`] | the built-in handler behind `hopline serve`: hello, `/bytes/N`, `/delay/MS`, `/echo`, static files | touch framing or persistence |
 //! | [`cli`] | the command line: subcommands, flags, runtime, signals | contain protocol logic |

@@ -254,10 +254,10 @@ async fn fetch(
             eprintln!("{head}>");
         }
         let response = client.request(request).await.map_err(|e| e.to_string())?;
-        let exchange = *response
-            .extensions()
-            .get::<Exchange>()
-            .expect("set by the client");
+        let exchange = response
+            .body()
+            .exchange()
+            .ok_or("the client reported no exchange")?;
         let status = response.status().as_u16();
         if args.verbose {
             let mut head = format!(
