@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Args;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use http::{Method, Uri};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::get::ModeArg;
@@ -75,16 +75,7 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     {
         return Err("--rate must be a positive number of requests per second".into());
     }
-    let mut headers = HeaderMap::new();
-    for line in &args.headers {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("-H `{line}`: expected `Name: value`"))?;
-        headers.append(
-            HeaderName::from_bytes(name.trim().as_bytes())?,
-            HeaderValue::from_str(value.trim())?,
-        );
-    }
+    let headers = super::parse_header_lines(&args.headers)?;
     let limit = match (args.requests, args.duration) {
         (Some(n), _) => Limit::Requests(n),
         (None, Some(d)) => Limit::Duration(d),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
+use http::{HeaderMap, Method, Request};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -111,16 +111,7 @@ async fn fetch_all(args: GetArgs) -> Result<(), Box<dyn std::error::Error>> {
         (None, Some(_)) => Method::POST,
         (None, None) => Method::GET,
     };
-    let mut headers = HeaderMap::new();
-    for line in &args.headers {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("-H `{line}`: expected `Name: value`"))?;
-        headers.append(
-            HeaderName::from_bytes(name.trim().as_bytes())?,
-            HeaderValue::from_str(value.trim())?,
-        );
-    }
+    let headers = super::parse_header_lines(&args.headers)?;
     let body = Bytes::from(args.data.clone().unwrap_or_default());
     let mut options = ClientOptions {
         mode: args.mode.mode(args.depth),

@@ -215,6 +215,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
 
+/// Header fields given as `-H "Name: value"` lines.
+pub fn parse_header_lines(lines: &[String]) -> Result<http::HeaderMap, Box<dyn std::error::Error>> {
+    let mut headers = http::HeaderMap::new();
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("-H `{line}`: expected `Name: value`"))?;
+        headers.append(
+            http::HeaderName::from_bytes(name.trim().as_bytes())?,
+            http::HeaderValue::from_str(value.trim())?,
+        );
+    }
+    Ok(headers)
+}
+
 /// Builds the runtime: one thread for `workers == 1`, else a multi-thread runtime.
 pub fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
     let workers = workers.unwrap_or_else(|| {

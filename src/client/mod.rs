@@ -154,25 +154,16 @@ pub struct Outgoing {
 /// An [`Outgoing`] request with what the client derives from it.
 #[derive(Debug, Clone)]
 pub(crate) struct Prepared {
-    pub key: Key,
-    pub method: Method,
-    pub target: Bytes,
-    pub authority: Option<String>,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+    pub request: Outgoing,
+    /// Whether it may be sent again (RFC 9110 §9.2.2) and pipelined.
     pub idempotent: bool,
 }
 
 impl From<Outgoing> for Prepared {
-    fn from(outgoing: Outgoing) -> Self {
+    fn from(request: Outgoing) -> Self {
         Prepared {
-            idempotent: is_idempotent(&outgoing.method, &outgoing.headers),
-            key: outgoing.key,
-            method: outgoing.method,
-            target: outgoing.target,
-            authority: outgoing.authority,
-            headers: outgoing.headers,
-            body: outgoing.body,
+            idempotent: is_idempotent(&request.method, &request.headers),
+            request,
         }
     }
 }
@@ -243,9 +234,11 @@ impl Client {
     /// Keep-alive mode: the pool's warmest connection; if the request fails on a reused
     /// connection before any response byte, once more on a new one when that is safe.
     async fn send_pooled(&self, prepared: &Prepared) -> Result<Response<ResponseBody>, Error> {
-        let lease = match self.inner.pool.checkout(&prepared.key).await {
+        let lease = match self.inner.pool.checkout(&prepared.request.key).await {
             Checkout::Reused(conn) => Lease::Pooled(conn),
-            Checkout::Fresh(slot) => Lease::Pooled(slot.fill(self.connect(&prepared.key).await?)),
+            Checkout::Fresh(slot) => {
+                Lease::Pooled(slot.fill(self.connect(&prepared.request.key).await?))
+            }
         };
         let reused = lease.is_reused();
         match self.exchange(lease, prepared, false, false).await {
@@ -256,8 +249,8 @@ impl Client {
                 // on a new connection.
                 tracing::debug!(error = %failure.error, "retrying on a new connection");
                 self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
-                let slot = self.inner.pool.checkout_fresh(&prepared.key).await;
-                let conn = slot.fill(self.connect(&prepared.key).await?);
+                let slot = self.inner.pool.checkout_fresh(&prepared.request.key).await;
+                let conn = slot.fill(self.connect(&prepared.request.key).await?);
                 self.exchange(Lease::Pooled(conn), prepared, false, true)
                     .await
                     .map_err(|failure| failure.error)
@@ -268,7 +261,7 @@ impl Client {
 
     /// Close mode: a new connection, `Connection: close`, no pool.
     async fn send_on_new(&self, prepared: &Prepared) -> Result<Response<ResponseBody>, Error> {
-        let conn = self.connect(&prepared.key).await?;
+        let conn = self.connect(&prepared.request.key).await?;
         self.exchange(Lease::Owned(conn), prepared, true, false)
             .await
             .map_err(|failure| failure.error)
@@ -325,11 +318,11 @@ impl Client {
         let conn = lease.conn_mut();
         let sent = conn
             .send_request(
-                &prepared.method,
-                &prepared.target,
-                prepared.authority.as_deref(),
-                &prepared.headers,
-                &prepared.body,
+                &prepared.request.method,
+                &prepared.request.target,
+                prepared.request.authority.as_deref(),
+                &prepared.request.headers,
+                &prepared.request.body,
                 close,
             )
             .await;

@@ -209,7 +209,7 @@ pub(crate) async fn send(
     loop {
         let requeued = requeues > 0;
         let handle = pipelines
-            .pick(client, &prepared.key, prepared.idempotent, depth)
+            .pick(client, &prepared.request.key, prepared.idempotent, depth)
             .await?;
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -529,21 +529,21 @@ fn unanswered() -> Error {
 
 /// Writes one request (head and whole body) into the connection's buffer.
 async fn write(conn: &mut ClientConn, prepared: &Prepared) -> Result<(), Error> {
-    let framing = if prepared.body.is_empty() {
+    let framing = if prepared.request.body.is_empty() {
         RequestFraming::Empty
     } else {
-        RequestFraming::Length(prepared.body.len() as u64)
+        RequestFraming::Length(prepared.request.body.len() as u64)
     };
     conn.write_head(
-        &prepared.method,
-        &prepared.target,
-        prepared.authority.as_deref(),
-        &prepared.headers,
+        &prepared.request.method,
+        &prepared.request.target,
+        prepared.request.authority.as_deref(),
+        &prepared.request.headers,
         framing,
         false,
     )?;
-    if !prepared.body.is_empty() {
-        conn.write_body(prepared.body.clone()).await?;
+    if !prepared.request.body.is_empty() {
+        conn.write_body(prepared.request.body.clone()).await?;
     }
     conn.finish_body(None);
     Ok(())
