@@ -12,6 +12,7 @@
 //! | [`proxy`] | one hop: reverse/forward targets, hop-by-hop header rules, `Via` and forwarded fields, streaming both ways, tunnels, failure mapping | re-implement framing or pooling |
 //! | [`bench`] | the load generator behind `hopline bench`: connection types, pacing, HDR latency | — |
 //! | [`server`] | the listener: accept loop, connection limit, accept-error backoff, graceful shutdown | contain protocol logic |
+//! | [`page`] | the synthetic page: a median web page's resource mix, its HTML and paths | do I/O |
 //! | [`origin`] | the built-in handler behind `hopline serve`: hello, `/bytes/N`, `/delay/MS`, `/echo`, static files | touch framing or persistence |
 //! | [`cli`] | the command line: subcommands, flags, runtime, signals | contain protocol logic |
 //! | [`error`] | the one error type, carrying which side failed | — |
@@ -23,7 +24,9 @@ pub mod cli;
 pub mod client;
 pub mod conn;
 pub mod error;
+pub mod netem;
 pub mod origin;
+pub mod page;
 pub mod pool;
 pub mod proxy;
 pub mod server;

@@ -11,6 +11,8 @@
 //! | `/delay/MS` | GET, HEAD | waits MS milliseconds (at most 60 s), then answers |
 //! | `/echo` | any | the request head exactly as received, then the body (≤ 1 MiB) |
 //! | `/sink` | any | reads the whole body, of any size, and says how long it was and its checksum |
+//! | `/page` | GET, HEAD | the synthetic page ([`crate::page`]): `?resources=N&sizes=B1,B2` |
+//! | `/page/r/B/NAME.EXT` | GET, HEAD | one of its resources: B bytes with the type of EXT |
 //! | anything else | GET, HEAD | a file under `--root`, else 404 |
 //!
 //! With `--root`, the root directory owns every path, and the endpoints move under
@@ -28,6 +30,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::conn::{Body, BodySource, Frame, Handler, RequestBody, RequestCtx, error_response};
 use crate::error::BoxError;
+use crate::page::{PageSpec, parse_resource_path};
 use crate::wire::date::{format_http_date, parse_http_date};
 
 /// The body of `/`.
@@ -78,7 +81,8 @@ impl Handler for Origin {
                 .strip_prefix("/_hopline")
                 .filter(|p| p.starts_with('/')),
         };
-        match endpoint.map(|endpoint| self.route(request.method(), endpoint)) {
+        let query = request.uri().query();
+        match endpoint.map(|endpoint| self.route(request.method(), endpoint, query)) {
             Some(Route::Ready(response)) => response,
             Some(Route::Echo) => Box::pin(echo(&mut request, ctx)).await,
             Some(Route::Sink) => Box::pin(sink(&mut request)).await,
@@ -108,7 +112,7 @@ enum Route {
 
 impl Origin {
     /// Routes a built-in endpoint path.
-    fn route(&self, method: &Method, path: &str) -> Route {
+    fn route(&self, method: &Method, path: &str, query: Option<&str>) -> Route {
         if path == "/echo" {
             return Route::Echo;
         }
@@ -130,6 +134,32 @@ impl Origin {
             return match count.parse::<u64>() {
                 Ok(count) => read_only(pattern_response(count)),
                 Err(_) => Route::Ready(error_response(StatusCode::BAD_REQUEST)),
+            };
+        }
+        if path == "/page" {
+            return match PageSpec::from_query(query) {
+                Ok(page) => {
+                    let mut response = Response::new(Body::from(page.html()));
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/html; charset=utf-8"),
+                    );
+                    read_only(response)
+                }
+                Err(why) => Route::Ready(text(StatusCode::BAD_REQUEST, Body::from(why + "\n"))),
+            };
+        }
+        if path.starts_with("/page/r/") {
+            return match parse_resource_path(path) {
+                Some((kind, bytes)) => {
+                    let mut response = pattern_response(bytes);
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(kind.content_type()),
+                    );
+                    read_only(response)
+                }
+                None => Route::Ready(error_response(StatusCode::NOT_FOUND)),
             };
         }
         if let Some(millis) = path.strip_prefix("/delay/") {
