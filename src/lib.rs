@@ -11,6 +11,8 @@
 //! | [`client`] | the HTTP client: connection types (close, keep-alive, pipeline), safe retries, streamed response bodies | parse HTTP or order the pool |
 //! | [`proxy`] | one hop: reverse/forward targets, hop-by-hop header rules, `Via` and forwarded fields, streaming both ways, tunnels, failure mapping | re-implement framing or pooling |
 //! | [`bench`] | the load generator behind `hopline bench`: connection types, pacing, HDR latency | — |
+//! | [`netem`] | the link emulator: round trip, handshake, slow start, bandwidth, relayed in process | parse HTTP |
+//! | [`demo`] | `hopline demo`: every connection type over emulated links, the model's predictions, the report | contain protocol logic |
 //! | [`server`] | the listener: accept loop, connection limit, accept-error backoff, graceful shutdown | contain protocol logic |
 //! | [`page`] | the synthetic page: a median web page's resource mix, its HTML and paths | do I/O |
 //! | [`origin`] | the built-in handler behind `hopline serve`: hello, `/bytes/N`, `/delay/MS`, `/echo`, static files | touch framing or persistence |
@@ -23,6 +25,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod conn;
+pub mod demo;
 pub mod error;
 pub mod netem;
 pub mod origin;

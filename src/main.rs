@@ -2,14 +2,22 @@
 
 use clap::Parser;
 use hopline::cli::{self, Cli, Command};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_max_level(cli.log)
-        .with_writer(std::io::stderr)
+    let mut filter = Targets::new().with_default(cli.log);
+    if matches!(cli.command, Command::Demo(_)) {
+        // The demo starts and stops servers all along; their lifecycle is not news.
+        filter = filter.with_target("hopline::server", tracing::Level::WARN);
+    }
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .init();
     let result = match cli.command {
+        Command::Demo(args) => cli::demo::run(args),
         Command::Serve(args) => cli::serve(args),
         Command::Get(args) => cli::get::run(args),
         Command::Bench(args) => cli::bench::run(args),

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use demo::DemoArgs;
+
 pub mod bench;
+pub mod demo;
 pub mod get;
 pub mod proxy;
 
@@ -36,6 +39,11 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Load a page shaped like the median web page in every connection type (HTTP/1.0
+    /// short-lived, 6 short-lived, persistent, 6 persistent, pipelined, through a proxy with
+    /// pooled or short-lived upstream) over an emulated link at several round-trip times;
+    /// print a table and write an HTML report with charts and waterfalls.
+    Demo(DemoArgs),
     /// Serve HTTP/1.x: built-in test endpoints (/, /bytes/N, /delay/MS, /echo) and,
     /// with --root, static files.
     Serve(ServeArgs),

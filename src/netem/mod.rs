@@ -44,6 +44,9 @@ pub use model::{Delivery, Pacer, PathModel};
 /// Bytes the relay holds per direction before it stops reading from the sender.
 pub const READ_AHEAD: usize = 4 * 1024 * 1024;
 
+/// How early the relay aims its timers (see [`pump`]).
+const TIMER_BIAS: Duration = Duration::from_micros(500);
+
 /// What a link has carried.
 #[derive(Debug, Default)]
 struct Counters {
@@ -179,7 +182,17 @@ async fn pump(
     let mut last_arrival = Instant::now();
     let half_rtt = pacer.path().rtt / 2;
     loop {
-        let next = queue.front().map(|(at, _)| *at);
+        // Timers fire on whole milliseconds, after their deadline: aim half a millisecond
+        // early so that deliveries land within ±0.5 ms of the model's time.
+        let next = queue
+            .front()
+            .map(|(at, _)| at.checked_sub(TIMER_BIAS).unwrap_or(*at));
+        if next.is_some_and(|at| at <= Instant::now()) {
+            let (_, data) = queue.pop_front().expect("a queued piece");
+            queued -= data.len();
+            to.write_all(&data).await?;
+            continue;
+        }
         tokio::select! {
             biased;
             () = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
@@ -205,7 +218,7 @@ async fn pump(
     }
     // The sender closed: deliver what is in flight, then the FIN.
     while let Some((at, data)) = queue.pop_front() {
-        tokio::time::sleep_until(at).await;
+        tokio::time::sleep_until(at.checked_sub(TIMER_BIAS).unwrap_or(at)).await;
         to.write_all(&data).await?;
     }
     tokio::time::sleep_until(last_arrival.max(Instant::now() + half_rtt)).await;

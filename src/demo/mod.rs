@@ -1,0 +1,475 @@
+//! `hopline demo`: what each connection type costs, measured end to end over an emulated
+//! network, next to what the path model predicts.
+//!
+//! For every round-trip time and connection type, the demo starts fresh emulated links
+//! ([`crate::netem`]) in front of the origin (the embedded one, serving the synthetic page
+//! of [`crate::page`], or an external address), optionally with a proxy hop, and loads the
+//! page with a client of that connection type ([`load`]). It records every request's
+//! timing and connection, the connections and handshakes, and the bytes of heads and
+//! bodies, and asks the model ([`model`]) what it predicts for the same page. [`report`]
+//! turns that into the terminal table, the HTML report and JSON.
+//!
+//! Owns the scenarios. It must not implement protocol logic: the client, server, proxy and
+//! link do the work.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`load`] | loading a page like a browser, with per-request timings |
+//! | [`model`] | the model's prediction for each connection type |
+//! | [`report`] | the table, the HTML report with charts, JSON |
+
+pub mod load;
+pub mod model;
+pub mod report;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderValue, Version};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::client::{Client, ClientOptions, Mode};
+use crate::conn::{Handler, ServerConfig};
+use crate::error::BoxError;
+use crate::netem::{Link, LinkStats, PathModel};
+use crate::origin::Origin;
+use crate::page::PageSpec;
+use crate::pool::PoolConfig;
+use crate::proxy::upstream::{Balance, Upstreams};
+use crate::proxy::{Proxy, ProxyConfig};
+use crate::server::{ListenerConfig, Server};
+use load::{Fetching, PageLoad, RequestTiming, Target};
+use model::Prediction;
+
+/// Connections per host a browser opens (Chrome, Firefox and Safari all use 6).
+pub const BROWSER_CONNECTIONS: usize = 6;
+
+/// A connection type the demo loads the page with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModeKind {
+    /// HTTP/1.0 without keep-alive, one request at a time: a connection per request.
+    Http10Serial,
+    /// Short-lived connections, six in parallel (browsers before keep-alive).
+    ShortLivedX6,
+    /// One persistent connection, one request at a time.
+    PersistentX1,
+    /// Six persistent connections (how browsers load HTTP/1.1 pages).
+    PersistentX6,
+    /// One pipelined connection: every request written before the responses return.
+    PipelinedX1,
+    /// Through a proxy hop: six persistent connections to the proxy, which pools its
+    /// upstream connections.
+    ProxyPooled,
+    /// Through a proxy hop whose upstream connections are short-lived.
+    ProxyShortLived,
+}
+
+/// How a connection type loads the page.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Connections are kept open and reused.
+    pub persistent: bool,
+    /// Requests are pipelined.
+    pub pipelined: bool,
+    /// Connections (and workers) at most.
+    pub connections: usize,
+    /// Requests go out as HTTP/1.0.
+    pub http10: bool,
+}
+
+impl Plan {
+    /// Workers fetching resources in parallel.
+    pub fn workers(&self) -> usize {
+        self.connections.max(1)
+    }
+}
+
+impl ModeKind {
+    /// Every connection type, slowest first.
+    pub const ALL: [ModeKind; 7] = [
+        ModeKind::Http10Serial,
+        ModeKind::ShortLivedX6,
+        ModeKind::PersistentX1,
+        ModeKind::PersistentX6,
+        ModeKind::PipelinedX1,
+        ModeKind::ProxyPooled,
+        ModeKind::ProxyShortLived,
+    ];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModeKind::Http10Serial => "http1.0-serial",
+            ModeKind::ShortLivedX6 => "short-lived-x6",
+            ModeKind::PersistentX1 => "persistent-x1",
+            ModeKind::PersistentX6 => "persistent-x6",
+            ModeKind::PipelinedX1 => "pipelined-x1",
+            ModeKind::ProxyPooled => "proxy-pooled",
+            ModeKind::ProxyShortLived => "proxy-short-lived",
+        }
+    }
+
+    /// One line saying what it is.
+    pub fn description(self) -> &'static str {
+        match self {
+            ModeKind::Http10Serial => "HTTP/1.0, a new connection per request, one at a time",
+            ModeKind::ShortLivedX6 => "a new connection per request, 6 in parallel",
+            ModeKind::PersistentX1 => "one keep-alive connection, one request at a time",
+            ModeKind::PersistentX6 => "6 keep-alive connections (a browser)",
+            ModeKind::PipelinedX1 => "one connection, requests pipelined",
+            ModeKind::ProxyPooled => "6 keep-alive connections to a proxy that pools upstream",
+            ModeKind::ProxyShortLived => {
+                "6 keep-alive connections to a proxy with short-lived upstream connections"
+            }
+        }
+    }
+
+    /// Parses a name (see [`ModeKind::name`]).
+    pub fn parse(name: &str) -> Result<ModeKind, String> {
+        ModeKind::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = ModeKind::ALL.iter().map(|m| m.name()).collect();
+                format!("unknown mode `{name}`; one of {}", names.join(", "))
+            })
+    }
+
+    /// How the client side loads the page.
+    pub fn plan(self) -> Plan {
+        let plan = |persistent, pipelined, connections, http10| Plan {
+            persistent,
+            pipelined,
+            connections,
+            http10,
+        };
+        match self {
+            ModeKind::Http10Serial => plan(false, false, 1, true),
+            ModeKind::ShortLivedX6 => plan(false, false, BROWSER_CONNECTIONS, false),
+            ModeKind::PersistentX1 => plan(true, false, 1, false),
+            ModeKind::PersistentX6 | ModeKind::ProxyPooled | ModeKind::ProxyShortLived => {
+                plan(true, false, BROWSER_CONNECTIONS, false)
+            }
+            ModeKind::PipelinedX1 => plan(true, true, 1, false),
+        }
+    }
+
+    /// The proxy's upstream connection type, for the proxy modes.
+    pub fn upstream_mode(self) -> Option<Mode> {
+        match self {
+            ModeKind::ProxyPooled => Some(Mode::KeepAlive),
+            ModeKind::ProxyShortLived => Some(Mode::Close),
+            _ => None,
+        }
+    }
+
+    /// The client for this connection type.
+    fn client(self, depth: usize) -> Client {
+        let plan = self.plan();
+        let mut options = ClientOptions {
+            mode: match (plan.persistent, plan.pipelined) {
+                (false, _) => Mode::Close,
+                (true, false) => Mode::KeepAlive,
+                (true, true) => Mode::Pipeline { depth },
+            },
+            pool: PoolConfig {
+                max_connections_per_host: Some(plan.connections),
+                ..PoolConfig::default()
+            },
+            ..ClientOptions::default()
+        };
+        if plan.http10 {
+            options.conn.version = Version::HTTP_10;
+        }
+        Client::new(options)
+    }
+
+    fn fetching(self) -> Fetching {
+        let plan = self.plan();
+        if plan.pipelined {
+            Fetching::AllAtOnce
+        } else {
+            Fetching::Workers(plan.workers())
+        }
+    }
+}
+
+/// What the demo loads.
+#[derive(Debug, Clone)]
+pub enum PageSource {
+    /// The embedded origin serving the synthetic page.
+    Embedded(PageSpec),
+    /// An external server: its address, the `Host` to send and the page's path and query.
+    External {
+        /// Where it listens.
+        addr: SocketAddr,
+        /// Its authority, sent as `Host`.
+        host: String,
+        /// The page's path and query.
+        page: String,
+    },
+}
+
+/// The demo's settings.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Round-trip times, one pass over the modes each.
+    pub rtts: Vec<Duration>,
+    /// Bandwidth cap each way in bytes per second (`None`: unlimited).
+    pub bandwidth: Option<u64>,
+    /// The page.
+    pub source: PageSource,
+    /// Connection types to compare.
+    pub modes: Vec<ModeKind>,
+    /// Pipelining depth.
+    pub depth: usize,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            rtts: [0, 20, 100].map(Duration::from_millis).to_vec(),
+            bandwidth: None,
+            source: PageSource::Embedded(PageSpec::default()),
+            modes: ModeKind::ALL.to_vec(),
+            depth: 32,
+        }
+    }
+}
+
+/// One page load: a connection type at a round-trip time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// The connection type.
+    pub mode: ModeKind,
+    /// Round-trip time of each emulated link, in milliseconds.
+    pub rtt_ms: f64,
+    /// Page load time: first request to last byte.
+    pub load_ms: f64,
+    /// Connections the client opened.
+    pub connections: u64,
+    /// TCP handshakes over every emulated link (the proxy's upstream ones included).
+    pub handshakes: u64,
+    /// Requests (the document and its resources).
+    pub requests: u64,
+    /// Bytes of request and response heads on the client's link.
+    pub header_bytes: u64,
+    /// Bytes of response bodies.
+    pub body_bytes: u64,
+    /// What the model predicts for the same page.
+    pub model: Prediction,
+    /// Every request, the document first.
+    pub timeline: Vec<RequestTiming>,
+}
+
+impl Run {
+    /// Requests per connection the client opened.
+    pub fn requests_per_connection(&self) -> f64 {
+        self.requests as f64 / self.connections.max(1) as f64
+    }
+}
+
+/// Everything a demo measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoReport {
+    /// What was loaded, as a URL-like description.
+    pub page: String,
+    /// The page's resources (the document excluded) and their body bytes.
+    pub resources: usize,
+    /// Body bytes of the document and resources.
+    pub page_bytes: u64,
+    /// Bandwidth cap each way, bytes per second.
+    pub bandwidth: Option<u64>,
+    /// Pipelining depth.
+    pub depth: usize,
+    /// The path model's constants.
+    pub initial_window_bytes: u64,
+    /// One entry per mode and round-trip time, grouped by round-trip time.
+    pub runs: Vec<Run>,
+}
+
+/// Progress callbacks: called before each run with (done, total, description).
+pub trait Progress {
+    /// A run starts.
+    fn start(&mut self, done: usize, total: usize, what: &str);
+}
+
+impl<F: FnMut(usize, usize, &str)> Progress for F {
+    fn start(&mut self, done: usize, total: usize, what: &str) {
+        self(done, total, what)
+    }
+}
+
+/// Runs the demo: every mode at every round-trip time.
+pub async fn run(
+    config: &DemoConfig,
+    progress: &mut impl Progress,
+) -> Result<DemoReport, BoxError> {
+    let (origin_addr, _origin, host, page) = match &config.source {
+        PageSource::Embedded(spec) => {
+            let origin = spawn_server(Origin::new(), ServerConfig::default())?;
+            (
+                origin.addr,
+                Some(origin),
+                None,
+                format!("/page?{}", spec.query()),
+            )
+        }
+        PageSource::External { addr, host, page } => (
+            *addr,
+            None,
+            Some(HeaderValue::from_str(host)?),
+            page.clone(),
+        ),
+    };
+    let total = config.rtts.len() * config.modes.len();
+    let mut runs = Vec::with_capacity(total);
+    for &rtt in &config.rtts {
+        for &mode in &config.modes {
+            progress.start(
+                runs.len(),
+                total,
+                &format!("{} at {} ms", mode.name(), rtt.as_millis()),
+            );
+            let path = PathModel {
+                bandwidth: config.bandwidth,
+                ..PathModel::with_rtt(rtt)
+            };
+            let scenario = Scenario {
+                mode,
+                path,
+                origin: origin_addr,
+                host: host.clone(),
+                page: page.clone(),
+                depth: config.depth,
+            };
+            runs.push(scenario.run().await?);
+        }
+    }
+    progress.start(runs.len(), total, "done");
+    let first = runs.first();
+    Ok(DemoReport {
+        page: match &config.source {
+            PageSource::Embedded(_) => format!("embedded origin {page}"),
+            PageSource::External { host, page, .. } => format!("http://{host}{page}"),
+        },
+        resources: first.map_or(0, |r| r.timeline.len().saturating_sub(1)),
+        page_bytes: first.map_or(0, |r| r.body_bytes),
+        bandwidth: config.bandwidth,
+        depth: config.depth,
+        initial_window_bytes: PathModel::with_rtt(Duration::ZERO).initial_window(),
+        runs,
+    })
+}
+
+/// One mode at one round-trip time, on fresh links (every connection starts cold).
+struct Scenario {
+    mode: ModeKind,
+    path: PathModel,
+    origin: SocketAddr,
+    host: Option<HeaderValue>,
+    page: String,
+    depth: usize,
+}
+
+impl Scenario {
+    async fn run(&self) -> Result<Run, BoxError> {
+        let origin_link = Link::start(self.origin, self.path).await?;
+        // Through a proxy: client --link--> proxy --link--> origin.
+        let proxy = match self.mode.upstream_mode() {
+            Some(upstream) => Some(spawn_proxy(origin_link.addr(), upstream)?),
+            None => None,
+        };
+        let client_link = match &proxy {
+            Some(proxy) => Some(Link::start(proxy.addr, self.path).await?),
+            None => None,
+        };
+        let near = client_link.as_ref().unwrap_or(&origin_link);
+        let target = Target {
+            base: format!("http://{}", near.addr()),
+            page: self.page.clone(),
+            host: self.host.clone(),
+        };
+        if proxy.is_some() {
+            // A busy proxy's pool is warm: one page load by another client first.
+            let warm_up = ModeKind::PersistentX6.client(self.depth);
+            load::load_page(&warm_up, &target, ModeKind::PersistentX6.fetching()).await?;
+        }
+        let links: Vec<&Link> = [Some(&origin_link), client_link.as_ref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let before: Vec<LinkStats> = links.iter().map(|l| l.stats()).collect();
+        let near_before = near.stats();
+
+        let client = self.mode.client(self.depth);
+        let load = load::load_page(&client, &target, self.mode.fetching()).await?;
+
+        let handshakes = links
+            .iter()
+            .zip(&before)
+            .map(|(link, before)| link.stats().connections - before.connections)
+            .sum();
+        let near_after = near.stats();
+        let wire = (near_after.bytes_up - near_before.bytes_up)
+            + (near_after.bytes_down - near_before.bytes_down);
+        Ok(self.summarise(load, client.stats().connections, handshakes, wire))
+    }
+
+    fn summarise(&self, load: PageLoad, connections: u64, handshakes: u64, wire: u64) -> Run {
+        let body_bytes = load.body_bytes();
+        let html = load.requests.first().map_or(0, |r| r.body_bytes);
+        // Resources in document order for the model (the timeline is in completion order).
+        let mut resources: Vec<(f64, u64)> = load.requests[1..]
+            .iter()
+            .map(|r| (r.start_ms, r.body_bytes))
+            .collect();
+        resources.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let sizes: Vec<u64> = resources.into_iter().map(|(_, b)| b).collect();
+        Run {
+            mode: self.mode,
+            rtt_ms: self.path.rtt.as_secs_f64() * 1000.0,
+            load_ms: load.total.as_secs_f64() * 1000.0,
+            connections,
+            handshakes,
+            requests: load.requests.len() as u64,
+            header_bytes: wire.saturating_sub(body_bytes),
+            body_bytes,
+            model: model::predict(self.mode, self.path, html, &sizes, self.depth),
+            timeline: load.requests,
+        }
+    }
+}
+
+/// A server running in this process until dropped.
+struct Running {
+    addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+fn spawn_server<H: Handler>(handler: H, config: ServerConfig) -> std::io::Result<Running> {
+    let server = Server::bind(
+        "127.0.0.1:0".parse().expect("literal address"),
+        handler,
+        config,
+        ListenerConfig::default(),
+    )?;
+    let addr = server.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    Ok(Running { addr, _stop: stop })
+}
+
+/// A reverse proxy to `upstream` with that upstream connection type.
+fn spawn_proxy(upstream: SocketAddr, mode: Mode) -> Result<Running, BoxError> {
+    let url = format!("http://{upstream}").parse()?;
+    let upstreams = Upstreams::new(&[url], Balance::RoundRobin, Duration::from_secs(5))?;
+    let mut config = ProxyConfig::reverse(upstreams);
+    config.name = "demo-proxy".into();
+    config.upstream.mode = mode;
+    Ok(spawn_server(Proxy::new(config), ServerConfig::default())?)
+}

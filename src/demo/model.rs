@@ -1,0 +1,339 @@
+//! What the path model predicts for a page load in each connection type: the same
+//! [`Pacer`] arithmetic the link applies, run as a small simulation of the loader, with no
+//! processing time. The report puts these figures next to the measured ones; the gap is
+//! the software (client, server, proxy, relay) and the timer granularity.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::ModeKind;
+use crate::netem::{Delivery, Pacer, PathModel};
+
+/// Bytes of a request head as our client writes it (request line, `Host`, end of head).
+pub const REQUEST_HEAD_BYTES: u64 = 80;
+
+/// Bytes of a response head as the origin writes it (status line, `Content-Type`,
+/// `Content-Length`, `Date`, end of head).
+pub const RESPONSE_HEAD_BYTES: u64 = 120;
+
+/// The model's figures for one page load.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Prediction {
+    /// From the first request to the last byte.
+    pub load_ms: f64,
+    /// Connections the client opens.
+    pub connections: u64,
+    /// TCP handshakes on every emulated link (client side, and upstream through a proxy).
+    pub handshakes: u64,
+}
+
+/// One emulated connection: a pacer each way.
+#[derive(Debug, Clone)]
+struct Conn {
+    up: Pacer,
+    down: Pacer,
+    /// Busy until then (an exchange is in progress).
+    busy_until: Duration,
+}
+
+impl Conn {
+    /// A connection whose SYN leaves at `at`.
+    fn open(path: PathModel, at: Duration) -> Conn {
+        Conn {
+            up: Pacer::new(path, at + path.rtt),
+            down: Pacer::new(path, at + path.rtt + path.rtt / 2),
+            busy_until: at,
+        }
+    }
+
+    /// Sends `bytes` upstream at `at`; when the last of them arrives.
+    fn request(&mut self, at: Duration, bytes: u64) -> Duration {
+        let mut out = Vec::new();
+        self.up.send(at, bytes, &mut out);
+        out.last().map_or(at, |d| d.at)
+    }
+
+    /// Sends `bytes` back at `at`; their arrivals.
+    fn respond(&mut self, at: Duration, bytes: u64) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        self.down.send(at, bytes, &mut out);
+        out
+    }
+}
+
+/// One exchange on `conn` starting at `at`; when the response is complete.
+fn exchange(conn: &mut Conn, at: Duration, body: u64) -> Duration {
+    let arrived = conn.request(at, REQUEST_HEAD_BYTES);
+    let end = conn
+        .respond(arrived, RESPONSE_HEAD_BYTES + body)
+        .last()
+        .map_or(arrived, |d| d.at);
+    conn.busy_until = end;
+    end
+}
+
+/// The upstream side of a proxy: pooled (most recently used first) or a connection per
+/// request, over its own path.
+struct Upstream {
+    path: PathModel,
+    pooled: bool,
+    idle: Vec<Conn>,
+    handshakes: u64,
+}
+
+impl Upstream {
+    /// The exchange through the proxy: the request crosses the client's connection, then
+    /// the upstream one; the response streams back through both. When it is complete.
+    fn relay(&mut self, client: &mut Conn, at: Duration, body: u64) -> Duration {
+        let at_proxy = client.request(at, REQUEST_HEAD_BYTES);
+        // The most recently used idle connection free by then, else a new one.
+        let free = self.idle.iter().rposition(|c| c.busy_until <= at_proxy);
+        let mut upstream = match free {
+            Some(i) if self.pooled => self.idle.remove(i),
+            _ => {
+                self.handshakes += 1;
+                Conn::open(self.path, at_proxy)
+            }
+        };
+        let at_origin = upstream.request(at_proxy, REQUEST_HEAD_BYTES);
+        let mut end = at_origin;
+        for piece in upstream.respond(at_origin, RESPONSE_HEAD_BYTES + body) {
+            if let Some(last) = client.respond(piece.at, piece.bytes).last() {
+                end = last.at;
+            }
+            upstream.busy_until = piece.at;
+        }
+        client.busy_until = end;
+        if self.pooled {
+            self.idle.push(upstream);
+        }
+        end
+    }
+}
+
+/// The model's figures for loading a document of `html` bytes and resources of
+/// `resources` bytes (document order) in `mode` over `path` (each hop, through a proxy).
+pub fn predict(
+    mode: ModeKind,
+    path: PathModel,
+    html: u64,
+    resources: &[u64],
+    depth: usize,
+) -> Prediction {
+    let plan = mode.plan();
+    if let Some(upstream) = mode.upstream_mode() {
+        return through_proxy(
+            path,
+            html,
+            resources,
+            plan.workers(),
+            upstream == crate::client::Mode::KeepAlive,
+        );
+    }
+    let mut first = Conn::open(path, Duration::ZERO);
+    let page_done = exchange(&mut first, Duration::ZERO, html);
+    if plan.persistent && plan.pipelined {
+        return pipelined(first, page_done, resources, depth);
+    }
+    let workers = plan.workers();
+    let mut connections = 1;
+    // Each worker's connection (persistent) and when it is free; the first worker gets
+    // the document's connection.
+    let mut lanes: Vec<(Duration, Option<Conn>)> =
+        (0..workers).map(|_| (page_done, None)).collect();
+    if plan.persistent {
+        lanes[0].1 = Some(first);
+    }
+    let mut load = page_done;
+    for &body in resources {
+        let lane = lanes
+            .iter_mut()
+            .min_by_key(|(free, _)| *free)
+            .expect("at least one worker");
+        let at = lane.0;
+        let conn = match (&mut lane.1, plan.persistent) {
+            (Some(conn), true) => conn,
+            (slot, _) => {
+                connections += 1;
+                slot.insert(Conn::open(path, at))
+            }
+        };
+        let end = exchange(conn, at, body);
+        if !plan.persistent {
+            lane.1 = None;
+        }
+        lane.0 = end;
+        load = load.max(end);
+    }
+    Prediction {
+        load_ms: millis(load),
+        connections,
+        handshakes: connections,
+    }
+}
+
+/// Pipelined over the document's connection: every request leaves at once (at most
+/// `depth` unanswered), the server answers in order.
+fn pipelined(mut conn: Conn, page_done: Duration, resources: &[u64], depth: usize) -> Prediction {
+    let depth = depth.max(1);
+    let mut ends: Vec<Duration> = Vec::with_capacity(resources.len());
+    let mut server_free = page_done;
+    for (i, &body) in resources.iter().enumerate() {
+        // A request beyond the depth leaves when the response `depth` before it is done.
+        let sent = if i >= depth {
+            ends[i - depth]
+        } else {
+            page_done
+        };
+        let arrived = conn.request(sent, REQUEST_HEAD_BYTES);
+        let answered = arrived.max(server_free);
+        server_free = answered;
+        let end = conn
+            .respond(answered, RESPONSE_HEAD_BYTES + body)
+            .last()
+            .map_or(answered, |d| d.at);
+        ends.push(end);
+    }
+    Prediction {
+        load_ms: millis(ends.iter().copied().max().unwrap_or(page_done)),
+        connections: 1,
+        handshakes: 1,
+    }
+}
+
+/// Through a proxy: the client keeps `workers` persistent connections to it; the proxy's
+/// upstream is pooled or short-lived. The proxy has served one page load before (its pool
+/// is warm, as a busy proxy's is); that load is not counted.
+fn through_proxy(
+    path: PathModel,
+    html: u64,
+    resources: &[u64],
+    workers: usize,
+    pooled: bool,
+) -> Prediction {
+    let mut upstream = Upstream {
+        path,
+        pooled,
+        idle: Vec::new(),
+        handshakes: 0,
+    };
+    let warm_up_end = load_via(
+        &mut upstream,
+        path,
+        Duration::ZERO,
+        html,
+        resources,
+        workers,
+    )
+    .0;
+    upstream.handshakes = 0;
+    let (end, connections) = load_via(&mut upstream, path, warm_up_end, html, resources, workers);
+    Prediction {
+        load_ms: millis(end - warm_up_end),
+        connections,
+        handshakes: connections + upstream.handshakes,
+    }
+}
+
+/// One page load through the proxy starting at `start`: when it ends, and the client
+/// connections it opened.
+fn load_via(
+    upstream: &mut Upstream,
+    path: PathModel,
+    start: Duration,
+    html: u64,
+    resources: &[u64],
+    workers: usize,
+) -> (Duration, u64) {
+    let mut first = Conn::open(path, start);
+    let page_done = upstream.relay(&mut first, start, html);
+    let mut lanes: Vec<(Duration, Option<Conn>)> =
+        (0..workers).map(|_| (page_done, None)).collect();
+    lanes[0].1 = Some(first);
+    let mut connections = 1;
+    let mut load = page_done;
+    for &body in resources {
+        let lane = lanes
+            .iter_mut()
+            .min_by_key(|(free, _)| *free)
+            .expect("at least one worker");
+        let at = lane.0;
+        let conn = match &mut lane.1 {
+            Some(conn) => conn,
+            slot => {
+                connections += 1;
+                slot.insert(Conn::open(path, at))
+            }
+        };
+        let end = upstream.relay(conn, at, body);
+        lane.0 = end;
+        load = load.max(end);
+    }
+    (load, connections)
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RTT: Duration = Duration::from_millis(50);
+
+    fn predict_small(mode: ModeKind, n: usize) -> Prediction {
+        // Everything fits one initial window: each exchange is pure round trips.
+        predict(mode, PathModel::with_rtt(RTT), 1000, &vec![1000; n], 32)
+    }
+
+    fn rtts(p: Prediction) -> f64 {
+        p.load_ms / 50.0
+    }
+
+    #[test]
+    fn round_trips_per_connection_type() {
+        let n = 10;
+        // A new connection per request: 2 RTT each, the document included.
+        let serial = predict_small(ModeKind::Http10Serial, n);
+        assert_eq!((rtts(serial), serial.connections), (22.0, 11));
+        // One persistent connection: 2 RTT for the document, then 1 each.
+        let persistent = predict_small(ModeKind::PersistentX1, n);
+        assert_eq!((rtts(persistent), persistent.connections), (12.0, 1));
+        // Pipelined: the document, then every response in one more round trip.
+        let pipelined = predict_small(ModeKind::PipelinedX1, n);
+        assert_eq!((rtts(pipelined), pipelined.connections), (3.0, 1));
+        // Six short-lived connections: 2 + ceil(10 / 6) × 2.
+        let six = predict_small(ModeKind::ShortLivedX6, n);
+        assert_eq!(rtts(six), 6.0);
+        // Six persistent ones: 2, then the first round reuses one connection and opens
+        // five (2 RTT), the second round is on open connections (1 RTT).
+        let six = predict_small(ModeKind::PersistentX6, n);
+        assert_eq!((rtts(six), six.connections), (5.0, 6));
+    }
+
+    #[test]
+    fn a_proxy_with_a_warm_pool_saves_the_upstream_handshakes() {
+        let pooled = predict_small(ModeKind::ProxyPooled, 10);
+        let short = predict_small(ModeKind::ProxyShortLived, 10);
+        assert!(pooled.load_ms < short.load_ms, "{pooled:?} {short:?}");
+        // Short-lived upstream: a handshake per request on the second hop.
+        assert_eq!(short.handshakes, short.connections + 11);
+        assert!(pooled.handshakes < short.handshakes);
+    }
+
+    #[test]
+    fn large_resources_pay_slow_start_on_cold_connections() {
+        let path = PathModel::with_rtt(RTT);
+        let big = vec![7 * path.initial_window(); 4];
+        let serial = predict(ModeKind::Http10Serial, path, 1000, &big, 32);
+        let persistent = predict(ModeKind::PersistentX1, path, 1000, &big, 32);
+        // Cold: handshake + 4 rounds each (the heads tip 7 windows over); warm: fewer.
+        assert!(serial.load_ms >= 2.0 * 50.0 + 4.0 * 5.0 * 50.0);
+        assert!(
+            persistent.load_ms < serial.load_ms * 0.6,
+            "{persistent:?} {serial:?}"
+        );
+    }
+}

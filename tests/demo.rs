@@ -1,0 +1,188 @@
+//! The demo end to end, on tokio's paused clock (the emulated link's delays are timers, so
+//! the clock jumps over them and the timings are those of the path model): load times per
+//! connection type, exact connection counts, and a report that stands on its own.
+
+use std::time::Duration;
+
+use hopline::demo::{self, DemoConfig, DemoReport, ModeKind, PageSource, Run, report};
+use hopline::page::PageSpec;
+
+const RTT: Duration = Duration::from_millis(50);
+
+async fn run(rtts: &[Duration], modes: &[ModeKind], resources: usize) -> DemoReport {
+    let config = DemoConfig {
+        rtts: rtts.to_vec(),
+        bandwidth: None,
+        source: PageSource::Embedded(PageSpec {
+            resources,
+            // Small resources: every response fits one initial window, so an exchange is
+            // pure round trips.
+            sizes: vec![1000],
+        }),
+        modes: modes.to_vec(),
+        depth: 32,
+    };
+    demo::run(&config, &mut |_: usize, _: usize, _: &str| {})
+        .await
+        .expect("the demo runs")
+}
+
+fn find(report: &DemoReport, mode: ModeKind) -> &Run {
+    report.runs.iter().find(|r| r.mode == mode).unwrap()
+}
+
+/// Load time in round trips.
+fn rtts(run: &Run) -> f64 {
+    run.load_ms / RTT.as_secs_f64() / 1000.0
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_connection_type_costs_what_the_model_says() {
+    let n = 10;
+    let modes = [
+        ModeKind::Http10Serial,
+        ModeKind::PersistentX1,
+        ModeKind::PipelinedX1,
+    ];
+    let report = run(&[RTT], &modes, n).await;
+    // The document (18 KB) takes a handshake and two windows: 3 RTT on a new connection.
+    let serial = find(&report, ModeKind::Http10Serial);
+    let persistent = find(&report, ModeKind::PersistentX1);
+    let pipelined = find(&report, ModeKind::PipelinedX1);
+    // Short-lived, serial: then 2 RTT per resource (handshake + request).
+    let expected = 3.0 + 2.0 * n as f64;
+    assert!(
+        (rtts(serial) - expected).abs() < 0.5,
+        "{} RTT",
+        rtts(serial)
+    );
+    // Persistent: 1 RTT per resource.
+    let expected = 3.0 + n as f64;
+    assert!(
+        (rtts(persistent) - expected).abs() < 0.5,
+        "{} RTT",
+        rtts(persistent)
+    );
+    // Pipelined: every resource in one more round trip.
+    assert!(
+        (rtts(pipelined) - 4.0).abs() < 0.5,
+        "{} RTT",
+        rtts(pipelined)
+    );
+    // Connections: one per request, one, one.
+    assert_eq!(
+        [
+            serial.connections,
+            persistent.connections,
+            pipelined.connections
+        ],
+        [n as u64 + 1, 1, 1]
+    );
+    assert_eq!(serial.handshakes, n as u64 + 1);
+    for run in [serial, persistent, pipelined] {
+        assert_eq!(run.requests, n as u64 + 1);
+        assert_eq!(run.body_bytes, html_and(n, run));
+        let gap = (run.load_ms - run.model.load_ms).abs();
+        assert!(
+            gap < 10.0,
+            "{}: measured {} model {}",
+            run.mode.name(),
+            run.load_ms,
+            run.model.load_ms
+        );
+        assert_eq!(run.model.connections, run.connections);
+    }
+}
+
+/// The bytes of the document and `n` resources of 1000 bytes, as measured in `run`.
+fn html_and(n: usize, run: &Run) -> u64 {
+    run.timeline[0].body_bytes + 1000 * n as u64
+}
+
+#[tokio::test(start_paused = true)]
+async fn through_a_proxy_a_pooled_upstream_beats_a_short_lived_one() {
+    let report = run(
+        &[RTT],
+        &[ModeKind::ProxyPooled, ModeKind::ProxyShortLived],
+        12,
+    )
+    .await;
+    let pooled = find(&report, ModeKind::ProxyPooled);
+    let short = find(&report, ModeKind::ProxyShortLived);
+    assert!(
+        pooled.load_ms < short.load_ms,
+        "{} vs {}",
+        pooled.load_ms,
+        short.load_ms
+    );
+    // A short-lived upstream: a handshake per request on the second hop, on top of the
+    // client's connections to the proxy.
+    assert_eq!(short.handshakes, short.connections + 13);
+    // The warm pool already holds the upstream connections this load needs.
+    assert_eq!(pooled.handshakes, pooled.connections);
+}
+
+/// Checks that every element opened is closed in order (void and self-closed elements
+/// aside): enough to catch a broken report without an HTML parser.
+fn assert_well_formed(html: &str) {
+    const VOID: [&str; 4] = ["meta", "br", "img", "input"];
+    let mut open: Vec<&str> = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find('<') {
+        let end = start + rest[start..].find('>').expect("every tag ends");
+        let tag = &rest[start + 1..end];
+        rest = &rest[end + 1..];
+        if tag.starts_with('!') || tag.ends_with('/') {
+            continue;
+        }
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(open.pop(), Some(name), "closing </{name}> out of order");
+            continue;
+        }
+        let name = tag.split_whitespace().next().expect("a tag name");
+        if !VOID.contains(&name) {
+            open.push(name);
+        }
+    }
+    assert!(open.is_empty(), "left open: {open:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_report_has_every_chart_and_needs_no_network() {
+    let rtts = [Duration::ZERO, Duration::from_millis(20)];
+    let report = run(&rtts, &ModeKind::ALL, 6).await;
+    let html = report::html(&report);
+    assert_well_formed(&html);
+    assert!(html.contains("data-chart=\"load-vs-rtt\""));
+    for mode in ModeKind::ALL {
+        assert!(
+            html.contains(&format!("<polyline data-mode=\"{}\"", mode.name())),
+            "{}",
+            mode.name()
+        );
+        for rtt in ["0", "20"] {
+            assert!(
+                html.contains(&format!(
+                    "data-chart=\"waterfall\" data-mode=\"{}\" data-rtt=\"{rtt}\"",
+                    mode.name()
+                )),
+                "waterfall of {} at {rtt} ms",
+                mode.name()
+            );
+        }
+    }
+    // Nothing to fetch: no external scripts, styles, images, fonts or frames.
+    for needle in [
+        "src=", "href=", "<link", "<script", "<img", "<iframe", "url(", "@import",
+    ] {
+        assert!(!html.contains(needle), "the report references `{needle}`");
+    }
+    let json: serde_json::Value = serde_json::from_str(&report::json(&report)).unwrap();
+    assert_eq!(json["runs"].as_array().unwrap().len(), 14);
+    let table = report::table(&report);
+    let rows = table.lines().filter(|line| {
+        let rtt = line.trim_start().split(" ms").next().unwrap_or("");
+        rtt.parse::<f64>().is_ok()
+    });
+    assert_eq!(rows.count(), 14);
+}
