@@ -179,6 +179,10 @@ async fn the_report_has_every_chart_and_needs_no_network() {
     }
     let json: serde_json::Value = serde_json::from_str(&report::json(&report)).unwrap();
     assert_eq!(json["runs"].as_array().unwrap().len(), 14);
+    assert_eq!(
+        json["runs"][0]["mode"], "http1.0-serial",
+        "modes as the CLI names them"
+    );
     let table = report::table(&report);
     let rows = table.lines().filter(|line| {
         let rtt = line.trim_start().split(" ms").next().unwrap_or("");

@@ -46,8 +46,7 @@ use model::Prediction;
 pub const BROWSER_CONNECTIONS: usize = 6;
 
 /// A connection type the demo loads the page with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModeKind {
     /// HTTP/1.0 without keep-alive, one request at a time: a connection per request.
     Http10Serial,
@@ -64,6 +63,12 @@ pub enum ModeKind {
     ProxyPooled,
     /// Through a proxy hop whose upstream connections are short-lived.
     ProxyShortLived,
+}
+
+impl Serialize for ModeKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
 }
 
 /// How a connection type loads the page.

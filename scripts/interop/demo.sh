@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# hopline demo from the binary: a short run on the embedded origin (table, report, JSON), and
+# an external page served by nginx (static files) loaded across the emulated link.
+# Usage: scripts/interop/demo.sh [path/to/hopline]   (run from the repo root; needs nginx)
+set -euo pipefail
+bin=${1:-target/release/hopline}
+work=$(mktemp -d)
+port=$((40000 + RANDOM % 10000))
+pid=
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+"$bin" demo --rtt 0,10 --resources 8 --report "$work/report.html" --json "$work/demo.json" > "$work/table.txt"
+grep -q "pipelined-x1" "$work/table.txt" || fail "no table: $(cat "$work/table.txt")"
+grep -q 'data-chart="waterfall" data-mode="proxy-short-lived" data-rtt="10"' "$work/report.html" || fail "report lacks a waterfall"
+python3 - "$work/demo.json" <<'PY' || fail "demo.json"
+import json, sys
+report = json.load(open(sys.argv[1]))
+runs = report["runs"]
+assert len(runs) == 14, len(runs)
+for run in runs:
+    assert run["requests"] == 9, run
+serial = [r for r in runs if r["mode"] == "http1.0-serial"][0]
+assert serial["connections"] == 9 and serial["handshakes"] == 9, serial
+PY
+echo "ok: hopline demo: 7 modes x 2 RTTs, table, report and JSON"
+
+mkdir -p "$work/site" "$work/nginx"
+chmod 755 "$work" "$work/site"  # nginx workers drop root
+for i in 1 2 3; do head -c $((i * 20000)) /dev/zero | tr '\0' 'x' > "$work/site/asset$i.js"; done
+cat > "$work/site/index.html" <<HTML
+<!DOCTYPE html><html><head><link rel="stylesheet" href="/asset1.js"></head>
+<body><script src="/asset2.js"></script><img src="/asset3.js" alt=""></body></html>
+HTML
+cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+error_log $work/nginx/error.log warn;
+pid $work/nginx/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    server { listen 127.0.0.1:$port; root $work/site; }
+}
+NGINX
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+pid=$!
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+"$bin" demo --url "http://127.0.0.1:$port/index.html" --rtt 10 --modes persistent-x1,pipelined-x1,proxy-pooled \
+    --report "$work/external.html" --json "$work/external.json" > "$work/external.txt"
+python3 - "$work/external.json" <<'PY' || fail "external demo: $(cat "$work/external.txt")"
+import json, sys
+runs = json.load(open(sys.argv[1]))["runs"]
+assert [r["mode"] for r in runs] == ["persistent-x1", "pipelined-x1", "proxy-pooled"], runs
+for run in runs:
+    assert run["requests"] == 4, run
+    assert run["body_bytes"] > 120000, run
+    assert run["load_ms"] >= 10 * 4, run   # at least one round trip per request on one connection
+assert runs[0]["connections"] == 1 and runs[1]["connections"] == 1
+PY
+echo "ok: hopline demo --url: an nginx page (document + 3 resources) across the emulated link"
