@@ -13,6 +13,9 @@
 //! | [`bench`] | the load generator behind `hopline bench`: connection types, pacing, HDR latency | — |
 //! | [`netem`] | the link emulator: round trip, handshake, slow start, bandwidth, relayed in process | parse HTTP |
 //! | [`demo`] | `hopline demo`: every connection type over emulated links, the model's predictions, the report | contain protocol logic |
+//! | [`metrics`] | Prometheus metrics and the access log, fed by the connection hooks | decide anything about connections |
+//! | [`config`] | the TOML configuration file: model, parsing with file:line:key errors, checks | start anything |
+//! | [`admin`] | the admin endpoint: `/metrics`, `/connections` | change anything |
 //! | [`server`] | the listener: accept loop, connection limit, accept-error backoff, graceful shutdown | contain protocol logic |
 //! | [`page`] | the synthetic page: a median web page's resource mix, its HTML and paths | do I/O |
 //! | [`origin`] | the built-in handler behind `hopline serve`: hello, `/bytes/N`, `/delay/MS`, `/echo`, static files | touch framing or persistence |
@@ -21,12 +24,15 @@
 //!
 //! The binary (`src/main.rs`) is a thin command line over these.
 
+pub mod admin;
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod conn;
 pub mod demo;
 pub mod error;
+pub mod metrics;
 pub mod netem;
 pub mod origin;
 pub mod page;

@@ -38,6 +38,11 @@ pub trait Poolable: Send + 'static {
     fn created(&self) -> Instant;
     /// Requests it has carried (for the per-connection maximum).
     fn requests(&self) -> u64;
+    /// The pool is closing it, for this reason (a metric label such as `idle_timeout`,
+    /// `peer_closed`, `max_requests`); called just before it is dropped.
+    fn retire(&mut self, why: &'static str) {
+        let _ = why;
+    }
 }
 
 /// Pool settings, each with its default.
@@ -338,7 +343,7 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Pool<K, C> {
             // At the cap, an idle connection is closed to make room for the new one.
             if under_cap || !host.idle.is_empty() {
                 if !under_cap {
-                    host.idle.remove(0);
+                    host.idle.remove(0).conn.retire("displaced");
                     host.open -= 1;
                 }
                 host.open += 1;
@@ -352,7 +357,7 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Pool<K, C> {
         };
         match waiting.await {
             // A released connection is handed to us: close it, keep its place.
-            Ok(Grant::Conn(conn)) => drop(conn),
+            Ok(Grant::Conn(mut conn)) => conn.retire("displaced"),
             Ok(Grant::Slot) | Err(_) => {}
         }
         self.shared.stats.fresh.fetch_add(1, Ordering::Relaxed);
@@ -381,15 +386,19 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Shared<K, C> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// When an idle connection must be retired: the first of its idle timeout, the
-    /// server's keep-alive hint and its maximum lifetime.
-    fn deadline(&self, conn: &C, idle_since: Instant) -> Instant {
-        let mut deadline = idle_since + self.config.idle_timeout;
-        if let Some(at) = conn.retire_at() {
-            deadline = deadline.min(at);
+    /// When an idle connection must be retired, and why: the first of its idle timeout,
+    /// the server's keep-alive hint and its maximum lifetime.
+    fn deadline(&self, conn: &C, idle_since: Instant) -> (Instant, &'static str) {
+        let mut deadline = (idle_since + self.config.idle_timeout, "idle_timeout");
+        if let Some(at) = conn.retire_at()
+            && at < deadline.0
+        {
+            deadline = (at, "keepalive_hint");
         }
-        if let Some(lifetime) = self.config.max_lifetime {
-            deadline = deadline.min(conn.created() + lifetime);
+        if let Some(lifetime) = self.config.max_lifetime
+            && conn.created() + lifetime < deadline.0
+        {
+            deadline = (conn.created() + lifetime, "max_lifetime");
         }
         deadline
     }
@@ -399,10 +408,13 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Shared<K, C> {
     fn take_idle(&self, host: &mut Host<C>) -> Option<C> {
         let now = Instant::now();
         while let Some(mut idle) = host.idle.pop() {
-            if self.deadline(&idle.conn, idle.since) <= now {
+            let (deadline, why) = self.deadline(&idle.conn, idle.since);
+            if deadline <= now {
                 self.stats.evicted_expired.fetch_add(1, Ordering::Relaxed);
+                idle.conn.retire(why);
             } else if !idle.conn.is_open() {
                 self.stats.evicted_stale.fetch_add(1, Ordering::Relaxed);
+                idle.conn.retire("peer_closed");
             } else {
                 return Some(idle.conn);
             }
@@ -415,12 +427,22 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Shared<K, C> {
     /// recently used position; or closes it if it must not be reused.
     fn release(self: &Arc<Self>, key: &K, mut conn: C) {
         let now = Instant::now();
-        let keep = conn.is_reusable()
-            && self
-                .config
-                .max_requests_per_connection
-                .is_none_or(|max| conn.requests() < max)
-            && self.deadline(&conn, now) > now;
+        let (deadline, expiry) = self.deadline(&conn, now);
+        let keep = if !conn.is_reusable() {
+            false
+        } else if self
+            .config
+            .max_requests_per_connection
+            .is_some_and(|max| conn.requests() >= max)
+        {
+            conn.retire("max_requests");
+            false
+        } else if deadline <= now {
+            conn.retire(expiry);
+            false
+        } else {
+            true
+        };
         let mut state = self.lock();
         let Some(host) = state.hosts.get_mut(key) else {
             return;
@@ -440,7 +462,7 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Shared<K, C> {
         }
         host.idle.push(Idle { conn, since: now });
         if host.idle.len() > self.config.max_idle_per_host {
-            host.idle.remove(0);
+            host.idle.remove(0).conn.retire("pool_full");
             host.open -= 1;
         }
         if let Some(reaper) = &state.reaper {
@@ -486,13 +508,15 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Shared<K, C> {
         for (key, host) in state.hosts.iter_mut() {
             let before = host.idle.len();
             host.idle.retain_mut(|idle| {
-                let deadline = self.deadline(&idle.conn, idle.since);
+                let (deadline, why) = self.deadline(&idle.conn, idle.since);
                 if deadline <= now {
                     self.stats.evicted_expired.fetch_add(1, Ordering::Relaxed);
+                    idle.conn.retire(why);
                     return false;
                 }
                 if idle.conn.poll_closed(cx).is_ready() {
                     self.stats.evicted_stale.fetch_add(1, Ordering::Relaxed);
+                    idle.conn.retire("peer_closed");
                     return false;
                 }
                 next = Some(next.map_or(deadline, |n| n.min(deadline)));

@@ -15,8 +15,8 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::conn::{
-    CloseReason, ConnInfo, ConnSummary, Handler, ServerConfig, Shutdown, serve_connection,
+    CloseReason, ConnInfo, ConnSummary, Handler, Hooks, ServerConfig, Shutdown, serve_connection,
 };
 
 /// Listener settings, each with its default.
@@ -121,10 +121,32 @@ impl ServerStats {
 pub struct Server<H> {
     listener: TcpListener,
     handler: Arc<H>,
-    config: Arc<ServerConfig>,
+    config: ConfigHandle,
     listener_config: ListenerConfig,
     stats: Arc<ServerStats>,
     shutdown: Shutdown,
+    hooks: Hooks,
+}
+
+/// The connection policy a running server gives new connections; replace it to reload
+/// (connections already open keep the policy they started with).
+#[derive(Debug, Clone)]
+pub struct ConfigHandle(Arc<RwLock<Arc<ServerConfig>>>);
+
+impl ConfigHandle {
+    fn new(config: ServerConfig) -> Self {
+        ConfigHandle(Arc::new(RwLock::new(Arc::new(config))))
+    }
+
+    /// The policy new connections get now.
+    pub fn get(&self) -> Arc<ServerConfig> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Gives new connections this policy from now on.
+    pub fn set(&self, config: ServerConfig) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
 }
 
 /// How a server run ended.
@@ -168,11 +190,23 @@ impl<H: Handler> Server<H> {
         Server {
             listener,
             handler: Arc::new(handler),
-            config: Arc::new(config),
+            config: ConfigHandle::new(config),
             listener_config,
             stats: Arc::new(ServerStats::default()),
             shutdown: Shutdown::new(),
+            hooks: Hooks::default(),
         }
+    }
+
+    /// Reports connections and requests to `hooks` (live view, metrics, access log).
+    pub fn with_hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// The handle through which the connection policy can be replaced while running.
+    pub fn config_handle(&self) -> ConfigHandle {
+        self.config.clone()
     }
 
     /// The address the listener is bound to.
@@ -194,7 +228,9 @@ impl<H: Handler> Server<H> {
             listener_config,
             stats,
             shutdown,
+            hooks,
         } = self;
+        let hooks = Arc::new(hooks);
         let slots = Arc::new(Semaphore::new(listener_config.max_connections));
         let mut tasks = JoinSet::new();
         let mut next_id: u64 = 0;
@@ -241,7 +277,8 @@ impl<H: Handler> Server<H> {
             stats.accepted.fetch_add(1, Ordering::Relaxed);
             stats.active.fetch_add(1, Ordering::Relaxed);
             let handler = handler.clone();
-            let config = config.clone();
+            let config = config.get();
+            let hooks = hooks.clone();
             let stats = stats.clone();
             let listener = shutdown.listener();
             tasks.spawn(async move {
@@ -251,7 +288,8 @@ impl<H: Handler> Server<H> {
                     stats,
                     summary: None,
                 };
-                let summary = serve_connection(stream, info, &*handler, &config, listener).await;
+                let summary =
+                    serve_connection(stream, info, &*handler, &config, listener, &hooks).await;
                 record.summary = Some(summary);
                 drop(slot);
             });

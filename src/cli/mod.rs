@@ -1,13 +1,17 @@
 //! The command line: subcommands and their flags, mapped onto library configuration.
 //!
-//! Owns argument parsing, runtime construction, signals and logging set-up. It must not
-//! contain protocol logic.
+//! Owns argument parsing, merging flags over the configuration file (flags typed on the
+//! command line win, then the file, then the defaults), runtime construction, signals
+//! (SIGINT / SIGTERM drain, SIGHUP reloads the file), logging and the access log, and the
+//! admin endpoint's start. It must not contain protocol logic.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use demo::DemoArgs;
 
@@ -15,12 +19,17 @@ pub mod bench;
 pub mod demo;
 pub mod get;
 pub mod proxy;
+pub mod top;
 
 pub use bench::BenchArgs;
 pub use get::GetArgs;
 pub use proxy::ProxyArgs;
 
-use crate::conn::ServerConfig;
+use crate::admin::Admin;
+pub use crate::config::parse_duration;
+use crate::config::{self, AccessLogFormat, DownstreamFile, FileConfig, Loaded};
+use crate::conn::{Handler, Hooks, LiveConns, Observer, ServerConfig};
+use crate::metrics::{AccessLog, Fanout, Metrics};
 use crate::origin::Origin;
 use crate::server::{ListenerConfig, Server};
 
@@ -44,16 +53,21 @@ pub enum Command {
     /// pooled or short-lived upstream) over an emulated link at several round-trip times;
     /// print a table and write an HTML report with charts and waterfalls.
     Demo(DemoArgs),
-    /// Serve HTTP/1.x: built-in test endpoints (/, /bytes/N, /delay/MS, /echo) and,
+    /// Serve HTTP/1.x: built-in test endpoints (/, /bytes/N, /delay/MS, /echo, /page) and,
     /// with --root, static files.
     Serve(ServeArgs),
     /// Fetch URLs through the pooled client (like curl, with connection reuse shown).
     Get(GetArgs),
     /// Load-test a URL: requests/s, latency percentiles, errors, connections.
     Bench(BenchArgs),
-    /// Forward HTTP/1.x hop by hop: a reverse proxy to --upstream URLs, or a forward proxy
+    /// Forward HTTP/1.x hop by hop: a reverse proxy to upstream groups, or a forward proxy
     /// (--forward), each side with its own connection policy.
     Proxy(ProxyArgs),
+    /// Show the open connections of a running server or proxy, live, from its admin
+    /// endpoint: state, requests, and the kernel's RTT and congestion window.
+    Top(top::TopArgs),
+    /// Check a configuration file without starting anything.
+    CheckConfig(CheckConfigArgs),
 }
 
 /// `hopline serve`.
@@ -68,6 +82,31 @@ pub struct ServeArgs {
     pub root: Option<PathBuf>,
     #[command(flatten)]
     pub downstream: DownstreamArgs,
+    #[command(flatten)]
+    pub ops: OpsArgs,
+}
+
+/// `hopline check-config`.
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The TOML file to check.
+    pub file: PathBuf,
+}
+
+/// Operating flags shared by `serve` and `proxy`.
+#[derive(Debug, Args)]
+pub struct OpsArgs {
+    /// Read settings from this TOML file (flags typed on the command line win over it);
+    /// SIGHUP reloads it. See docs/config.md.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Serve /metrics (Prometheus text format) and /connections (JSON, with TCP_INFO) on
+    /// this address.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// One line per request on standard output: text or json.
+    #[arg(long, value_enum, default_value_t = AccessLogFormat::Off)]
+    pub access_log: AccessLogFormat,
 }
 
 /// The client-facing connection policy, shared by `serve` and `proxy`.
@@ -121,77 +160,251 @@ pub struct DownstreamArgs {
     pub workers: Option<usize>,
 }
 
+/// Which flags were typed on the command line: those win over the file; the rest take the
+/// file's value, else their default.
+#[derive(Debug, Clone, Default)]
+pub struct Given {
+    matches: Option<ArgMatches>,
+}
+
+impl Given {
+    /// From the subcommand's matches.
+    pub fn new(matches: &ArgMatches) -> Self {
+        Given {
+            matches: Some(matches.clone()),
+        }
+    }
+
+    /// Whether `id` (a field name) was typed.
+    pub fn typed(&self, id: &str) -> bool {
+        self.matches.as_ref().is_some_and(|m| {
+            m.try_get_raw(id).is_ok() && m.value_source(id) == Some(ValueSource::CommandLine)
+        })
+    }
+
+    /// The flag's value if typed, else the file's if set, else the flag's default.
+    pub fn pick<T>(&self, id: &str, flag: T, file: Option<T>) -> T {
+        if self.typed(id) {
+            flag
+        } else {
+            file.unwrap_or(flag)
+        }
+    }
+}
+
 impl DownstreamArgs {
-    /// The connection policy these flags describe.
-    pub fn server_config(&self) -> ServerConfig {
+    /// The connection policy of these flags over `file`.
+    pub fn server_config(&self, given: &Given, file: &DownstreamFile) -> ServerConfig {
+        let dur = |d: &Option<config::Dur>| d.map(|d| d.0);
         ServerConfig {
-            keep_alive: !self.no_keepalive,
-            keepalive_timeout: self.keepalive_timeout,
-            header_timeout: self.header_timeout,
-            body_timeout: self.body_timeout,
-            write_timeout: self.write_timeout,
-            max_requests: self.max_requests,
-            max_lifetime: self.max_lifetime,
-            advertise_keep_alive: self.advertise_keepalive,
-            max_body_bytes: self.max_body,
-            pipelining: !self.no_pipelining,
+            keep_alive: if given.typed("no_keepalive") {
+                !self.no_keepalive
+            } else {
+                file.keepalive.unwrap_or(!self.no_keepalive)
+            },
+            keepalive_timeout: given.pick(
+                "keepalive_timeout",
+                self.keepalive_timeout,
+                dur(&file.keepalive_timeout),
+            ),
+            header_timeout: given.pick(
+                "header_timeout",
+                self.header_timeout,
+                dur(&file.header_timeout),
+            ),
+            body_timeout: given.pick("body_timeout", self.body_timeout, dur(&file.body_timeout)),
+            write_timeout: given.pick(
+                "write_timeout",
+                self.write_timeout,
+                dur(&file.write_timeout),
+            ),
+            max_requests: given.pick(
+                "max_requests",
+                self.max_requests,
+                file.max_requests.map(Some),
+            ),
+            max_lifetime: given.pick(
+                "max_lifetime",
+                self.max_lifetime,
+                dur(&file.max_lifetime).map(Some),
+            ),
+            advertise_keep_alive: given.pick(
+                "advertise_keepalive",
+                self.advertise_keepalive,
+                file.advertise_keepalive,
+            ),
+            max_body_bytes: given.pick("max_body", self.max_body, file.max_body.map(Some)),
+            pipelining: if given.typed("no_pipelining") {
+                !self.no_pipelining
+            } else {
+                file.pipelining.unwrap_or(!self.no_pipelining)
+            },
             ..ServerConfig::default()
         }
     }
 
-    /// The listener settings these flags describe.
-    pub fn listener_config(&self) -> ListenerConfig {
+    /// The listener settings of these flags over `file`.
+    pub fn listener_config(&self, given: &Given, file: &DownstreamFile) -> ListenerConfig {
         ListenerConfig {
-            max_connections: self.max_connections,
-            drain_timeout: self.drain_timeout,
+            max_connections: given.pick(
+                "max_connections",
+                self.max_connections,
+                file.max_connections,
+            ),
+            drain_timeout: given.pick(
+                "drain_timeout",
+                self.drain_timeout,
+                file.drain_timeout.map(|d| d.0),
+            ),
             ..ListenerConfig::default()
         }
     }
+}
 
-    /// One line describing the policy, for the start-up log.
-    pub fn describe(&self) -> String {
-        let keep_alive = if self.no_keepalive {
-            "short-lived".to_string()
+/// One line describing a policy, for the start-up log.
+fn describe(config: &ServerConfig, listener: &ListenerConfig) -> String {
+    let keep_alive = if config.keep_alive {
+        format!("keep-alive {:?}", config.keepalive_timeout)
+    } else {
+        "short-lived".to_string()
+    };
+    format!(
+        "{keep_alive}, pipelining {}, max {} connections",
+        if config.pipelining {
+            "accepted"
         } else {
-            format!("keep-alive {:?}", self.keepalive_timeout)
-        };
-        format!(
-            "{keep_alive}, pipelining {}, max {} connections",
-            if self.no_pipelining {
-                "refused"
-            } else {
-                "accepted"
-            },
-            self.max_connections
-        )
+            "refused"
+        },
+        listener.max_connections
+    )
+}
+
+/// What `serve` and `proxy` share once flags and file are merged.
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Runtime threads.
+    pub workers: Option<usize>,
+    /// The admin endpoint's address.
+    pub admin: Option<SocketAddr>,
+    /// The access log.
+    pub access_log: AccessLogFormat,
+    /// The downstream policy.
+    pub server: ServerConfig,
+    /// The listener settings.
+    pub listener: ListenerConfig,
+}
+
+impl Common {
+    fn resolve(
+        listen: SocketAddr,
+        downstream: &DownstreamArgs,
+        ops: &OpsArgs,
+        given: &Given,
+        file: &FileConfig,
+    ) -> Common {
+        Common {
+            listen: given.pick("listen", listen, file.listen),
+            workers: given.pick("workers", downstream.workers, file.workers.map(Some)),
+            admin: given.pick("admin", ops.admin, file.admin.map(Some)),
+            access_log: given.pick("access_log", ops.access_log, file.access_log),
+            server: downstream.server_config(given, &file.downstream),
+            listener: downstream.listener_config(given, &file.downstream),
+        }
     }
 }
 
-/// Runs a server with `handler` on `listen` until SIGINT / SIGTERM.
-pub fn run_server<H: crate::conn::Handler>(
+/// Where connections report, built from the admin and access-log settings.
+struct Ops {
+    hooks: Hooks,
+    metrics: Option<Arc<Metrics>>,
+    live: Option<Arc<LiveConns>>,
+}
+
+impl Ops {
+    fn new(common: &Common) -> Ops {
+        let live = common.admin.map(|_| LiveConns::new());
+        let metrics = live.clone().map(|live| Arc::new(Metrics::new(live)));
+        let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
+        if let Some(metrics) = &metrics {
+            observers.push(metrics.observer());
+        }
+        if common.access_log != AccessLogFormat::Off {
+            observers.push(Arc::new(AccessLog));
+        }
+        let observer: Option<Arc<dyn Observer>> = match observers.len() {
+            0 => None,
+            1 => observers.pop(),
+            _ => Some(Arc::new(Fanout(observers))),
+        };
+        Ops {
+            hooks: Hooks {
+                live: live.clone(),
+                observer,
+            },
+            metrics,
+            live,
+        }
+    }
+}
+
+/// Re-reads the configuration file and applies what can change while running; returns
+/// the new downstream policy.
+type Reload = Box<dyn Fn(&Loaded) -> Result<ServerConfig, String> + Send + Sync>;
+
+/// Runs `handler` on the merged settings until SIGINT / SIGTERM, with the admin endpoint
+/// if asked for, reloading `file_path` on SIGHUP.
+fn run<H: Handler>(
     what: &str,
-    listen: SocketAddr,
-    downstream: &DownstreamArgs,
-    make_handler: impl FnOnce() -> Result<H, Box<dyn std::error::Error>>,
+    common: Common,
+    ops: Ops,
+    handler: H,
+    file_path: Option<PathBuf>,
+    reload: Reload,
 ) -> Result<(), Box<dyn std::error::Error>> {
     raise_open_file_limit();
-    let runtime = runtime(downstream.workers)?;
-    runtime.block_on(async {
-        let handler = make_handler()?;
+    let runtime = runtime(common.workers)?;
+    runtime.block_on(async move {
         let server = Server::bind(
-            listen,
+            common.listen,
             handler,
-            downstream.server_config(),
-            downstream.listener_config(),
+            common.server.clone(),
+            common.listener.clone(),
         )
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        .map_err(|e| format!("cannot listen on {}: {e}", common.listen))?
+        .with_hooks(ops.hooks.clone());
         let addr = server.local_addr()?;
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let (Some(admin), Some(metrics), Some(live)) = (common.admin, ops.metrics, ops.live) {
+            let admin_server = Server::bind(
+                admin,
+                Admin::new(metrics, live),
+                ServerConfig::default(),
+                ListenerConfig::default(),
+            )
+            .map_err(|e| format!("cannot listen on {admin} (admin): {e}"))?;
+            tracing::info!(
+                "admin endpoint on http://{}/metrics and /connections",
+                admin_server.local_addr()?
+            );
+            tokio::spawn(admin_server.run(async {
+                let _ = admin_stopped.await;
+            }));
+        }
         tracing::info!(
             "hopline {what} listening on http://{addr} ({})",
-            downstream.describe()
+            describe(&common.server, &common.listener)
         );
+        tokio::spawn(reload_on_hangup(
+            file_path,
+            common,
+            server.config_handle(),
+            reload,
+        ));
         let stats = server.stats();
         let summary = server.run(shutdown_signal()).await;
+        drop(stop_admin);
         let totals = stats.snapshot();
         tracing::info!(
             connections = totals.accepted,
@@ -203,39 +416,71 @@ pub fn run_server<H: crate::conn::Handler>(
     })
 }
 
-/// Parses `1500ms`, `10s`, `2m`, `1h`, or a bare number of seconds (`1.5`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (try 500ms, 10s, 2m)"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("unknown unit `{other}` (use ms, s, m or h)")),
+/// On every SIGHUP: re-reads the file and applies it (new connections and new upstream
+/// checkouts get the new settings; open connections keep theirs). An invalid file is
+/// logged and the running settings stay.
+async fn reload_on_hangup(
+    path: Option<PathBuf>,
+    running: Common,
+    server: crate::server::ConfigHandle,
+    reload: Reload,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        return;
     };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
-}
-
-/// Header fields given as `-H "Name: value"` lines.
-pub fn parse_header_lines(lines: &[String]) -> Result<http::HeaderMap, Box<dyn std::error::Error>> {
-    let mut headers = http::HeaderMap::new();
-    for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("-H `{line}`: expected `Name: value`"))?;
-        headers.append(
-            http::HeaderName::from_bytes(name.trim().as_bytes())?,
-            http::HeaderValue::from_str(value.trim())?,
-        );
+    while hangup.recv().await.is_some() {
+        let Some(path) = &path else {
+            tracing::warn!("SIGHUP: nothing to reload (started without --config)");
+            continue;
+        };
+        let loaded = match config::load(path) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: configuration not reloaded");
+                continue;
+            }
+        };
+        let restart_only = [
+            (
+                "listen",
+                loaded.config.listen.is_some_and(|l| l != running.listen),
+            ),
+            (
+                "workers",
+                loaded
+                    .config
+                    .workers
+                    .is_some_and(|w| Some(w) != running.workers),
+            ),
+            (
+                "admin",
+                loaded
+                    .config
+                    .admin
+                    .is_some_and(|a| Some(a) != running.admin),
+            ),
+            (
+                "access_log",
+                loaded
+                    .config
+                    .access_log
+                    .is_some_and(|a| a != running.access_log),
+            ),
+        ];
+        for (key, changed) in restart_only {
+            if changed {
+                tracing::warn!(key, "SIGHUP: this setting changes only on restart");
+            }
+        }
+        match reload(&loaded) {
+            Ok(config) => {
+                server.set(config);
+                tracing::info!(file = %path.display(), "SIGHUP: configuration reloaded");
+            }
+            Err(error) => tracing::error!(%error, "SIGHUP: configuration not reloaded"),
+        }
     }
-    Ok(headers)
 }
 
 /// Builds the runtime: one thread for `workers == 1`, else a multi-thread runtime.
@@ -255,6 +500,21 @@ pub fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtim
             .enable_all()
             .build()
     }
+}
+
+/// Header fields given as `-H "Name: value"` lines.
+pub fn parse_header_lines(lines: &[String]) -> Result<http::HeaderMap, Box<dyn std::error::Error>> {
+    let mut headers = http::HeaderMap::new();
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("-H `{line}`: expected `Name: value`"))?;
+        headers.append(
+            http::HeaderName::from_bytes(name.trim().as_bytes())?,
+            http::HeaderValue::from_str(value.trim())?,
+        );
+    }
+    Ok(headers)
 }
 
 /// Raises the soft open-file limit to the hard limit (as Go does at start-up), so the
@@ -287,50 +547,239 @@ pub async fn shutdown_signal() {
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received: draining"),
+        () = term => tracing::info!("SIGTERM received: draining"),
     }
 }
 
 /// `hopline serve`.
-pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    run_server("serve", args.listen, &args.downstream, || {
-        match &args.root {
-            Some(root) if !root.is_dir() => {
-                Err(format!("--root {}: not a directory", root.display()).into())
-            }
-            Some(root) => Ok(Origin::with_root(root)),
-            None => Ok(Origin::new()),
+pub fn serve(
+    args: ServeArgs,
+    given: Given,
+    loaded: Option<Loaded>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let file = loaded.as_ref().map(|l| &l.config);
+    let empty = FileConfig::default();
+    let file = file.unwrap_or(&empty);
+    let common = Common::resolve(args.listen, &args.downstream, &args.ops, &given, file);
+    let root = given.pick("root", args.root.clone(), file.serve.root.clone().map(Some));
+    let origin = match &root {
+        Some(root) if !root.is_dir() => {
+            return Err(format!("root {}: not a directory", root.display()).into());
         }
-    })
+        Some(root) => Origin::with_root(root),
+        None => Origin::new(),
+    };
+    let ops = Ops::new(&common);
+    let reload: Reload = Box::new(move |loaded: &Loaded| {
+        if loaded
+            .config
+            .serve
+            .root
+            .as_ref()
+            .is_some_and(|r| Some(r) != root.as_ref())
+        {
+            tracing::warn!(
+                key = "serve.root",
+                "SIGHUP: this setting changes only on restart"
+            );
+        }
+        Ok(args
+            .downstream
+            .server_config(&given, &loaded.config.downstream))
+    });
+    run("serve", common, ops, origin, loaded.map(|l| l.path), reload)
+}
+
+/// `hopline check-config`.
+pub fn check_config(args: CheckConfigArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let loaded = config::load(&args.file)?;
+    // Resolve it as both commands would, so that every value is checked.
+    let proxy = ProxyArgs::parse_defaults();
+    let common = Common::resolve(
+        loaded.config.listen.unwrap_or(proxy.listen),
+        &proxy.downstream,
+        &proxy.ops,
+        &Given::default(),
+        &loaded.config,
+    );
+    let proxy_summary = if loaded.config.proxy.group.is_empty()
+        && loaded.config.proxy.mode != Some(config::ProxyMode::Forward)
+    {
+        "no proxy groups (serve, or proxy with --upstream)".to_string()
+    } else {
+        let config = proxy.proxy_config(&Given::default(), &loaded.config, &Hooks::default())?;
+        proxy::summary(&config)
+    };
+    println!(
+        "{}: ok — listen {}, {}; {}",
+        args.file.display(),
+        common.listen,
+        describe(&common.server, &common.listener),
+        proxy_summary
+    );
+    Ok(())
+}
+
+/// Sets up logging: `level` for the process's own events on standard error; the access
+/// log (target `hopline::access`) on standard output as text or JSON, or nowhere.
+fn init_logging(level: tracing::Level, access_log: AccessLogFormat, quiet_servers: bool) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let mut own = Targets::new()
+        .with_default(level)
+        .with_target("hopline::access", LevelFilter::OFF);
+    if quiet_servers {
+        // The demo starts and stops servers all along; their lifecycle is not news.
+        own = own.with_target("hopline::server", tracing::Level::WARN);
+    }
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(own);
+    let access = Targets::new().with_target("hopline::access", tracing::Level::INFO);
+    let access_layer = match access_log {
+        AccessLogFormat::Off => None,
+        AccessLogFormat::Text => Some(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stdout)
+                .with_target(false)
+                .with_level(false)
+                .with_filter(access)
+                .boxed(),
+        ),
+        AccessLogFormat::Json => Some(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_writer(std::io::stdout)
+                .with_target(false)
+                .with_level(false)
+                .with_filter(access)
+                .boxed(),
+        ),
+    };
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(access_layer)
+        .init();
+}
+
+/// The binary's entry point; returns the exit code.
+pub fn main() -> i32 {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    let sub = matches
+        .subcommand()
+        .map(|(_, m)| Given::new(m))
+        .unwrap_or_default();
+    let config_path = match &cli.command {
+        Command::Serve(args) => args.ops.config.clone(),
+        Command::Proxy(args) => args.ops.config.clone(),
+        _ => None,
+    };
+    let loaded = match config_path.as_deref().map(config::load).transpose() {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("hopline: {error}");
+            return 1;
+        }
+    };
+    let file = loaded.as_ref().map(|l| &l.config);
+    let level = if sub.typed("log") || Given::new(&matches).typed("log") {
+        cli.log
+    } else {
+        file.and_then(|f| f.log).map_or(cli.log, |l| l.0)
+    };
+    let access_log = match &cli.command {
+        Command::Serve(args) => sub.pick(
+            "access_log",
+            args.ops.access_log,
+            file.and_then(|f| f.access_log),
+        ),
+        Command::Proxy(args) => sub.pick(
+            "access_log",
+            args.ops.access_log,
+            file.and_then(|f| f.access_log),
+        ),
+        _ => AccessLogFormat::Off,
+    };
+    init_logging(level, access_log, matches!(cli.command, Command::Demo(_)));
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Serve(args) => serve(args, sub, loaded),
+        Command::Get(args) => get::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Proxy(args) => proxy::run(args, sub, loaded),
+        Command::Top(args) => top::run(args),
+        Command::CheckConfig(args) => check_config(args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("hopline: {error}");
+            1
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
+    fn serve_matches(args: &[&str]) -> (ServeArgs, Given) {
+        let mut argv = vec!["hopline", "serve"];
+        argv.extend_from_slice(args);
+        let matches = Cli::command().get_matches_from(argv);
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        let Command::Serve(serve) = cli.command else {
+            panic!("serve");
+        };
+        let given = Given::new(matches.subcommand_matches("serve").unwrap());
+        (serve, given)
     }
 
     #[test]
     fn cli_parses() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
-        let cli = Cli::parse_from(["hopline", "serve", "--no-keepalive", "--max-requests", "5"]);
-        let Command::Serve(args) = cli.command else {
-            panic!("serve");
-        };
-        let config = args.downstream.server_config();
+        let (args, given) = serve_matches(&["--no-keepalive", "--max-requests", "5"]);
+        let config = args
+            .downstream
+            .server_config(&given, &DownstreamFile::default());
         assert!(!config.keep_alive);
         assert_eq!(config.max_requests, Some(5));
+    }
+
+    #[test]
+    fn typed_flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = config::parse(
+            std::path::Path::new("t.toml"),
+            "[downstream]\nkeepalive_timeout = \"5s\"\nmax_requests = 7\nkeepalive = false\n",
+        )
+        .unwrap();
+        let (args, given) = serve_matches(&["--max-requests", "9"]);
+        let config = args.downstream.server_config(&given, &file.downstream);
+        assert_eq!(
+            config.keepalive_timeout,
+            Duration::from_secs(5),
+            "from the file"
+        );
+        assert_eq!(config.max_requests, Some(9), "the typed flag wins");
+        assert!(!config.keep_alive, "from the file");
+        assert_eq!(
+            config.header_timeout,
+            Duration::from_secs(10),
+            "the default"
+        );
+        let (args, given) = serve_matches(&["--keepalive-timeout", "60s"]);
+        let config = args.downstream.server_config(&given, &file.downstream);
+        assert_eq!(
+            config.keepalive_timeout,
+            Duration::from_secs(60),
+            "typed, even when equal to the default"
+        );
     }
 }

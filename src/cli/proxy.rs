@@ -1,17 +1,26 @@
-//! `hopline proxy`: the proxy's command line: target, downstream and upstream policies.
+//! `hopline proxy`: the proxy's command line and `[proxy]` file section merged into proxy
+//! settings: target (upstream groups, or forward), downstream and upstream policies.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, CommandFactory, FromArgMatches};
 use http::Uri;
 
 use super::get::ModeArg;
-use super::{DownstreamArgs, parse_duration, run_server};
-use crate::client::ClientOptions;
+use super::{
+    Common, DownstreamArgs, Given, Ops, OpsArgs, Reload, parse_duration, run as run_server,
+};
+use crate::client::{ClientOptions, Mode};
+use crate::config::{
+    self, BalanceName, FileConfig, HttpVersion, Loaded, PolicyFile, ProxyMode, UpstreamMode,
+};
+use crate::conn::Hooks;
+use crate::metrics::UpstreamCounts;
 use crate::pool::PoolConfig;
 use crate::proxy::upstream::{Balance, Upstreams};
-use crate::proxy::{Proxy, ProxyConfig, Target};
+use crate::proxy::{Group, Proxy, ProxyConfig, Target};
 
 /// `hopline proxy`.
 #[derive(Debug, Args)]
@@ -20,13 +29,10 @@ pub struct ProxyArgs {
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
     /// An upstream to forward to (reverse proxy; repeatable), e.g. http://127.0.0.1:8080.
-    #[arg(
-        long = "upstream",
-        value_name = "URL",
-        required_unless_present = "forward"
-    )]
+    /// Replaces the configuration file's upstream groups with one group, `default`.
+    #[arg(long = "upstream", value_name = "URL")]
     pub upstreams: Vec<Uri>,
-    /// How requests are spread over upstreams.
+    /// How requests are spread over the upstreams of a group.
     #[arg(long, value_enum, default_value_t = Balance::RoundRobin)]
     pub balance: Balance,
     /// Skip an upstream that refused a connection for this long.
@@ -74,50 +80,189 @@ pub struct ProxyArgs {
     pub connect_timeout: Duration,
     #[command(flatten)]
     pub downstream: DownstreamArgs,
+    #[command(flatten)]
+    pub ops: OpsArgs,
 }
 
 impl ProxyArgs {
-    /// The proxy settings these flags describe.
-    pub fn proxy_config(&self) -> Result<ProxyConfig, String> {
-        let target = if self.forward {
-            Target::Forward {
-                connect_ports: if self.connect_ports.is_empty() {
-                    vec![443]
-                } else {
-                    self.connect_ports.clone()
-                },
-            }
-        } else {
-            Target::Reverse(Upstreams::new(
-                &self.upstreams,
-                self.balance,
-                self.upstream_down_for,
-            )?)
-        };
-        let mut upstream = ClientOptions {
-            mode: self.upstream_mode.mode(self.upstream_depth),
+    /// The flags' defaults (nothing typed).
+    pub fn parse_defaults() -> ProxyArgs {
+        let matches = super::Cli::command().get_matches_from(["hopline", "proxy"]);
+        match super::Cli::from_arg_matches(&matches).map(|cli| cli.command) {
+            Ok(super::Command::Proxy(args)) => args,
+            _ => unreachable!("`hopline proxy` parses"),
+        }
+    }
+
+    /// An upstream policy: typed flags, over `file`, over the defaults.
+    fn policy(&self, given: &Given, file: &PolicyFile, hooks: &Hooks) -> ClientOptions {
+        let dur = |d: Option<config::Dur>| d.map(|d| d.0);
+        let depth = given.pick("upstream_depth", self.upstream_depth, file.depth);
+        let mode_arg = given.pick(
+            "upstream_mode",
+            self.upstream_mode,
+            file.mode.map(|m| match m {
+                UpstreamMode::Close => ModeArg::Close,
+                UpstreamMode::Keepalive => ModeArg::Keepalive,
+                UpstreamMode::Pipeline => ModeArg::Pipeline,
+            }),
+        );
+        let mut options = ClientOptions {
+            mode: mode_arg.mode(depth),
             pool: PoolConfig {
-                max_idle_per_host: self.upstream_max_idle,
-                max_connections_per_host: self.upstream_max_connections,
-                idle_timeout: self.upstream_idle_timeout,
-                max_requests_per_connection: self.upstream_max_requests,
+                max_idle_per_host: given.pick(
+                    "upstream_max_idle",
+                    self.upstream_max_idle,
+                    file.max_idle,
+                ),
+                max_connections_per_host: given.pick(
+                    "upstream_max_connections",
+                    self.upstream_max_connections,
+                    file.max_connections.map(Some),
+                ),
+                idle_timeout: given.pick(
+                    "upstream_idle_timeout",
+                    self.upstream_idle_timeout,
+                    dur(file.idle_timeout),
+                ),
+                max_requests_per_connection: given.pick(
+                    "upstream_max_requests",
+                    self.upstream_max_requests,
+                    file.max_requests.map(Some),
+                ),
                 max_lifetime: None,
             },
-            connect_timeout: self.connect_timeout,
+            connect_timeout: given.pick(
+                "connect_timeout",
+                self.connect_timeout,
+                dur(file.connect_timeout),
+            ),
             ..ClientOptions::default()
         };
-        upstream.conn.response_timeout = self.upstream_timeout;
-        if self.upstream_http10 {
-            upstream.conn.version = http::Version::HTTP_10;
+        options.conn.response_timeout =
+            given.pick("upstream_timeout", self.upstream_timeout, dur(file.timeout));
+        let http10 = given.pick(
+            "upstream_http10",
+            self.upstream_http10,
+            file.http_version.map(|v| v == HttpVersion::Http10),
+        );
+        if http10 {
+            options.conn.version = http::Version::HTTP_10;
         }
+        options.conn.hooks = hooks.clone();
+        options
+    }
+
+    /// The proxy settings of these flags over `file`; connections report to `hooks`.
+    pub fn proxy_config(
+        &self,
+        given: &Given,
+        file: &FileConfig,
+        hooks: &Hooks,
+    ) -> Result<ProxyConfig, String> {
+        let section = &file.proxy;
+        let forward =
+            self.forward || (!given.typed("upstreams") && section.mode == Some(ProxyMode::Forward));
+        let target = if forward {
+            let ports = given.pick(
+                "connect_ports",
+                self.connect_ports.clone(),
+                section.connect_ports.clone(),
+            );
+            Target::Forward {
+                connect_ports: if ports.is_empty() { vec![443] } else { ports },
+            }
+        } else if !self.upstreams.is_empty() {
+            let upstreams = Upstreams::new(&self.upstreams, self.balance, self.upstream_down_for)?;
+            Target::Reverse(vec![Group::catch_all("default", upstreams)])
+        } else if !section.group.is_empty() {
+            let groups = section
+                .group
+                .iter()
+                .map(|group| {
+                    let group = group.get_ref();
+                    let urls: Vec<Uri> = group.servers.iter().map(|s| s.0.clone()).collect();
+                    let balance = given.pick(
+                        "balance",
+                        self.balance,
+                        group.balance.map(|b| match b {
+                            BalanceName::RoundRobin => Balance::RoundRobin,
+                            BalanceName::LeastOutstanding => Balance::LeastOutstanding,
+                        }),
+                    );
+                    let down_for = given.pick(
+                        "upstream_down_for",
+                        self.upstream_down_for,
+                        group.down_for.map(|d| d.0),
+                    );
+                    Ok(Group {
+                        name: group.name.clone(),
+                        host: group.host.clone(),
+                        path_prefix: group.path_prefix.clone(),
+                        upstreams: Upstreams::new(&urls, balance, down_for)
+                            .map_err(|e| format!("group `{}`: {e}", group.name))?,
+                        policy: Some(self.policy(
+                            given,
+                            &group.policy.or(&section.upstream),
+                            hooks,
+                        )),
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            Target::Reverse(groups)
+        } else {
+            return Err(
+                "a reverse proxy needs --upstream URL or [[proxy.group]] in --config (or --forward)".into(),
+            );
+        };
+        let listen = given.pick("listen", self.listen, file.listen);
         let mut config = ProxyConfig::new(target);
-        config.name = self
-            .name
-            .clone()
-            .unwrap_or_else(|| default_name(self.listen));
-        config.upstream = upstream;
-        config.forwarded_headers = !self.no_forwarded;
+        config.name = given
+            .pick("name", self.name.clone(), section.name.clone().map(Some))
+            .unwrap_or_else(|| default_name(listen));
+        config.upstream = self.policy(given, &section.upstream, hooks);
+        config.forwarded_headers = if given.typed("no_forwarded") {
+            !self.no_forwarded
+        } else {
+            section.forwarded_headers.unwrap_or(!self.no_forwarded)
+        };
         Ok(config)
+    }
+}
+
+/// One line describing a proxy's target.
+pub fn summary(config: &ProxyConfig) -> String {
+    match &config.target {
+        Target::Reverse(groups) => {
+            let groups: Vec<String> = groups
+                .iter()
+                .map(|g| {
+                    let policy = g.policy.as_ref().unwrap_or(&config.upstream);
+                    let mode = match policy.mode {
+                        Mode::Close => "close".to_string(),
+                        Mode::KeepAlive => "keepalive".to_string(),
+                        Mode::Pipeline { depth } => format!("pipeline({depth})"),
+                    };
+                    let matcher = match (&g.host, &g.path_prefix) {
+                        (None, None) => "*".to_string(),
+                        (host, prefix) => format!(
+                            "{}{}",
+                            host.as_deref().unwrap_or("*"),
+                            prefix.as_deref().unwrap_or("")
+                        ),
+                    };
+                    format!(
+                        "{} [{matcher} -> {} upstream(s), {mode}]",
+                        g.name,
+                        g.upstreams.len()
+                    )
+                })
+                .collect();
+            format!("reverse proxy, groups: {}", groups.join(", "))
+        }
+        Target::Forward { connect_ports } => {
+            format!("forward proxy, CONNECT to ports {connect_ports:?}")
+        }
     }
 }
 
@@ -142,23 +287,54 @@ fn default_name(listen: SocketAddr) -> String {
 }
 
 /// `hopline proxy`.
-pub fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let config = args.proxy_config()?;
-    let what = match &config.target {
-        Target::Reverse(_) => format!(
-            "proxy (reverse to {}, upstream {:?})",
-            args.upstreams
-                .iter()
-                .map(|u| u.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            config.upstream.mode
-        ),
-        Target::Forward { connect_ports } => {
-            format!("proxy (forward, CONNECT to ports {connect_ports:?})")
-        }
-    };
-    run_server(&what, args.listen, &args.downstream, move || {
-        Ok(Proxy::new(config))
-    })
+pub fn run(
+    args: ProxyArgs,
+    given: Given,
+    loaded: Option<Loaded>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let empty = FileConfig::default();
+    let file = loaded.as_ref().map_or(&empty, |l| &l.config);
+    let common = Common::resolve(args.listen, &args.downstream, &args.ops, &given, file);
+    let ops = Ops::new(&common);
+    let mut config = args.proxy_config(&given, file, &ops.hooks)?;
+    config.note_upstream = common.access_log != config::AccessLogFormat::Off;
+    let note_upstream = config.note_upstream;
+    let what = format!("proxy: {}", summary(&config));
+    let proxy = Arc::new(Proxy::new(config));
+    if let Some(metrics) = &ops.metrics {
+        let proxy = proxy.clone();
+        metrics.set_upstreams(Arc::new(move || upstream_counts(&proxy)));
+    }
+    let hooks = ops.hooks.clone();
+    let reloaded = proxy.clone();
+    let reload: Reload = Box::new(move |loaded: &Loaded| {
+        let mut config = args.proxy_config(&given, &loaded.config, &hooks)?;
+        config.note_upstream = note_upstream;
+        tracing::info!("SIGHUP: {}", summary(&config));
+        reloaded.reload(config);
+        Ok(args
+            .downstream
+            .server_config(&given, &loaded.config.downstream))
+    });
+    run_server(&what, common, ops, proxy, loaded.map(|l| l.path), reload)
+}
+
+/// The pool and retry counters of every upstream group.
+fn upstream_counts(proxy: &Proxy) -> Vec<UpstreamCounts> {
+    proxy
+        .clients()
+        .into_iter()
+        .map(|(name, client)| {
+            let pool = client.pool().stats();
+            UpstreamCounts {
+                name,
+                reused: pool.reused,
+                new: pool.fresh,
+                stale_evicted: pool.evicted_stale,
+                expired_evicted: pool.evicted_expired,
+                waited: pool.waited,
+                retries: client.stats().retries,
+            }
+        })
+        .collect()
 }

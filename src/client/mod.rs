@@ -486,6 +486,10 @@ impl Poolable for ClientConn {
     fn requests(&self) -> u64 {
         self.requests_sent()
     }
+
+    fn retire(&mut self, why: &'static str) {
+        ClientConn::retire(self, why);
+    }
 }
 
 /// A response body read from its connection as it is polled; the connection goes back to

@@ -9,6 +9,8 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -18,6 +20,7 @@ use tokio::time::Instant;
 
 use super::body::Frame;
 use super::io::{read_owned, write_all_until, write_two_until};
+use super::status::{self, ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, Observer};
 use crate::error::{Error, ErrorKind, Side};
 use crate::wire::chunked::{CHUNK_DATA_END, write_chunk_header, write_last_chunk};
 use crate::wire::head::{write_content_length, write_field, write_fields, write_request_line};
@@ -48,6 +51,8 @@ pub struct ClientConfig {
     pub chunked_limits: ChunkedLimits,
     /// Bytes requested per socket read. Default 16 KiB.
     pub read_buffer: usize,
+    /// Where connections report (live view, metrics). Default: nowhere.
+    pub hooks: Hooks,
 }
 
 impl Default for ClientConfig {
@@ -61,6 +66,7 @@ impl Default for ClientConfig {
             head_limits: HeadLimits::default(),
             chunked_limits: ChunkedLimits::default(),
             read_buffer: 16 * 1024,
+            hooks: Hooks::default(),
         }
     }
 }
@@ -88,6 +94,68 @@ pub enum NotReusable {
     ClientClose,
     /// The request body was not sent completely.
     RequestIncomplete,
+}
+
+impl NotReusable {
+    /// The reason as a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            NotReusable::ServerClose => "server_close",
+            NotReusable::Http10 => "http10",
+            NotReusable::CloseDelimited => "close_delimited",
+            NotReusable::BodyNotRead => "body_not_read",
+            NotReusable::ExtraBytes => "extra_bytes",
+            NotReusable::Upgraded => "upgraded",
+            NotReusable::Error => "error",
+            NotReusable::RequestsExhausted => "max_requests",
+            NotReusable::ClientClose => "short_lived",
+            NotReusable::RequestIncomplete => "request_incomplete",
+        }
+    }
+}
+
+/// A connection's reports to its hooks: its place in the live view, and its end to the
+/// observer (with the last reason it learned).
+struct Monitor {
+    live: Option<LiveEntry>,
+    observer: Option<Arc<dyn Observer>>,
+    fd: RawFd,
+    created: Instant,
+    requests: u64,
+    reason: &'static str,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Monitor {
+    fn set_state(&self, state: ConnState) {
+        if let Some(live) = &self.live {
+            live.status().set_state(state);
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        // Dropped before the socket it watches (it is declared first), so `fd` is open.
+        if let Some(observer) = &self.observer {
+            let tcp = status::tcp_info_of(self.fd).unwrap_or_default();
+            observer.closed(&ClosedRecord {
+                side: ConnSide::Upstream,
+                reason: self.reason,
+                requests: self.requests,
+                lifetime: self.created.elapsed(),
+                bytes_in: tcp.bytes_received,
+                bytes_out: tcp.bytes_acked,
+            });
+        }
+    }
 }
 
 /// How the body of an outgoing request is framed.
@@ -161,6 +229,8 @@ pub enum ContinueOutcome {
 /// One client connection.
 #[derive(Debug)]
 pub struct ClientConn {
+    /// Reports to the hooks, if any. First: it must drop before the socket closes.
+    monitor: Option<Box<Monitor>>,
     stream: TcpStream,
     rbuf: BytesMut,
     wbuf: Vec<u8>,
@@ -206,7 +276,24 @@ impl ClientConn {
     /// Wraps a connected stream.
     pub fn from_stream(stream: TcpStream, peer: SocketAddr, id: u64, config: ClientConfig) -> Self {
         let now = Instant::now();
+        let hooks = &config.hooks;
+        let monitor = hooks.is_active().then(|| {
+            if let Some(observer) = &hooks.observer {
+                observer.opened(ConnSide::Upstream);
+            }
+            Box::new(Monitor {
+                live: hooks.live.as_ref().map(|live| {
+                    live.register(ConnSide::Upstream, id, peer, &stream, ConnState::Idle)
+                }),
+                observer: hooks.observer.clone(),
+                fd: stream.as_raw_fd(),
+                created: now,
+                requests: 0,
+                reason: "discarded",
+            })
+        });
         ClientConn {
+            monitor,
             stream,
             rbuf: BytesMut::new(),
             wbuf: Vec::new(),
@@ -269,8 +356,52 @@ impl ClientConn {
 
     /// The socket and the bytes already read past the last response, for a connection that
     /// switched protocols (101) or became a CONNECT tunnel.
-    pub fn into_parts(self) -> (TcpStream, Bytes) {
+    pub fn into_parts(mut self) -> (TcpStream, Bytes) {
+        if let Some(mut monitor) = self.monitor.take() {
+            monitor.reason = NotReusable::Upgraded.label();
+        }
         (self.stream, self.rbuf.freeze())
+    }
+
+    /// Records why the connection can no longer be reused (replacing an earlier reason).
+    fn mark(&mut self, why: NotReusable) {
+        self.not_reusable = Some(why);
+        if let Some(monitor) = &mut self.monitor {
+            monitor.reason = why.label();
+        }
+    }
+
+    /// Records why the connection can no longer be reused, unless a reason is known.
+    fn mark_first(&mut self, why: NotReusable) {
+        if self.not_reusable.is_none() {
+            self.mark(why);
+        }
+    }
+
+    /// Tells the connection why its owner is closing it (a pool retiring an idle one),
+    /// for the metrics' close reason.
+    pub fn retire(&mut self, why: &'static str) {
+        if let Some(monitor) = &mut self.monitor {
+            monitor.reason = why;
+        }
+    }
+
+    fn set_state(&self, state: ConnState) {
+        if let Some(monitor) = &self.monitor {
+            monitor.set_state(state);
+        }
+    }
+
+    /// A request head was written.
+    fn count_request(&mut self) {
+        self.sent += 1;
+        if let Some(monitor) = &mut self.monitor {
+            monitor.requests = self.sent;
+            if let Some(live) = &monitor.live {
+                live.status().set_requests(self.sent);
+            }
+            monitor.set_state(ConnState::Writing);
+        }
     }
 
     /// Whether nothing so far rules out reusing the connection (checked after a response
@@ -323,9 +454,9 @@ impl ClientConn {
             close,
         );
         if close {
-            self.not_reusable.get_or_insert(NotReusable::ClientClose);
+            self.mark_first(NotReusable::ClientClose);
         }
-        self.sent += 1;
+        self.count_request();
         self.in_flight.push_back(InFlight {
             method: method.clone(),
         });
@@ -340,9 +471,9 @@ impl ClientConn {
     pub fn write_prepared(&mut self, request: &PreparedRequest) {
         self.wbuf.extend_from_slice(&request.bytes);
         if request.close {
-            self.not_reusable.get_or_insert(NotReusable::ClientClose);
+            self.mark_first(NotReusable::ClientClose);
         }
-        self.sent += 1;
+        self.count_request();
         self.in_flight.push_back(InFlight {
             method: request.method.clone(),
         });
@@ -390,8 +521,7 @@ impl ClientConn {
     /// Abandons a request body midway: the connection cannot carry another request.
     pub fn abandon_body(&mut self) {
         if self.writing_body.take().is_some() {
-            self.not_reusable
-                .get_or_insert(NotReusable::RequestIncomplete);
+            self.mark_first(NotReusable::RequestIncomplete);
         }
     }
 
@@ -403,6 +533,9 @@ impl ClientConn {
         let deadline = Instant::now() + self.config.write_timeout;
         let result = write_all_until(&self.stream, &self.wbuf, deadline).await;
         self.wbuf.clear();
+        if self.writing_body.is_none() && !self.in_flight.is_empty() {
+            self.set_state(ConnState::AwaitingResponse);
+        }
         result.map(drop).map_err(|e| self.fail(e))
     }
 
@@ -496,7 +629,7 @@ impl ClientConn {
                     deadline = Instant::now() + self.config.read_timeout;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    self.not_reusable = Some(NotReusable::Error);
+                    self.mark(NotReusable::Error);
                     return Err(Error::new(
                         Side::Upstream,
                         ErrorKind::Timeout("waiting for the response"),
@@ -526,7 +659,7 @@ impl ClientConn {
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    self.not_reusable = Some(NotReusable::Error);
+                    self.mark(NotReusable::Error);
                     return Err(Error::new(Side::Upstream, error));
                 }
             }
@@ -549,7 +682,7 @@ impl ClientConn {
                             return Ok(None);
                         }
                         Err(_truncated) => {
-                            self.not_reusable = Some(NotReusable::Error);
+                            self.mark(NotReusable::Error);
                             return Err(Error::new(
                                 Side::Upstream,
                                 ErrorKind::Closed("before the response body was complete"),
@@ -559,7 +692,7 @@ impl ClientConn {
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    self.not_reusable = Some(NotReusable::Error);
+                    self.mark(NotReusable::Error);
                     return Err(Error::new(
                         Side::Upstream,
                         ErrorKind::Timeout("reading the response body"),
@@ -598,7 +731,7 @@ impl ClientConn {
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    self.not_reusable = Some(NotReusable::Error);
+                    self.mark(NotReusable::Error);
                     return Poll::Ready(Err(Error::new(Side::Upstream, error)));
                 }
             }
@@ -615,7 +748,7 @@ impl ClientConn {
                         self.end_response();
                         return Poll::Ready(Ok(None));
                     }
-                    self.not_reusable = Some(NotReusable::Error);
+                    self.mark(NotReusable::Error);
                     return Poll::Ready(Err(Error::new(
                         Side::Upstream,
                         ErrorKind::Closed("before the response body was complete"),
@@ -633,7 +766,7 @@ impl ClientConn {
                     let timeout = self.config.read_timeout;
                     let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                     if timer.as_mut().poll(cx).is_ready() {
-                        self.not_reusable = Some(NotReusable::Error);
+                        self.mark(NotReusable::Error);
                         return Poll::Ready(Err(Error::new(
                             Side::Upstream,
                             ErrorKind::Timeout("reading the response body"),
@@ -718,12 +851,12 @@ impl ClientConn {
         match self.stream.try_read(&mut probe) {
             Ok(_) => {
                 // EOF (0) or unexpected bytes: either way, unusable.
-                self.not_reusable = Some(NotReusable::ExtraBytes);
+                self.mark(NotReusable::ExtraBytes);
                 false
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
             Err(_) => {
-                self.not_reusable = Some(NotReusable::Error);
+                self.mark(NotReusable::Error);
                 false
             }
         }
@@ -739,7 +872,7 @@ impl ClientConn {
             match self.stream.poll_read_ready(cx) {
                 std::task::Poll::Ready(Ok(())) => continue,
                 std::task::Poll::Ready(Err(_)) => {
-                    self.not_reusable = Some(NotReusable::Error);
+                    self.mark(NotReusable::Error);
                     return std::task::Poll::Ready(());
                 }
                 std::task::Poll::Pending => return std::task::Poll::Pending,
@@ -772,7 +905,7 @@ impl ClientConn {
                 Ok(None)
             }
             Err(error) => {
-                self.not_reusable = Some(NotReusable::Error);
+                self.mark(NotReusable::Error);
                 Err(Error::new(Side::Upstream, error))
             }
         }
@@ -784,22 +917,22 @@ impl ClientConn {
             self.hint = KeepAliveHint::parse(value.as_bytes());
         }
         if !keep_alive_intent(&head.fields) {
-            self.not_reusable
-                .get_or_insert(if head.version == Version::HTTP_10 {
-                    NotReusable::Http10
-                } else {
-                    NotReusable::ServerClose
-                });
+            self.mark_first(if head.version == Version::HTTP_10 {
+                NotReusable::Http10
+            } else {
+                NotReusable::ServerClose
+            });
         }
         if head.status == StatusCode::SWITCHING_PROTOCOLS
             || (method == Method::CONNECT && head.status.is_success())
         {
-            self.not_reusable = Some(NotReusable::Upgraded);
+            self.mark(NotReusable::Upgraded);
         }
         if head.framing == BodyFraming::CloseDelimited {
-            self.not_reusable.get_or_insert(NotReusable::CloseDelimited);
+            self.mark_first(NotReusable::CloseDelimited);
         }
         self.body = Body::Reading(BodyDecoder::new(head.framing, self.config.chunked_limits));
+        self.set_state(ConnState::ReadingBody);
         if head.framing == BodyFraming::Empty {
             self.end_response();
         }
@@ -808,6 +941,11 @@ impl ClientConn {
     fn end_response(&mut self) {
         self.body = Body::None;
         self.in_flight.pop_front();
+        self.set_state(if self.in_flight.is_empty() {
+            ConnState::Idle
+        } else {
+            ConnState::AwaitingResponse
+        });
         self.completed += 1;
         self.response_started = false;
         self.last_used = Instant::now();
@@ -817,7 +955,7 @@ impl ClientConn {
     }
 
     fn fail(&mut self, error: std::io::Error) -> Error {
-        self.not_reusable = Some(NotReusable::Error);
+        self.mark(NotReusable::Error);
         if error.kind() == std::io::ErrorKind::TimedOut {
             Error::new(Side::Upstream, ErrorKind::Timeout("writing the request"))
         } else {
@@ -826,7 +964,7 @@ impl ClientConn {
     }
 
     fn closed(&mut self, when: &'static str) -> Error {
-        self.not_reusable = Some(NotReusable::Error);
+        self.mark(NotReusable::Error);
         Error::new(Side::Upstream, ErrorKind::Closed(when))
     }
 }

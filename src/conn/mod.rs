@@ -6,6 +6,7 @@
 //! | [`client`] | one client connection: requests out (bodies streamed), responses in order, 1xx and 100-continue, the reuse decision with its reason |
 //! | [`body`] | request and response bodies at the handler boundary, streamed both ways |
 //! | [`shutdown`] | the graceful-shutdown signal connections listen to |
+//! | [`status`] | the live registry of open connections, `TCP_INFO`, the observer hooks |
 //! | [`upgrade`] | protocol switches and CONNECT tunnels: the socket handed over, the splice |
 //! | `io` | syscall loops on a shared `&TcpStream` |
 //!
@@ -16,6 +17,7 @@ pub mod client;
 mod io;
 pub mod server;
 pub mod shutdown;
+pub mod status;
 pub mod upgrade;
 
 pub use body::{Body, BodyClosed, BodySender, BodySource, BodyStream, Frame, RequestBody};
@@ -25,4 +27,8 @@ pub use server::{
     serve_connection,
 };
 pub use shutdown::{Shutdown, ShutdownListener};
+pub use status::{
+    ClosedRecord, ConnSide, ConnState, ConnView, Hooks, LiveConns, Observer, RequestRecord,
+    TcpInfo, UpstreamNote,
+};
 pub use upgrade::{OnUpgrade, UpgradeSlot, Upgraded, splice, upgrade_channel};

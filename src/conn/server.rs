@@ -34,6 +34,9 @@ use tokio::time::{Instant, Sleep};
 use super::body::{Body, BodyFailure, BodyIo, BodyState, BodyStream, Frame, RequestBody};
 use super::io::{read_now, read_some, write_all_until, write_two_until};
 use super::shutdown::ShutdownListener;
+use super::status::{
+    ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, RequestRecord, UpstreamNote, tcp_info,
+};
 use super::upgrade::{UpgradeSlot, Upgraded};
 use crate::wire::chunked::{CHUNK_DATA_END, write_chunk_header, write_last_chunk};
 use crate::wire::head::{
@@ -158,6 +161,16 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Response<Body>> + Send;
 }
 
+impl<H: Handler> Handler for std::sync::Arc<H> {
+    fn call(
+        &self,
+        request: Request<RequestBody<'_>>,
+        ctx: RequestCtx<'_>,
+    ) -> impl Future<Output = Response<Body>> + Send {
+        (**self).call(request, ctx)
+    }
+}
+
 /// Why a connection closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -264,6 +277,32 @@ pub struct ConnSummary {
     pub reason: CloseReason,
 }
 
+impl CloseReason {
+    /// The reason as a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "client_closed",
+            CloseReason::ClientRequested => "client_requested",
+            CloseReason::ShortLived => "short_lived",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::HeaderTimeout => "header_timeout",
+            CloseReason::BodyTimeout => "body_timeout",
+            CloseReason::WriteTimeout => "write_timeout",
+            CloseReason::MaxRequests => "max_requests",
+            CloseReason::MaxLifetime => "max_lifetime",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::BadRequest => "bad_request",
+            CloseReason::HandlerRequested => "handler_requested",
+            CloseReason::CloseDelimited => "close_delimited",
+            CloseReason::BodyUnread => "body_unread",
+            CloseReason::ResponseAborted => "response_aborted",
+            CloseReason::PipeliningRefused => "pipelining_refused",
+            CloseReason::Upgraded => "upgraded",
+            CloseReason::Io => "error",
+        }
+    }
+}
+
 /// Response bodies up to this size are copied into the write buffer; larger ones are
 /// written from their own memory.
 const COPY_LIMIT: usize = 16 * 1024;
@@ -272,15 +311,33 @@ const COPY_LIMIT: usize = 16 * 1024;
 /// idle): room for a burst of small responses without reallocating.
 const WBUF_INITIAL: usize = 2048;
 
-/// Serves one connection until it closes, and says how it went.
+/// Serves one connection until it closes, and says how it went (to `hooks` too, if
+/// anything listens there).
 pub async fn serve_connection<H: Handler>(
     stream: TcpStream,
     info: ConnInfo,
     handler: &H,
     config: &ServerConfig,
     shutdown: ShutdownListener,
+    hooks: &Hooks,
 ) -> ConnSummary {
+    let live = hooks.live.as_ref().map(|live| {
+        live.register(
+            ConnSide::Downstream,
+            info.id,
+            info.peer,
+            &stream,
+            ConnState::ReadingHead,
+        )
+    });
+    if let Some(observer) = &hooks.observer {
+        observer.opened(ConnSide::Downstream);
+    }
     let mut conn = Conn {
+        live,
+        hooks,
+        sent_status: StatusCode::OK,
+        sent_body: 0,
         stream,
         rbuf: BytesMut::new(),
         wbuf: Vec::new(),
@@ -311,6 +368,17 @@ pub async fn serve_connection<H: Handler>(
         writes: conn.writes,
         reason,
     };
+    if let Some(observer) = &hooks.observer {
+        let tcp = tcp_info(&conn.stream).unwrap_or_default();
+        observer.closed(&ClosedRecord {
+            side: ConnSide::Downstream,
+            reason: reason.label(),
+            requests: conn.requests,
+            lifetime: conn.born.elapsed(),
+            bytes_in: tcp.bytes_received,
+            bytes_out: tcp.bytes_acked,
+        });
+    }
     if let Some(handover) = conn.upgrade.take() {
         let Conn { stream, rbuf, .. } = conn;
         let _ = handover.send(Upgraded {
@@ -323,6 +391,14 @@ pub async fn serve_connection<H: Handler>(
 
 /// One connection's state.
 struct Conn<'a> {
+    /// Its place in the live view. First, so that it is dropped (unregistered) before the
+    /// socket closes.
+    live: Option<LiveEntry>,
+    hooks: &'a Hooks,
+    /// The status of the response being written (for the observer).
+    sent_status: StatusCode,
+    /// Body bytes of the response being written (for the observer).
+    sent_body: u64,
     stream: TcpStream,
     /// Bytes read but not yet parsed.
     rbuf: BytesMut,
@@ -349,6 +425,7 @@ impl Conn<'_> {
     /// (peer gone, idle timeout, lifetime, shutdown).
     async fn wait_idle(&mut self, mut timer: Pin<&mut Sleep>) -> Result<(), CloseReason> {
         debug_assert!(self.rbuf.is_empty() && self.wbuf.is_empty());
+        self.set_state(ConnState::Idle);
         self.rbuf = BytesMut::new();
         self.wbuf = Vec::new();
         let now = Instant::now();
@@ -387,7 +464,43 @@ impl Conn<'_> {
                 Poll::Pending => Poll::Pending,
             }
         })
-        .await
+        .await?;
+        self.set_state(ConnState::ReadingHead);
+        Ok(())
+    }
+
+    fn set_state(&self, state: ConnState) {
+        if let Some(live) = &self.live {
+            live.status().set_state(state);
+        }
+    }
+
+    /// Reports an answered request to the observer, if there is one.
+    fn observe(
+        &self,
+        request: Option<(&Method, &Bytes, Version)>,
+        started: Option<Instant>,
+        upstream: Option<UpstreamNote>,
+    ) {
+        let Some(observer) = &self.hooks.observer else {
+            return;
+        };
+        let (method, target, version) = match request {
+            Some((method, raw, version)) => (Some(method), request_target(raw), version),
+            None => (None, "", Version::HTTP_11),
+        };
+        observer.request(&RequestRecord {
+            conn: self.info.id,
+            peer: self.info.peer,
+            number: self.requests,
+            method,
+            target,
+            version,
+            status: self.sent_status,
+            body_bytes: self.sent_body,
+            duration: started.map_or(Duration::ZERO, |at| at.elapsed()),
+            upstream,
+        });
     }
 
     /// Serves every request that arrives without the connection going idle.
@@ -409,7 +522,21 @@ impl Conn<'_> {
                 return Ok(());
             };
             self.requests += 1;
-            let expect_continue = self.admit(&head)?;
+            // The clock is read only when someone observes requests.
+            let started = self.hooks.observer.is_some().then(Instant::now);
+            if let Some(live) = &self.live {
+                live.status().set_requests(self.requests);
+                live.status().set_state(ConnState::InRequest);
+            }
+            self.sent_status = StatusCode::OK;
+            self.sent_body = 0;
+            let expect_continue = match self.admit(&head) {
+                Ok(expect_continue) => expect_continue,
+                Err(reason) => {
+                    self.observe(Some((&head.method, &head.raw, head.version)), started, None);
+                    return Err(reason);
+                }
+            };
             if expect_continue {
                 // `100 Continue` must follow every earlier response.
                 self.flush().await?;
@@ -472,29 +599,61 @@ impl Conn<'_> {
                     conn = self.info.id,
                     "client closed while its request was handled"
                 );
+                // As nginx logs it: 499, client closed request.
+                self.sent_status = StatusCode::from_u16(499).expect("a valid status code");
+                self.observe(Some((&request_method, &raw, version)), started, None);
                 return Err(CloseReason::ClientClosed);
             };
+            self.set_state(ConnState::Writing);
+            let upstream = started
+                .and(response.extensions().get::<UpstreamNote>())
+                .copied();
 
-            let rest =
-                self.begin_response(response, &mut body_state, &fields, version, &request_method)?;
-            if let Some(handover) = rest.upgrade {
-                self.flush().await?;
-                self.upgrade = Some(handover);
-                return Err(CloseReason::Upgraded);
-            }
-            match rest.body {
-                Remaining::Nothing => {}
-                Remaining::Large(bytes) => Box::pin(self.push_data(bytes)).await?,
-                Remaining::Stream(stream, framing) => {
-                    Box::pin(self.stream_body(stream, framing)).await?;
+            // A labelled block, not a helper: awaiting a new future here would copy it per
+            // request (see `serve_burst`).
+            let sent: Result<(), CloseReason> = 'respond: {
+                let rest = match self.begin_response(
+                    response,
+                    &mut body_state,
+                    &fields,
+                    version,
+                    &request_method,
+                ) {
+                    Ok(rest) => rest,
+                    Err(reason) => break 'respond Err(reason),
+                };
+                if let Some(handover) = rest.upgrade {
+                    if let Err(reason) = self.flush().await {
+                        break 'respond Err(reason);
+                    }
+                    self.upgrade = Some(handover);
+                    break 'respond Err(CloseReason::Upgraded);
                 }
+                let body = match rest.body {
+                    Remaining::Nothing => Ok(()),
+                    Remaining::Large(bytes) => Box::pin(self.push_data(bytes)).await,
+                    Remaining::Stream(stream, framing) => {
+                        Box::pin(self.stream_body(stream, framing)).await
+                    }
+                };
+                if let Err(reason) = body {
+                    break 'respond Err(reason);
+                }
+                if rest.discard_body
+                    && rest.close.is_none()
+                    && let Err(reason) = Box::pin(self.discard_body(&mut body_state)).await
+                {
+                    break 'respond Err(reason);
+                }
+                match rest.close {
+                    Some(reason) => Err(reason),
+                    None => Ok(()),
+                }
+            };
+            if started.is_some() {
+                self.observe(Some((&request_method, &raw, version)), started, upstream);
             }
-            if rest.discard_body && rest.close.is_none() {
-                Box::pin(self.discard_body(&mut body_state)).await?;
-            }
-            if let Some(reason) = rest.close {
-                return Err(reason);
-            }
+            sent?;
             if self.wbuf.len() >= self.config.flush_threshold {
                 self.flush().await?;
             }
@@ -522,6 +681,7 @@ impl Conn<'_> {
                 tracing::debug!(conn = self.info.id, %error, "malformed request");
                 self.requests += 1;
                 self.write_error(error.status());
+                self.observe(None, None, None);
                 Err(CloseReason::BadRequest)
             }
         }
@@ -559,6 +719,7 @@ impl Conn<'_> {
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 self.requests += 1;
                 self.write_error(StatusCode::REQUEST_TIMEOUT);
+                self.observe(None, None, None);
                 Err(CloseReason::HeaderTimeout)
             }
             Err(_) => Err(CloseReason::Io),
@@ -738,10 +899,14 @@ impl Conn<'_> {
             _ if !sends_body => Remaining::Nothing,
             Body::Empty => Remaining::Nothing,
             Body::Full(bytes) if bytes.len() <= COPY_LIMIT => {
+                self.sent_body = bytes.len() as u64;
                 self.wbuf.extend_from_slice(&bytes);
                 Remaining::Nothing
             }
-            Body::Full(bytes) => Remaining::Large(bytes),
+            Body::Full(bytes) => {
+                self.sent_body = bytes.len() as u64;
+                Remaining::Large(bytes)
+            }
             Body::Stream(stream) => Remaining::Stream(stream, framing),
         };
         Ok(Rest {
@@ -760,6 +925,7 @@ impl Conn<'_> {
         client_version: Version,
         keep: bool,
     ) {
+        self.sent_status = parts.status;
         let wbuf = &mut self.wbuf;
         write_status_line(wbuf, Version::HTTP_11, parts.status);
         if !write_fields(wbuf, &parts.headers).date {
@@ -835,6 +1001,7 @@ impl Conn<'_> {
                 Some(Ok(Frame::Data(data))) if data.is_empty() => {}
                 Some(Ok(Frame::Data(data))) => {
                     sent += data.len() as u64;
+                    self.sent_body = sent;
                     match framing {
                         Framing::Length(length) if sent > length => {
                             tracing::error!(length, sent, "response body longer than its length");
@@ -936,11 +1103,13 @@ impl Conn<'_> {
 
     /// Appends a complete error response (the connection closes after it).
     fn write_error(&mut self, status: StatusCode) {
+        self.sent_status = status;
         let (parts, body) = error_response(status).into_parts();
         write_status_line(&mut self.wbuf, Version::HTTP_11, status);
         write_date(&mut self.wbuf);
         write_fields(&mut self.wbuf, &parts.headers);
         if let Body::Full(text) = body {
+            self.sent_body = text.len() as u64;
             write_content_length(&mut self.wbuf, text.len() as u64);
             self.wbuf.extend_from_slice(b"connection: close\r\n\r\n");
             self.wbuf.extend_from_slice(&text);
@@ -1198,6 +1367,16 @@ fn write_date(out: &mut Vec<u8>) {
         }
         out.extend_from_slice(&cached.1);
     });
+}
+
+/// The request target in a raw request head (the second word of its first line).
+fn request_target(raw: &[u8]) -> &str {
+    let line = raw
+        .split(|b| *b == b'\r' || *b == b'\n')
+        .next()
+        .unwrap_or(raw);
+    let target = line.split(|b| *b == b' ').nth(1).unwrap_or(b"");
+    std::str::from_utf8(target).unwrap_or("")
 }
 
 #[cfg(test)]

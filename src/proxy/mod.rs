@@ -20,6 +20,7 @@ pub mod upstream;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -29,17 +30,58 @@ use tokio::net::TcpStream;
 use crate::client::{Client, ClientOptions, Outgoing, ResponseBody};
 use crate::conn::body::{Body, BodySource, Frame, RequestBody};
 use crate::conn::client::{ContinueOutcome, RequestFraming, origin_form};
-use crate::conn::{Handler, RequestCtx, error_response, splice, upgrade_channel};
+use crate::conn::{Handler, RequestCtx, UpstreamNote, error_response, splice, upgrade_channel};
 use crate::error::{BoxError, Error, ErrorKind, Side};
 use crate::pool::Key;
 use headers::{ViaEntries, accepts_trailers, add_forwarded, strip_hop_by_hop, via_names};
 use upstream::{Pick, Upstreams};
 
+/// A group of upstream servers with its own connection policy, and the requests it takes.
+#[derive(Debug)]
+pub struct Group {
+    /// Its name (the `upstream` label of metrics, and logs).
+    pub name: String,
+    /// Takes requests for this host (`Host` without its port, any case); any host if
+    /// `None`.
+    pub host: Option<String>,
+    /// Takes requests whose path starts with this; any path if `None`.
+    pub path_prefix: Option<String>,
+    /// Its servers, and how requests spread over them.
+    pub upstreams: Upstreams,
+    /// Its connection policy; `None`: the proxy's [`ProxyConfig::upstream`].
+    pub policy: Option<ClientOptions>,
+}
+
+impl Group {
+    /// A group that takes every request.
+    pub fn catch_all(name: &str, upstreams: Upstreams) -> Self {
+        Group {
+            name: name.into(),
+            host: None,
+            path_prefix: None,
+            upstreams,
+            policy: None,
+        }
+    }
+
+    /// Whether it takes a request for `host` (port stripped) and `path`.
+    fn takes(&self, host: Option<&str>, path: &str) -> bool {
+        self.host
+            .as_deref()
+            .is_none_or(|want| host.is_some_and(|h| h.eq_ignore_ascii_case(want)))
+            && self
+                .path_prefix
+                .as_deref()
+                .is_none_or(|prefix| path.starts_with(prefix))
+    }
+}
+
 /// Where a proxy sends requests.
 #[derive(Debug)]
 pub enum Target {
-    /// A reverse proxy: every request goes to one of these upstreams.
-    Reverse(Upstreams),
+    /// A reverse proxy: each request goes to the first group that takes it (404 if none
+    /// does), and to one of that group's upstreams.
+    Reverse(Vec<Group>),
     /// A forward proxy: requests name their target (absolute-form), and CONNECT opens
     /// tunnels to the allowed ports.
     Forward {
@@ -64,6 +106,9 @@ pub struct ProxyConfig {
     /// Largest chunked request body buffered for an HTTP/1.0 upstream, which cannot take
     /// chunked (beyond it: 413). Default 16 MiB.
     pub max_buffered_body: u64,
+    /// Note in each response which upstream connection answered ([`UpstreamNote`], for the
+    /// access log). Default `false` (it costs an allocation per response).
+    pub note_upstream: bool,
 }
 
 impl ProxyConfig {
@@ -75,12 +120,16 @@ impl ProxyConfig {
             upstream: ClientOptions::default(),
             forwarded_headers: true,
             max_buffered_body: 16 * 1024 * 1024,
+            note_upstream: false,
         }
     }
 
-    /// A reverse proxy to `upstreams` with default settings.
+    /// A reverse proxy to `upstreams` (one catch-all group, `default`) with default
+    /// settings.
     pub fn reverse(upstreams: Upstreams) -> Self {
-        Self::new(Target::Reverse(upstreams))
+        Self::new(Target::Reverse(vec![Group::catch_all(
+            "default", upstreams,
+        )]))
     }
 
     /// A forward proxy with default settings (CONNECT to port 443 only).
@@ -92,11 +141,29 @@ impl ProxyConfig {
 }
 
 /// The proxy handler: plug it into a [`crate::server::Server`], whose `ServerConfig` is the
-/// downstream policy.
+/// downstream policy. Its settings can be replaced while it runs ([`Proxy::reload`]).
 pub struct Proxy {
+    state: RwLock<Arc<State>>,
+}
+
+/// A proxy's settings and what is built from them. A request holds the state it started
+/// with until its response ends, so a reload never changes a request midway.
+struct State {
     config: ProxyConfig,
-    client: Client,
     via: ViaEntries,
+    /// One client per group (reverse), or the one client (forward).
+    clients: Vec<Client>,
+}
+
+/// Where one request goes.
+struct Destination<'a> {
+    key: Key,
+    target: Bytes,
+    authority: Option<String>,
+    pick: Option<Pick>,
+    client: &'a Client,
+    /// The group's index (reverse), for marking an upstream down.
+    group: Option<usize>,
 }
 
 /// A request the proxy cannot forward, and the answer it gets.
@@ -117,23 +184,62 @@ impl Refusal {
 impl Proxy {
     /// A proxy with these settings.
     pub fn new(config: ProxyConfig) -> Self {
-        let client = Client::new(config.upstream.clone());
-        let via = ViaEntries::new(&config.name);
         Proxy {
-            config,
-            client,
-            via,
+            state: RwLock::new(Arc::new(State::new(config))),
         }
     }
 
-    /// The upstream client (its counters show how the upstream hop used connections).
-    pub fn client(&self) -> &Client {
-        &self.client
+    fn state(&self) -> Arc<State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The proxy's settings.
-    pub fn config(&self) -> &ProxyConfig {
-        &self.config
+    /// Replaces the settings: requests that start from now on use the new ones (new
+    /// groups, new pools); requests in progress finish with the old ones, whose idle
+    /// connections close once the last of them ends.
+    pub fn reload(&self, config: ProxyConfig) {
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(State::new(config));
+    }
+
+    /// The upstream client of the first group (forward: the client): its counters show
+    /// how the upstream hop used connections.
+    pub fn client(&self) -> Client {
+        self.state().clients[0].clone()
+    }
+
+    /// Every group's name and client (forward: one, named `forward`).
+    pub fn clients(&self) -> Vec<(String, Client)> {
+        let state = self.state();
+        match &state.config.target {
+            Target::Reverse(groups) => groups
+                .iter()
+                .map(|g| g.name.clone())
+                .zip(state.clients.iter().cloned())
+                .collect(),
+            Target::Forward { .. } => vec![("forward".into(), state.clients[0].clone())],
+        }
+    }
+
+    /// The proxy's name (in `Via`).
+    pub fn name(&self) -> String {
+        self.state().config.name.clone()
+    }
+}
+
+impl State {
+    fn new(config: ProxyConfig) -> Self {
+        let clients = match &config.target {
+            Target::Reverse(groups) => groups
+                .iter()
+                .map(|g| Client::new(g.policy.clone().unwrap_or_else(|| config.upstream.clone())))
+                .collect(),
+            Target::Forward { .. } => vec![Client::new(config.upstream.clone())],
+        };
+        let via = ViaEntries::new(&config.name);
+        State {
+            config,
+            via,
+            clients,
+        }
     }
 
     /// Forwards one request; `Err` is answered with an error status.
@@ -166,7 +272,14 @@ impl Proxy {
         let is_head = request.method() == Method::HEAD;
 
         // Where it goes.
-        let (key, target, authority, pick) = self.destination(&request)?;
+        let Destination {
+            key,
+            target,
+            authority,
+            pick,
+            client,
+            group,
+        } = self.destination(&request)?;
         let client_host = request
             .headers()
             .get(header::HOST)
@@ -197,29 +310,27 @@ impl Proxy {
                 headers,
                 body: Bytes::new(),
             };
-            let response = self
-                .client
+            let response = client
                 .send(outgoing)
                 .await
-                .map_err(|error| self.upstream_failure(error, &key, pick.as_ref()))?;
+                .map_err(|error| self.upstream_failure(error, &key, group, pick.as_ref()))?;
             return Ok(self.relay(response, trailers_ok, is_head, pick));
         }
 
         // A body streams through (it cannot be replayed, so no retry), as does a switch.
         let method = request.method().clone();
-        let mut lease = self
-            .client
+        let mut lease = client
             .lease(&key, wants_upgrade)
             .await
-            .map_err(|error| self.upstream_failure(error, &key, pick.as_ref()))?;
+            .map_err(|error| self.upstream_failure(error, &key, group, pick.as_ref()))?;
         let expects_continue = headers
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let body = request.body_mut();
-        let (framing, buffered) = self.request_framing(body).await?;
+        let (framing, buffered) = self.request_framing(client, body).await?;
         let close = lease.closes();
         let conn = lease.conn_mut();
-        let fail = |error: Error| self.upstream_failure(error, &key, pick.as_ref());
+        let fail = |error: Error| self.upstream_failure(error, &key, group, pick.as_ref());
         conn.write_head(
             &method,
             &target,
@@ -260,20 +371,35 @@ impl Proxy {
     }
 
     /// The next hop's key, request target, `Host`, and (reverse) the upstream chosen.
-    fn destination(
-        &self,
-        request: &Request<RequestBody<'_>>,
-    ) -> Result<(Key, Bytes, Option<String>, Option<Pick>), Refusal> {
+    fn destination(&self, request: &Request<RequestBody<'_>>) -> Result<Destination<'_>, Refusal> {
         match &self.config.target {
-            Target::Reverse(upstreams) => {
-                let pick = upstreams.pick();
+            Target::Reverse(groups) => {
+                let host = request
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .or_else(|| request.uri().host())
+                    .map(host_without_port);
+                let path = request.uri().path();
+                let index = groups
+                    .iter()
+                    .position(|g| g.takes(host, path))
+                    .ok_or_else(|| {
+                        Refusal::local(
+                            StatusCode::NOT_FOUND,
+                            "no upstream group takes this request",
+                        )
+                    })?;
+                let pick = groups[index].upstreams.pick();
                 let upstream = pick.upstream.clone();
-                Ok((
-                    upstream.key.clone(),
-                    origin_form(request.uri()),
-                    Some(upstream.authority.clone()),
-                    Some(pick),
-                ))
+                Ok(Destination {
+                    key: upstream.key.clone(),
+                    target: origin_form(request.uri()),
+                    authority: Some(upstream.authority.clone()),
+                    pick: Some(pick),
+                    client: &self.clients[index],
+                    group: Some(index),
+                })
             }
             Target::Forward { .. } => {
                 let uri = request.uri();
@@ -292,7 +418,14 @@ impl Proxy {
                     ));
                 }
                 let authority = uri.authority().map(|a| a.to_string());
-                Ok((key, origin_form(uri), authority, None))
+                Ok(Destination {
+                    key,
+                    target: origin_form(uri),
+                    authority,
+                    pick: None,
+                    client: &self.clients[0],
+                    group: None,
+                })
             }
         }
     }
@@ -301,6 +434,7 @@ impl Proxy {
     /// an HTTP/1.0 upstream cannot take chunked, so such a body is read first (bounded).
     async fn request_framing(
         &self,
+        client: &Client,
         body: &mut RequestBody<'_>,
     ) -> Result<(RequestFraming, Option<Bytes>), Refusal> {
         if body.is_end() {
@@ -309,7 +443,7 @@ impl Proxy {
         if let Some(length) = body.remaining() {
             return Ok((RequestFraming::Length(length), None));
         }
-        if self.config.upstream.conn.version == Version::HTTP_11 {
+        if client.options().conn.version == Version::HTTP_11 {
             return Ok((RequestFraming::Chunked, None));
         }
         let limit = self.config.max_buffered_body;
@@ -365,6 +499,15 @@ impl Proxy {
         pick: Option<Pick>,
     ) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
+        if self.config.note_upstream
+            && let Some(exchange) = body.exchange()
+        {
+            parts.extensions.insert(UpstreamNote {
+                connection: exchange.connection,
+                reused: exchange.reused,
+                peer: exchange.peer,
+            });
+        }
         let declared = parts.headers.get(header::CONTENT_LENGTH).cloned();
         strip_hop_by_hop(&mut parts.headers, false);
         // A HEAD or 304 answer has no body but may state the length of the one it stands
@@ -452,6 +595,7 @@ impl Proxy {
                     Error::new(Side::Upstream, error),
                     &Key::new("tcp", &host, port),
                     None,
+                    None,
                 ));
             }
             Err(_) => {
@@ -481,10 +625,19 @@ impl Proxy {
 
     /// Maps an upstream failure to its answer, logs it with the failing side, and marks an
     /// upstream that refused connections.
-    fn upstream_failure(&self, error: Error, key: &Key, pick: Option<&Pick>) -> Refusal {
+    fn upstream_failure(
+        &self,
+        error: Error,
+        key: &Key,
+        group: Option<usize>,
+        pick: Option<&Pick>,
+    ) -> Refusal {
         let refused = matches!(&error.kind, ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused);
-        if refused && let (Target::Reverse(upstreams), Some(pick)) = (&self.config.target, pick) {
-            upstreams.mark_down(&pick.upstream);
+        if refused
+            && let (Target::Reverse(groups), Some(group), Some(pick)) =
+                (&self.config.target, group, pick)
+        {
+            groups[group].upstreams.mark_down(&pick.upstream);
         }
         let status = match (&error.side, &error.kind) {
             (Side::Upstream, ErrorKind::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
@@ -498,7 +651,8 @@ impl Proxy {
 
 impl Handler for Proxy {
     async fn call(&self, request: Request<RequestBody<'_>>, ctx: RequestCtx<'_>) -> Response<Body> {
-        match self.forward(request, ctx).await {
+        let state = self.state();
+        match state.forward(request, ctx).await {
             Ok(response) => response,
             Err(refusal) => {
                 if refusal.error.side != Side::Upstream {
@@ -535,4 +689,18 @@ impl BodySource for Relay {
             other => other,
         })
     }
+}
+
+/// `host` without a `:port` suffix (and without the brackets of an IPv6 literal).
+fn host_without_port(host: &str) -> &str {
+    let host = match host.rfind(':') {
+        Some(colon)
+            if !host[colon..].contains(']')
+                && host[colon + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            &host[..colon]
+        }
+        _ => host,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
 }

@@ -92,6 +92,16 @@ impl Upstreams {
         })
     }
 
+    /// How many upstreams there are.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there are none (never: [`Upstreams::new`] refuses an empty list).
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     /// Chooses an upstream for one request. Upstreams marked down are skipped while another
     /// is available; if all are down, the one whose mark ends first is tried anyway.
     pub fn pick(&self) -> Pick {

@@ -1,0 +1,106 @@
+//! The admin endpoint (`--admin ADDR`): `/metrics` in the Prometheus text format and
+//! `/connections`, every open connection with its state and `TCP_INFO`, as JSON.
+//!
+//! A [`Handler`] like any other, served by its own listener. It must not change anything:
+//! it only reads.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use serde::Serialize;
+
+use crate::conn::{Body, ConnSide, ConnView, Handler, LiveConns, RequestBody, RequestCtx};
+use crate::metrics::Metrics;
+
+/// What `/connections` returns.
+#[derive(Debug, Serialize)]
+pub struct ConnectionsView {
+    /// Open downstream connections, and how many are idle.
+    pub downstream: SideCounts,
+    /// Open upstream connections, and how many are idle (pooled).
+    pub upstream: SideCounts,
+    /// Every open connection, oldest first.
+    pub connections: Vec<ConnView>,
+}
+
+/// Open and idle connections on one side.
+#[derive(Debug, Serialize)]
+pub struct SideCounts {
+    /// Open.
+    pub open: u64,
+    /// Of which idle.
+    pub idle: u64,
+}
+
+/// The admin handler.
+pub struct Admin {
+    metrics: Arc<Metrics>,
+    live: Arc<LiveConns>,
+}
+
+impl Admin {
+    /// Serves `metrics` and the connections registered in `live`.
+    pub fn new(metrics: Arc<Metrics>, live: Arc<LiveConns>) -> Self {
+        Admin { metrics, live }
+    }
+
+    fn connections(&self) -> ConnectionsView {
+        let connections = self.live.snapshot();
+        let counts = |side: ConnSide| {
+            let on_side = connections.iter().filter(|c| c.side == side);
+            SideCounts {
+                open: on_side.clone().count() as u64,
+                idle: on_side
+                    .filter(|c| c.state == crate::conn::ConnState::Idle)
+                    .count() as u64,
+            }
+        };
+        ConnectionsView {
+            downstream: counts(ConnSide::Downstream),
+            upstream: counts(ConnSide::Upstream),
+            connections,
+        }
+    }
+}
+
+fn respond(content_type: &'static str, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+impl Handler for Admin {
+    async fn call(
+        &self,
+        request: Request<RequestBody<'_>>,
+        _ctx: RequestCtx<'_>,
+    ) -> Response<Body> {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            let mut response = crate::conn::error_response(StatusCode::METHOD_NOT_ALLOWED);
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
+        }
+        match request.uri().path() {
+            "/metrics" => respond(
+                prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                self.metrics.encode(),
+            ),
+            "/connections" => respond(
+                "application/json",
+                serde_json::to_string_pretty(&self.connections()).expect("serialisable") + "\n",
+            ),
+            "/" => respond(
+                "text/plain; charset=utf-8",
+                "hopline admin: /metrics (Prometheus text format), /connections (JSON)\n".into(),
+            ),
+            _ => crate::conn::error_response(StatusCode::NOT_FOUND),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! `hopline top ADMIN_ADDR`: the open connections of a running server or proxy, refreshed
+//! every second (or printed once with `--once`), from its `/connections` endpoint.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+use super::parse_duration;
+use crate::client::{Client, ClientOptions};
+
+/// `hopline top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The admin address of a running hopline (its --admin).
+    pub admin: String,
+    /// Time between refreshes.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Print once and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Show at most this many connections (oldest first).
+    #[arg(long, default_value_t = 40)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Deserialize)]
+struct View {
+    downstream: Counts,
+    upstream: Counts,
+    connections: Vec<Conn>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Counts {
+    open: u64,
+    idle: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Conn {
+    side: String,
+    id: u64,
+    peer: String,
+    state: String,
+    age_ms: u64,
+    idle_ms: u64,
+    requests: u64,
+    tcp: Option<Tcp>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Tcp {
+    rtt_us: u32,
+    rttvar_us: u32,
+    snd_cwnd: u32,
+    retransmits: u32,
+    delivery_rate: u64,
+}
+
+fn age(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+fn rate(bytes_per_second: u64) -> String {
+    let bits = bytes_per_second as f64 * 8.0;
+    if bits >= 1e9 {
+        format!("{:.1}G", bits / 1e9)
+    } else if bits >= 1e6 {
+        format!("{:.1}M", bits / 1e6)
+    } else {
+        format!("{:.0}k", bits / 1e3)
+    }
+}
+
+fn render(view: &View, limit: usize) -> String {
+    let mut out = format!(
+        "downstream: {} open, {} idle   upstream: {} open, {} idle (pooled)\n\n",
+        view.downstream.open, view.downstream.idle, view.upstream.open, view.upstream.idle
+    );
+    out.push_str(&format!(
+        "{:<10} {:>6} {:<22} {:<17} {:>8} {:>8} {:>6} {:>9} {:>5} {:>7} {:>8}\n",
+        "side",
+        "id",
+        "peer",
+        "state",
+        "age",
+        "idle",
+        "reqs",
+        "rtt ms",
+        "cwnd",
+        "retrans",
+        "rate b/s"
+    ));
+    for conn in view.connections.iter().take(limit) {
+        let (rtt, cwnd, retrans, delivery) = match &conn.tcp {
+            Some(tcp) => (
+                format!(
+                    "{:.2}±{:.2}",
+                    tcp.rtt_us as f64 / 1000.0,
+                    tcp.rttvar_us as f64 / 1000.0
+                ),
+                tcp.snd_cwnd.to_string(),
+                tcp.retransmits.to_string(),
+                rate(tcp.delivery_rate),
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        out.push_str(&format!(
+            "{:<10} {:>6} {:<22} {:<17} {:>8} {:>8} {:>6} {:>9} {:>5} {:>7} {:>8}\n",
+            conn.side,
+            conn.id,
+            conn.peer,
+            conn.state,
+            age(conn.age_ms),
+            age(conn.idle_ms),
+            conn.requests,
+            rtt,
+            cwnd,
+            retrans,
+            delivery
+        ));
+    }
+    if view.connections.len() > limit {
+        out.push_str(&format!("… and {} more\n", view.connections.len() - limit));
+    }
+    out
+}
+
+/// Runs `hopline top`.
+pub fn run(args: TopArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let runtime = super::runtime(Some(1))?;
+    let url = if args.admin.starts_with("http://") {
+        format!("{}/connections", args.admin.trim_end_matches('/'))
+    } else {
+        format!("http://{}/connections", args.admin)
+    };
+    let terminal = std::io::stdout().is_terminal();
+    runtime.block_on(async {
+        let client = Client::new(ClientOptions::default());
+        loop {
+            let response = client.get(&url).await.map_err(|e| format!("{url}: {e}"))?;
+            if response.status() != 200 {
+                return Err(format!("{url}: status {}", response.status()).into());
+            }
+            let body = response.into_body().collect().await?;
+            let view: View = serde_json::from_slice(&body)?;
+            let text = render(&view, args.limit);
+            let mut stdout = std::io::stdout().lock();
+            if terminal && !args.once {
+                // Clear the screen and home the cursor.
+                write!(stdout, "\x1b[2J\x1b[H")?;
+            }
+            write!(stdout, "{text}")?;
+            stdout.flush()?;
+            if args.once {
+                return Ok(());
+            }
+            tokio::select! {
+                () = tokio::time::sleep(args.interval) => {}
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_and_rates_read_well() {
+        assert_eq!(age(5), "5ms");
+        assert_eq!(age(1500), "1.5s");
+        assert_eq!(age(125_000), "2m05s");
+        assert_eq!(age(7_500_000), "2h05m");
+        assert_eq!(rate(125_000_000), "1.0G");
+        assert_eq!(rate(12_500), "100k");
+    }
+}

@@ -1,0 +1,551 @@
+//! The configuration file (TOML) of `hopline serve` and `hopline proxy`: its model, parsing
+//! with errors that name the file, line and key, and the checks that need the whole file.
+//!
+//! Every command-line flag has a key here (docs/config.md lists them with their defaults;
+//! `examples/hopline.toml` is a complete example the tests load). This module only reads
+//! and checks the file; the command line merges it with flags (flags win) and turns it
+//! into server and proxy settings. It must not start anything.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+/// A duration written as in flags: `500ms`, `10s`, `2m`, `1h` (a bare number is seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_duration(&text)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h`, `1.5s` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (try 500ms, 10s, 2m)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit `{other}` (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+/// An `http://host:port` upstream URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerUrl(pub Uri);
+
+impl<'de> Deserialize<'de> for ServerUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let uri: Uri = text
+            .parse()
+            .map_err(|e| serde::de::Error::custom(format!("`{text}`: {e}")))?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(serde::de::Error::custom(format!(
+                "`{text}`: an upstream is an http://host:port URL"
+            )));
+        }
+        Ok(ServerUrl(uri))
+    }
+}
+
+/// `access_log`: off, or one line per request as text or JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// No access log.
+    Off,
+    /// `key=value` text lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--workers`.
+    pub workers: Option<usize>,
+    /// `--admin`.
+    pub admin: Option<SocketAddr>,
+    /// `--access-log`.
+    pub access_log: Option<AccessLogFormat>,
+    /// `--log`: error, warn, info, debug, trace.
+    pub log: Option<LogLevel>,
+    /// The client-facing policy.
+    #[serde(default)]
+    pub downstream: DownstreamFile,
+    /// `hopline serve` only.
+    #[serde(default)]
+    pub serve: ServeFile,
+    /// `hopline proxy` only.
+    #[serde(default)]
+    pub proxy: ProxyFile,
+}
+
+/// A log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLevel(pub tracing::Level);
+
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map(LogLevel).map_err(|_| {
+            serde::de::Error::custom(format!("`{text}`: one of error, warn, info, debug, trace"))
+        })
+    }
+}
+
+/// `[downstream]`: the connection policy towards clients.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownstreamFile {
+    /// `--keepalive-timeout`.
+    pub keepalive_timeout: Option<Dur>,
+    /// `--header-timeout`.
+    pub header_timeout: Option<Dur>,
+    /// `--body-timeout`.
+    pub body_timeout: Option<Dur>,
+    /// `--write-timeout`.
+    pub write_timeout: Option<Dur>,
+    /// `--max-requests`.
+    pub max_requests: Option<u64>,
+    /// `--max-lifetime`.
+    pub max_lifetime: Option<Dur>,
+    /// `--max-connections`.
+    pub max_connections: Option<usize>,
+    /// `--max-body`.
+    pub max_body: Option<u64>,
+    /// `false`: `--no-keepalive`.
+    pub keepalive: Option<bool>,
+    /// `false`: `--no-pipelining`.
+    pub pipelining: Option<bool>,
+    /// `--advertise-keepalive`.
+    pub advertise_keepalive: Option<bool>,
+    /// `--drain-timeout`.
+    pub drain_timeout: Option<Dur>,
+}
+
+/// `[serve]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeFile {
+    /// `--root`.
+    pub root: Option<PathBuf>,
+}
+
+/// `[proxy] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    /// To the configured upstream groups.
+    Reverse,
+    /// To the targets requests name (`--forward`).
+    Forward,
+}
+
+/// `[proxy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyFile {
+    /// Reverse (default) or forward.
+    pub mode: Option<ProxyMode>,
+    /// `--name`.
+    pub name: Option<String>,
+    /// `false`: `--no-forwarded`.
+    pub forwarded_headers: Option<bool>,
+    /// `--connect-port` (forward).
+    pub connect_ports: Option<Vec<u16>>,
+    /// `[proxy.upstream]`: the upstream policy of every group unless the group says
+    /// otherwise (and of the forward proxy).
+    #[serde(default)]
+    pub upstream: PolicyFile,
+    /// `[[proxy.group]]`: upstream groups, the first that takes a request gets it.
+    #[serde(default)]
+    pub group: Vec<Spanned<GroupFile>>,
+}
+
+/// `mode` of an upstream policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamMode {
+    /// A connection per request.
+    Close,
+    /// Pooled persistent connections.
+    Keepalive,
+    /// Pipelined connections.
+    Pipeline,
+}
+
+/// `http_version` of an upstream policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum HttpVersion {
+    /// HTTP/1.0 (keep-alive asked for; chunked request bodies buffered).
+    #[serde(rename = "1.0")]
+    Http10,
+    /// HTTP/1.1.
+    #[serde(rename = "1.1")]
+    Http11,
+}
+
+/// `balance` of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BalanceName {
+    /// In turn.
+    RoundRobin,
+    /// Fewest requests in flight.
+    LeastOutstanding,
+}
+
+/// An upstream connection policy (`[proxy.upstream]`, `[proxy.group.policy]`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// `--upstream-mode`.
+    pub mode: Option<UpstreamMode>,
+    /// `--upstream-depth`.
+    pub depth: Option<usize>,
+    /// `--upstream-max-idle`.
+    pub max_idle: Option<usize>,
+    /// `--upstream-max-connections`.
+    pub max_connections: Option<usize>,
+    /// `--upstream-idle-timeout`.
+    pub idle_timeout: Option<Dur>,
+    /// `--upstream-max-requests`.
+    pub max_requests: Option<u64>,
+    /// `--upstream-http1.0`.
+    pub http_version: Option<HttpVersion>,
+    /// `--upstream-timeout`.
+    pub timeout: Option<Dur>,
+    /// `--connect-timeout`.
+    pub connect_timeout: Option<Dur>,
+}
+
+impl PolicyFile {
+    /// This policy with `defaults` filling what it leaves unset.
+    pub fn or(&self, defaults: &PolicyFile) -> PolicyFile {
+        PolicyFile {
+            mode: self.mode.or(defaults.mode),
+            depth: self.depth.or(defaults.depth),
+            max_idle: self.max_idle.or(defaults.max_idle),
+            max_connections: self.max_connections.or(defaults.max_connections),
+            idle_timeout: self.idle_timeout.or(defaults.idle_timeout),
+            max_requests: self.max_requests.or(defaults.max_requests),
+            http_version: self.http_version.or(defaults.http_version),
+            timeout: self.timeout.or(defaults.timeout),
+            connect_timeout: self.connect_timeout.or(defaults.connect_timeout),
+        }
+    }
+}
+
+/// `[[proxy.group]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupFile {
+    /// Its name (metrics label).
+    pub name: String,
+    /// Takes requests for this host only.
+    pub host: Option<String>,
+    /// Takes requests under this path only.
+    pub path_prefix: Option<String>,
+    /// Its servers (`--upstream`).
+    pub servers: Vec<ServerUrl>,
+    /// `--balance`.
+    pub balance: Option<BalanceName>,
+    /// `--upstream-down-for`.
+    pub down_for: Option<Dur>,
+    /// Its own upstream policy, over `[proxy.upstream]`.
+    #[serde(default)]
+    pub policy: PolicyFile,
+}
+
+/// A file that could not be used: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}:{line}: {key}{message}")]
+pub struct ConfigError {
+    /// The file.
+    pub path: String,
+    /// 1-based line (0 when the file could not be read).
+    pub line: usize,
+    /// `[table] key: `, or empty when unknown.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A parsed file with its text (for line numbers of later checks).
+#[derive(Debug)]
+pub struct Loaded {
+    /// Where it came from.
+    pub path: PathBuf,
+    /// Its text.
+    pub text: String,
+    /// Its content.
+    pub config: FileConfig,
+}
+
+impl Loaded {
+    /// An error about the byte range `span` of the file.
+    pub fn error_at(
+        &self,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        error_at(&self.path, &self.text, Some(span), message.into())
+    }
+
+    /// Checks what parsing alone cannot: group names unique and servers present, a forward
+    /// proxy without groups, connect ports only for a forward proxy.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let proxy = &self.config.proxy;
+        let forward = proxy.mode == Some(ProxyMode::Forward);
+        let mut names = std::collections::HashSet::new();
+        for group in &proxy.group {
+            if forward {
+                return Err(self.error_at(
+                    group.span(),
+                    "a forward proxy has no upstream groups (remove [[proxy.group]] or set mode = \"reverse\")",
+                ));
+            }
+            if group.get_ref().servers.is_empty() {
+                return Err(self.error_at(
+                    group.span(),
+                    format!("group `{}` has no servers", group.get_ref().name),
+                ));
+            }
+            if !names.insert(group.get_ref().name.clone()) {
+                return Err(self.error_at(
+                    group.span(),
+                    format!("group name `{}` is used twice", group.get_ref().name),
+                ));
+            }
+            if group
+                .get_ref()
+                .path_prefix
+                .as_deref()
+                .is_some_and(|p| !p.starts_with('/'))
+            {
+                return Err(self.error_at(group.span(), "path_prefix must start with `/`"));
+            }
+        }
+        if !forward && proxy.connect_ports.is_some() {
+            return Err(error_at(
+                &self.path,
+                &self.text,
+                find_key(&self.text, "connect_ports"),
+                "connect_ports only applies to mode = \"forward\"".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads and parses a file; the error names the file, line and key.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: path.display().to_string(),
+        line: 0,
+        key: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let config = parse(path, &text)?;
+    let loaded = Loaded {
+        path: path.to_path_buf(),
+        text,
+        config,
+    };
+    loaded.check()?;
+    Ok(loaded)
+}
+
+/// Parses file text (`path` names it in errors).
+pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| error_at(path, text, e.span(), e.message().to_string()))
+}
+
+fn find_key(text: &str, key: &str) -> Option<std::ops::Range<usize>> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with(key) {
+            return Some(offset..offset + line.len());
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// An error at `span` of `text`: its line, and the key and table written there.
+fn error_at(
+    path: &Path,
+    text: &str,
+    span: Option<std::ops::Range<usize>>,
+    message: String,
+) -> ConfigError {
+    let Some(span) = span else {
+        return ConfigError {
+            path: path.display().to_string(),
+            line: 0,
+            key: String::new(),
+            message,
+        };
+    };
+    let start = span.start.min(text.len());
+    let line = text[..start].matches('\n').count() + 1;
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_text = text[line_start..].lines().next().unwrap_or("");
+    let key = line_text
+        .split_once('=')
+        .map(|(key, _)| key.trim().trim_matches('"').to_string())
+        .filter(|key| !key.is_empty() && !key.starts_with('['));
+    // The table the line belongs to: the last header above it.
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(str::to_string);
+    let key = match (table, key) {
+        (_, None) if line_text.trim().starts_with('[') => format!("{}: ", line_text.trim()),
+        (Some(table), Some(key)) => format!("{table} {key}: "),
+        (None, Some(key)) => format!("{key}: "),
+        (Some(table), None) => format!("{table}: "),
+        (None, None) => String::new(),
+    };
+    ConfigError {
+        path: path.display().to_string(),
+        line,
+        key,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<FileConfig, ConfigError> {
+        parse(Path::new("test.toml"), text)
+    }
+
+    #[test]
+    fn durations_parse_like_flags() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn errors_name_the_line_table_and_key() {
+        let error =
+            parse_str("listen = \"127.0.0.1:1\"\n[downstream]\nkeepalive_timeout = \"5x\"\n")
+                .unwrap_err();
+        assert_eq!(
+            (error.line, error.key.as_str()),
+            (3, "[downstream] keepalive_timeout: ")
+        );
+        assert!(error.message.contains("unknown unit"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("test.toml:3: [downstream] keepalive_timeout: ")
+        );
+
+        let error = parse_str("[downstream]\nkeepalive_timout = \"5s\"\n").unwrap_err();
+        assert_eq!(error.line, 2);
+        assert!(error.message.contains("keepalive_timout"), "{error}");
+
+        let error = parse_str("workers = \"two\"\n").unwrap_err();
+        assert_eq!((error.line, error.key.as_str()), (1, "workers: "));
+
+        let error = parse_str("[proxy]\n[[proxy.group]]\nname = \"a\"\nservers = [\"ftp://x\"]\n")
+            .unwrap_err();
+        assert_eq!(error.line, 4);
+        assert!(error.message.contains("http://host:port"), "{error}");
+
+        let error = parse_str("[bogus]\n").unwrap_err();
+        assert_eq!(error.line, 1);
+        assert!(error.message.contains("bogus"), "{error}");
+
+        let error = parse_str("listen = \"not an address\"\n").unwrap_err();
+        assert_eq!((error.line, error.key.as_str()), (1, "listen: "));
+
+        let error = parse_str("log = \"loud\"\n").unwrap_err();
+        assert!(error.message.contains("one of error"), "{error}");
+    }
+
+    fn checked(text: &str) -> Result<(), ConfigError> {
+        let config = parse_str(text)?;
+        Loaded {
+            path: "test.toml".into(),
+            text: text.into(),
+            config,
+        }
+        .check()
+    }
+
+    #[test]
+    fn whole_file_checks_name_the_group_line() {
+        let groups = "[[proxy.group]]\nname = \"a\"\nservers = [\"http://127.0.0.1:1\"]\n\
+                      [[proxy.group]]\nname = \"a\"\nservers = [\"http://127.0.0.1:2\"]\n";
+        let error = checked(groups).unwrap_err();
+        assert_eq!(error.line, 4);
+        assert!(error.message.contains("used twice"), "{error}");
+
+        let error = checked("[[proxy.group]]\nname = \"a\"\nservers = []\n").unwrap_err();
+        assert!(error.message.contains("no servers"), "{error}");
+
+        let error = checked(
+            "[proxy]\nmode = \"forward\"\n[[proxy.group]]\nname = \"a\"\nservers = [\"http://127.0.0.1:1\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(error.line, 3);
+
+        let error = checked("[proxy]\nconnect_ports = [443]\n").unwrap_err();
+        assert_eq!(error.line, 2);
+
+        let error =
+            checked("[[proxy.group]]\nname = \"a\"\npath_prefix = \"api\"\nservers = [\"http://127.0.0.1:1\"]\n")
+                .unwrap_err();
+        assert!(error.message.contains("path_prefix"), "{error}");
+        assert!(checked("").is_ok());
+    }
+
+    #[test]
+    fn a_group_policy_falls_back_to_the_proxy_policy() {
+        let config = parse_str(
+            "[proxy.upstream]\nmode = \"pipeline\"\ndepth = 4\n\
+             [[proxy.group]]\nname = \"a\"\nservers = [\"http://127.0.0.1:1\"]\n\
+             [proxy.group.policy]\ndepth = 16\n",
+        )
+        .unwrap();
+        let group = config.proxy.group[0].get_ref();
+        let policy = group.policy.or(&config.proxy.upstream);
+        assert_eq!(
+            (policy.mode, policy.depth),
+            (Some(UpstreamMode::Pipeline), Some(16))
+        );
+    }
+}

@@ -1,0 +1,413 @@
+//! What open connections are doing, for operators: a live registry of connections with
+//! their state and counters, the kernel's `TCP_INFO` for each (the warmth of a connection:
+//! its RTT and congestion window), and the [`Observer`] hooks through which a connection
+//! reports its requests and its end (metrics, access log).
+//!
+//! Everything here is optional: a connection registers and reports only when its server or
+//! client was given [`Hooks`]. It must not format metrics or logs itself.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode, Version};
+use serde::Serialize;
+
+/// Which hop a connection belongs to, seen from this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnSide {
+    /// Accepted from a client.
+    Downstream,
+    /// Opened to an upstream server.
+    Upstream,
+}
+
+impl ConnSide {
+    /// The label used in metrics and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnSide::Downstream => "downstream",
+            ConnSide::Upstream => "upstream",
+        }
+    }
+}
+
+/// What a connection is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum ConnState {
+    /// Open with nothing to do: between requests, or parked in a pool.
+    Idle = 0,
+    /// Downstream: a request head is arriving.
+    ReadingHead = 1,
+    /// Downstream: the handler is answering (and reading the request body).
+    InRequest = 2,
+    /// Writing: a response (downstream) or a request (upstream).
+    Writing = 3,
+    /// Upstream: waiting for the response head.
+    AwaitingResponse = 4,
+    /// Upstream: reading the response body.
+    ReadingBody = 5,
+}
+
+impl ConnState {
+    /// Every state, in discriminant order.
+    pub const ALL: [ConnState; 6] = [
+        ConnState::Idle,
+        ConnState::ReadingHead,
+        ConnState::InRequest,
+        ConnState::Writing,
+        ConnState::AwaitingResponse,
+        ConnState::ReadingBody,
+    ];
+
+    fn from_u8(value: u8) -> ConnState {
+        ConnState::ALL
+            .get(usize::from(value))
+            .copied()
+            .unwrap_or(ConnState::Idle)
+    }
+}
+
+/// One registered connection: fixed facts and counters its owner updates.
+#[derive(Debug)]
+pub struct ConnStatus {
+    side: ConnSide,
+    id: u64,
+    peer: SocketAddr,
+    fd: RawFd,
+    born: Instant,
+    state: AtomicU8,
+    requests: AtomicU64,
+    /// Milliseconds after `born` of the last state change.
+    last_change_ms: AtomicU64,
+}
+
+impl ConnStatus {
+    /// Moves to `state`.
+    pub fn set_state(&self, state: ConnState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+        self.last_change_ms
+            .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The number of requests carried so far.
+    pub fn set_requests(&self, requests: u64) {
+        self.requests.store(requests, Ordering::Relaxed);
+    }
+
+    /// When it was registered.
+    pub fn born(&self) -> Instant {
+        self.born
+    }
+}
+
+/// The kernel's view of a TCP connection (`TCP_INFO`): how warm it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct TcpInfo {
+    /// Smoothed round-trip time, microseconds.
+    pub rtt_us: u32,
+    /// Round-trip time variance, microseconds.
+    pub rttvar_us: u32,
+    /// Congestion window, segments.
+    pub snd_cwnd: u32,
+    /// Sending maximum segment size, bytes.
+    pub snd_mss: u32,
+    /// Slow-start threshold, segments (a huge value while still in initial slow start).
+    pub snd_ssthresh: u32,
+    /// Segments retransmitted over the connection's life.
+    pub retransmits: u32,
+    /// Most recent delivery rate estimate, bytes per second.
+    pub delivery_rate: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Bytes sent and acknowledged.
+    pub bytes_acked: u64,
+}
+
+/// Reads `TCP_INFO` for a socket.
+pub fn tcp_info(socket: &impl AsRawFd) -> std::io::Result<TcpInfo> {
+    tcp_info_of(socket.as_raw_fd())
+}
+
+/// Reads `TCP_INFO` for a descriptor the caller keeps open.
+pub(crate) fn tcp_info_of(fd: RawFd) -> std::io::Result<TcpInfo> {
+    // SAFETY: `tcp_info` is plain old data, zero is a valid value for all of it, and the
+    // kernel writes at most `len` bytes into it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` and `len` are valid for writes of the sizes given; `fd` is a socket
+    // the caller keeps open for the duration of the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(TcpInfo {
+        rtt_us: info.tcpi_rtt,
+        rttvar_us: info.tcpi_rttvar,
+        snd_cwnd: info.tcpi_snd_cwnd,
+        snd_mss: info.tcpi_snd_mss,
+        snd_ssthresh: info.tcpi_snd_ssthresh,
+        retransmits: info.tcpi_total_retrans,
+        delivery_rate: info.tcpi_delivery_rate,
+        bytes_received: info.tcpi_bytes_received,
+        bytes_acked: info.tcpi_bytes_acked,
+    })
+}
+
+/// A connection as the live view shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnView {
+    /// Downstream or upstream.
+    pub side: ConnSide,
+    /// The server's (downstream) or the client's (upstream) number for it.
+    pub id: u64,
+    /// The other end.
+    pub peer: SocketAddr,
+    /// What it is doing.
+    pub state: ConnState,
+    /// Since it opened, milliseconds.
+    pub age_ms: u64,
+    /// Since its last state change (for an idle connection: how long it has been idle).
+    pub idle_ms: u64,
+    /// Requests carried.
+    pub requests: u64,
+    /// The kernel's view; `None` if it could not be read.
+    pub tcp: Option<TcpInfo>,
+}
+
+/// The registry of open connections.
+#[derive(Debug, Default)]
+pub struct LiveConns {
+    entries: Mutex<HashMap<(ConnSide, u64), Arc<ConnStatus>>>,
+}
+
+impl LiveConns {
+    /// An empty registry.
+    pub fn new() -> Arc<Self> {
+        Arc::new(LiveConns::default())
+    }
+
+    /// Registers a connection; it stays listed until the returned entry is dropped, which
+    /// its owner must do before closing the socket (declare the entry before the socket in
+    /// the owning struct: fields drop in declaration order).
+    pub fn register(
+        self: &Arc<Self>,
+        side: ConnSide,
+        id: u64,
+        peer: SocketAddr,
+        socket: &impl AsRawFd,
+        state: ConnState,
+    ) -> LiveEntry {
+        let status = Arc::new(ConnStatus {
+            side,
+            id,
+            peer,
+            fd: socket.as_raw_fd(),
+            born: Instant::now(),
+            state: AtomicU8::new(state as u8),
+            requests: AtomicU64::new(0),
+            last_change_ms: AtomicU64::new(0),
+        });
+        self.lock().insert((side, id), status.clone());
+        LiveEntry {
+            registry: self.clone(),
+            status,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(ConnSide, u64), Arc<ConnStatus>>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every open connection, with its `TCP_INFO`, oldest first.
+    pub fn snapshot(&self) -> Vec<ConnView> {
+        let now = Instant::now();
+        let entries = self.lock();
+        let mut views: Vec<ConnView> = entries
+            .values()
+            .map(|status| {
+                let age = now.saturating_duration_since(status.born);
+                let changed = Duration::from_millis(status.last_change_ms.load(Ordering::Relaxed));
+                ConnView {
+                    side: status.side,
+                    id: status.id,
+                    peer: status.peer,
+                    state: ConnState::from_u8(status.state.load(Ordering::Relaxed)),
+                    age_ms: age.as_millis() as u64,
+                    idle_ms: age.saturating_sub(changed).as_millis() as u64,
+                    requests: status.requests.load(Ordering::Relaxed),
+                    // The lock is held: the owner cannot unregister, so cannot have closed
+                    // the socket, while this reads it.
+                    tcp: tcp_info_of(status.fd).ok(),
+                }
+            })
+            .collect();
+        drop(entries);
+        views.sort_by(|a, b| b.age_ms.cmp(&a.age_ms).then(a.id.cmp(&b.id)));
+        views
+    }
+
+    /// Open connections on `side`, and how many of them are idle.
+    pub fn counts(&self, side: ConnSide) -> (u64, u64) {
+        let entries = self.lock();
+        let mut open = 0;
+        let mut idle = 0;
+        for status in entries.values().filter(|s| s.side == side) {
+            open += 1;
+            if status.state.load(Ordering::Relaxed) == ConnState::Idle as u8 {
+                idle += 1;
+            }
+        }
+        (open, idle)
+    }
+}
+
+/// A connection's place in the registry; dropping it unregisters the connection.
+#[derive(Debug)]
+pub struct LiveEntry {
+    registry: Arc<LiveConns>,
+    status: Arc<ConnStatus>,
+}
+
+impl LiveEntry {
+    /// The connection's status, to update.
+    pub fn status(&self) -> &ConnStatus {
+        &self.status
+    }
+}
+
+impl Drop for LiveEntry {
+    fn drop(&mut self) {
+        self.registry
+            .lock()
+            .remove(&(self.status.side, self.status.id));
+    }
+}
+
+/// Which upstream connection answered a request a proxy forwarded; the proxy puts it in
+/// the response's extensions so the access log can name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamNote {
+    /// The upstream connection's number within the proxy's client.
+    pub connection: u64,
+    /// Whether that connection had served earlier requests.
+    pub reused: bool,
+    /// The upstream server.
+    pub peer: SocketAddr,
+}
+
+/// One answered downstream request.
+#[derive(Debug)]
+pub struct RequestRecord<'a> {
+    /// The connection's number.
+    pub conn: u64,
+    /// The client.
+    pub peer: SocketAddr,
+    /// 1 for the connection's first request.
+    pub number: u64,
+    /// The method (`None` for a request too malformed to have one).
+    pub method: Option<&'a Method>,
+    /// The request target as received (empty if malformed).
+    pub target: &'a str,
+    /// The request's version.
+    pub version: Version,
+    /// The status sent.
+    pub status: StatusCode,
+    /// Response body bytes sent.
+    pub body_bytes: u64,
+    /// From the complete request head to the response handed to the socket.
+    pub duration: Duration,
+    /// The upstream connection that answered, through a proxy.
+    pub upstream: Option<UpstreamNote>,
+}
+
+/// A connection that ended.
+#[derive(Debug, Clone, Copy)]
+pub struct ClosedRecord {
+    /// Downstream or upstream.
+    pub side: ConnSide,
+    /// Why, as a metric label (`idle_timeout`, `client_closed`, `server_close`, ...).
+    pub reason: &'static str,
+    /// Requests it carried.
+    pub requests: u64,
+    /// How long it was open.
+    pub lifetime: Duration,
+    /// Bytes received and sent-and-acknowledged (from `TCP_INFO` at close; 0 if unknown).
+    pub bytes_in: u64,
+    /// See `bytes_in`.
+    pub bytes_out: u64,
+}
+
+/// Receives what connections report: implemented by metrics and the access log.
+pub trait Observer: Send + Sync + 'static {
+    /// A connection opened.
+    fn opened(&self, side: ConnSide);
+    /// A downstream request was answered.
+    fn request(&self, record: &RequestRecord<'_>);
+    /// A connection ended.
+    fn closed(&self, record: &ClosedRecord);
+}
+
+/// What a server or client reports to, when anything is listening.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Connections register here for the live view.
+    pub live: Option<Arc<LiveConns>>,
+    /// Requests and connection ends go here.
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("live", &self.live.is_some())
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}
+
+impl Hooks {
+    /// Whether anything listens.
+    pub fn is_active(&self) -> bool {
+        self.live.is_some() || self.observer.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registered_connection_is_listed_until_its_entry_drops() {
+        let registry = LiveConns::new();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let entry = registry.register(ConnSide::Upstream, 7, addr, &client, ConnState::Idle);
+        entry.status().set_requests(3);
+        let views = registry.snapshot();
+        assert_eq!(views.len(), 1);
+        assert_eq!((views[0].id, views[0].requests), (7, 3));
+        let tcp = views[0].tcp.expect("TCP_INFO of a connected socket");
+        assert!(tcp.snd_cwnd > 0 && tcp.snd_mss > 0);
+        assert_eq!(registry.counts(ConnSide::Upstream), (1, 1));
+        entry.status().set_state(ConnState::Writing);
+        assert_eq!(registry.counts(ConnSide::Upstream), (1, 0));
+        drop(entry);
+        assert!(registry.snapshot().is_empty());
+    }
+}

@@ -1,0 +1,416 @@
+//! Prometheus metrics of a running server or proxy, in the text exposition format.
+//!
+//! Owns the metric names, labels and buckets. Connections feed it through the
+//! [`Observer`] hooks (opened, answered, closed); what is cheaper to read than to count —
+//! idle connections, bytes of open connections, upstream pool counters — is read when
+//! scraped. It must not decide anything about connections.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `hopline_connections_opened_total` | counter | `side` |
+//! | `hopline_connections_closed_total` | counter | `side`, `reason` |
+//! | `hopline_connections_active` | gauge | `side` |
+//! | `hopline_connections_idle` | gauge | `side` |
+//! | `hopline_connection_requests` | histogram | `side` (requests a connection carried, at close) |
+//! | `hopline_connection_duration_seconds` | histogram | `side` (lifetime, at close) |
+//! | `hopline_request_duration_seconds` | histogram | — (downstream requests) |
+//! | `hopline_responses_total` | counter | `class` (`1xx` … `5xx`) |
+//! | `hopline_bytes_total` | counter | `side`, `direction` (`in`, `out`) |
+//! | `hopline_upstream_checkouts_total` | counter | `upstream`, `result` (`reused`, `new`, `stale_evicted`, `expired_evicted`, `waited`) |
+//! | `hopline_upstream_retries_total` | counter | `upstream` |
+//!
+//! `side` is `downstream` (clients of this process) or `upstream` (servers it connects
+//! to). Bytes come from the kernel (`TCP_INFO`: received, and sent and acknowledged).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::conn::{ClosedRecord, ConnSide, LiveConns, Observer, RequestRecord};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SideLabel {
+    side: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloseLabels {
+    side: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BytesLabels {
+    side: &'static str,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckoutLabels {
+    upstream: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabel {
+    upstream: String,
+}
+
+/// The counters of one upstream group's pool and client, as read at a scrape.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpstreamCounts {
+    /// The group's name.
+    pub name: String,
+    /// Checkouts served by an idle connection.
+    pub reused: u64,
+    /// Checkouts that opened a new connection.
+    pub new: u64,
+    /// Idle connections found closed by their peer.
+    pub stale_evicted: u64,
+    /// Idle connections retired by a timer.
+    pub expired_evicted: u64,
+    /// Checkouts that waited for the per-host cap.
+    pub waited: u64,
+    /// Requests sent again (RFC 9110 §9.2.2) or re-queued from a pipelined connection.
+    pub retries: u64,
+}
+
+/// Where upstream counters come from (the proxy, which may be reloaded).
+pub type UpstreamSource = Arc<dyn Fn() -> Vec<UpstreamCounts> + Send + Sync>;
+
+fn side_index(side: ConnSide) -> usize {
+    match side {
+        ConnSide::Downstream => 0,
+        ConnSide::Upstream => 1,
+    }
+}
+
+const SIDES: [ConnSide; 2] = [ConnSide::Downstream, ConnSide::Upstream];
+
+/// The metrics of one process.
+pub struct Metrics {
+    registry: Registry,
+    recorder: Arc<Recorder>,
+    upstreams: Arc<RwLock<Option<UpstreamSource>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// What connections report into (the [`Observer`]).
+pub struct Recorder {
+    opened: [Counter; 2],
+    closed: Family<CloseLabels, Counter>,
+    active: [Gauge; 2],
+    conn_requests: [Histogram; 2],
+    conn_duration: [Histogram; 2],
+    request_duration: Histogram,
+    responses: [Counter; 5],
+    /// Bytes of closed connections: [side][in, out].
+    closed_bytes: [[AtomicU64; 2]; 2],
+}
+
+impl Metrics {
+    /// Metrics over `live` (the registry the server and client register connections in).
+    pub fn new(live: Arc<LiveConns>) -> Self {
+        let mut registry = Registry::with_prefix("hopline");
+        let opened = Family::<SideLabel, Counter>::default();
+        let closed = Family::<CloseLabels, Counter>::default();
+        let active = Family::<SideLabel, Gauge>::default();
+        let conn_requests = Family::<SideLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0, 10_000.0])
+        });
+        let conn_duration = Family::<SideLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 4.0, 12))
+        });
+        let request_duration = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
+        let responses = Family::<ClassLabel, Counter>::default();
+        registry.register("connections_opened", "Connections opened", opened.clone());
+        registry.register(
+            "connections_closed",
+            "Connections closed, by reason",
+            closed.clone(),
+        );
+        registry.register("connections_active", "Open connections", active.clone());
+        registry.register(
+            "connection_requests",
+            "Requests a connection carried, observed when it closed",
+            conn_requests.clone(),
+        );
+        registry.register(
+            "connection_duration_seconds",
+            "How long a connection was open, observed when it closed",
+            conn_duration.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Downstream requests, from the complete head to the response handed to the socket",
+            request_duration.clone(),
+        );
+        registry.register(
+            "responses",
+            "Downstream responses by status class",
+            responses.clone(),
+        );
+        let side = |side: ConnSide| SideLabel {
+            side: side.as_str(),
+        };
+        let recorder = Arc::new(Recorder {
+            opened: SIDES.map(|s| opened.get_or_create_owned(&side(s))),
+            closed,
+            active: SIDES.map(|s| active.get_or_create_owned(&side(s))),
+            conn_requests: SIDES.map(|s| conn_requests.get_or_create_owned(&side(s))),
+            conn_duration: SIDES.map(|s| conn_duration.get_or_create_owned(&side(s))),
+            request_duration,
+            responses: ["1xx", "2xx", "3xx", "4xx", "5xx"]
+                .map(|class| responses.get_or_create_owned(&ClassLabel { class })),
+            closed_bytes: Default::default(),
+        });
+        registry.register_collector(Box::new(ScrapeTime {
+            live,
+            recorder: recorder.clone(),
+        }));
+        let upstreams = Arc::new(RwLock::new(None));
+        registry.register_collector(Box::new(UpstreamCollector {
+            source: upstreams.clone(),
+        }));
+        Metrics {
+            registry,
+            recorder,
+            upstreams,
+        }
+    }
+
+    /// The observer to give servers and clients.
+    pub fn observer(&self) -> Arc<Recorder> {
+        self.recorder.clone()
+    }
+
+    /// Reads upstream pool counters from `source` at every scrape (replacing an earlier
+    /// source: a reloaded proxy has new pools, whose counters start again from zero).
+    pub fn set_upstreams(&self, source: UpstreamSource) {
+        *self.upstreams.write().unwrap_or_else(|e| e.into_inner()) = Some(source);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            .expect("writing to a String does not fail");
+        out
+    }
+}
+
+impl Observer for Recorder {
+    fn opened(&self, side: ConnSide) {
+        let i = side_index(side);
+        self.opened[i].inc();
+        self.active[i].inc();
+    }
+
+    fn request(&self, record: &RequestRecord<'_>) {
+        let class = usize::from(record.status.as_u16() / 100).clamp(1, 5) - 1;
+        self.responses[class].inc();
+        self.request_duration.observe(record.duration.as_secs_f64());
+    }
+
+    fn closed(&self, record: &ClosedRecord) {
+        let i = side_index(record.side);
+        self.active[i].dec();
+        self.closed
+            .get_or_create(&CloseLabels {
+                side: record.side.as_str(),
+                reason: record.reason,
+            })
+            .inc();
+        self.conn_requests[i].observe(record.requests as f64);
+        self.conn_duration[i].observe(record.lifetime.as_secs_f64());
+        self.closed_bytes[i][0].fetch_add(record.bytes_in, Ordering::Relaxed);
+        self.closed_bytes[i][1].fetch_add(record.bytes_out, Ordering::Relaxed);
+    }
+}
+
+/// Metrics read when scraped: idle connections, and bytes (closed connections' totals
+/// plus what open ones have carried so far).
+#[derive(Debug)]
+struct ScrapeTime {
+    live: Arc<LiveConns>,
+    recorder: Arc<Recorder>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").finish_non_exhaustive()
+    }
+}
+
+impl Collector for ScrapeTime {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let views = self.live.snapshot();
+        let mut idle = [0i64; 2];
+        let mut bytes = [[0u64; 2]; 2];
+        for (i, side) in SIDES.into_iter().enumerate() {
+            bytes[i][0] = self.recorder.closed_bytes[i][0].load(Ordering::Relaxed);
+            bytes[i][1] = self.recorder.closed_bytes[i][1].load(Ordering::Relaxed);
+            for view in views.iter().filter(|v| v.side == side) {
+                if view.state == crate::conn::ConnState::Idle {
+                    idle[i] += 1;
+                }
+                if let Some(tcp) = &view.tcp {
+                    bytes[i][0] += tcp.bytes_received;
+                    bytes[i][1] += tcp.bytes_acked;
+                }
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "hopline_connections_idle",
+            "Open connections with nothing to do (between requests, or pooled)",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        for (i, side) in SIDES.into_iter().enumerate() {
+            let label = SideLabel {
+                side: side.as_str(),
+            };
+            ConstGauge::new(idle[i]).encode(family.encode_family(&label)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "hopline_bytes",
+            "Bytes received (in) and sent and acknowledged (out), from TCP_INFO",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for (i, side) in SIDES.into_iter().enumerate() {
+            for (j, direction) in ["in", "out"].into_iter().enumerate() {
+                let label = BytesLabels {
+                    side: side.as_str(),
+                    direction,
+                };
+                ConstCounter::new(bytes[i][j]).encode(family.encode_family(&label)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Upstream pool and retry counters, read from the proxy when scraped.
+struct UpstreamCollector {
+    source: Arc<RwLock<Option<UpstreamSource>>>,
+}
+
+impl std::fmt::Debug for UpstreamCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamCollector").finish_non_exhaustive()
+    }
+}
+
+impl Collector for UpstreamCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let source = self
+            .source
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let upstreams = source.map(|source| source()).unwrap_or_default();
+        let mut family = encoder.encode_descriptor(
+            "hopline_upstream_checkouts",
+            "Upstream connection checkouts by result",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for counts in &upstreams {
+            for (result, value) in [
+                ("reused", counts.reused),
+                ("new", counts.new),
+                ("stale_evicted", counts.stale_evicted),
+                ("expired_evicted", counts.expired_evicted),
+                ("waited", counts.waited),
+            ] {
+                let label = CheckoutLabels {
+                    upstream: counts.name.clone(),
+                    result,
+                };
+                ConstCounter::new(value).encode(family.encode_family(&label)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "hopline_upstream_retries",
+            "Upstream requests sent again after failing unanswered (RFC 9110 9.2.2)",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for counts in &upstreams {
+            let label = UpstreamLabel {
+                upstream: counts.name.clone(),
+            };
+            ConstCounter::new(counts.retries).encode(family.encode_family(&label)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Several observers as one.
+pub struct Fanout(pub Vec<Arc<dyn Observer>>);
+
+impl Observer for Fanout {
+    fn opened(&self, side: ConnSide) {
+        self.0.iter().for_each(|o| o.opened(side));
+    }
+
+    fn request(&self, record: &RequestRecord<'_>) {
+        self.0.iter().for_each(|o| o.request(record));
+    }
+
+    fn closed(&self, record: &ClosedRecord) {
+        self.0.iter().for_each(|o| o.closed(record));
+    }
+}
+
+/// A line of the access log: through `tracing`, target `hopline::access`, as text or JSON
+/// (the subscriber decides the format).
+#[derive(Debug, Default)]
+pub struct AccessLog;
+
+impl Observer for AccessLog {
+    fn opened(&self, _side: ConnSide) {}
+
+    fn request(&self, r: &RequestRecord<'_>) {
+        let mut upstream = String::new();
+        if let Some(note) = &r.upstream {
+            let _ = write!(upstream, "{}", note.peer);
+        }
+        tracing::info!(
+            target: "hopline::access",
+            client = %r.peer,
+            conn = r.conn,
+            req = r.number,
+            method = r.method.map_or("-", |m| m.as_str()),
+            target = r.target,
+            version = ?r.version,
+            status = r.status.as_u16(),
+            bytes = r.body_bytes,
+            duration_ms = r.duration.as_secs_f64() * 1000.0,
+            upstream = upstream.as_str(),
+            upstream_conn = r.upstream.map(|u| u.connection),
+            upstream_reused = r.upstream.map(|u| u.reused),
+        );
+    }
+
+    fn closed(&self, _record: &ClosedRecord) {}
+}
