@@ -22,7 +22,6 @@
 //! `side` is `downstream` (clients of this process) or `upstream` (servers it connects
 //! to). Bytes come from the kernel (`TCP_INFO`: received, and sent and acknowledged).
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -279,8 +278,8 @@ impl Collector for ScrapeTime {
             }
         }
         let mut family = encoder.encode_descriptor(
-            "hopline_connections_idle",
-            "Open connections with nothing to do (between requests, or pooled)",
+            "connections_idle",
+            "Open connections with nothing to do (between requests, or pooled).",
             None,
             ConstGauge::new(0i64).metric_type(),
         )?;
@@ -291,8 +290,8 @@ impl Collector for ScrapeTime {
             ConstGauge::new(idle[i]).encode(family.encode_family(&label)?)?;
         }
         let mut family = encoder.encode_descriptor(
-            "hopline_bytes",
-            "Bytes received (in) and sent and acknowledged (out), from TCP_INFO",
+            "bytes",
+            "Bytes received (in) and sent and acknowledged (out), from TCP_INFO.",
             None,
             ConstCounter::new(0u64).metric_type(),
         )?;
@@ -329,8 +328,8 @@ impl Collector for UpstreamCollector {
             .clone();
         let upstreams = source.map(|source| source()).unwrap_or_default();
         let mut family = encoder.encode_descriptor(
-            "hopline_upstream_checkouts",
-            "Upstream connection checkouts by result",
+            "upstream_checkouts",
+            "Upstream connection checkouts by result.",
             None,
             ConstCounter::new(0u64).metric_type(),
         )?;
@@ -350,8 +349,8 @@ impl Collector for UpstreamCollector {
             }
         }
         let mut family = encoder.encode_descriptor(
-            "hopline_upstream_retries",
-            "Upstream requests sent again after failing unanswered (RFC 9110 9.2.2)",
+            "upstream_retries",
+            "Upstream requests sent again after failing unanswered (RFC 9110 9.2.2).",
             None,
             ConstCounter::new(0u64).metric_type(),
         )?;
@@ -391,10 +390,6 @@ impl Observer for AccessLog {
     fn opened(&self, _side: ConnSide) {}
 
     fn request(&self, r: &RequestRecord<'_>) {
-        let mut upstream = String::new();
-        if let Some(note) = &r.upstream {
-            let _ = write!(upstream, "{}", note.peer);
-        }
         tracing::info!(
             target: "hopline::access",
             client = %r.peer,
@@ -406,7 +401,7 @@ impl Observer for AccessLog {
             status = r.status.as_u16(),
             bytes = r.body_bytes,
             duration_ms = r.duration.as_secs_f64() * 1000.0,
-            upstream = upstream.as_str(),
+            upstream = r.upstream.map(|u| tracing::field::display(u.peer)),
             upstream_conn = r.upstream.map(|u| u.connection),
             upstream_reused = r.upstream.map(|u| u.reused),
         );

@@ -634,8 +634,10 @@ fn init_logging(level: tracing::Level, access_log: AccessLogFormat, quiet_server
         // The demo starts and stops servers all along; their lifecycle is not news.
         own = own.with_target("hopline::server", tracing::Level::WARN);
     }
+    use std::io::IsTerminal;
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_filter(own);
     let access = Targets::new().with_target("hopline::access", tracing::Level::INFO);
     let access_layer = match access_log {
@@ -643,6 +645,7 @@ fn init_logging(level: tracing::Level, access_log: AccessLogFormat, quiet_server
         AccessLogFormat::Text => Some(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stdout)
+                .with_ansi(std::io::stdout().is_terminal())
                 .with_target(false)
                 .with_level(false)
                 .with_filter(access)

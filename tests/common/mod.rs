@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hopline::conn::{Handler, ServerConfig};
-use hopline::server::{ListenerConfig, RunSummary, Server, ServerStats, StatsSnapshot};
+use hopline::conn::{Handler, Hooks, ServerConfig};
+use hopline::server::{
+    ConfigHandle, ListenerConfig, RunSummary, Server, ServerStats, StatsSnapshot,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -18,6 +20,8 @@ use tokio::task::JoinHandle;
 pub struct TestServer {
     pub addr: SocketAddr,
     pub stats: Arc<ServerStats>,
+    /// Replaces the policy of new connections (a reload).
+    pub config: ConfigHandle,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<RunSummary>,
 }
@@ -32,8 +36,20 @@ impl TestServer {
         config: ServerConfig,
         listener: ListenerConfig,
     ) -> Self {
-        let server =
-            Server::bind("127.0.0.1:0".parse().unwrap(), handler, config, listener).expect("bind");
+        Self::start_hooked(handler, config, listener, Hooks::default()).await
+    }
+
+    /// A server reporting to `hooks` (live view, metrics, access log).
+    pub async fn start_hooked<H: Handler>(
+        handler: H,
+        config: ServerConfig,
+        listener: ListenerConfig,
+        hooks: Hooks,
+    ) -> Self {
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), handler, config, listener)
+            .expect("bind")
+            .with_hooks(hooks);
+        let config = server.config_handle();
         let addr = server.local_addr().unwrap();
         let stats = server.stats();
         let (stop, stopped) = oneshot::channel();
@@ -43,6 +59,7 @@ impl TestServer {
         TestServer {
             addr,
             stats,
+            config,
             stop: Some(stop),
             task,
         }

@@ -1,0 +1,222 @@
+//! Operating a server and a proxy: metrics with exact counts after a scripted workload,
+//! the live connection view with TCP_INFO, a reload that changes new connections only, and
+//! the example configuration file. Timers run on tokio's paused clock.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{RawClient, TestServer};
+use hopline::admin::Admin;
+use hopline::client::ClientOptions;
+use hopline::conn::{Hooks, LiveConns, ServerConfig};
+use hopline::metrics::Metrics;
+use hopline::origin::Origin;
+use hopline::proxy::upstream::{Balance, Upstreams};
+use hopline::proxy::{Proxy, ProxyConfig};
+use hopline::server::ListenerConfig;
+
+/// Hooks feeding metrics and the live view, and the admin server reading them.
+async fn observed() -> (Hooks, TestServer) {
+    let live = LiveConns::new();
+    let metrics = Arc::new(Metrics::new(live.clone()));
+    let hooks = Hooks {
+        live: Some(live.clone()),
+        observer: Some(metrics.observer()),
+    };
+    let admin = TestServer::start(Admin::new(metrics, live), ServerConfig::default()).await;
+    (hooks, admin)
+}
+
+async fn get(admin: &TestServer, path: &str) -> String {
+    let mut client = RawClient::connect(admin.addr).await;
+    client.get(path, "").await;
+    let response = client.response().await;
+    assert_eq!(response.status, 200);
+    response.text()
+}
+
+/// The value of one sample line of a Prometheus exposition (`name{labels}`); 0 if absent.
+fn sample(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().expect("a number"))
+}
+
+async fn requests(client: &mut RawClient, n: usize) {
+    for _ in 0..n {
+        client.get("/", "").await;
+        assert_eq!(client.response().await.status, 200);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn metrics_count_a_scripted_workload_exactly() {
+    let (hooks, admin) = observed().await;
+    let config = ServerConfig {
+        keepalive_timeout: Duration::from_secs(2),
+        ..ServerConfig::default()
+    };
+    let server =
+        TestServer::start_hooked(Origin::new(), config, ListenerConfig::default(), hooks).await;
+    // Three connections, ten requests: one closed by its client, two left idle.
+    let mut a = RawClient::connect(server.addr).await;
+    requests(&mut a, 4).await;
+    drop(a);
+    let mut b = RawClient::connect(server.addr).await;
+    requests(&mut b, 3).await;
+    let mut c = RawClient::connect(server.addr).await;
+    requests(&mut c, 3).await;
+    // The keep-alive timeout passes: the server closes both idle ones.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.expect_eof().await;
+    c.expect_eof().await;
+    server.closed(3).await;
+
+    let metrics = get(&admin, "/metrics").await;
+    let expect = [
+        ("hopline_connections_opened_total{side=\"downstream\"}", 3.0),
+        ("hopline_connections_active{side=\"downstream\"}", 0.0),
+        (
+            "hopline_connections_closed_total{side=\"downstream\",reason=\"idle_timeout\"}",
+            2.0,
+        ),
+        (
+            "hopline_connections_closed_total{side=\"downstream\",reason=\"client_closed\"}",
+            1.0,
+        ),
+        ("hopline_responses_total{class=\"2xx\"}", 10.0),
+        ("hopline_responses_total{class=\"4xx\"}", 0.0),
+        ("hopline_request_duration_seconds_count", 10.0),
+        (
+            "hopline_connection_requests_count{side=\"downstream\"}",
+            3.0,
+        ),
+        ("hopline_connection_requests_sum{side=\"downstream\"}", 10.0),
+        (
+            "hopline_connection_requests_bucket{side=\"downstream\",le=\"2\"}",
+            0.0,
+        ),
+        (
+            "hopline_connection_requests_bucket{side=\"downstream\",le=\"5\"}",
+            3.0,
+        ),
+        ("hopline_connections_idle{side=\"downstream\"}", 0.0),
+    ];
+    for (series, value) in expect {
+        assert_eq!(sample(&metrics, series), value, "{series}\n{metrics}");
+    }
+    // Bytes in and out come from the kernel: ten requests and ten responses' worth.
+    assert!(
+        sample(
+            &metrics,
+            "hopline_bytes_total{side=\"downstream\",direction=\"in\"}"
+        ) >= 10.0 * 30.0
+    );
+    assert!(
+        sample(
+            &metrics,
+            "hopline_bytes_total{side=\"downstream\",direction=\"out\"}"
+        ) >= 10.0 * 13.0
+    );
+    // Every family is declared once, with its type.
+    for family in [
+        "hopline_connections_opened_total",
+        "hopline_connection_duration_seconds",
+        "hopline_bytes_total",
+    ] {
+        assert_eq!(
+            metrics.matches(&format!("# TYPE {family} ")).count(),
+            1,
+            "{family}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_live_view_shows_idle_connections_with_their_tcp_state() {
+    let (hooks, admin) = observed().await;
+    let origin = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let url = format!("http://{}", origin.addr).parse().unwrap();
+    let mut config = ProxyConfig::reverse(
+        Upstreams::new(&[url], Balance::RoundRobin, Duration::from_secs(5)).unwrap(),
+    );
+    config.upstream = ClientOptions::default();
+    config.upstream.conn.hooks = hooks.clone();
+    let proxy = Proxy::new(config);
+    let proxy = TestServer::start_hooked(
+        proxy,
+        ServerConfig::default(),
+        ListenerConfig::default(),
+        hooks,
+    )
+    .await;
+    let mut client = RawClient::connect(proxy.addr).await;
+    requests(&mut client, 2).await;
+
+    let view: serde_json::Value = serde_json::from_str(&get(&admin, "/connections").await).unwrap();
+    assert_eq!(view["downstream"]["open"], 1);
+    assert_eq!(view["downstream"]["idle"], 1);
+    assert_eq!(
+        view["upstream"]["idle"], 1,
+        "the pooled upstream connection"
+    );
+    let connections = view["connections"].as_array().unwrap();
+    for side in ["downstream", "upstream"] {
+        let conn = connections
+            .iter()
+            .find(|c| c["side"] == side)
+            .unwrap_or_else(|| panic!("a {side} connection in {view}"));
+        assert_eq!(conn["state"], "idle");
+        assert_eq!(conn["requests"], 2);
+        assert!(conn["tcp"]["snd_cwnd"].as_u64().unwrap() > 0, "{conn}");
+        assert!(
+            conn["tcp"]["bytes_received"].as_u64().unwrap() > 0,
+            "{conn}"
+        );
+    }
+    // Closed connections leave the view.
+    drop(client);
+    proxy.closed(1).await;
+    let view: serde_json::Value = serde_json::from_str(&get(&admin, "/connections").await).unwrap();
+    assert_eq!(view["downstream"]["open"], 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_changes_new_connections_and_keeps_open_ones() {
+    let config = ServerConfig {
+        keepalive_timeout: Duration::from_secs(10),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(Origin::new(), config.clone()).await;
+    let mut old = RawClient::connect(server.addr).await;
+    requests(&mut old, 1).await;
+    server.config.set(ServerConfig {
+        keepalive_timeout: Duration::from_secs(1),
+        ..config
+    });
+    let mut new = RawClient::connect(server.addr).await;
+    requests(&mut new, 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The new connection has the new, shorter keep-alive timeout...
+    new.expect_eof().await;
+    // ...the old one still has its own, and serves on.
+    requests(&mut old, 1).await;
+    let stats = server.closed(1).await;
+    assert_eq!(stats.closed(hopline::conn::CloseReason::IdleTimeout), 1);
+}
+
+#[test]
+fn the_example_configuration_loads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hopline.toml");
+    let loaded = hopline::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let config = &loaded.config;
+    assert_eq!(
+        config.downstream.keepalive_timeout.unwrap().0,
+        Duration::from_secs(30)
+    );
+    assert_eq!(config.proxy.group.len(), 2);
+    assert!(config.admin.is_some());
+}
