@@ -78,6 +78,17 @@ pub enum AccessLogFormat {
     Json,
 }
 
+/// How worker threads are laid out (`--layout`, `layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// One single-threaded runtime and `SO_REUSEPORT` listener per worker; the kernel
+    /// spreads new connections over them.
+    PerCore,
+    /// One multi-threaded runtime, tasks stolen between workers.
+    Shared,
+}
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +97,8 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     /// `--workers`.
     pub workers: Option<usize>,
+    /// `--layout`: per-core or shared.
+    pub layout: Option<Layout>,
     /// `--admin`.
     pub admin: Option<SocketAddr>,
     /// `--access-log`.

@@ -36,6 +36,9 @@ pub struct ListenerConfig {
     pub backlog: u32,
     /// How long a graceful shutdown waits for busy connections. Default 10 s.
     pub drain_timeout: Duration,
+    /// `SO_REUSEPORT`: several listeners (one per worker thread) share the address and the
+    /// kernel spreads new connections over them. Default `false`.
+    pub reuse_port: bool,
 }
 
 impl Default for ListenerConfig {
@@ -44,6 +47,7 @@ impl Default for ListenerConfig {
             max_connections: 10_000,
             backlog: 4096,
             drain_timeout: Duration::from_secs(10),
+            reuse_port: false,
         }
     }
 }
@@ -170,6 +174,9 @@ impl<H: Handler> Server<H> {
             TcpSocket::new_v6()?
         };
         socket.set_reuseaddr(true)?;
+        if listener_config.reuse_port {
+            socket.set_reuseport(true)?;
+        }
         socket.bind(addr)?;
         let listener = socket.listen(listener_config.backlog)?;
         Ok(Self::from_listener(
@@ -207,6 +214,13 @@ impl<H: Handler> Server<H> {
     /// The handle through which the connection policy can be replaced while running.
     pub fn config_handle(&self) -> ConfigHandle {
         self.config.clone()
+    }
+
+    /// Takes new connections' policy from `handle` (shared by several listeners, so that
+    /// one reload reaches them all).
+    pub fn with_config_handle(mut self, handle: ConfigHandle) -> Self {
+        self.config = handle;
+        self
     }
 
     /// The address the listener is bound to.

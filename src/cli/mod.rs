@@ -26,6 +26,7 @@ pub use get::GetArgs;
 pub use proxy::ProxyArgs;
 
 use crate::admin::Admin;
+pub use crate::config::Layout;
 pub use crate::config::parse_duration;
 use crate::config::{self, AccessLogFormat, DownstreamFile, FileConfig, Loaded};
 use crate::conn::{Handler, Hooks, LiveConns, Observer, ServerConfig};
@@ -158,6 +159,11 @@ pub struct DownstreamArgs {
     /// Runtime worker threads [default: all cores]. 1 runs a single-threaded runtime.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// How several workers share the work: `per-core` (a single-threaded runtime and an
+    /// `SO_REUSEPORT` listener per worker; the kernel spreads connections) or `shared` (one
+    /// multi-threaded runtime with work stealing).
+    #[arg(long, value_enum, default_value_t = Layout::PerCore)]
+    pub layout: Layout,
 }
 
 /// Which flags were typed on the command line: those win over the file; the rest take the
@@ -286,6 +292,8 @@ pub struct Common {
     pub listen: SocketAddr,
     /// Runtime threads.
     pub workers: Option<usize>,
+    /// How they share the work.
+    pub layout: Layout,
     /// The admin endpoint's address.
     pub admin: Option<SocketAddr>,
     /// The access log.
@@ -307,6 +315,7 @@ impl Common {
         Common {
             listen: given.pick("listen", listen, file.listen),
             workers: given.pick("workers", downstream.workers, file.workers.map(Some)),
+            layout: given.pick("layout", downstream.layout, file.layout),
             admin: given.pick("admin", ops.admin, file.admin.map(Some)),
             access_log: given.pick("access_log", ops.access_log, file.access_log),
             server: downstream.server_config(given, &file.downstream),
@@ -364,17 +373,63 @@ fn run<H: Handler>(
     reload: Reload,
 ) -> Result<(), Box<dyn std::error::Error>> {
     raise_open_file_limit();
-    let runtime = runtime(common.workers)?;
+    let workers = common.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+    });
+    let per_core = common.layout == Layout::PerCore && workers > 1;
+    let handler = Arc::new(handler);
+    let mut listener = common.listener.clone();
+    if per_core {
+        listener.reuse_port = true;
+        // The connection limit is the process's: each listener gets its share.
+        listener.max_connections = listener.max_connections.div_ceil(workers);
+    }
+    let runtime = runtime(Some(if per_core { 1 } else { workers }))?;
     runtime.block_on(async move {
         let server = Server::bind(
             common.listen,
-            handler,
+            handler.clone(),
             common.server.clone(),
-            common.listener.clone(),
+            listener.clone(),
         )
         .map_err(|e| format!("cannot listen on {}: {e}", common.listen))?
         .with_hooks(ops.hooks.clone());
         let addr = server.local_addr()?;
+        // Per core: more listeners on the same address, one thread and runtime each, all
+        // taking the policy from the first one's handle and stopping when it stops.
+        let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+        let mut threads = Vec::new();
+        let mut all_stats = vec![server.stats()];
+        if per_core {
+            for worker in 1..workers {
+                let server = Server::bind(
+                    addr,
+                    handler.clone(),
+                    common.server.clone(),
+                    listener.clone(),
+                )
+                .map_err(|e| format!("cannot listen on {addr} (worker {worker}): {e}"))?
+                .with_hooks(ops.hooks.clone())
+                .with_config_handle(server.config_handle());
+                all_stats.push(server.stats());
+                let mut stop = workers_stop.clone();
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("hopline-worker-{worker}"))
+                        .spawn(move || {
+                            let runtime = tokio::runtime::Builder::new_current_thread()
+                                .enable_all()
+                                .build()
+                                .expect("a worker runtime");
+                            runtime.block_on(server.run(async move {
+                                let _ = stop.wait_for(|stop| *stop).await;
+                            }))
+                        })?,
+                );
+            }
+        }
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         if let (Some(admin), Some(metrics), Some(live)) = (common.admin, ops.metrics, ops.live) {
             let admin_server = Server::bind(
@@ -393,8 +448,13 @@ fn run<H: Handler>(
             }));
         }
         tracing::info!(
-            "hopline {what} listening on http://{addr} ({})",
-            describe(&common.server, &common.listener)
+            "hopline {what} listening on http://{addr} ({}; {workers} worker(s), {})",
+            describe(&common.server, &common.listener),
+            if per_core {
+                "per-core"
+            } else {
+                "shared runtime"
+            }
         );
         tokio::spawn(reload_on_hangup(
             file_path,
@@ -402,16 +462,22 @@ fn run<H: Handler>(
             server.config_handle(),
             reload,
         ));
-        let stats = server.stats();
-        let summary = server.run(shutdown_signal()).await;
+        let stop_workers = &stop_workers;
+        let summary = server
+            .run(async move {
+                shutdown_signal().await;
+                let _ = stop_workers.send(true);
+            })
+            .await;
         drop(stop_admin);
-        let totals = stats.snapshot();
-        tracing::info!(
-            connections = totals.accepted,
-            requests = totals.requests,
-            aborted = summary.aborted,
-            "stopped"
-        );
+        let mut aborted = summary.aborted;
+        for thread in threads {
+            aborted += thread.join().map_or(0, |summary| summary.aborted);
+        }
+        let totals = all_stats.iter().map(|s| s.snapshot());
+        let (connections, requests) =
+            totals.fold((0, 0), |(c, r), t| (c + t.accepted, r + t.requests));
+        tracing::info!(connections, requests, aborted, "stopped");
         Ok(())
     })
 }
