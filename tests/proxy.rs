@@ -653,3 +653,77 @@ async fn a_streaming_upstream_tunnel_is_spliced() {
     let (to_right, to_left) = task.await.unwrap().unwrap();
     assert_eq!((to_right, to_left), (9, 8));
 }
+
+#[tokio::test]
+async fn groups_route_by_host_and_path_each_with_its_own_policy() {
+    use hopline::proxy::Group;
+    let a = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let b = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let upstreams = |addr: SocketAddr| {
+        let url = format!("http://{addr}").parse().unwrap();
+        Upstreams::new(&[url], Balance::RoundRobin, Duration::from_secs(5)).unwrap()
+    };
+    let short_lived = ClientOptions {
+        mode: Mode::Close,
+        ..ClientOptions::default()
+    };
+    let config = ProxyConfig::new(hopline::proxy::Target::Reverse(vec![
+        Group {
+            name: "a".into(),
+            host: Some("a.test".into()),
+            path_prefix: None,
+            upstreams: upstreams(a.addr),
+            policy: Some(short_lived),
+        },
+        Group {
+            name: "b".into(),
+            host: None,
+            path_prefix: Some("/bytes/".into()),
+            upstreams: upstreams(b.addr),
+            policy: None,
+        },
+    ]));
+    let proxy = TestServer::start(Proxy::new(config), ServerConfig::default()).await;
+    let mut client = RawClient::connect(proxy.addr).await;
+    for _ in 0..3 {
+        // Host a.test (any port, any case) goes to group a, whatever the path.
+        client
+            .send(b"GET /bytes/4 HTTP/1.1\r\nHost: A.Test:8080\r\n\r\n")
+            .await;
+        assert_eq!(client.response().await.text(), "abcd");
+        // Another host under /bytes/ goes to group b.
+        client
+            .send(b"GET /bytes/3 HTTP/1.1\r\nHost: other.test\r\n\r\n")
+            .await;
+        assert_eq!(client.response().await.text(), "abc");
+    }
+    // Neither: no group takes it.
+    client
+        .send(b"GET / HTTP/1.1\r\nHost: other.test\r\n\r\n")
+        .await;
+    assert_eq!(client.response().await.status, 404);
+    // Group a is short-lived upstream (a connection per request); group b pooled.
+    assert_eq!(a.closed(3).await.accepted, 3);
+    assert_eq!(b.snapshot().accepted, 1);
+}
+
+#[tokio::test]
+async fn a_reloaded_proxy_sends_new_requests_by_the_new_settings() {
+    let a = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let b = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let proxy = std::sync::Arc::new(Proxy::new(reverse(a.addr, ClientOptions::default())));
+    let server = TestServer::start(proxy.clone(), ServerConfig::default()).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client.get("/", "").await;
+    assert_eq!(client.response().await.status, 200);
+    proxy.reload(reverse(b.addr, ClientOptions::default()));
+    // The same client connection: its next request is a new upstream checkout.
+    client.get("/", "").await;
+    assert_eq!(client.response().await.status, 200);
+    assert_eq!((a.snapshot().accepted, b.snapshot().accepted), (1, 1));
+    assert_eq!(
+        server.snapshot().accepted,
+        1,
+        "the client connection was kept"
+    );
+}

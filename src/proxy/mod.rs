@@ -64,15 +64,22 @@ impl Group {
         }
     }
 
-    /// Whether it takes a request for `host` (port stripped) and `path`.
-    fn takes(&self, host: Option<&str>, path: &str) -> bool {
-        self.host
-            .as_deref()
-            .is_none_or(|want| host.is_some_and(|h| h.eq_ignore_ascii_case(want)))
+    /// Whether it takes `request` (its `Host` with the port stripped, and its path).
+    fn takes(&self, request: &Request<RequestBody<'_>>) -> bool {
+        let host_ok = self.host.as_deref().is_none_or(|want| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| request.uri().host())
+                .map(host_without_port)
+                .is_some_and(|h| h.eq_ignore_ascii_case(want))
+        });
+        host_ok
             && self
                 .path_prefix
                 .as_deref()
-                .is_none_or(|prefix| path.starts_with(prefix))
+                .is_none_or(|prefix| request.uri().path().starts_with(prefix))
     }
 }
 
@@ -374,16 +381,9 @@ impl State {
     fn destination(&self, request: &Request<RequestBody<'_>>) -> Result<Destination<'_>, Refusal> {
         match &self.config.target {
             Target::Reverse(groups) => {
-                let host = request
-                    .headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .or_else(|| request.uri().host())
-                    .map(host_without_port);
-                let path = request.uri().path();
                 let index = groups
                     .iter()
-                    .position(|g| g.takes(host, path))
+                    .position(|g| g.takes(request))
                     .ok_or_else(|| {
                         Refusal::local(
                             StatusCode::NOT_FOUND,
