@@ -356,9 +356,17 @@ impl HeadParser {
         let (len, layout) = match kind {
             Kind::Request => {
                 let mut request = httparse::Request::new(&mut []);
-                let status = request
-                    .parse_with_uninit_headers(buf, &mut slots[..max_headers])
-                    .map_err(|e| httparse_error(e, max_headers))?;
+                let status = match request.parse_with_uninit_headers(buf, &mut slots[..max_headers])
+                {
+                    // Whether a version is unsupported (505) or malformed (400) shows only
+                    // once its line is complete.
+                    Err(httparse::Error::Version) if !buf.contains(&b'\n') => {
+                        return self.incomplete(buf, limits, kind).map(|()| None);
+                    }
+                    parsed => parsed.map_err(|e| {
+                        version_or_syntax(httparse_error(e, max_headers), buf, kind)
+                    })?,
+                };
                 let httparse::Status::Complete(len) = status else {
                     return self.incomplete(buf, limits, kind).map(|()| None);
                 };
@@ -381,13 +389,19 @@ impl HeadParser {
             }
             Kind::Response => {
                 let mut response = httparse::Response::new(&mut []);
-                let status = httparse::ParserConfig::default()
+                let status = match httparse::ParserConfig::default()
                     .parse_response_with_uninit_headers(
                         &mut response,
                         buf,
                         &mut slots[..max_headers],
-                    )
-                    .map_err(|e| httparse_error(e, max_headers))?;
+                    ) {
+                    Err(httparse::Error::Version) if !buf.contains(&b'\n') => {
+                        return self.incomplete(buf, limits, kind).map(|()| None);
+                    }
+                    parsed => parsed.map_err(|e| {
+                        version_or_syntax(httparse_error(e, max_headers), buf, kind)
+                    })?,
+                };
                 let httparse::Status::Complete(len) = status else {
                     return self.incomplete(buf, limits, kind).map(|()| None);
                 };
@@ -497,6 +511,12 @@ fn build_response(
         .map_err(|_| ParseError::Syntax("invalid status code"))?;
     let mut fields = MessageFields::new(version);
     let headers = fold_headers(&raw, layout.fields.as_slice(), &mut fields)?;
+    // An invalid Content-Length breaks the message even where it does not frame the body
+    // (HEAD, 204, 304): a proxy must not pass it on, and the check must not depend on how
+    // the head arrived (an incomplete head is refused for it already).
+    if let Some(Err(error)) = &fields.content_length {
+        return Err(error.clone());
+    }
     let framing = response_framing(request_method, status, &fields)?;
     Ok(ResponseHead {
         status,
@@ -544,7 +564,10 @@ fn fold_complete_lines(buf: &[u8], limits: &HeadLimits, kind: Kind) -> Result<()
         (Some(_), Some(_)) if kind == Kind::Request => {
             Err(ParseError::TransferEncodingWithContentLength)
         }
-        _ if fields.host_count > 1 => Err(ParseError::Host("more than one Host field")),
+        // Host is a request field; a response's are the server's business.
+        _ if kind == Kind::Request && fields.host_count > 1 => {
+            Err(ParseError::Host("more than one Host field"))
+        }
         _ => Ok(()),
     }
 }
@@ -555,6 +578,40 @@ fn check_host(fields: &MessageFields) -> Result<(), ParseError> {
         (Version::HTTP_11, 0) => Err(ParseError::Host("missing in an HTTP/1.1 request")),
         _ if !fields.host_valid => Err(ParseError::Host("invalid value")),
         _ => Ok(()),
+    }
+}
+
+/// httparse says "version" for any version token it cannot read: only a well-formed
+/// `HTTP/d.d` that is not 1.x is an unsupported version (505); anything else is a malformed
+/// start line (400).
+fn version_or_syntax(error: ParseError, buf: &[u8], kind: Kind) -> ParseError {
+    if error != ParseError::Version {
+        return error;
+    }
+    // The start line, which must end in CRLF to be well-formed at all.
+    let Some(cr) = buf.iter().position(|&b| b == b'\r' || b == b'\n') else {
+        return ParseError::Syntax("invalid HTTP version");
+    };
+    if buf.get(cr..cr + 2) != Some(b"\r\n") {
+        return ParseError::Syntax("line not ended by CRLF");
+    }
+    let line = &buf[..cr];
+    let mut words = line.split(|&b| b == b' ');
+    // `method SP target SP version`: a request line with other than three words is
+    // malformed whatever its last word says.
+    let token = match kind {
+        Kind::Request if line.split(|&b| b == b' ').count() == 3 => words.nth(2),
+        Kind::Request => None,
+        Kind::Response => words.next(),
+    }
+    .unwrap_or_default();
+    match token {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            ParseError::Version
+        }
+        _ => ParseError::Syntax("invalid HTTP version"),
     }
 }
 
@@ -828,6 +885,89 @@ mod tests {
         };
         assert_eq!(head.version, Version::HTTP_10);
         assert_eq!(head.framing, BodyFraming::Empty);
+    }
+
+    /// Parses `input` fed in two pieces at `split`; the verdict as text.
+    fn response_verdict(input: &[u8], split: usize, method: &Method) -> String {
+        let mut parser = HeadParser::new();
+        let mut buf = BytesMut::new();
+        for piece in [&input[..split], &input[split..]] {
+            buf.extend_from_slice(piece);
+            match parser.parse_response(&mut buf, &HeadLimits::default(), method) {
+                Ok(HeadStatus::Complete(head)) => return format!("{:?}", head.framing),
+                Ok(HeadStatus::Partial { .. }) => {}
+                Err(_) => return "error".into(),
+            }
+        }
+        "incomplete".into()
+    }
+
+    /// Found by fuzzing (response_head): an invalid Content-Length on a HEAD response was
+    /// refused when the head arrived in pieces and accepted when it arrived whole.
+    #[test]
+    fn an_invalid_content_length_breaks_any_response_however_it_arrives() {
+        let input = b"HTTP/1.1 200 OK\r\nContent-Length: 0@x\r\nContent-Length: 0\r\n\r\n";
+        for method in [Method::GET, Method::HEAD] {
+            for split in 0..=input.len() {
+                assert_eq!(
+                    response_verdict(input, split, &method),
+                    "error",
+                    "{method} split {split}"
+                );
+            }
+        }
+        let no_content = b"HTTP/1.1 204 No Content\r\nContent-Length: x\r\n\r\n";
+        assert_eq!(
+            response_verdict(no_content, no_content.len(), &Method::GET),
+            "error"
+        );
+    }
+
+    /// Found by fuzzing (response_head): two Host fields in a response were refused when
+    /// the head arrived in pieces, accepted whole. Host is a request field: accepted both ways.
+    #[test]
+    fn host_fields_do_not_matter_in_responses() {
+        let input = b"HTTP/1.1 200 OK\r\nHost: a\r\nHost: b\r\nContent-Length: 0\r\n\r\n";
+        for split in 0..=input.len() {
+            assert_eq!(
+                response_verdict(input, split, &Method::GET),
+                "Empty",
+                "split {split}"
+            );
+        }
+    }
+
+    /// Found by fuzzing (request_head): a malformed version token answered 505 when the
+    /// head arrived whole and 400 when it arrived in pieces. 505 is for well-formed
+    /// versions this server does not speak; a broken token is a malformed request.
+    #[test]
+    fn only_well_formed_versions_are_unsupported() {
+        assert_eq!(
+            parse_all(b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", true).unwrap_err(),
+            ParseError::Version
+        );
+        for garbage in [
+            &b"GET / HT+\x003/1.1\r\nHost: t\r\n\r\n"[..],
+            b"GET / HTTP/1.x\r\nHost: t\r\n\r\n",
+            b"GET /foo bar/ HTTP/1.1\r\nHost: t\r\n\r\n",
+        ] {
+            let error = parse_all(garbage, true).unwrap_err();
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{error}");
+        }
+        // Split inside the version: the verdict waits for the line.
+        let input = b"GET / HTTP/2.1\r\nHost: t\r\n\r\n";
+        for split in 0..input.len() {
+            let mut parser = HeadParser::new();
+            let mut buf = BytesMut::from(&input[..split]);
+            let verdict = match parser.parse_request(&mut buf, &HeadLimits::default(), true) {
+                Ok(HeadStatus::Partial { .. }) => {
+                    buf.extend_from_slice(&input[split..]);
+                    parser.parse_request(&mut buf, &HeadLimits::default(), true)
+                }
+                other => other,
+            };
+            assert_eq!(verdict.err(), Some(ParseError::Version), "split {split}");
+        }
     }
 
     #[test]

@@ -1,0 +1,108 @@
+//! The client side of a connection fed arbitrary responses over a real loopback socket, on
+//! a paused clock: up to three requests (GET or HEAD) and whatever the "server" sends back.
+//! Never a panic, never a hang; a body read to its end has exactly its declared length; a
+//! connection is reused only when it says it may be.
+#![no_main]
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use hopline::conn::client::{ClientConfig, ClientConn};
+use hopline::conn::Frame;
+use hopline::wire::BodyFraming;
+use http::{HeaderMap, Method};
+use libfuzzer_sys::fuzz_target;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+
+struct Harness {
+    runtime: Runtime,
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+fn harness() -> &'static Harness {
+    static HARNESS: OnceLock<Harness> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        Harness {
+            runtime,
+            listener,
+            addr,
+        }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&first, input)) = data.split_first() else {
+        return;
+    };
+    let input = input.to_vec();
+    let h = harness();
+    h.runtime.block_on(async {
+        let config = ClientConfig {
+            response_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(1),
+            ..ClientConfig::default()
+        };
+        let connect = ClientConn::connect(h.addr, 1, config, Duration::from_secs(1));
+        let (conn, accepted) = tokio::join!(connect, h.listener.accept());
+        let mut conn = conn.unwrap();
+        let (mut server, _) = accepted.unwrap();
+        // The "server": takes whatever comes, sends the input, closes.
+        let serving = tokio::spawn(async move {
+            let _ = server.write_all(&input).await;
+            let _ = server.shutdown().await;
+            let mut sink = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), server.read_to_end(&mut sink)).await;
+        });
+        let work = async {
+            for i in 0..3u8 {
+                let method = if (first >> i) & 1 == 0 { Method::GET } else { Method::HEAD };
+                if conn
+                    .send_request(&method, b"/", Some("fuzz"), &HeaderMap::new(), &bytes::Bytes::new(), false)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let head = match conn.read_head().await {
+                    Ok(head) => head,
+                    Err(_) => return,
+                };
+                let declared = match head.framing {
+                    BodyFraming::Length(n) => Some(n),
+                    BodyFraming::Empty => Some(0),
+                    _ => None,
+                };
+                let mut got = 0u64;
+                loop {
+                    match conn.read_frame().await {
+                        Ok(Some(Frame::Data(data))) => got += data.len() as u64,
+                        Ok(Some(Frame::Trailers(_))) | Ok(None) => break,
+                        Err(_) => return,
+                    }
+                }
+                if let Some(declared) = declared {
+                    assert_eq!(got, declared, "a complete body has its declared length");
+                }
+                if conn.reusable().is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(600), work)
+            .await
+            .expect("the client finishes by itself");
+        let _ = serving.await;
+    });
+});
