@@ -5,11 +5,13 @@
 //!
 //! The corpus ships inside the crate's source; `cargo metadata` says where that is.
 
+mod common;
+
 use bytes::BytesMut;
+use common::desync::load_cases;
 use hopline::wire::{HeadLimits, HeadParser, HeadStatus, ParseError};
 use http_desync_guardian::RequestSafetyTier;
 use http_desync_guardian::request_analyzer::HttpRequestData;
-use yaml_rust2::{Yaml, YamlLoader};
 
 /// Requests the classifier rates Compliant that hopline rejects on purpose, with the reason.
 /// The test fails if one of these is accepted (so the list cannot rot).
@@ -33,112 +35,6 @@ const EXEMPT: &[(&str, &str)] = &[
         "same field values as the case above.",
     ),
 ];
-
-struct Case {
-    file: String,
-    name: String,
-    raw: Vec<u8>,
-    expected_tier: String,
-}
-
-/// The host target triple (so that `cargo metadata` needs only this platform's crates).
-fn host_triple() -> String {
-    let output = std::process::Command::new("rustc")
-        .arg("-vV")
-        .output()
-        .expect("run rustc -vV");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("host: "))
-        .expect("host line in rustc -vV")
-        .to_string()
-}
-
-fn corpus_dir() -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = std::process::Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--filter-platform",
-        ])
-        .arg(host_triple())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        output.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let manifest = metadata["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "http_desync_guardian")
-        .and_then(|p| p["manifest_path"].as_str())
-        .expect("http_desync_guardian in cargo metadata");
-    std::path::Path::new(manifest)
-        .parent()
-        .unwrap()
-        .join("tests")
-}
-
-fn text(yaml: &Yaml) -> String {
-    match yaml {
-        Yaml::String(s) | Yaml::Real(s) => s.clone(),
-        Yaml::Integer(i) => i.to_string(),
-        Yaml::Boolean(b) => b.to_string(),
-        Yaml::Null | Yaml::BadValue => String::new(),
-        other => panic!("unexpected YAML value {other:?}"),
-    }
-}
-
-/// Builds the raw request exactly as the crate's own harness does:
-/// `METHOD SP uri SP version CRLF (name ": " value CRLF)* CRLF`.
-fn load_cases() -> Vec<Case> {
-    let dir = corpus_dir();
-    let mut cases = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    for path in files {
-        let file = path.file_name().unwrap().to_string_lossy().to_string();
-        let docs = YamlLoader::load_from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let Some(list) = docs.first().and_then(|d| d.as_vec()) else {
-            continue;
-        };
-        for case in list {
-            let mut raw = format!(
-                "{} {} {}\r\n",
-                text(&case["method"]),
-                text(&case["uri"]),
-                text(&case["version"])
-            );
-            for header in case["headers"].as_vec().into_iter().flatten() {
-                raw.push_str(&format!(
-                    "{}: {}\r\n",
-                    text(&header["name"]),
-                    text(&header["value"])
-                ));
-            }
-            raw.push_str("\r\n");
-            cases.push(Case {
-                file: file.clone(),
-                name: text(&case["name"]),
-                raw: raw.into_bytes(),
-                expected_tier: text(&case["expected"]["tier"]),
-            });
-        }
-    }
-    cases
-}
 
 /// Our verdict: `Ok(())` if the head parses and its framing is accepted. A well-formed
 /// request whose transfer coding we do not implement (501, RFC 9112 §6.1) counts as

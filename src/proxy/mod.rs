@@ -66,12 +66,17 @@ impl Group {
 
     /// Whether it takes `request` (its `Host` with the port stripped, and its path).
     fn takes(&self, request: &Request<RequestBody<'_>>) -> bool {
+        // RFC 9112 §3.2.2: an absolute-form target names the host; Host only otherwise.
         let host_ok = self.host.as_deref().is_none_or(|want| {
             request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| request.uri().host())
+                .uri()
+                .host()
+                .or_else(|| {
+                    request
+                        .headers()
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                })
                 .map(host_without_port)
                 .is_some_and(|h| h.eq_ignore_ascii_case(want))
         });
@@ -300,6 +305,13 @@ impl State {
             // RFC 9112 §3.2.2: with an absolute-form target, the target's authority is the
             // host; the proxy sends it as Host.
             headers.remove(header::HOST);
+        } else if let Some(authority) = request.uri().authority()
+            && let Ok(host) = HeaderValue::from_str(authority.as_str())
+        {
+            // The same rule in a reverse proxy: a received Host that disagrees with an
+            // absolute-form target is ignored, so the next hop cannot read the request
+            // as addressed elsewhere.
+            headers.insert(header::HOST, host);
         }
         self.via.add(&mut headers, received);
         if self.config.forwarded_headers {
@@ -362,10 +374,20 @@ impl State {
                 conn.abandon_body();
                 head
             }
-            None => {
-                self.send_body(conn, body, buffered).await?;
-                conn.read_head().await.map_err(fail)?
-            }
+            None => match self.send_body(conn, body, buffered).await {
+                Ok(()) => conn.read_head().await.map_err(fail)?,
+                // RFC 9112 §9.5: a server may answer before it has read the whole body
+                // (a 413, say) and stop reading; sending then fails. Its answer is the
+                // one to relay, if it came.
+                Err(refusal) if refusal.error.side == Side::Upstream => {
+                    conn.abandon_body();
+                    match conn.read_head().await {
+                        Ok(head) => head,
+                        Err(_) => return Err(refusal),
+                    }
+                }
+                Err(refusal) => return Err(refusal),
+            },
         };
         if head.status == StatusCode::SWITCHING_PROTOCOLS && wants_upgrade {
             return Ok(self.switch(head.headers, head.version, lease));

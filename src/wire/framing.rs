@@ -55,6 +55,9 @@ pub struct MessageFields {
     pub expect: Expectation,
     /// Whether an `Upgrade` field is present.
     pub upgrade: bool,
+    /// A field whose name reads as `Content-Length` or `Transfer-Encoding` with `_` for
+    /// `-` (some servers translate one into the other: a smuggling vector).
+    pub framing_lookalike: bool,
 }
 
 impl MessageFields {
@@ -69,6 +72,7 @@ impl MessageFields {
             host_valid: true,
             expect: Expectation::None,
             upgrade: false,
+            framing_lookalike: false,
         }
     }
 
@@ -110,6 +114,11 @@ impl MessageFields {
                 legacy.add(value);
                 self.connection.close |= legacy.close;
             }
+            other if other.contains('_') => {
+                let dashed = other.replace('_', "-");
+                self.framing_lookalike |=
+                    dashed == "content-length" || dashed == "transfer-encoding";
+            }
             _ => {}
         }
     }
@@ -132,6 +141,13 @@ impl MessageFields {
 
 /// The body framing of a request, per RFC 9112 §6.3 (the rules that apply to requests).
 pub fn request_framing(method: &Method, fields: &MessageFields) -> Result<BodyFraming, ParseError> {
+    // 0. A field that another hop may take for a framing field (`Transfer_Encoding`) would
+    //    let two hops frame this request differently: refused, like the real conflicts.
+    if fields.framing_lookalike {
+        return Err(ParseError::Syntax(
+            "a field name that reads as Content-Length or Transfer-Encoding",
+        ));
+    }
     match (&fields.transfer_codings, &fields.content_length) {
         // 3. Transfer-Encoding and Content-Length together are a smuggling signal; a server
         //    MAY reject and MUST close afterwards either way (§6.1). We reject.
@@ -272,6 +288,19 @@ mod tests {
             ),
             (&[("transfer-encoding", "chunked")], Ok(Chunked)),
             (&[("transfer-encoding", "gzip, chunked")], Ok(Chunked)),
+            (
+                &[("content-length", "5"), ("transfer_encoding", "chunked")],
+                Err(ParseError::Syntax(
+                    "a field name that reads as Content-Length or Transfer-Encoding",
+                )),
+            ),
+            (
+                &[("content_length", "5")],
+                Err(ParseError::Syntax(
+                    "a field name that reads as Content-Length or Transfer-Encoding",
+                )),
+            ),
+            (&[("x_forwarded_for", "1.2.3.4")], Ok(Empty)),
             (
                 &[("transfer-encoding", "chunked"), ("content-length", "3")],
                 Err(ParseError::TransferEncodingWithContentLength),
