@@ -481,7 +481,7 @@ async fn a_client_that_resets_mid_response_harms_no_one_else() {
         client.get("/bytes/50000000", "").await;
         let mut first = [0u8; 4096];
         client.stream.read_exact(&mut first).await.unwrap();
-        client.stream.set_linger(Some(Duration::ZERO)).unwrap();
+        reset_on_drop(&client.stream);
         drop(client); // RST
     }
     let mut honest = RawClient::connect(server.addr).await;
@@ -489,6 +489,14 @@ async fn a_client_that_resets_mid_response_harms_no_one_else() {
     assert_eq!(honest.response().await.text(), "abcdefghij");
     let stats = server.closed(20).await;
     assert_eq!(stats.closed_total(), 20);
+}
+
+/// Makes closing `stream` send a reset (`SO_LINGER` 0: nothing to wait for, so it does
+/// not block).
+fn reset_on_drop(stream: &TcpStream) {
+    socket2::SockRef::from(stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
 }
 
 /// An upstream that misbehaves in one way per connection.
@@ -507,7 +515,7 @@ async fn faulty_upstream(behaviour: &'static str) -> SocketAddr {
                 match behaviour {
                     "reset mid-body" => {
                         let _ = stream.write_all(partial).await;
-                        let _ = stream.set_linger(Some(Duration::ZERO));
+                        reset_on_drop(&stream);
                     }
                     "close mid-body" => {
                         let _ = stream.write_all(partial).await;
@@ -518,7 +526,7 @@ async fn faulty_upstream(behaviour: &'static str) -> SocketAddr {
                     }
                     "stall before answering" => std::future::pending::<()>().await,
                     "reset before answering" => {
-                        let _ = stream.set_linger(Some(Duration::ZERO));
+                        reset_on_drop(&stream);
                     }
                     "answer before the body" => {
                         let _ = stream
