@@ -149,6 +149,16 @@ pub struct DownstreamFile {
     pub max_connections: Option<usize>,
     /// `--max-body`.
     pub max_body: Option<u64>,
+    /// `--max-request-line`.
+    pub max_request_line: Option<usize>,
+    /// `--max-head-bytes`.
+    pub max_head_bytes: Option<usize>,
+    /// `--max-headers`.
+    pub max_headers: Option<usize>,
+    /// `--max-chunk-line`.
+    pub max_chunk_line: Option<usize>,
+    /// `--max-trailer-bytes`.
+    pub max_trailer_bytes: Option<usize>,
     /// `false`: `--no-keepalive`.
     pub keepalive: Option<bool>,
     /// `false`: `--no-pipelining`.

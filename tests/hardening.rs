@@ -641,3 +641,149 @@ async fn an_upstream_that_answers_before_reading_the_body_is_relayed() {
     assert!(text.ends_with("big!"), "{text:?}");
     let _ = sending.await;
 }
+
+// --- limits ------------------------------------------------------------------------------
+
+/// Sends one request on a fresh connection and returns the status (the connection closes
+/// after an error status).
+async fn status_of(server: &TestServer, raw: &[u8]) -> u16 {
+    let mut client = RawClient::connect(server.addr).await;
+    client.send(raw).await;
+    let response = client.response().await;
+    if response.status >= 400 {
+        assert!(response.closes(), "an error status closes");
+        client.expect_eof().await;
+    }
+    response.status
+}
+
+fn chunked_post(body: &str) -> Vec<u8> {
+    format!("POST /sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{body}")
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn every_limit_answers_with_its_status_at_the_default_and_a_configured_value() {
+    use hopline::wire::{ChunkedLimits, HeadLimits};
+    let defaults = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let small = TestServer::start(
+        Origin::new(),
+        ServerConfig {
+            head_limits: HeadLimits {
+                max_request_line: 100,
+                max_head_bytes: 1000,
+                max_headers: 5,
+            },
+            chunked_limits: ChunkedLimits {
+                max_line: 50,
+                max_trailer_bytes: 100,
+                max_trailer_fields: 3,
+            },
+            max_body_bytes: Some(10),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let target = |n: usize| format!("GET /?{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(n));
+    let head_of = |n: usize| format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "b".repeat(n));
+    let fields = |n: usize| {
+        let lines: String = (0..n).map(|i| format!("X-{i}: v\r\n")).collect();
+        format!("GET / HTTP/1.1\r\nHost: x\r\n{lines}\r\n")
+    };
+    let extension = |n: usize| chunked_post(&format!("1;e={}\r\na\r\n0\r\n\r\n", "x".repeat(n)));
+    let trailer = |n: usize| chunked_post(&format!("1\r\na\r\n0\r\nT: {}\r\n\r\n", "t".repeat(n)));
+    let trailers = |n: usize| {
+        let lines: String = (0..n).map(|i| format!("T-{i}: v\r\n")).collect();
+        chunked_post(&format!("1\r\na\r\n0\r\n{lines}\r\n"))
+    };
+    let body = |n: usize| {
+        format!(
+            "POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\n\r\n{}",
+            "z".repeat(n)
+        )
+        .into_bytes()
+    };
+    // (what, request within the default, beyond the default, within the small, beyond it, status)
+    let cases: Vec<(&str, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, u16)> = vec![
+        (
+            "request line",
+            target(8000).into_bytes(),
+            target(8300).into_bytes(),
+            target(50).into_bytes(),
+            target(120).into_bytes(),
+            414,
+        ),
+        (
+            "head size",
+            head_of(60_000).into_bytes(),
+            head_of(70_000).into_bytes(),
+            head_of(500).into_bytes(),
+            head_of(1200).into_bytes(),
+            431,
+        ),
+        (
+            "field count",
+            fields(90).into_bytes(),
+            fields(101).into_bytes(),
+            fields(3).into_bytes(),
+            fields(6).into_bytes(),
+            431,
+        ),
+        (
+            "chunk extension",
+            extension(4000),
+            extension(5000),
+            extension(30),
+            extension(60),
+            400,
+        ),
+        (
+            "trailer size",
+            trailer(8000),
+            trailer(9000),
+            trailer(50),
+            trailer(150),
+            400,
+        ),
+        (
+            "trailer count",
+            trailers(30),
+            trailers(40),
+            trailers(3),
+            trailers(4),
+            400,
+        ),
+    ];
+    for (what, ok_default, over_default, ok_small, over_small, status) in cases {
+        assert_eq!(
+            status_of(&defaults, &ok_default).await,
+            200,
+            "{what} within the default"
+        );
+        assert_eq!(
+            status_of(&defaults, &over_default).await,
+            status,
+            "{what} beyond the default"
+        );
+        assert_eq!(
+            status_of(&small, &ok_small).await,
+            200,
+            "{what} within the configured limit"
+        );
+        assert_eq!(
+            status_of(&small, &over_small).await,
+            status,
+            "{what} beyond the configured limit"
+        );
+    }
+    assert_eq!(
+        status_of(&small, &body(10)).await,
+        200,
+        "body within the limit"
+    );
+    assert_eq!(
+        status_of(&small, &body(11)).await,
+        413,
+        "body beyond the limit"
+    );
+}

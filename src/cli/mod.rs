@@ -142,6 +142,21 @@ pub struct DownstreamArgs {
     /// Largest request body in bytes (413) [default: unlimited, bodies are streamed].
     #[arg(long)]
     pub max_body: Option<u64>,
+    /// Longest request line in bytes (414).
+    #[arg(long, default_value_t = 8 * 1024)]
+    pub max_request_line: usize,
+    /// Largest request head (request line and header section) in bytes (431).
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_head_bytes: usize,
+    /// Most header field lines in a request (431; at most 256).
+    #[arg(long, default_value_t = 100)]
+    pub max_headers: usize,
+    /// Longest chunk-size line, extensions included, in a chunked body (400).
+    #[arg(long, default_value_t = 4096)]
+    pub max_chunk_line: usize,
+    /// Largest trailer section of a chunked body in bytes (400).
+    #[arg(long, default_value_t = 8192)]
+    pub max_trailer_bytes: usize,
     /// Short-lived connections: every response closes its connection (HTTP/1.0 style).
     #[arg(long)]
     pub no_keepalive: bool,
@@ -240,6 +255,28 @@ impl DownstreamArgs {
                 file.advertise_keepalive,
             ),
             max_body_bytes: given.pick("max_body", self.max_body, file.max_body.map(Some)),
+            head_limits: crate::wire::HeadLimits {
+                max_request_line: given.pick(
+                    "max_request_line",
+                    self.max_request_line,
+                    file.max_request_line,
+                ),
+                max_head_bytes: given.pick(
+                    "max_head_bytes",
+                    self.max_head_bytes,
+                    file.max_head_bytes,
+                ),
+                max_headers: given.pick("max_headers", self.max_headers, file.max_headers),
+            },
+            chunked_limits: crate::wire::ChunkedLimits {
+                max_line: given.pick("max_chunk_line", self.max_chunk_line, file.max_chunk_line),
+                max_trailer_bytes: given.pick(
+                    "max_trailer_bytes",
+                    self.max_trailer_bytes,
+                    file.max_trailer_bytes,
+                ),
+                ..crate::wire::ChunkedLimits::default()
+            },
             pipelining: if given.typed("no_pipelining") {
                 !self.no_pipelining
             } else {

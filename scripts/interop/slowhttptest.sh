@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# slowhttptest against hopline serve and hopline proxy: slow headers (Slowloris), slow body
+# (R-U-Dead-Yet) and slow read, 500 connections each. The probe connection must find the
+# service available throughout (slowhttptest's CSV: its last column is 0 when a probe got
+# no answer within 3 s).
+# Usage: scripts/interop/slowhttptest.sh [path/to/hopline]   (needs slowhttptest)
+set -euo pipefail
+bin=${1:-target/release/hopline}
+command -v slowhttptest >/dev/null || { echo "needs slowhttptest (apt-get install slowhttptest)" >&2; exit 1; }
+work=$(mktemp -d)
+base=$((20000 + RANDOM % 10000))
+origin=127.0.0.1:$base
+proxy=127.0.0.1:$((base + 1))
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+timeouts=(--header-timeout 5s --body-timeout 5s --write-timeout 5s --workers 1 --log error)
+"$bin" serve --listen "$origin" "${timeouts[@]}" & pids+=($!)
+"$bin" proxy --listen "$proxy" --upstream "http://$origin" "${timeouts[@]}" & pids+=($!)
+for addr in "$origin" "$proxy"; do
+    for _ in $(seq 50); do curl -s -o /dev/null "http://$addr/" && break; sleep 0.1; done
+done
+
+attack() { # name url mode-flags...
+    local name=$1 url=$2
+    shift 2
+    slowhttptest "$@" -c 500 -r 250 -l 20 -p 3 -g -o "$work/$name" -u "$url" \
+        > "$work/$name.out" 2>&1 || true
+    [ -s "$work/$name.csv" ] || { echo "FAIL: $name: no report"; cat "$work/$name.out"; exit 1; }
+    python3 - "$work/$name.csv" "$name" <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))[1:]
+down = [r[0] for r in rows if int(r[-1]) == 0]
+peak = max(int(r[3]) for r in rows)
+if down:
+    print(f"FAIL: {sys.argv[2]}: service unavailable at second(s) {', '.join(down)}")
+    sys.exit(1)
+print(f"ok: {sys.argv[2]}: service available throughout ({len(rows)} samples, up to {peak} slow connections open)")
+PY
+}
+
+for target in serve proxy; do
+    addr=$origin
+    [ "$target" = proxy ] && addr=$proxy
+    attack "slow-headers-$target" "http://$addr/" -H -i 2
+    attack "slow-body-$target" "http://$addr/sink" -B -i 2 -s 100000 -t POST
+    attack "slow-read-$target" "http://$addr/bytes/1000000" -X -w 512 -y 1024 -n 5 -z 32 -k 2
+done
