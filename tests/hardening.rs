@@ -703,76 +703,86 @@ async fn every_limit_answers_with_its_status_at_the_default_and_a_configured_val
         )
         .into_bytes()
     };
-    // (what, request within the default, beyond the default, within the small, beyond it, status)
-    let cases: Vec<(&str, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, u16)> = vec![
-        (
-            "request line",
-            target(8000).into_bytes(),
-            target(8300).into_bytes(),
-            target(50).into_bytes(),
-            target(120).into_bytes(),
-            414,
-        ),
-        (
-            "head size",
-            head_of(60_000).into_bytes(),
-            head_of(70_000).into_bytes(),
-            head_of(500).into_bytes(),
-            head_of(1200).into_bytes(),
-            431,
-        ),
-        (
-            "field count",
-            fields(90).into_bytes(),
-            fields(101).into_bytes(),
-            fields(3).into_bytes(),
-            fields(6).into_bytes(),
-            431,
-        ),
-        (
-            "chunk extension",
-            extension(4000),
-            extension(5000),
-            extension(30),
-            extension(60),
-            400,
-        ),
-        (
-            "trailer size",
-            trailer(8000),
-            trailer(9000),
-            trailer(50),
-            trailer(150),
-            400,
-        ),
-        (
-            "trailer count",
-            trailers(30),
-            trailers(40),
-            trailers(3),
-            trailers(4),
-            400,
-        ),
+    /// One limit: requests just within and beyond it at the default and at the configured
+    /// value, and the status beyond.
+    struct Limit {
+        what: &'static str,
+        within_default: Vec<u8>,
+        beyond_default: Vec<u8>,
+        within_small: Vec<u8>,
+        beyond_small: Vec<u8>,
+        status: u16,
+    }
+    let cases = [
+        Limit {
+            what: "request line",
+            within_default: target(8000).into_bytes(),
+            beyond_default: target(8300).into_bytes(),
+            within_small: target(50).into_bytes(),
+            beyond_small: target(120).into_bytes(),
+            status: 414,
+        },
+        Limit {
+            what: "head size",
+            within_default: head_of(60_000).into_bytes(),
+            beyond_default: head_of(70_000).into_bytes(),
+            within_small: head_of(500).into_bytes(),
+            beyond_small: head_of(1200).into_bytes(),
+            status: 431,
+        },
+        Limit {
+            what: "field count",
+            within_default: fields(90).into_bytes(),
+            beyond_default: fields(101).into_bytes(),
+            within_small: fields(3).into_bytes(),
+            beyond_small: fields(6).into_bytes(),
+            status: 431,
+        },
+        Limit {
+            what: "chunk extension",
+            within_default: extension(4000),
+            beyond_default: extension(5000),
+            within_small: extension(30),
+            beyond_small: extension(60),
+            status: 400,
+        },
+        Limit {
+            what: "trailer size",
+            within_default: trailer(8000),
+            beyond_default: trailer(9000),
+            within_small: trailer(50),
+            beyond_small: trailer(150),
+            status: 400,
+        },
+        Limit {
+            what: "trailer count",
+            within_default: trailers(30),
+            beyond_default: trailers(40),
+            within_small: trailers(3),
+            beyond_small: trailers(4),
+            status: 400,
+        },
     ];
-    for (what, ok_default, over_default, ok_small, over_small, status) in cases {
+    for case in cases {
+        let what = case.what;
         assert_eq!(
-            status_of(&defaults, &ok_default).await,
+            status_of(&defaults, &case.within_default).await,
             200,
             "{what} within the default"
         );
         assert_eq!(
-            status_of(&defaults, &over_default).await,
-            status,
+            status_of(&defaults, &case.beyond_default).await,
+            case.status,
             "{what} beyond the default"
         );
         assert_eq!(
-            status_of(&small, &ok_small).await,
+            status_of(&small, &case.within_small).await,
             200,
             "{what} within the configured limit"
         );
         assert_eq!(
-            status_of(&small, &over_small).await,
-            status,
+            status_of(&small, &case.beyond_small).await,
+            case.status,
             "{what} beyond the configured limit"
         );
     }
