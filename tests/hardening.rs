@@ -217,8 +217,6 @@ async fn the_desync_corpus_over_sockets_severe_refused_ambiguous_normalised() {
             } else if which == "proxy" {
                 match (refused, reached.len()) {
                     (true, 0) => ambiguous_refused += 1,
-                        ambiguous_refused += 1
-                    }
                     (_, 1) => match normalised(&reached[0]) {
                         Ok(()) => ambiguous_forwarded += 1,
                         Err(why) => failures.push(format!("{label}: {why}")),
