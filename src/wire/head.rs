@@ -358,11 +358,6 @@ impl HeadParser {
                 let mut request = httparse::Request::new(&mut []);
                 let status = match request.parse_with_uninit_headers(buf, &mut slots[..max_headers])
                 {
-                    // Whether a version is unsupported (505) or malformed (400) shows only
-                    // once its line is complete.
-                    Err(httparse::Error::Version) if !buf.contains(&b'\n') => {
-                        return self.incomplete(buf, limits, kind).map(|()| None);
-                    }
                     parsed => parsed.map_err(|e| {
                         version_or_syntax(httparse_error(e, max_headers), buf, kind)
                     })?,
@@ -395,9 +390,6 @@ impl HeadParser {
                         buf,
                         &mut slots[..max_headers],
                     ) {
-                    Err(httparse::Error::Version) if !buf.contains(&b'\n') => {
-                        return self.incomplete(buf, limits, kind).map(|()| None);
-                    }
                     parsed => parsed.map_err(|e| {
                         version_or_syntax(httparse_error(e, max_headers), buf, kind)
                     })?,
@@ -581,37 +573,55 @@ fn check_host(fields: &MessageFields) -> Result<(), ParseError> {
     }
 }
 
-/// httparse says "version" for any version token it cannot read: only a well-formed
-/// `HTTP/d.d` that is not 1.x is an unsupported version (505); anything else is a malformed
-/// start line (400).
+/// httparse says "version" for any version token it cannot read, as soon as the bytes
+/// seen rule out `HTTP/1.x` (llhttp does the same: `GET / HTTP/5.6` is refused without
+/// waiting for a line end that may never come). Only a well-formed `HTTP/d.d` that is not
+/// 1.x is an unsupported version (505); anything else is a malformed start line (400). A
+/// line still arriving is judged on what it holds so far: a token that can still become
+/// `HTTP/d.d` is taken as one.
 fn version_or_syntax(error: ParseError, buf: &[u8], kind: Kind) -> ParseError {
     if error != ParseError::Version {
         return error;
     }
-    // The start line, which must end in CRLF to be well-formed at all.
-    let Some(cr) = buf.iter().position(|&b| b == b'\r' || b == b'\n') else {
-        return ParseError::Syntax("invalid HTTP version");
+    let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n');
+    let line_complete = match line_end {
+        None => false,
+        // A CR that is the last byte so far may yet be followed by its LF.
+        Some(end) if end + 1 == buf.len() && buf[end] == b'\r' => false,
+        Some(end) if buf.get(end..end + 2) == Some(b"\r\n") => true,
+        Some(_) => return ParseError::Syntax("line not ended by CRLF"),
     };
-    if buf.get(cr..cr + 2) != Some(b"\r\n") {
-        return ParseError::Syntax("line not ended by CRLF");
-    }
-    let line = &buf[..cr];
-    let mut words = line.split(|&b| b == b' ');
+    let line = &buf[..line_end.unwrap_or(buf.len())];
     // `method SP target SP version`: a request line with other than three words is
     // malformed whatever its last word says.
     let token = match kind {
-        Kind::Request if line.split(|&b| b == b' ').count() == 3 => words.nth(2),
-        Kind::Request => None,
-        Kind::Response => words.next(),
-    }
-    .unwrap_or_default();
-    match token {
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
-        {
-            ParseError::Version
+        Kind::Request if line.split(|&b| b == b' ').count() == 3 => {
+            line.split(|&b| b == b' ').nth(2)
         }
-        _ => ParseError::Syntax("invalid HTTP version"),
+        Kind::Request => None,
+        Kind::Response => line.split(|&b| b == b' ').next(),
+    };
+    let Some(token) = token else {
+        return ParseError::Syntax("invalid HTTP version");
+    };
+    /// Which byte may stand at each place of `HTTP/d.d`.
+    const PATTERN: [fn(u8) -> bool; 8] = [
+        |b| b == b'H',
+        |b| b == b'T',
+        |b| b == b'T',
+        |b| b == b'P',
+        |b| b == b'/',
+        |b| b.is_ascii_digit(),
+        |b| b == b'.',
+        |b| b.is_ascii_digit(),
+    ];
+    let fits = token.len() <= PATTERN.len()
+        && (!line_complete || token.len() == PATTERN.len())
+        && token.iter().zip(PATTERN).all(|(&b, allowed)| allowed(b));
+    if fits {
+        ParseError::Version
+    } else {
+        ParseError::Syntax("invalid HTTP version")
     }
 }
 
@@ -954,7 +964,7 @@ mod tests {
             let error = parse_all(garbage, true).unwrap_err();
             assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{error}");
         }
-        // Split inside the version: the verdict waits for the line.
+        // Split inside the version: the same verdict wherever the input is cut.
         let input = b"GET / HTTP/2.1\r\nHost: t\r\n\r\n";
         for split in 0..input.len() {
             let mut parser = HeadParser::new();
@@ -967,6 +977,24 @@ mod tests {
                 other => other,
             };
             assert_eq!(verdict.err(), Some(ParseError::Version), "split {split}");
+        }
+        // A line that has not ended yet is refused as soon as it cannot be HTTP/1.x, not
+        // when (or if) its end arrives: a client that never sends it gets its answer.
+        for (unterminated, status) in [
+            (
+                &b"GET / HTTP/5.6"[..],
+                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            ),
+            (b"GET / HTTP/2", StatusCode::HTTP_VERSION_NOT_SUPPORTED),
+            (b"GET / HTTP/1.x", StatusCode::BAD_REQUEST),
+            (b"GET / HTTP/5.6x", StatusCode::BAD_REQUEST),
+            (b"GET / HTTP/5.6\n", StatusCode::BAD_REQUEST),
+        ] {
+            let mut buf = BytesMut::from(unterminated);
+            let error = HeadParser::new()
+                .parse_request(&mut buf, &HeadLimits::default(), true)
+                .expect_err("refused before the line ends");
+            assert_eq!(error.status(), status, "{unterminated:?}");
         }
     }
 
