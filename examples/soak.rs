@@ -356,13 +356,21 @@ async fn main() {
             }));
         }
     }
-    // Resident memory after warm-up (a tenth of the run, at least 5 s), and at the end.
-    tokio::time::sleep((duration / 10).max(Duration::from_secs(5)).min(duration)).await;
+    // Resident memory after warm-up (a tenth of the run, at least 5 s), then every tenth,
+    // and at the end.
+    let tenth = (duration / 10).max(Duration::from_secs(5)).min(duration);
+    tokio::time::sleep(tenth).await;
     let warm_rss = rss_kib(pid);
+    let mut samples = vec![warm_rss];
+    while Instant::now() + tenth < deadline {
+        tokio::time::sleep(tenth).await;
+        samples.push(rss_kib(pid));
+    }
     for task in tasks {
         task.await.unwrap();
     }
     let end_rss = rss_kib(pid);
+    samples.push(end_rss);
 
     // The clients are gone (their pools with them); the proxy's gauges must drain.
     let mut active = (f64::NAN, f64::NAN);
@@ -430,6 +438,7 @@ async fn main() {
     if active != (0.0, 0.0) {
         broken.push(format!("connections left open: {active:?}"));
     }
+    println!("proxy RSS samples (KiB, every tenth of the run from warm-up): {samples:?}");
     let growth = end_rss as f64 / warm_rss.max(1) as f64 - 1.0;
     println!(
         "proxy RSS: {warm_rss} KiB after warm-up, {end_rss} KiB at the end ({:+.1}%)",

@@ -15,7 +15,10 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 timeouts=(--header-timeout 5s --body-timeout 5s --write-timeout 5s --workers 1 --log error)
 "$bin" serve --listen "$origin" "${timeouts[@]}" & pids+=($!)
+serve_pid=$!
 "$bin" proxy --listen "$proxy" --upstream "http://$origin" "${timeouts[@]}" & pids+=($!)
+proxy_pid=$!
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 for addr in "$origin" "$proxy"; do
     for _ in $(seq 50); do curl -s -o /dev/null "http://$addr/" && break; sleep 0.1; done
 done
@@ -24,9 +27,13 @@ attack() { # name url mode-flags...
     local name=$1 url=$2
     shift 2
     slowhttptest "$@" -c 500 -r 250 -l 20 -p 3 -g -o "$work/$name" -u "$url" \
-        > "$work/$name.out" 2>&1 || true
+        > "$work/$name.out" 2>&1 &
+    local attacker=$!
+    sleep 8   # all 500 connections are open by then
+    local during="serve $(rss "$serve_pid") KiB, proxy $(rss "$proxy_pid") KiB"
+    wait "$attacker" || true
     [ -s "$work/$name.csv" ] || { echo "FAIL: $name: no report"; cat "$work/$name.out"; exit 1; }
-    python3 - "$work/$name.csv" "$name" <<'PY'
+    python3 - "$work/$name.csv" "$name" "$during" <<'PY'
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1])))[1:]
 down = [r[0] for r in rows if int(r[-1]) == 0]
@@ -34,7 +41,7 @@ peak = max(int(r[3]) for r in rows)
 if down:
     print(f"FAIL: {sys.argv[2]}: service unavailable at second(s) {', '.join(down)}")
     sys.exit(1)
-print(f"ok: {sys.argv[2]}: service available throughout ({len(rows)} samples, up to {peak} slow connections open)")
+print(f"ok: {sys.argv[2]}: service available throughout ({len(rows)} samples, up to {peak} slow connections open; RSS during: {sys.argv[3]})")
 PY
 }
 
@@ -45,3 +52,4 @@ for target in serve proxy; do
     attack "slow-body-$target" "http://$addr/sink" -B -i 2 -s 100000 -t POST
     attack "slow-read-$target" "http://$addr/bytes/1000000" -X -w 512 -y 1024 -n 5 -z 32 -k 2
 done
+echo "resident memory afterwards: serve $(rss "$serve_pid") KiB, proxy $(rss "$proxy_pid") KiB"
