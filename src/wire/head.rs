@@ -356,12 +356,9 @@ impl HeadParser {
         let (len, layout) = match kind {
             Kind::Request => {
                 let mut request = httparse::Request::new(&mut []);
-                let status = match request.parse_with_uninit_headers(buf, &mut slots[..max_headers])
-                {
-                    parsed => parsed.map_err(|e| {
-                        version_or_syntax(httparse_error(e, max_headers), buf, kind)
-                    })?,
-                };
+                let status = request
+                    .parse_with_uninit_headers(buf, &mut slots[..max_headers])
+                    .map_err(|e| version_or_syntax(httparse_error(e, max_headers), buf, kind))?;
                 let httparse::Status::Complete(len) = status else {
                     return self.incomplete(buf, limits, kind).map(|()| None);
                 };
@@ -384,16 +381,13 @@ impl HeadParser {
             }
             Kind::Response => {
                 let mut response = httparse::Response::new(&mut []);
-                let status = match httparse::ParserConfig::default()
+                let status = httparse::ParserConfig::default()
                     .parse_response_with_uninit_headers(
                         &mut response,
                         buf,
                         &mut slots[..max_headers],
-                    ) {
-                    parsed => parsed.map_err(|e| {
-                        version_or_syntax(httparse_error(e, max_headers), buf, kind)
-                    })?,
-                };
+                    )
+                    .map_err(|e| version_or_syntax(httparse_error(e, max_headers), buf, kind))?;
                 let httparse::Status::Complete(len) = status else {
                     return self.incomplete(buf, limits, kind).map(|()| None);
                 };
