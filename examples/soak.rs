@@ -266,12 +266,25 @@ impl Drop for Proxy {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `count` distinct ports free on 127.0.0.1 for the proxy process to bind, chosen below
+/// the kernel's ephemeral range (32768 and up) so that no outgoing connection can take one
+/// before the child binds it.
+fn free_ports(count: usize) -> Vec<u16> {
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new();
+    let mut held = Vec::new();
+    for attempt in 0u32.. {
+        if held.len() == count {
+            break;
+        }
+        let port = 10_000 + (random.hash_one(attempt) % 22_000) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(listener);
+        }
+    }
+    held.iter()
+        .map(|listener| listener.local_addr().unwrap().port())
+        .collect()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +306,9 @@ async fn main() {
         faulty_origin(0x9e37_79b9).await,
         faulty_origin(0x7f4a_7c15).await,
     ];
-    let (port, admin_port) = (free_port(), free_port());
+    let [port, admin_port] = free_ports(2)[..] else {
+        unreachable!("two ports asked for")
+    };
     let proxy_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
     let proxy = Proxy(

@@ -25,9 +25,15 @@ fn decode(input: &[u8], pieces: &[u8]) -> (Vec<u8>, String, usize) {
                     data.extend_from_slice(&bytes);
                 }
                 Ok(Some(BodyEvent::Trailers(trailers))) => {
-                    return (data, format!("trailers {}", trailers.len()), buf.len() + input.len() - fed);
+                    return (
+                        data,
+                        format!("trailers {}", trailers.len()),
+                        buf.len() + input.len() - fed,
+                    );
                 }
-                Ok(Some(BodyEvent::End)) => return (data, "end".into(), buf.len() + input.len() - fed),
+                Ok(Some(BodyEvent::End)) => {
+                    return (data, "end".into(), buf.len() + input.len() - fed);
+                }
                 Ok(None) => break,
                 Err(error) => return (data, format!("error {error}"), 0),
             }
@@ -35,7 +41,9 @@ fn decode(input: &[u8], pieces: &[u8]) -> (Vec<u8>, String, usize) {
         if fed == input.len() {
             return (data, "incomplete".into(), 0);
         }
-        let size = pieces.get(piece % pieces.len().max(1)).map_or(input.len(), |&s| usize::from(s).max(1));
+        let size = pieces
+            .get(piece % pieces.len().max(1))
+            .map_or(input.len(), |&s| usize::from(s).max(1));
         piece += 1;
         let end = (fed + size).min(input.len());
         buf.extend_from_slice(&input[fed..end]);

@@ -4,49 +4,22 @@
 //! connection is reused only when it says it may be.
 #![no_main]
 
-use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use hopline::conn::client::{ClientConfig, ClientConn};
 use hopline::conn::Frame;
+use hopline::conn::client::{ClientConfig, ClientConn};
 use hopline::wire::BodyFraming;
+use hopline_fuzz::loopback;
 use http::{HeaderMap, Method};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::runtime::Runtime;
-
-struct Harness {
-    runtime: Runtime,
-    listener: TcpListener,
-    addr: SocketAddr,
-}
-
-fn harness() -> &'static Harness {
-    static HARNESS: OnceLock<Harness> = OnceLock::new();
-    HARNESS.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
-        Harness {
-            runtime,
-            listener,
-            addr,
-        }
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, input)) = data.split_first() else {
         return;
     };
     let input = input.to_vec();
-    let h = harness();
+    let h = loopback();
     h.runtime.block_on(async {
         let config = ClientConfig {
             response_timeout: Duration::from_secs(1),
@@ -63,13 +36,25 @@ fuzz_target!(|data: &[u8]| {
             let _ = server.write_all(&input).await;
             let _ = server.shutdown().await;
             let mut sink = Vec::new();
-            let _ = tokio::time::timeout(Duration::from_secs(5), server.read_to_end(&mut sink)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), server.read_to_end(&mut sink)).await;
         });
         let work = async {
             for i in 0..3u8 {
-                let method = if (first >> i) & 1 == 0 { Method::GET } else { Method::HEAD };
+                let method = if (first >> i) & 1 == 0 {
+                    Method::GET
+                } else {
+                    Method::HEAD
+                };
                 if conn
-                    .send_request(&method, b"/", Some("fuzz"), &HeaderMap::new(), &bytes::Bytes::new(), false)
+                    .send_request(
+                        &method,
+                        b"/",
+                        Some("fuzz"),
+                        &HeaderMap::new(),
+                        &bytes::Bytes::new(),
+                        false,
+                    )
                     .await
                     .is_err()
                 {

@@ -1,50 +1,29 @@
 //! The server side of a connection fed arbitrary bytes, in pieces whose size the first
 //! input byte sets, over a real loopback socket, on a paused clock (timeouts pass at once).
 //! Never a panic, never a hang: the connection ends by itself (the client half-closes after
-//! sending); and everything the server sends is a sequence of responses.
+//! sending); a request is counted at most once per input byte; and what the server sends
+//! back, if anything, starts with an HTTP/1.1 status line.
 #![no_main]
 
-use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use hopline::conn::{ConnInfo, Hooks, ServerConfig, Shutdown, serve_connection};
 use hopline::origin::Origin;
+use hopline_fuzz::loopback;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::runtime::Runtime;
-
-struct Harness {
-    runtime: Runtime,
-    listener: TcpListener,
-    addr: SocketAddr,
-}
-
-fn harness() -> &'static Harness {
-    static HARNESS: OnceLock<Harness> = OnceLock::new();
-    HARNESS.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
-        Harness {
-            runtime,
-            listener,
-            addr,
-        }
-    })
-}
+use tokio::net::TcpStream;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, input)) = data.split_first() else {
         return;
     };
-    let piece = if first == 0 { input.len().max(1) } else { usize::from(first) };
-    let h = harness();
+    let piece = if first == 0 {
+        input.len().max(1)
+    } else {
+        usize::from(first)
+    };
+    let h = loopback();
     h.runtime.block_on(async {
         let mut client = TcpStream::connect(h.addr).await.unwrap();
         let (stream, peer) = h.listener.accept().await.unwrap();
@@ -62,8 +41,15 @@ fuzz_target!(|data: &[u8]| {
                 peer,
                 local: peer,
             };
-            serve_connection(stream, info, &Origin::new(), &config, shutdown.listener(), &Hooks::default())
-                .await
+            serve_connection(
+                stream,
+                info,
+                &Origin::new(),
+                &config,
+                shutdown.listener(),
+                &Hooks::default(),
+            )
+            .await
         });
         for chunk in input.chunks(piece) {
             if client.write_all(chunk).await.is_err() {
@@ -79,7 +65,11 @@ fuzz_target!(|data: &[u8]| {
             .expect("no panic");
         assert!(summary.requests <= input.len() as u64 + 1);
         if !out.is_empty() {
-            assert!(out.starts_with(b"HTTP/1.1 "), "{:?}", String::from_utf8_lossy(&out[..out.len().min(80)]));
+            assert!(
+                out.starts_with(b"HTTP/1.1 "),
+                "{:?}",
+                String::from_utf8_lossy(&out[..out.len().min(80)])
+            );
         }
     });
 });

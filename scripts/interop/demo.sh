@@ -5,7 +5,8 @@
 set -euo pipefail
 bin=${1:-target/release/hopline}
 work=$(mktemp -d)
-port=$((40000 + RANDOM % 10000))
+. "$(dirname "$0")/../ports.sh"
+port=$(free_ports 1)
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }

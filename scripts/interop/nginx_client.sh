@@ -8,7 +8,8 @@
 set -euo pipefail
 bin=${1:-target/release/hopline}
 work=$(mktemp -d)
-port=$((30000 + RANDOM % 10000))
+. "$(dirname "$0")/../ports.sh"
+port=$(free_ports 1)
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;
 daemon off;

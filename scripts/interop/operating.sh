@@ -10,7 +10,8 @@ bin=${1:-target/release/hopline}
 PY=${PY:-/usr/bin/python3}
 "$PY" -c "import prometheus_client.parser" 2>/dev/null || { echo "needs python3-prometheus-client (apt-get install python3-prometheus-client)" >&2; exit 1; }
 work=$(mktemp -d)
-base=$((30000 + RANDOM % 10000))
+. "$(dirname "$0")/../ports.sh"
+base=$(free_ports 3)
 origin=127.0.0.1:$base
 proxy=127.0.0.1:$((base + 1))
 admin=127.0.0.1:$((base + 2))

@@ -5,7 +5,8 @@
 set -euo pipefail
 
 bin=${1:-target/release/hopline}
-port=$((20000 + RANDOM % 10000))
+. "$(dirname "$0")/../ports.sh"
+port=$(free_ports 1)
 base="http://127.0.0.1:$port"
 log=$(mktemp)
 "$bin" serve --listen "127.0.0.1:$port" --workers 2 --log warn 2>"$log" &

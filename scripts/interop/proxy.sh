@@ -5,7 +5,8 @@
 # Usage: scripts/interop/proxy.sh [path/to/hopline]   (run from the repo root)
 set -euo pipefail
 bin=${1:-target/release/hopline}
-base=$((40000 + RANDOM % 10000))
+. "$(dirname "$0")/../ports.sh"
+base=$(free_ports 3)
 origin=127.0.0.1:$base
 reverse=127.0.0.1:$((base + 1))
 forward=127.0.0.1:$((base + 2))

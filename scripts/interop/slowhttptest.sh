@@ -8,7 +8,8 @@ set -euo pipefail
 bin=${1:-target/release/hopline}
 command -v slowhttptest >/dev/null || { echo "needs slowhttptest (apt-get install slowhttptest)" >&2; exit 1; }
 work=$(mktemp -d)
-base=$((20000 + RANDOM % 10000))
+. "$(dirname "$0")/../ports.sh"
+base=$(free_ports 2)
 origin=127.0.0.1:$base
 proxy=127.0.0.1:$((base + 1))
 pids=()
