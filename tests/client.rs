@@ -24,6 +24,35 @@ fn client(mode: Mode) -> Client {
     })
 }
 
+/// A pipelining client held to one connection per host, so that concurrent requests
+/// must share it.
+fn one_pipelined_connection(depth: usize) -> Client {
+    Client::new(ClientOptions {
+        mode: Mode::Pipeline { depth },
+        pool: PoolConfig {
+            max_connections_per_host: Some(1),
+            ..PoolConfig::default()
+        },
+        ..ClientOptions::default()
+    })
+}
+
+/// Fetches every URL at once, each from its own task; the answers in the URLs' order.
+async fn fetch_concurrently(client: &Client, urls: Vec<String>) -> Vec<(u16, Bytes, Exchange)> {
+    let tasks: Vec<_> = urls
+        .into_iter()
+        .map(|url| {
+            let client = client.clone();
+            tokio::spawn(async move { fetch(&client, &url).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
 fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| b'a' + (i % 26) as u8).collect()
 }
@@ -64,24 +93,12 @@ async fn keepalive_uses_one_connection_and_close_one_per_request() {
 #[tokio::test]
 async fn pipelined_requests_return_in_order_on_one_connection() {
     let server = TestServer::start(Origin::new(), ServerConfig::default()).await;
-    let pipelined = Client::new(ClientOptions {
-        mode: Mode::Pipeline { depth: 8 },
-        pool: PoolConfig {
-            max_connections_per_host: Some(1),
-            ..PoolConfig::default()
-        },
-        ..ClientOptions::default()
-    });
-    let mut tasks = Vec::new();
-    for n in 0..40usize {
-        let pipelined = pipelined.clone();
-        let url = format!("http://{}/bytes/{}", server.addr, 1000 + n);
-        tasks.push(tokio::spawn(
-            async move { (n, fetch(&pipelined, &url).await) },
-        ));
-    }
-    for task in tasks {
-        let (n, (status, body, exchange)) = task.await.unwrap();
+    let pipelined = one_pipelined_connection(8);
+    let urls = (0..40)
+        .map(|n| format!("http://{}/bytes/{}", server.addr, 1000 + n))
+        .collect();
+    let answers = fetch_concurrently(&pipelined, urls).await;
+    for (n, (status, body, exchange)) in answers.into_iter().enumerate() {
         assert_eq!(status, 200);
         assert_eq!(body, pattern(1000 + n), "response {n} carries its own body");
         assert_eq!(exchange.connection, 1);
@@ -350,28 +367,13 @@ async fn hyper_servers_keep_one_connection_and_pipeline_in_order() {
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 
-    let pipelined = Client::new(ClientOptions {
-        mode: Mode::Pipeline { depth: 16 },
-        pool: PoolConfig {
-            max_connections_per_host: Some(1),
-            ..PoolConfig::default()
-        },
-        ..ClientOptions::default()
-    });
-    let tasks: Vec<_> = (0..32)
-        .map(|n| {
-            let pipelined = pipelined.clone();
-            tokio::spawn(
-                async move { (n, fetch(&pipelined, &format!("http://{addr}/p{n}")).await.1) },
-            )
-        })
-        .collect();
-    for task in tasks {
-        let (n, body) = task.await.unwrap();
+    let pipelined = one_pipelined_connection(16);
+    let urls = (0..32).map(|n| format!("http://{addr}/p{n}")).collect();
+    let answers = fetch_concurrently(&pipelined, urls).await;
+    for (n, (_, body, _)) in answers.into_iter().enumerate() {
         assert_eq!(body, format!("/p{n}"));
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
-    let _ = Method::GET;
 }
 
 #[tokio::test]
@@ -406,24 +408,10 @@ async fn pipelined_requests_left_unanswered_are_requeued() {
             });
         }
     });
-    let pipelined = Client::new(ClientOptions {
-        mode: Mode::Pipeline { depth: 8 },
-        pool: PoolConfig {
-            max_connections_per_host: Some(1),
-            ..PoolConfig::default()
-        },
-        ..ClientOptions::default()
-    });
-    let tasks: Vec<_> = (0..10)
-        .map(|n| {
-            let pipelined = pipelined.clone();
-            tokio::spawn(
-                async move { (n, fetch(&pipelined, &format!("http://{addr}/r{n}")).await.1) },
-            )
-        })
-        .collect();
-    for task in tasks {
-        let (n, body) = task.await.unwrap();
+    let pipelined = one_pipelined_connection(8);
+    let urls = (0..10).map(|n| format!("http://{addr}/r{n}")).collect();
+    let answers = fetch_concurrently(&pipelined, urls).await;
+    for (n, (_, body, _)) in answers.into_iter().enumerate() {
         assert_eq!(
             body,
             format!("/r{n}"),

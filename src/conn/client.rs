@@ -580,14 +580,7 @@ impl ClientConn {
                 }
                 None => {}
             }
-            match read_owned(
-                &mut self.stream,
-                &mut self.rbuf,
-                self.config.read_buffer,
-                deadline,
-            )
-            .await
-            {
+            match self.fill(deadline).await {
                 Ok(0) => return Err(self.closed("before answering 100-continue")),
                 Ok(_) => self.response_started = true,
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
@@ -596,6 +589,18 @@ impl ClientConn {
                 Err(e) => return Err(self.fail(e)),
             }
         }
+    }
+
+    /// Reads what the server has sent into the read buffer. `Ok(0)` means it closed;
+    /// `TimedOut` that `deadline` passed.
+    async fn fill(&mut self, deadline: Instant) -> std::io::Result<usize> {
+        read_owned(
+            &mut self.stream,
+            &mut self.rbuf,
+            self.config.read_buffer,
+            deadline,
+        )
+        .await
     }
 
     /// Reads the head of the response to the oldest request in flight, skipping interim
@@ -614,14 +619,7 @@ impl ClientConn {
                 self.begin_body(&method, &head);
                 return Ok(head);
             }
-            match read_owned(
-                &mut self.stream,
-                &mut self.rbuf,
-                self.config.read_buffer,
-                deadline,
-            )
-            .await
-            {
+            match self.fill(deadline).await {
                 Ok(0) => return Err(self.closed("before the response head was complete")),
                 Ok(_) => {
                     // The server has begun answering: from now on, the read timeout.
@@ -664,14 +662,7 @@ impl ClientConn {
                 }
             }
             let deadline = Instant::now() + self.config.read_timeout;
-            match read_owned(
-                &mut self.stream,
-                &mut self.rbuf,
-                self.config.read_buffer,
-                deadline,
-            )
-            .await
-            {
+            match self.fill(deadline).await {
                 Ok(0) => {
                     let Body::Reading(decoder) = &mut self.body else {
                         return Ok(None);
