@@ -588,12 +588,10 @@ fn version_or_syntax(error: ParseError, buf: &[u8], kind: Kind) -> ParseError {
     let line = &buf[..line_end.unwrap_or(buf.len())];
     // `method SP target SP version`: a request line with other than three words is
     // malformed whatever its last word says.
+    let mut words = line.split(|&b| b == b' ');
     let token = match kind {
-        Kind::Request if line.split(|&b| b == b' ').count() == 3 => {
-            line.split(|&b| b == b' ').nth(2)
-        }
-        Kind::Request => None,
-        Kind::Response => line.split(|&b| b == b' ').next(),
+        Kind::Request => words.nth(2).filter(|_| words.next().is_none()),
+        Kind::Response => words.next(),
     };
     let Some(token) = token else {
         return ParseError::Syntax("invalid HTTP version");
