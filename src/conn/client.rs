@@ -500,7 +500,7 @@ impl ClientConn {
             let deadline = Instant::now() + self.config.write_timeout;
             let written = write_two_until(&self.stream, &self.wbuf, &data, deadline).await;
             self.wbuf.clear();
-            written.map_err(|e| self.fail(e))?;
+            written.map_err(|e| self.fail(e, "writing the request"))?;
         }
         if framing == RequestFraming::Chunked {
             self.wbuf.extend_from_slice(CHUNK_DATA_END);
@@ -536,7 +536,9 @@ impl ClientConn {
         if self.writing_body.is_none() && !self.in_flight.is_empty() {
             self.set_state(ConnState::AwaitingResponse);
         }
-        result.map(drop).map_err(|e| self.fail(e))
+        result
+            .map(drop)
+            .map_err(|e| self.fail(e, "writing the request"))
     }
 
     /// Sends a whole request (head and body) and flushes.
@@ -586,7 +588,7 @@ impl ClientConn {
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     return Ok(ContinueOutcome::SendBody);
                 }
-                Err(e) => return Err(self.fail(e)),
+                Err(e) => return Err(self.fail(e, "waiting for 100 Continue")),
             }
         }
     }
@@ -626,14 +628,7 @@ impl ClientConn {
                     self.response_started = true;
                     deadline = Instant::now() + self.config.read_timeout;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    self.mark(NotReusable::Error);
-                    return Err(Error::new(
-                        Side::Upstream,
-                        ErrorKind::Timeout("waiting for the response"),
-                    ));
-                }
-                Err(e) => return Err(self.fail(e)),
+                Err(e) => return Err(self.fail(e, "waiting for the response")),
             }
         }
     }
@@ -673,23 +668,12 @@ impl ClientConn {
                             return Ok(None);
                         }
                         Err(_truncated) => {
-                            self.mark(NotReusable::Error);
-                            return Err(Error::new(
-                                Side::Upstream,
-                                ErrorKind::Closed("before the response body was complete"),
-                            ));
+                            return Err(self.closed("before the response body was complete"));
                         }
                     }
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    self.mark(NotReusable::Error);
-                    return Err(Error::new(
-                        Side::Upstream,
-                        ErrorKind::Timeout("reading the response body"),
-                    ));
-                }
-                Err(e) => return Err(self.fail(e)),
+                Err(e) => return Err(self.fail(e, "reading the response body")),
             }
         }
     }
@@ -739,11 +723,7 @@ impl ClientConn {
                         self.end_response();
                         return Poll::Ready(Ok(None));
                     }
-                    self.mark(NotReusable::Error);
-                    return Poll::Ready(Err(Error::new(
-                        Side::Upstream,
-                        ErrorKind::Closed("before the response body was complete"),
-                    )));
+                    return Poll::Ready(Err(self.closed("before the response body was complete")));
                 }
                 Poll::Ready(Ok(_)) => {
                     if let Some(timer) = timer.as_mut() {
@@ -752,16 +732,14 @@ impl ClientConn {
                             .reset(Instant::now() + self.config.read_timeout);
                     }
                 }
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(self.fail(error))),
+                Poll::Ready(Err(error)) => {
+                    return Poll::Ready(Err(self.fail(error, "reading the response body")));
+                }
                 Poll::Pending => {
                     let timeout = self.config.read_timeout;
                     let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                     if timer.as_mut().poll(cx).is_ready() {
-                        self.mark(NotReusable::Error);
-                        return Poll::Ready(Err(Error::new(
-                            Side::Upstream,
-                            ErrorKind::Timeout("reading the response body"),
-                        )));
+                        return Poll::Ready(Err(self.timed_out("reading the response body")));
                     }
                     return Poll::Pending;
                 }
@@ -945,13 +923,19 @@ impl ClientConn {
         }
     }
 
-    fn fail(&mut self, error: std::io::Error) -> Error {
-        self.mark(NotReusable::Error);
+    /// An I/O error while `doing` something: the connection is done for.
+    fn fail(&mut self, error: std::io::Error, doing: &'static str) -> Error {
         if error.kind() == std::io::ErrorKind::TimedOut {
-            Error::new(Side::Upstream, ErrorKind::Timeout("writing the request"))
-        } else {
-            Error::new(Side::Upstream, error)
+            return self.timed_out(doing);
         }
+        self.mark(NotReusable::Error);
+        Error::new(Side::Upstream, error)
+    }
+
+    /// The server took too long while `doing` something.
+    fn timed_out(&mut self, doing: &'static str) -> Error {
+        self.mark(NotReusable::Error);
+        Error::new(Side::Upstream, ErrorKind::Timeout(doing))
     }
 
     fn closed(&mut self, when: &'static str) -> Error {
