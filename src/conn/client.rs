@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::body::Frame;
-use super::io::{read_owned, write_all_until, write_two_until};
+use super::io::{make_room, read_owned, write_all_until, write_two_until};
 use super::status::{self, ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, Observer};
 use crate::error::{Error, ErrorKind, Side};
 use crate::wire::chunked::{CHUNK_DATA_END, write_chunk_header, write_last_chunk};
@@ -710,9 +710,7 @@ impl ClientConn {
                     return Poll::Ready(Err(Error::new(Side::Upstream, error)));
                 }
             }
-            if self.rbuf.capacity() - self.rbuf.len() < self.config.read_buffer / 4 {
-                self.rbuf.reserve(self.config.read_buffer);
-            }
+            make_room(&mut self.rbuf, self.config.read_buffer);
             let read = std::pin::pin!(self.stream.read_buf(&mut self.rbuf)).poll(cx);
             match read {
                 Poll::Ready(Ok(0)) => {

@@ -14,6 +14,15 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
+/// Makes sure a read into `buf` has room: `read_size` more once less than a quarter of it
+/// is spare. (A read into a full buffer returns 0, which would look like the peer closing;
+/// reserving only when low lets one allocation serve many small reads.)
+pub(crate) fn make_room(buf: &mut BytesMut, read_size: usize) {
+    if buf.capacity() - buf.len() < read_size / 4 {
+        buf.reserve(read_size);
+    }
+}
+
 /// Reads what the socket holds right now into `buf` (reserving `read_size` of spare room
 /// first), without waiting: `None` if nothing is there. `Some(Ok(0))` means the peer
 /// closed.
@@ -26,9 +35,7 @@ pub(crate) fn read_now(
     buf: &mut BytesMut,
     read_size: usize,
 ) -> Option<io::Result<usize>> {
-    if buf.capacity() - buf.len() < read_size / 4 {
-        buf.reserve(read_size);
-    }
+    make_room(buf, read_size);
     let mut cx = Context::from_waker(Waker::noop());
     match pin!(stream.read_buf(buf)).poll(&mut cx) {
         Poll::Ready(result) => Some(result),
@@ -47,9 +54,7 @@ pub(crate) async fn read_owned(
     read_size: usize,
     deadline: Instant,
 ) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < read_size / 4 {
-        buf.reserve(read_size);
-    }
+    make_room(buf, read_size);
     match timeout_at(deadline, stream.read_buf(buf)).await {
         Ok(result) => result,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),
@@ -64,10 +69,7 @@ pub(crate) async fn read_some(
     read_size: usize,
     deadline: Instant,
 ) -> io::Result<usize> {
-    // A read into a full buffer returns 0, which would look like the peer closing.
-    if buf.capacity() - buf.len() < read_size / 4 {
-        buf.reserve(read_size);
-    }
+    make_room(buf, read_size);
     loop {
         match stream.try_read_buf(buf) {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
