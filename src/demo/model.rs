@@ -136,36 +136,15 @@ pub fn predict(
     if plan.persistent && plan.pipelined {
         return pipelined(first, page_done, resources, depth);
     }
-    let workers = plan.workers();
-    let mut connections = 1;
-    // Each worker's connection (persistent) and when it is free; the first worker gets
-    // the document's connection.
-    let mut lanes: Vec<(Duration, Option<Conn>)> =
-        (0..workers).map(|_| (page_done, None)).collect();
-    if plan.persistent {
-        lanes[0].1 = Some(first);
-    }
-    let mut load = page_done;
-    for &body in resources {
-        let lane = lanes
-            .iter_mut()
-            .min_by_key(|(free, _)| *free)
-            .expect("at least one worker");
-        let at = lane.0;
-        let conn = match (&mut lane.1, plan.persistent) {
-            (Some(conn), true) => conn,
-            (slot, _) => {
-                connections += 1;
-                slot.insert(Conn::open(path, at))
-            }
-        };
-        let end = exchange(conn, at, body);
-        if !plan.persistent {
-            lane.1 = None;
-        }
-        lane.0 = end;
-        load = load.max(end);
-    }
+    let (load, connections) = load_resources(
+        path,
+        first,
+        page_done,
+        resources,
+        plan.workers(),
+        plan.persistent,
+        exchange,
+    );
     Prediction {
         load_ms: millis(load),
         connections,
@@ -248,26 +227,69 @@ fn load_via(
 ) -> (Duration, u64) {
     let mut first = Conn::open(path, start);
     let page_done = upstream.relay(&mut first, start, html);
-    let mut lanes: Vec<(Duration, Option<Conn>)> =
-        (0..workers).map(|_| (page_done, None)).collect();
-    lanes[0].1 = Some(first);
+    load_resources(
+        path,
+        first,
+        page_done,
+        resources,
+        workers,
+        true,
+        |conn, at, body| upstream.relay(conn, at, body),
+    )
+}
+
+/// One of the parallel connections a page loads its resources over.
+struct Lane {
+    /// When it can take the next request.
+    free_at: Duration,
+    /// Its connection, kept between requests when they are persistent.
+    conn: Option<Conn>,
+}
+
+/// Loads `resources` (document order) over `workers` lanes after the document, which
+/// ended at `page_done` on `first`: each request goes to the lane free first. Persistent
+/// lanes keep their connection (the first lane has the document's); otherwise every
+/// request opens its own. `exchange` carries one request and says when its response
+/// ended. Returns when the last one ended and how many connections were opened, the
+/// document's included.
+fn load_resources(
+    path: PathModel,
+    first: Conn,
+    page_done: Duration,
+    resources: &[u64],
+    workers: usize,
+    persistent: bool,
+    mut exchange: impl FnMut(&mut Conn, Duration, u64) -> Duration,
+) -> (Duration, u64) {
+    let mut lanes: Vec<Lane> = (0..workers.max(1))
+        .map(|_| Lane {
+            free_at: page_done,
+            conn: None,
+        })
+        .collect();
+    if persistent {
+        lanes[0].conn = Some(first);
+    }
     let mut connections = 1;
     let mut load = page_done;
     for &body in resources {
         let lane = lanes
             .iter_mut()
-            .min_by_key(|(free, _)| *free)
-            .expect("at least one worker");
-        let at = lane.0;
-        let conn = match &mut lane.1 {
+            .min_by_key(|lane| lane.free_at)
+            .expect("at least one lane");
+        let at = lane.free_at;
+        let conn = match &mut lane.conn {
             Some(conn) => conn,
             slot => {
                 connections += 1;
                 slot.insert(Conn::open(path, at))
             }
         };
-        let end = upstream.relay(conn, at, body);
-        lane.0 = end;
+        let end = exchange(conn, at, body);
+        if !persistent {
+            lane.conn = None;
+        }
+        lane.free_at = end;
         load = load.max(end);
     }
     (load, connections)
