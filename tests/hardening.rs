@@ -15,7 +15,7 @@ use common::{RawClient, RawResponse, TestServer};
 use hopline::client::ClientOptions;
 use hopline::conn::{Body, CloseReason, Handler, RequestBody, RequestCtx, ServerConfig};
 use hopline::origin::Origin;
-use hopline::proxy::upstream::{Balance, Upstreams};
+use hopline::proxy::upstream::Upstreams;
 use hopline::proxy::{Proxy, ProxyConfig};
 use http::{Request, Response};
 use http_desync_guardian::RequestSafetyTier;
@@ -79,10 +79,7 @@ async fn served() -> Target {
 }
 
 fn reverse(upstream: SocketAddr, options: ClientOptions) -> ProxyConfig {
-    let url = format!("http://{upstream}").parse().unwrap();
-    let mut config = ProxyConfig::reverse(
-        Upstreams::new(&[url], Balance::RoundRobin, Duration::from_secs(5)).unwrap(),
-    );
+    let mut config = ProxyConfig::reverse(Upstreams::single(upstream));
     config.upstream = options;
     config
 }

@@ -13,7 +13,7 @@ use hopline::client::ClientOptions;
 use hopline::conn::{Hooks, LiveConns, ServerConfig};
 use hopline::metrics::Metrics;
 use hopline::origin::Origin;
-use hopline::proxy::upstream::{Balance, Upstreams};
+use hopline::proxy::upstream::Upstreams;
 use hopline::proxy::{Proxy, ProxyConfig};
 use hopline::server::ListenerConfig;
 
@@ -139,10 +139,7 @@ async fn metrics_count_a_scripted_workload_exactly() {
 async fn the_live_view_shows_idle_connections_with_their_tcp_state() {
     let (hooks, admin) = observed().await;
     let origin = TestServer::start(Origin::new(), ServerConfig::default()).await;
-    let url = format!("http://{}", origin.addr).parse().unwrap();
-    let mut config = ProxyConfig::reverse(
-        Upstreams::new(&[url], Balance::RoundRobin, Duration::from_secs(5)).unwrap(),
-    );
+    let mut config = ProxyConfig::reverse(Upstreams::single(origin.addr));
     config.upstream = ClientOptions::default();
     config.upstream.conn.hooks = hooks.clone();
     let proxy = Proxy::new(config);

@@ -22,10 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 fn reverse(upstream: SocketAddr, options: ClientOptions) -> ProxyConfig {
-    let url = format!("http://{upstream}").parse().unwrap();
-    let mut config = ProxyConfig::reverse(
-        Upstreams::new(&[url], Balance::RoundRobin, Duration::from_secs(5)).unwrap(),
-    );
+    let mut config = ProxyConfig::reverse(Upstreams::single(upstream));
     config.upstream = options;
     config
 }
@@ -659,10 +656,7 @@ async fn groups_route_by_host_and_path_each_with_its_own_policy() {
     use hopline::proxy::Group;
     let a = TestServer::start(Origin::new(), ServerConfig::default()).await;
     let b = TestServer::start(Origin::new(), ServerConfig::default()).await;
-    let upstreams = |addr: SocketAddr| {
-        let url = format!("http://{addr}").parse().unwrap();
-        Upstreams::new(&[url], Balance::RoundRobin, Duration::from_secs(5)).unwrap()
-    };
+    let upstreams = Upstreams::single;
     let short_lived = ClientOptions {
         mode: Mode::Close,
         ..ClientOptions::default()

@@ -12,7 +12,7 @@ use common::{RawClient, TestServer};
 use hopline::client::{Client, ClientOptions};
 use hopline::conn::ServerConfig;
 use hopline::origin::Origin;
-use hopline::proxy::upstream::{Balance, Upstreams};
+use hopline::proxy::upstream::Upstreams;
 use hopline::proxy::{Proxy, ProxyConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,10 +21,7 @@ use tokio::net::TcpStream;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn proxy_to(upstream: SocketAddr) -> TestServer {
-    let url = format!("http://{upstream}").parse().unwrap();
-    let config = ProxyConfig::reverse(
-        Upstreams::new(&[url], Balance::RoundRobin, Duration::from_secs(5)).unwrap(),
-    );
+    let config = ProxyConfig::reverse(Upstreams::single(upstream));
     TestServer::start(Proxy::new(config), ServerConfig::default()).await
 }
 

@@ -36,7 +36,7 @@ use crate::netem::{Link, LinkStats, PathModel};
 use crate::origin::Origin;
 use crate::page::PageSpec;
 use crate::pool::PoolConfig;
-use crate::proxy::upstream::{Balance, Upstreams};
+use crate::proxy::upstream::Upstreams;
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::server::{ListenerConfig, Server};
 use load::{Fetching, PageLoad, RequestTiming, Target};
@@ -471,9 +471,7 @@ fn spawn_server<H: Handler>(handler: H, config: ServerConfig) -> std::io::Result
 
 /// A reverse proxy to `upstream` with that upstream connection type.
 fn spawn_proxy(upstream: SocketAddr, mode: Mode) -> Result<Running, BoxError> {
-    let url = format!("http://{upstream}").parse()?;
-    let upstreams = Upstreams::new(&[url], Balance::RoundRobin, Duration::from_secs(5))?;
-    let mut config = ProxyConfig::reverse(upstreams);
+    let mut config = ProxyConfig::reverse(Upstreams::single(upstream));
     config.name = "demo-proxy".into();
     config.upstream.mode = mode;
     Ok(spawn_server(Proxy::new(config), ServerConfig::default())?)

@@ -4,6 +4,7 @@
 //! Owns the list of upstreams and their health marks. It must not open connections (the
 //! client does) or touch messages.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -90,6 +91,17 @@ impl Upstreams {
             down_for,
             epoch: Instant::now(),
         })
+    }
+
+    /// One plain-HTTP upstream at `addr`, round-robin (moot with one) and skipped for 5 s
+    /// after a refusal (the `--upstream-down-for` default): what a test, the demo or an
+    /// embedding program wants when the proxy has a single origin.
+    pub fn single(addr: SocketAddr) -> Self {
+        let url = format!("http://{addr}")
+            .parse()
+            .expect("an address is a valid authority");
+        Self::new(&[url], Balance::RoundRobin, Duration::from_secs(5))
+            .expect("an http:// URL is a valid upstream")
     }
 
     /// How many upstreams there are.
