@@ -9,6 +9,7 @@
 #   DURATION=10s ROUNDS=3 scripts/bench/client.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/lib.sh
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
 PORT=${PORT:-18280}
@@ -35,7 +36,7 @@ NGINX
 taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" &
 nginx_pid=$!
 trap 'kill $nginx_pid 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
+wait_ready "http://127.0.0.1:$PORT/"
 url="http://127.0.0.1:$PORT/"
 
 # wrk's "Latency Distribution" lines (50/90/99%) in microseconds.
@@ -74,6 +75,7 @@ print(f"{'workload':<10} {'tool':<8} {'req/s':>10} {'p50 us':>8} {'p90 us':>8} {
 for w in ('keepalive', 'pipeline'):
     for t in ('hopline', 'wrk'):
         print(f"{w:<10} {t:<8} {med(t,w,'requests_per_s'):>10.0f} {med(t,w,'p50_us'):>8.0f} {med(t,w,'p90_us'):>8.0f} {med(t,w,'p99_us'):>8.0f}")
-    ratio = lambda f: med('hopline', w, f) / med('wrk', w, f)
-    print(f"{w:<10} {'ratio':<8} {ratio('requests_per_s'):>9.2f}x {ratio('p50_us'):>7.2f}x {ratio('p90_us'):>7.2f}x {ratio('p99_us'):>7.2f}x")
+    # wrk reports 0 for a percentile it did not record (short pipelined runs): no ratio.
+    ratio = lambda f, width: f"{med('hopline', w, f) / med('wrk', w, f):.2f}x".rjust(width) if med('wrk', w, f) else "n/a".rjust(width)
+    print(f"{w:<10} {'ratio':<8} {ratio('requests_per_s', 10)} {ratio('p50_us', 8)} {ratio('p90_us', 8)} {ratio('p99_us', 8)}")
 PY
