@@ -1,5 +1,7 @@
-# Sourced by the scripts that start servers on fixed ports (nginx and friends cannot report
-# a port 0 back). `free_ports N` prints a base port such that base .. base+N-1 are all free
+# Sourced by the interop and bench scripts, which start servers on fixed ports (nginx and
+# friends cannot report a port 0 back) and must wait for them.
+#
+# `free_ports N` prints a base port such that base .. base+N-1 are all free
 # on 127.0.0.1 right now, chosen below the kernel's ephemeral range (32768 and up), so no
 # outgoing connection can take one of them before the server binds it.
 free_ports() {
@@ -24,4 +26,15 @@ for _ in range(500):
     sys.exit(0)
 sys.exit("no free port range found")
 PY
+}
+
+# `wait_ready URL`: waits up to 5 s for URL to answer; fails loudly if it never does (a
+# server that did not start must not look like a server that answers badly).
+wait_ready() {
+    for _ in $(seq 100); do
+        curl -s -o /dev/null "$1" && return 0
+        sleep 0.05
+    done
+    echo "FAIL: nothing answered at $1 within 5 s" >&2
+    return 1
 }

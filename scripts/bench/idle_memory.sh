@@ -8,6 +8,7 @@
 #   CONNECTIONS=10000 ROUNDS=3 scripts/bench/idle_memory.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/lib.sh
 CONNECTIONS=${CONNECTIONS:-10000}
 ROUNDS=${ROUNDS:-3}
 PORT=${PORT:-18190}
@@ -39,7 +40,7 @@ measure() { # server -> KiB per connection
         nginx) taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" & pid=$! ;;
         hyper) taskset -c 1 target/release/examples/hyper_hello "127.0.0.1:$PORT" 2>/dev/null & pid=$! ;;
     esac
-    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.05; done
+    wait_ready "http://127.0.0.1:$PORT/"
     measured=$pid
     [ "$1" = nginx ] && measured=$(pgrep -P "$pid" | head -1)
     # warm up: a few connections' worth of buffers and allocator arenas

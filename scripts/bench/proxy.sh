@@ -11,6 +11,7 @@
 #   DURATION=10s ROUNDS=3 scripts/bench/proxy.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/lib.sh
 DURATION=${DURATION:-10s}
 LATENCY_DURATION=${LATENCY_DURATION:-5s}
 ROUNDS=${ROUNDS:-3}
@@ -83,7 +84,7 @@ taskset -c 1 nginx -c "$work/origin/nginx.conf" -p "$work/origin" &
 origin_pid=$!
 proxy_pid=
 trap 'kill $origin_pid $proxy_pid 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$ORIGIN/" && break; sleep 0.1; done
+wait_ready "http://127.0.0.1:$ORIGIN/"
 
 # Origin counters: "accepts requests".
 origin_counts() {
@@ -101,8 +102,7 @@ start_proxy() {
         haproxy) taskset -c 1 haproxy -f "$work/haproxy.cfg" -db & ;;
     esac
     proxy_pid=$!
-    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PROXY/" && return 0; sleep 0.05; done
-    echo "$1 did not start" >&2; exit 1
+    wait_ready "http://127.0.0.1:$PROXY/"
 }
 
 stop_proxy() {

@@ -11,6 +11,7 @@
 #   DURATION=10s ROUNDS=3 CONNECTIONS=50 scripts/bench/server.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/lib.sh
 
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
@@ -53,12 +54,7 @@ start_server() {
         hyper) taskset -c "$SERVER_CPU" target/release/examples/hyper_hello "127.0.0.1:$PORT" 2>/dev/null & ;;
     esac
     server_pid=$!
-    for _ in $(seq 100); do
-        curl -s -o /dev/null "http://127.0.0.1:$PORT/" && return 0
-        sleep 0.05
-    done
-    echo "$1 did not start" >&2
-    exit 1
+    wait_ready "http://127.0.0.1:$PORT/"
 }
 
 stop_server() {

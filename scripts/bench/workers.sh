@@ -13,6 +13,7 @@
 # Usage: scripts/bench/workers.sh     (from the repo root; needs wrk and nginx)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/lib.sh
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
 PORT=${PORT:-18190}
@@ -51,8 +52,7 @@ start() { # name workers -> starts the server
         nginx) taskset -c $cpus nginx -c "$work/nginx$2/nginx.conf" -p "$work/nginx$2" & ;;
     esac
     pid=$!
-    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && return 0; sleep 0.05; done
-    echo "$1 did not start" >&2; exit 1
+    wait_ready "http://127.0.0.1:$PORT/"
 }
 stop() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=; sleep 1; }
 

@@ -5,7 +5,7 @@
 set -euo pipefail
 bin=${1:-target/release/hopline}
 work=$(mktemp -d)
-. "$(dirname "$0")/../ports.sh"
+. "$(dirname "$0")/../lib.sh"
 port=$(free_ports 1)
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
@@ -46,7 +46,7 @@ http {
 NGINX
 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
 pid=$!
-for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+wait_ready "http://127.0.0.1:$port/"
 "$bin" demo --url "http://127.0.0.1:$port/index.html" --rtt 10 --modes persistent-x1,pipelined-x1,proxy-pooled \
     --report "$work/external.html" --json "$work/external.json" > "$work/external.txt"
 python3 - "$work/external.json" <<'PY' || fail "external demo: $(cat "$work/external.txt")"

@@ -8,7 +8,7 @@
 set -euo pipefail
 bin=${1:-target/release/hopline}
 work=$(mktemp -d)
-. "$(dirname "$0")/../ports.sh"
+. "$(dirname "$0")/../lib.sh"
 port=$(free_ports 1)
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;
@@ -28,7 +28,7 @@ NGINX
 nginx -c "$work/nginx.conf" -p "$work" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+wait_ready "http://127.0.0.1:$port/"
 : > "$work/access.log"
 
 fail() { echo "FAIL: $*" >&2; echo "--- access log:" >&2; cat "$work/access.log" >&2; exit 1; }

@@ -10,7 +10,7 @@ bin=${1:-target/release/hopline}
 PY=${PY:-/usr/bin/python3}
 "$PY" -c "import prometheus_client.parser" 2>/dev/null || { echo "needs python3-prometheus-client (apt-get install python3-prometheus-client)" >&2; exit 1; }
 work=$(mktemp -d)
-. "$(dirname "$0")/../ports.sh"
+. "$(dirname "$0")/../lib.sh"
 base=$(free_ports 3)
 origin=127.0.0.1:$base
 proxy=127.0.0.1:$((base + 1))
@@ -44,7 +44,7 @@ write_config 30s
 "$bin" check-config "$work/hopline.toml" >/dev/null || fail "check-config"
 "$bin" proxy --config "$work/hopline.toml" > "$work/access.log" 2> "$work/proxy.err" & pids+=($!)
 proxy_pid=$!
-for _ in $(seq 50); do curl -s -o /dev/null "http://$proxy/" && break; sleep 0.1; done
+wait_ready "http://$proxy/"
 
 # With the readiness probe above: eleven requests over four connections (1 + 4 + 3 + 3),
 # one of them a 404.

@@ -5,14 +5,14 @@
 set -euo pipefail
 
 bin=${1:-target/release/hopline}
-. "$(dirname "$0")/../ports.sh"
+. "$(dirname "$0")/../lib.sh"
 port=$(free_ports 1)
 base="http://127.0.0.1:$port"
 log=$(mktemp)
 "$bin" serve --listen "127.0.0.1:$port" --workers 2 --log warn 2>"$log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 50); do curl -s -o /dev/null "$base/" && break; sleep 0.1; done
+wait_ready "$base/"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }

@@ -5,7 +5,7 @@
 # Usage: scripts/interop/proxy.sh [path/to/hopline]   (run from the repo root)
 set -euo pipefail
 bin=${1:-target/release/hopline}
-. "$(dirname "$0")/../ports.sh"
+. "$(dirname "$0")/../lib.sh"
 base=$(free_ports 3)
 origin=127.0.0.1:$base
 reverse=127.0.0.1:$((base + 1))
@@ -16,7 +16,7 @@ trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 "$bin" proxy --listen "$reverse" --upstream "http://$origin" --name edge --workers 1 --log warn & pids+=($!)
 "$bin" proxy --forward --listen "$forward" --connect-port "$base" --name fwd --workers 1 --log warn & pids+=($!)
 for addr in "$origin" "$reverse"; do
-    for _ in $(seq 50); do curl -s -o /dev/null "http://$addr/" && break; sleep 0.1; done
+    wait_ready "http://$addr/"
 done
 
 fail() { echo "FAIL: $*" >&2; exit 1; }

@@ -8,7 +8,7 @@ set -euo pipefail
 bin=${1:-target/release/hopline}
 command -v slowhttptest >/dev/null || { echo "needs slowhttptest (apt-get install slowhttptest)" >&2; exit 1; }
 work=$(mktemp -d)
-. "$(dirname "$0")/../ports.sh"
+. "$(dirname "$0")/../lib.sh"
 base=$(free_ports 2)
 origin=127.0.0.1:$base
 proxy=127.0.0.1:$((base + 1))
@@ -21,7 +21,7 @@ serve_pid=$!
 proxy_pid=$!
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 for addr in "$origin" "$proxy"; do
-    for _ in $(seq 50); do curl -s -o /dev/null "http://$addr/" && break; sleep 0.1; done
+    wait_ready "http://$addr/"
 done
 
 attack() { # name url mode-flags...
