@@ -117,12 +117,6 @@ impl ViaEntries {
     }
 }
 
-/// Appends this proxy to `Via` (RFC 9110 §7.6.3): `1.1 name` (or `1.0 name` for an HTTP/1.0
-/// message).
-pub fn add_via(headers: &mut HeaderMap, received: Version, name: &str) {
-    ViaEntries::new(name).add(headers, received);
-}
-
 /// Appends the client's address to `X-Forwarded-For` and a `Forwarded` element
 /// (RFC 7239) with it, the protocol and the host the client asked for.
 pub fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, host: Option<&str>) {
@@ -265,13 +259,13 @@ mod tests {
     fn via_is_appended_and_loops_are_seen() {
         let mut headers = map(&[("via", "1.1 edge (cache)"), ("via", "1.0 other")]);
         assert!(!via_names(&headers, "hopline"));
-        add_via(&mut headers, Version::HTTP_11, "hopline");
+        ViaEntries::new("hopline").add(&mut headers, Version::HTTP_11);
         assert_eq!(headers["via"], "1.1 edge (cache), 1.0 other, 1.1 hopline");
         assert!(via_names(&headers, "hopline"));
         assert!(via_names(&headers, "HOPLINE"));
         assert!(!via_names(&headers, "hop"));
         let mut old = HeaderMap::new();
-        add_via(&mut old, Version::HTTP_10, "p");
+        ViaEntries::new("p").add(&mut old, Version::HTTP_10);
         assert_eq!(old["via"], "1.0 p");
     }
 
