@@ -205,12 +205,20 @@ mod tests {
     }
 
     #[test]
-    fn when_all_are_down_one_is_tried_anyway() {
-        let upstreams = set(Balance::RoundRobin);
-        for u in upstreams.list.clone() {
-            upstreams.mark_down(&u);
+    fn when_all_are_down_the_one_back_soonest_is_tried_anyway() {
+        for balance in [Balance::RoundRobin, Balance::LeastOutstanding] {
+            let upstreams = set(balance);
+            // Down for another 300 s, 100 s and 200 s: b is back first.
+            let now = upstreams.now();
+            for (upstream, secs) in upstreams.list.iter().zip([300u64, 100, 200]) {
+                let until = now + Duration::from_secs(secs).as_nanos() as u64;
+                upstream.down_until.store(until, Ordering::Release);
+            }
+            for _ in 0..3 {
+                let pick = upstreams.pick();
+                assert_eq!(host(&pick), "b", "{balance:?}");
+            }
         }
-        let _ = upstreams.pick();
     }
 
     #[test]
