@@ -52,6 +52,12 @@ const DIVERGENCES: &[(&str, &str)] = &[
          server cannot, it reads the 123 body bytes the request announced.",
     ),
     (
+        "`host:port` and basic auth",
+        "RFC 9110 §4.2.4: userinfo in an http URI is deprecated and a recipient should treat \
+         it as an error; a proxy passing it on would send `user@host` as the next Host. \
+         hopline answers 400.",
+    ),
+    (
         "HTTP version 0.9",
         "an HTTP/0.9 status line is not HTTP/1.x; rejected like the request form.",
     ),

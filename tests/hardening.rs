@@ -412,6 +412,12 @@ async fn an_absolute_form_target_decides_the_host_over_a_conflicting_field() {
         .filter(|l| l.to_ascii_lowercase().starts_with("host:"))
         .collect();
     assert_eq!(hosts, ["host: a.test"], "{}", heads[0]);
+    // Forwarded names the host the request was addressed to, not the ignored field.
+    assert!(
+        heads[0].contains("forwarded: for=127.0.0.1;proto=http;host=a.test\r\n"),
+        "{}",
+        heads[0]
+    );
     assert!(
         heads[0].starts_with("GET /path HTTP/1.1\r\n"),
         "{}",

@@ -66,17 +66,8 @@ impl Group {
 
     /// Whether it takes `request` (its `Host` with the port stripped, and its path).
     fn takes(&self, request: &Request<RequestBody<'_>>) -> bool {
-        // RFC 9112 §3.2.2: an absolute-form target names the host; Host only otherwise.
         let host_ok = self.host.as_deref().is_none_or(|want| {
-            request
-                .uri()
-                .host()
-                .or_else(|| {
-                    request
-                        .headers()
-                        .get(header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                })
+            requested_host(request)
                 .map(host_without_port)
                 .is_some_and(|h| h.eq_ignore_ascii_case(want))
         });
@@ -292,11 +283,7 @@ impl State {
             client,
             group,
         } = self.destination(&request)?;
-        let client_host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string);
+        let client_host = requested_host(&request).map(str::to_string);
 
         // What crosses the hop.
         let mut headers = std::mem::take(request.headers_mut());
@@ -714,6 +701,18 @@ impl BodySource for Relay {
 }
 
 /// `host` without a `:port` suffix (and without the brackets of an IPv6 literal).
+/// The host a request is addressed to (RFC 9112 §3.2.2): an absolute-form target's
+/// authority, otherwise its `Host` field.
+fn requested_host<B>(request: &Request<B>) -> Option<&str> {
+    match request.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok()),
+    }
+}
+
 fn host_without_port(host: &str) -> &str {
     let host = match host.rfind(':') {
         Some(colon)

@@ -469,6 +469,11 @@ fn build_request(
         .map_err(|_| ParseError::Syntax("invalid method"))?;
     let uri = Uri::from_maybe_shared(slice(&raw, layout.target))
         .map_err(|_| ParseError::Syntax("invalid request target"))?;
+    // RFC 9110 §4.2.4: userinfo in an http(s) URI is deprecated and a recipient should treat
+    // it as an error; passed on, `user@host` would become the next hop's Host.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(ParseError::Syntax("userinfo in the request target"));
+    }
     let mut fields = MessageFields::new(version);
     let headers = fold_headers(&raw, layout.fields.as_slice(), &mut fields)?;
     if require_host {
@@ -988,6 +993,33 @@ mod tests {
                 .expect_err("refused before the line ends");
             assert_eq!(error.status(), status, "{unterminated:?}");
         }
+    }
+
+    #[test]
+    fn userinfo_in_the_target_is_refused() {
+        for target in [
+            "http://user@a.test/",
+            "http://u:p@a.test:8080/x",
+            "user@a.test:443",
+        ] {
+            let method = if target.starts_with("http") {
+                "GET"
+            } else {
+                "CONNECT"
+            };
+            let input = format!("{method} {target} HTTP/1.1\r\nHost: a.test\r\n\r\n");
+            let error = parse_all(input.as_bytes(), true).unwrap_err();
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{target}");
+        }
+        // An @ in the path is not userinfo.
+        assert!(
+            parse_all(
+                b"GET http://a.test/@me HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                true
+            )
+            .is_ok()
+        );
+        assert!(parse_all(b"GET /@me HTTP/1.1\r\nHost: a.test\r\n\r\n", true).is_ok());
     }
 
     #[test]
