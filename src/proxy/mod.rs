@@ -283,7 +283,12 @@ impl State {
             client,
             group,
         } = self.destination(&request)?;
-        let client_host = requested_host(&request).map(str::to_string);
+        // For `Forwarded` (read before the headers move on).
+        let client_host = self
+            .config
+            .forwarded_headers
+            .then(|| requested_host(&request).map(str::to_string))
+            .flatten();
 
         // What crosses the hop.
         let mut headers = std::mem::take(request.headers_mut());
