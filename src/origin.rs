@@ -17,9 +17,11 @@
 //!
 //! With `--root`, the root directory owns every path, and the endpoints move under
 //! `/_hopline/` (`/_hopline/bytes/N`, ...). Unknown methods get 501, known but
-//! unsupported ones 405 with `Allow`.
+//! unsupported ones 405 with `Allow`. `OPTIONS *` is answered with the server's methods;
+//! CONNECT (this is an origin, not a proxy) gets 405. A file path with an escape that
+//! decodes to NUL or `/`, or a `..` above the root, is 400.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, UNIX_EPOCH};
@@ -74,6 +76,9 @@ impl Handler for Origin {
         // The common endpoints answer without waiting; everything that waits (files,
         // delays, bodies) is boxed, so this future stays small: it is created and moved
         // once per request.
+        if let Some(answer) = server_wide(request.method(), request.uri()) {
+            return answer;
+        }
         let path = request.uri().path();
         let endpoint = match &self.root {
             None => Some(path),
@@ -94,6 +99,30 @@ impl Handler for Origin {
             },
         }
     }
+}
+
+/// The methods some resource of this server accepts (`/echo` and `/sink` take any).
+const SERVER_METHODS: &str = "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE";
+
+/// Requests about the server rather than a resource: `OPTIONS *` (RFC 9112 §3.2.4, RFC 9110
+/// §9.3.7) is answered with what the server supports; CONNECT (RFC 9110 §9.3.6) asks an
+/// origin to act as a proxy, which it is not: 405, never as if a path were requested.
+fn server_wide(method: &Method, uri: &http::Uri) -> Option<Response<Body>> {
+    if method == Method::CONNECT {
+        let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED);
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(SERVER_METHODS));
+        return Some(response);
+    }
+    if method == Method::OPTIONS && uri.path() == "*" {
+        let mut response = Response::new(Body::Empty);
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(SERVER_METHODS));
+        return Some(response);
+    }
+    None
 }
 
 /// Where a request goes.
@@ -335,39 +364,51 @@ impl<R: AsyncRead + Send + Unpin + 'static> BodySource for ReaderSource<R> {
     }
 }
 
-/// Maps a request path onto `root`, refusing anything that could leave it.
-fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
-    let decoded = percent_decode(path)?;
-    let mut resolved = root.to_path_buf();
-    for component in Path::new(&decoded).components() {
-        match component {
-            Component::RootDir | Component::CurDir => {}
-            Component::Normal(part) => resolved.push(part),
-            Component::ParentDir | Component::Prefix(_) => return None,
+/// Maps a request path onto `root`, segment by segment (as nginx does):
+/// 1. a malformed escape, or one that decodes to NUL or `/` (which would change the path's
+///    meaning: a NUL ends a file name, an encoded `/` joins two segments into one) is 400;
+/// 2. `.` and empty segments are skipped; `..` removes the previous segment, and a `..`
+///    that would climb above the root is 400;
+/// 3. a segment that is not UTF-8 names no file this server has: 404.
+fn resolve(root: &Path, path: &str) -> Result<PathBuf, StatusCode> {
+    let mut segments: Vec<String> = Vec::new();
+    for raw in path.split('/') {
+        let decoded = percent_decode_segment(raw).ok_or(StatusCode::BAD_REQUEST)?;
+        let segment = String::from_utf8(decoded).map_err(|_| StatusCode::NOT_FOUND)?;
+        match segment.as_str() {
+            "" | "." => {}
+            ".." => {
+                segments.pop().ok_or(StatusCode::BAD_REQUEST)?;
+            }
+            _ => segments.push(segment),
         }
     }
-    Some(resolved)
+    let mut resolved = root.to_path_buf();
+    resolved.extend(segments);
+    Ok(resolved)
 }
 
-/// Percent-decodes a path; `None` for malformed escapes, NUL or non-UTF-8 results.
-fn percent_decode(path: &str) -> Option<String> {
-    let bytes = path.as_bytes();
+/// Percent-decodes one path segment; `None` for a malformed escape, or one that decodes to
+/// NUL or `/`.
+fn percent_decode_segment(segment: &str) -> Option<Vec<u8>> {
+    let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let byte = u8::from_str_radix(hex, 16).ok()?;
+            if byte == 0 || byte == b'/' {
+                return None;
+            }
+            out.push(byte);
             i += 3;
         } else {
             out.push(bytes[i]);
             i += 1;
         }
     }
-    if out.contains(&0) {
-        return None;
-    }
-    String::from_utf8(out).ok()
+    Some(out)
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -398,8 +439,9 @@ async fn static_file(root: &Path, request: &Request<RequestBody<'_>>) -> Respons
         return refusal;
     }
     let headers = request.headers();
-    let Some(mut file_path) = resolve(root, request.uri().path()) else {
-        return error_response(StatusCode::NOT_FOUND);
+    let mut file_path = match resolve(root, request.uri().path()) {
+        Ok(path) => path,
+        Err(status) => return error_response(status),
     };
     let mut metadata = match tokio::fs::metadata(&file_path).await {
         Ok(metadata) => metadata,
@@ -462,22 +504,26 @@ mod tests {
     #[test]
     fn paths_never_leave_the_root() {
         let root = Path::new("/srv/www");
-        assert_eq!(
-            resolve(root, "/a/b.txt"),
-            Some(PathBuf::from("/srv/www/a/b.txt"))
-        );
-        assert_eq!(resolve(root, "/"), Some(PathBuf::from("/srv/www")));
-        assert_eq!(resolve(root, "/a%20b"), Some(PathBuf::from("/srv/www/a b")));
-        assert_eq!(resolve(root, "/./a"), Some(PathBuf::from("/srv/www/a")));
-        for bad in [
-            "/../etc/passwd",
-            "/a/../../x",
-            "/%2e%2e/etc",
-            "/a%00b",
-            "/%zz",
-            "/%c3",
-        ] {
-            assert_eq!(resolve(root, bad), None, "{bad}");
+        let cases: &[(&str, Result<&str, StatusCode>)] = &[
+            ("/a/b.txt", Ok("/srv/www/a/b.txt")),
+            ("/", Ok("/srv/www")),
+            ("/a%20b", Ok("/srv/www/a b")),
+            ("/./a", Ok("/srv/www/a")),
+            ("/a//b", Ok("/srv/www/a/b")),
+            ("/a/../b", Ok("/srv/www/b")),
+            ("/a/%2e%2e/b", Ok("/srv/www/b")),
+            ("/../etc/passwd", Err(StatusCode::BAD_REQUEST)),
+            ("/a/../../x", Err(StatusCode::BAD_REQUEST)),
+            ("/%2e%2e/etc", Err(StatusCode::BAD_REQUEST)),
+            ("/path%00.html", Err(StatusCode::BAD_REQUEST)),
+            ("/a%2fb", Err(StatusCode::BAD_REQUEST)),
+            ("/a%2F..%2F..%2Fetc", Err(StatusCode::BAD_REQUEST)),
+            ("/%zz", Err(StatusCode::BAD_REQUEST)),
+            ("/%4", Err(StatusCode::BAD_REQUEST)),
+            ("/%c3", Err(StatusCode::NOT_FOUND)),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(&resolve(root, path), &expected.map(PathBuf::from), "{path}");
         }
     }
 

@@ -61,6 +61,11 @@ const DIVERGENCES: &[(&str, &str)] = &[
         "HTTP version 0.9",
         "an HTTP/0.9 status line is not HTTP/1.x; rejected like the request form.",
     ),
+    (
+        "M-SEARCH request",
+        "RFC 9112 §3.2.4: the asterisk-form target is for OPTIONS only (M-SEARCH * is SSDP, \
+         HTTP-shaped UDP, not HTTP/1.1); any other method with `*` is answered 400.",
+    ),
 ];
 
 /// Cases whose llhttp fixture tells the parser to skip bodies (as for HEAD responses).

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::desync::load_cases;
-use common::{RawClient, RawResponse, TestServer};
+use common::desync::{body_for, load_cases, with_host};
+use common::{RawClient, RawResponse, TestServer, reset_on_drop};
 use hopline::client::ClientOptions;
 use hopline::conn::{Body, CloseReason, Handler, RequestBody, RequestCtx, ServerConfig};
 use hopline::origin::Origin;
@@ -59,14 +59,10 @@ struct Target {
     _origin: Option<TestServer>,
 }
 
-/// Attacks half-close after sending (so that reading to the end ends); the servers must not
-/// take that for a client abort (as they do by default, like nginx) or accepted requests
-/// would go unanswered.
+/// Attacks half-close after sending (so that reading to the end ends); a half-close is not
+/// an abort, so the servers answer every request that arrived whole.
 fn entry_config() -> ServerConfig {
-    ServerConfig {
-        abort_on_client_close: false,
-        ..ServerConfig::default()
-    }
+    ServerConfig::default()
 }
 
 async fn served() -> Target {
@@ -134,45 +130,6 @@ fn normalised(head: &str) -> Result<(), String> {
         return Err(format!("folded line forwarded: {head:?}"));
     }
     Ok(())
-}
-
-/// The corpus's requests mostly lack `Host`, which HTTP/1.1 requires (400): one is added
-/// where there is none, so that a request is judged on what the case is about.
-fn with_host(raw: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(raw).to_ascii_lowercase();
-    if text.contains("\nhost:") {
-        return raw.to_vec();
-    }
-    let line_end = raw
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(raw.len(), |i| i + 1);
-    let mut out = raw[..line_end].to_vec();
-    out.extend_from_slice(b"Host: x\r\n");
-    out.extend_from_slice(&raw[line_end..]);
-    out
-}
-
-/// A body matching what a head's framing fields seem to say: a last chunk if it mentions
-/// chunked, else as many bytes as its first Content-Length.
-fn body_for(raw: &[u8]) -> Vec<u8> {
-    let head = String::from_utf8_lossy(raw).to_ascii_lowercase();
-    if head.contains("chunked") {
-        return b"0\r\n\r\n".to_vec();
-    }
-    let length = head
-        .split("content-length")
-        .nth(1)
-        .and_then(|rest| {
-            let digits: String = rest
-                .trim_start_matches([' ', ':', '\t'])
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            digits.parse::<usize>().ok()
-        })
-        .unwrap_or(0);
-    vec![b'x'; length.min(1 << 16)]
 }
 
 #[tokio::test]
@@ -546,14 +503,6 @@ async fn a_client_that_resets_mid_response_harms_no_one_else() {
     assert_eq!(honest.response().await.text(), "abcdefghij");
     let stats = server.closed(20).await;
     assert_eq!(stats.closed_total(), 20);
-}
-
-/// Makes closing `stream` send a reset (`SO_LINGER` 0: nothing to wait for, so it does
-/// not block).
-fn reset_on_drop(stream: &TcpStream) {
-    socket2::SockRef::from(stream)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
 }
 
 /// An upstream that misbehaves in one way per connection.

@@ -331,10 +331,11 @@ async fn a_client_that_aborts_abandons_the_upstream_request() {
     let (proxy, upstream) = proxy_to(origin.addr).await;
     let mut client = RawClient::connect(proxy.addr).await;
     client.get("/delay/2000", "").await;
-    // Let the request reach the origin, then abort.
+    // Let the request reach the origin, then abort (a reset: a half-close is not an abort).
     while origin.snapshot().accepted == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    client.reset_on_drop();
     drop(client);
     // The proxy drops its upstream exchange: the origin sees its client go.
     let origin_stats = origin.closed(1).await;

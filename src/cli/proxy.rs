@@ -220,6 +220,12 @@ impl ProxyArgs {
         config.name = given
             .pick("name", self.name.clone(), section.name.clone().map(Some))
             .unwrap_or_else(|| default_name(listen));
+        if !crate::proxy::headers::is_valid_via_name(&config.name) {
+            return Err(format!(
+                "proxy name `{}`: it stands in Via, so it must be a token or host:port",
+                config.name
+            ));
+        }
         config.upstream = self.policy(given, &section.upstream, hooks);
         config.forwarded_headers = if given.typed("no_forwarded") {
             !self.no_forwarded

@@ -1040,11 +1040,17 @@ pub fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
     ) || headers.contains_key("idempotency-key")
 }
 
-/// The origin-form request target of a URI: path and query (`/` if empty).
+/// The origin-form request target of a URI: path and query, the path `/` if it is empty
+/// (RFC 9112 §3.2.1: `http://a?q` is sent as `/?q`); the asterisk-form `*` stays as it is.
 pub fn origin_form(uri: &http::Uri) -> Bytes {
-    match uri.path_and_query() {
-        Some(pq) if !pq.as_str().is_empty() => Bytes::copy_from_slice(pq.as_str().as_bytes()),
-        _ => Bytes::from_static(b"/"),
+    let pq = uri.path_and_query().map_or("", |pq| pq.as_str());
+    if pq.starts_with('/') || pq == "*" {
+        Bytes::copy_from_slice(pq.as_bytes())
+    } else {
+        let mut target = Vec::with_capacity(pq.len() + 1);
+        target.push(b'/');
+        target.extend_from_slice(pq.as_bytes());
+        Bytes::from(target)
     }
 }
 
@@ -1099,6 +1105,12 @@ mod tests {
         assert_eq!(origin_form(&uri), "/");
         let uri: http::Uri = "http://example.com/a/b?c=d".parse().unwrap();
         assert_eq!(origin_form(&uri), "/a/b?c=d");
-        assert_eq!(host_value(&uri).unwrap(), "example.com");
+        let uri: http::Uri = "http://example.com?c=d".parse().unwrap();
+        assert_eq!(origin_form(&uri), "/?c=d");
+        assert_eq!(origin_form(&"*".parse().unwrap()), "*");
+        assert_eq!(
+            host_value(&"http://example.com/".parse().unwrap()).unwrap(),
+            "example.com"
+        );
     }
 }

@@ -96,9 +96,10 @@ pub struct ServerConfig {
     /// is already buffered closes the connection instead (the client sends the rest again
     /// on a new connection). Default `true`.
     pub pipelining: bool,
-    /// While a bodiless request's handler is pending, watch the client: if it closes or
-    /// resets, drop the handler (a proxy abandons its upstream request), as nginx does.
-    /// Default `true`.
+    /// While a bodiless request's handler is pending, watch the client: if it resets the
+    /// connection, drop the handler (a proxy abandons its upstream request). A half-close
+    /// (end of stream after a whole request) is not an abort: the request is answered,
+    /// then the connection closes (RFC 9112 §9.6). Default `true`.
     pub abort_on_client_close: bool,
 }
 
@@ -558,6 +559,7 @@ impl Conn<'_> {
                 raw,
                 framing,
                 fields,
+                target_form: _,
             } = head;
             let request_method = method.clone();
             // Watch for the client going away while a bodiless request is handled (with a
@@ -597,7 +599,7 @@ impl Conn<'_> {
             let Some(response) = response else {
                 tracing::debug!(
                     conn = self.info.id,
-                    "client closed while its request was handled"
+                    "client reset the connection while its request was handled"
                 );
                 // As nginx logs it: 499, client closed request.
                 self.sent_status = StatusCode::from_u16(499).expect("a valid status code");
@@ -1252,10 +1254,11 @@ impl<F: Future> Future for Flushing<'_, F> {
         }
         let this = &mut *self;
         if let Some(client) = this.watch {
-            match poll_client_gone(client, cx) {
-                Poll::Ready(true) => return Poll::Ready(None),
-                // Bytes of a next request: the client is there; stop watching.
-                Poll::Ready(false) => this.watch = None,
+            match poll_client_signal(client, cx) {
+                Poll::Ready(ClientSignal::Reset) => return Poll::Ready(None),
+                // Bytes of a next request, or a half-close (RFC 9112 §9.6: the client has
+                // sent all it will, and still waits for the answer): stop watching.
+                Poll::Ready(ClientSignal::Bytes | ClientSignal::HalfClosed) => this.watch = None,
                 Poll::Pending => {}
             }
         }
@@ -1267,14 +1270,24 @@ impl<F: Future> Future for Flushing<'_, F> {
     }
 }
 
-/// Whether the client has closed or reset the connection: `Ready(true)` if so,
-/// `Ready(false)` if bytes arrived instead (left unread: they are the next request), and
-/// `Pending` while nothing happens. Peeks, so nothing is consumed.
-fn poll_client_gone(stream: &TcpStream, cx: &mut Context<'_>) -> Poll<bool> {
+/// What a client waiting for its answer did.
+enum ClientSignal {
+    /// It reset the connection (or the socket failed): nobody will read the answer.
+    Reset,
+    /// It shut its sending side (end of stream). That is not an abort: it has sent its
+    /// whole request and may still read the answer.
+    HalfClosed,
+    /// Bytes arrived (left unread: they are the next request).
+    Bytes,
+}
+
+/// Watches a client while its request is handled; `Pending` while nothing happens. Peeks,
+/// so nothing is consumed.
+fn poll_client_signal(stream: &TcpStream, cx: &mut Context<'_>) -> Poll<ClientSignal> {
     loop {
         match stream.poll_read_ready(cx) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(Err(_)) => return Poll::Ready(true),
+            Poll::Ready(Err(_)) => return Poll::Ready(ClientSignal::Reset),
             Poll::Ready(Ok(())) => {}
         }
         let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
@@ -1282,10 +1295,10 @@ fn poll_client_gone(stream: &TcpStream, cx: &mut Context<'_>) -> Poll<bool> {
         match stream.try_io(tokio::io::Interest::READABLE, || {
             socket2::SockRef::from(stream).peek(&mut probe)
         }) {
-            Ok(0) => return Poll::Ready(true),
-            Ok(_) => return Poll::Ready(false),
+            Ok(0) => return Poll::Ready(ClientSignal::HalfClosed),
+            Ok(_) => return Poll::Ready(ClientSignal::Bytes),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(_) => return Poll::Ready(true),
+            Err(_) => return Poll::Ready(ClientSignal::Reset),
         }
     }
 }

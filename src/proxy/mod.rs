@@ -33,7 +33,9 @@ use crate::conn::client::{ContinueOutcome, RequestFraming, origin_form};
 use crate::conn::{Handler, RequestCtx, UpstreamNote, error_response, splice, upgrade_channel};
 use crate::error::{BoxError, Error, ErrorKind, Side};
 use crate::pool::Key;
-use headers::{ViaEntries, accepts_trailers, add_forwarded, strip_hop_by_hop, via_names};
+use headers::{
+    ForwardedFor, ViaEntries, accepts_trailers, add_forwarded, strip_hop_by_hop, via_names,
+};
 use upstream::{Pick, Upstreams};
 
 /// A group of upstream servers with its own connection policy, and the requests it takes.
@@ -307,7 +309,12 @@ impl State {
         }
         self.via.add(&mut headers, received);
         if self.config.forwarded_headers {
-            add_forwarded(&mut headers, ctx.conn.peer, client_host.as_deref());
+            let hop = ForwardedFor {
+                client: ctx.conn.peer,
+                proto: "http",
+                host: client_host.as_deref(),
+            };
+            add_forwarded(&mut headers, hop);
         }
 
         // A bodiless request goes through the client's own machinery: its connection type

@@ -8,7 +8,9 @@
 use http::{HeaderName, Method, StatusCode, Version};
 
 use super::ParseError;
-use super::headers::{ConnectionOptions, TransferCodings, fold_content_length, is_valid_host};
+use super::headers::{
+    ConnectionOptions, TransferCodings, fold_content_length, is_valid_host, trim_ows,
+};
 
 /// How the body of one message is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +53,8 @@ pub struct MessageFields {
     pub host_count: u32,
     /// Whether every `Host` value is syntactically valid.
     pub host_valid: bool,
+    /// Whether a `Host` value is empty (allowed only when the target names the authority).
+    pub host_empty: bool,
     /// The `Expect` field.
     pub expect: Expectation,
     /// Whether an `Upgrade` field is present.
@@ -70,6 +74,7 @@ impl MessageFields {
             transfer_codings: None,
             host_count: 0,
             host_valid: true,
+            host_empty: false,
             expect: Expectation::None,
             upgrade: false,
             framing_lookalike: false,
@@ -95,6 +100,7 @@ impl MessageFields {
             "host" => {
                 self.host_count += 1;
                 self.host_valid &= is_valid_host(value);
+                self.host_empty |= trim_ows(value).is_empty();
             }
             "expect" => {
                 self.expect = if value.eq_ignore_ascii_case(b"100-continue")

@@ -52,6 +52,8 @@ pub struct RequestHead {
     pub method: Method,
     /// The request target.
     pub uri: Uri,
+    /// Which of the four forms the target takes (RFC 9112 §3.2).
+    pub target_form: TargetForm,
     /// HTTP/1.0 or HTTP/1.1.
     pub version: Version,
     /// The header fields (names lowercased, values as received).
@@ -469,6 +471,7 @@ fn build_request(
         .map_err(|_| ParseError::Syntax("invalid method"))?;
     let uri = Uri::from_maybe_shared(slice(&raw, layout.target))
         .map_err(|_| ParseError::Syntax("invalid request target"))?;
+    let target_form = request_target_form(&method, target, &uri)?;
     // RFC 9110 §4.2.4: userinfo in an http(s) URI is deprecated and a recipient should treat
     // it as an error; passed on, `user@host` would become the next hop's Host.
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
@@ -477,12 +480,13 @@ fn build_request(
     let mut fields = MessageFields::new(version);
     let headers = fold_headers(&raw, layout.fields.as_slice(), &mut fields)?;
     if require_host {
-        check_host(&fields)?;
+        check_host(&fields, &uri)?;
     }
     let framing = request_framing(&method, &fields)?;
     Ok(RequestHead {
         method,
         uri,
+        target_form,
         version,
         headers,
         raw,
@@ -563,12 +567,68 @@ fn fold_complete_lines(buf: &[u8], limits: &HeadLimits, kind: Kind) -> Result<()
     }
 }
 
-fn check_host(fields: &MessageFields) -> Result<(), ParseError> {
+/// RFC 9112 §3.2, in order: 1. at most one `Host` field; 2. an HTTP/1.1 request has one;
+/// 3. its value is valid; 4. it is empty only when the target itself names the authority
+/// (absolute-form, authority-form): otherwise the request names no host at all.
+fn check_host(fields: &MessageFields, uri: &Uri) -> Result<(), ParseError> {
     match (fields.version, fields.host_count) {
         (_, n) if n > 1 => Err(ParseError::Host("more than one Host field")),
         (Version::HTTP_11, 0) => Err(ParseError::Host("missing in an HTTP/1.1 request")),
         _ if !fields.host_valid => Err(ParseError::Host("invalid value")),
+        _ if fields.host_empty && uri.authority().is_none() => Err(ParseError::Host(
+            "empty, and the request target names no authority",
+        )),
         _ => Ok(()),
+    }
+}
+
+/// The four forms of a request target (RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetForm {
+    /// `/path?query`: the usual form, to an origin server.
+    Origin,
+    /// `http://host/path`: to a proxy (and accepted by servers).
+    Absolute,
+    /// `host:port`: CONNECT only.
+    Authority,
+    /// `*`: OPTIONS for the server as a whole only.
+    Asterisk,
+}
+
+/// Which form a request target takes, refusing a form its method may not use
+/// (RFC 9112 §3.2), in order:
+/// 1. `*` is the asterisk-form, for OPTIONS only (§3.2.4);
+/// 2. a CONNECT target is the authority-form `host:port`, nothing else (§3.2.3);
+/// 3. a target starting with `/` is the origin-form (§3.2.1);
+/// 4. a target with a scheme is the absolute-form (§3.2.2);
+/// 5. anything else (an authority-form target of another method) is malformed.
+pub fn request_target_form(
+    method: &Method,
+    target: &[u8],
+    uri: &Uri,
+) -> Result<TargetForm, ParseError> {
+    if target == b"*" {
+        return if method == Method::OPTIONS {
+            Ok(TargetForm::Asterisk)
+        } else {
+            Err(ParseError::Syntax("the target `*` is for OPTIONS only"))
+        };
+    }
+    if method == Method::CONNECT {
+        let authority_only = uri.scheme().is_none() && uri.path_and_query().is_none();
+        return match uri.authority() {
+            Some(authority) if authority_only && authority.port().is_some() => {
+                Ok(TargetForm::Authority)
+            }
+            _ => Err(ParseError::Syntax("a CONNECT target must be host:port")),
+        };
+    }
+    if target.first() == Some(&b'/') {
+        Ok(TargetForm::Origin)
+    } else if uri.scheme().is_some() && uri.authority().is_some() {
+        Ok(TargetForm::Absolute)
+    } else {
+        Err(ParseError::Syntax("a host:port target is for CONNECT only"))
     }
 }
 
@@ -1050,6 +1110,92 @@ mod tests {
         assert_eq!(find_empty_line(b"a\r\n\r", 0), None);
     }
 
+    #[test]
+    fn target_forms_table() {
+        use TargetForm::*;
+        let refused = |why| Err(ParseError::Syntax(why));
+        let cases: &[(&str, &str, Result<TargetForm, ParseError>)] = &[
+            ("GET", "/a?b", Ok(Origin)),
+            ("GET", "http://a.test/x", Ok(Absolute)),
+            ("GET", "http://a.test", Ok(Absolute)),
+            ("OPTIONS", "*", Ok(Asterisk)),
+            ("OPTIONS", "/", Ok(Origin)),
+            ("CONNECT", "a.test:443", Ok(Authority)),
+            ("CONNECT", "[::1]:443", Ok(Authority)),
+            ("GET", "*", refused("the target `*` is for OPTIONS only")),
+            ("POST", "*", refused("the target `*` is for OPTIONS only")),
+            (
+                "CONNECT",
+                "*",
+                refused("the target `*` is for OPTIONS only"),
+            ),
+            (
+                "CONNECT",
+                "/",
+                refused("a CONNECT target must be host:port"),
+            ),
+            (
+                "CONNECT",
+                "a.test",
+                refused("a CONNECT target must be host:port"),
+            ),
+            (
+                "CONNECT",
+                "http://a.test:443/",
+                refused("a CONNECT target must be host:port"),
+            ),
+            (
+                "GET",
+                "a.test:443",
+                refused("a host:port target is for CONNECT only"),
+            ),
+        ];
+        for (method, target, expected) in cases {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            let uri: Uri = target.parse().unwrap();
+            assert_eq!(
+                &request_target_form(&method, target.as_bytes(), &uri),
+                expected,
+                "{method} {target}"
+            );
+        }
+    }
+
+    #[test]
+    fn target_forms_are_checked_when_a_head_is_parsed() {
+        let status = |raw: &str| parse_all(raw.as_bytes(), true).map(|h| h.target_form);
+        assert_eq!(
+            status("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Ok(TargetForm::Asterisk)
+        );
+        assert_eq!(
+            status("GET * HTTP/1.1\r\nHost: a\r\n\r\n").map_err(|e| e.status()),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            status("CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n"),
+            Ok(TargetForm::Authority)
+        );
+    }
+
+    #[test]
+    fn an_empty_host_needs_an_authority_in_the_target() {
+        let parse = |raw: &str| parse_all(raw.as_bytes(), true).map(|_| ());
+        let empty = Err(ParseError::Host(
+            "empty, and the request target names no authority",
+        ));
+        assert_eq!(parse("GET / HTTP/1.1\r\nHost: \r\n\r\n"), empty);
+        assert_eq!(parse("GET / HTTP/1.1\r\nHost:\r\n\r\n"), empty);
+        assert_eq!(parse("GET / HTTP/1.0\r\nHost: \r\n\r\n"), empty);
+        assert_eq!(parse("OPTIONS * HTTP/1.1\r\nHost:\r\n\r\n"), empty);
+        assert_eq!(
+            parse("GET http://a.test/ HTTP/1.1\r\nHost: \r\n\r\n"),
+            Ok(())
+        );
+        assert_eq!(parse("GET / HTTP/1.0\r\n\r\n"), Ok(()));
+        assert_eq!(parse("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(()));
+    }
+
     mod roundtrip {
         use super::*;
         use proptest::prelude::*;
@@ -1066,6 +1212,8 @@ mod tests {
                 fields in proptest::collection::vec((token(), "[ -~]{0,30}"), 0..12),
                 http10 in any::<bool>(),
             ) {
+                // An origin-form target is for every method but CONNECT.
+                prop_assume!(method != "CONNECT");
                 let version = if http10 { Version::HTTP_10 } else { Version::HTTP_11 };
                 let method = Method::from_bytes(method.as_bytes()).unwrap();
                 let mut out = Vec::new();

@@ -26,5 +26,5 @@ pub use error::ParseError;
 pub use framing::{
     BodyFraming, Expectation, MessageFields, keep_alive_intent, request_framing, response_framing,
 };
-pub use head::{HeadLimits, HeadParser, HeadStatus, RequestHead, ResponseHead};
+pub use head::{HeadLimits, HeadParser, HeadStatus, RequestHead, ResponseHead, TargetForm};
 pub use headers::ConnectionOptions;

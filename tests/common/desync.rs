@@ -110,3 +110,42 @@ pub fn load_cases() -> Vec<Case> {
     }
     cases
 }
+
+/// The corpus's requests mostly lack `Host`, which HTTP/1.1 requires (400): one is added
+/// where there is none, so that a request is judged on what the case is about.
+pub fn with_host(raw: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(raw).to_ascii_lowercase();
+    if text.contains("\nhost:") {
+        return raw.to_vec();
+    }
+    let line_end = raw
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(raw.len(), |i| i + 1);
+    let mut out = raw[..line_end].to_vec();
+    out.extend_from_slice(b"Host: x\r\n");
+    out.extend_from_slice(&raw[line_end..]);
+    out
+}
+
+/// A body matching what a head's framing fields seem to say: a last chunk if it mentions
+/// chunked, else as many bytes as its first Content-Length.
+pub fn body_for(raw: &[u8]) -> Vec<u8> {
+    let head = String::from_utf8_lossy(raw).to_ascii_lowercase();
+    if head.contains("chunked") {
+        return b"0\r\n\r\n".to_vec();
+    }
+    let length = head
+        .split("content-length")
+        .nth(1)
+        .and_then(|rest| {
+            let digits: String = rest
+                .trim_start_matches([' ', ':', '\t'])
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse::<usize>().ok()
+        })
+        .unwrap_or(0);
+    vec![b'x'; length.min(1 << 16)]
+}

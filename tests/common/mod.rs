@@ -101,6 +101,14 @@ impl TestServer {
     }
 }
 
+/// Makes closing `stream` send a reset (`SO_LINGER` 0: nothing to wait for, so it does
+/// not block).
+pub fn reset_on_drop(stream: &TcpStream) {
+    socket2::SockRef::from(stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
+
 /// One parsed response.
 #[derive(Debug, Clone)]
 pub struct RawResponse {
@@ -262,6 +270,17 @@ impl RawClient {
             "expected EOF, got {:?}",
             String::from_utf8_lossy(&self.buf)
         );
+    }
+
+    /// Shuts the sending side (a half-close: the server sees end of stream but may still
+    /// answer).
+    pub async fn half_close(&mut self) {
+        self.stream.shutdown().await.expect("half-close");
+    }
+
+    /// Makes dropping the client send a reset instead of a close (`SO_LINGER` 0).
+    pub fn reset_on_drop(&self) {
+        reset_on_drop(&self.stream);
     }
 
     /// Everything until the server closes.
