@@ -20,9 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hopline::client::{Client, ClientOptions, Mode, Outgoing};
-use hopline::pool::{Key, PoolConfig};
-use http::{HeaderMap, Method};
+use hopline::Body;
+use hopline::client::{Client, ClientOptions, Mode};
+use hopline::pool::PoolConfig;
+use http::{Method, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -198,19 +199,16 @@ async fn one_request(client: &Client, proxy: SocketAddr, rng: &mut Rng, tally: &
     } else {
         Bytes::new()
     };
-    let outgoing = Outgoing {
-        key: Key::new("http", &proxy.ip().to_string(), proxy.port()),
-        method: if post { Method::POST } else { Method::GET },
-        target: Bytes::from(format!("/n/{size}")),
-        authority: Some(proxy.to_string()),
-        headers: HeaderMap::new(),
-        body,
-    };
+    let outgoing = Request::builder()
+        .method(if post { Method::POST } else { Method::GET })
+        .uri(format!("http://{proxy}/n/{size}"))
+        .body(Body::from(body))
+        .expect("a valid request");
     tally.sent.fetch_add(1, Ordering::Relaxed);
     let exchange = async {
         let response = client.send(outgoing).await?;
         let status = response.status();
-        let body = response.into_body().collect().await?;
+        let body = response.into_body().bytes(u64::MAX).await?;
         Ok::<_, hopline::Error>((status, body))
     };
     match tokio::time::timeout(Duration::from_secs(15), exchange).await {
@@ -354,13 +352,15 @@ async fn main() {
     let deadline = start + duration;
     let mut tasks = Vec::new();
     for (i, (_, mode, workers)) in kinds.iter().enumerate() {
-        let client = Client::new(ClientOptions {
-            mode: *mode,
-            pool: PoolConfig {
-                max_connections_per_host: Some(*workers),
-                ..PoolConfig::default()
-            },
-            ..ClientOptions::default()
+        let client = Client::new({
+            let mut client_options = ClientOptions::default();
+            client_options.mode = *mode;
+            client_options.pool = {
+                let mut pool_config = PoolConfig::default();
+                pool_config.max_connections_per_host = Some(*workers);
+                pool_config
+            };
+            client_options
         });
         for w in 0..*workers {
             let (client, tally) = (client.clone(), tallies[i].clone());

@@ -1,16 +1,20 @@
 //! The admin endpoint (`--admin ADDR`): `/metrics` in the Prometheus text format and
 //! `/connections`, every open connection with its state and `TCP_INFO`, as JSON.
 //!
-//! A [`Handler`] like any other, served by its own listener. It must not change anything:
-//! it only reads.
+//! A service like any other, served by its own listener. It must not change anything: it
+//! only reads.
 
+use std::convert::Infallible;
+use std::future::{Ready, ready};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde::Serialize;
 
-use crate::conn::{Body, ConnSide, ConnView, Handler, LiveConns, RequestBody, RequestCtx};
+use crate::conn::{Body, ConnSide, ConnView, Incoming, LiveConns};
 use crate::metrics::Metrics;
+use crate::service::Service;
 
 /// What `/connections` returns.
 #[derive(Debug, Serialize)]
@@ -32,7 +36,8 @@ pub struct SideCounts {
     pub idle: u64,
 }
 
-/// The admin handler.
+/// The admin service.
+#[derive(Clone)]
 pub struct Admin {
     metrics: Arc<Metrics>,
     live: Arc<LiveConns>,
@@ -74,12 +79,22 @@ fn respond(content_type: &'static str, body: String) -> Response<Body> {
     response
 }
 
-impl Handler for Admin {
-    async fn call(
-        &self,
-        request: Request<RequestBody<'_>>,
-        _ctx: RequestCtx<'_>,
-    ) -> Response<Body> {
+impl Service<Request<Incoming>> for Admin {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        ready(Ok(self.answer(&request)))
+    }
+}
+
+impl Admin {
+    fn answer(&self, request: &Request<Incoming>) -> Response<Body> {
         if request.method() != Method::GET && request.method() != Method::HEAD {
             let mut response = crate::conn::error_response(StatusCode::METHOD_NOT_ALLOWED);
             response

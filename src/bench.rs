@@ -23,7 +23,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::client::Mode;
-use crate::conn::client::{ClientConfig, ClientConn, PreparedRequest, host_value, origin_form};
+use crate::conn::client::{
+    ClientConfig, ClientConn, Persistence, PreparedRequest, host_value, origin_form,
+};
 use crate::error::{Error, ErrorKind};
 
 /// When a run stops.
@@ -200,7 +202,11 @@ impl Tally {
 pub async fn run(config: BenchConfig, on_tick: Option<Box<dyn Fn(u64) + Send>>) -> Report {
     let target = origin_form(&config.url);
     let authority = host_value(&config.url).and_then(|v| v.to_str().ok().map(str::to_string));
-    let close = config.mode == Mode::Close;
+    let persistence = if config.mode == Mode::Close {
+        Persistence::Close
+    } else {
+        Persistence::KeepAlive
+    };
     let request = PreparedRequest::new(
         config.client.version,
         &config.method,
@@ -208,7 +214,7 @@ pub async fn run(config: BenchConfig, on_tick: Option<Box<dyn Fn(u64) + Send>>) 
         authority.as_deref(),
         &config.headers,
         &config.body,
-        close,
+        persistence,
     );
     let start = Instant::now();
     let deadline = match config.limit {

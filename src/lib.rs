@@ -24,14 +24,18 @@
 //!
 //! The binary (`src/main.rs`) is a thin command line over these.
 
+#[cfg(feature = "cli")]
 pub mod admin;
+#[cfg(feature = "cli")]
 pub mod bench;
-pub mod cli;
 pub mod client;
+#[cfg(feature = "cli")]
 pub mod config;
 pub mod conn;
+#[cfg(feature = "cli")]
 pub mod demo;
 pub mod error;
+#[cfg(feature = "cli")]
 pub mod metrics;
 pub mod netem;
 pub mod origin;
@@ -39,6 +43,8 @@ pub mod page;
 pub mod pool;
 pub mod proxy;
 pub mod server;
+pub mod service;
 pub mod wire;
 
-pub use error::{Error, Side};
+pub use conn::{Body, Incoming};
+pub use error::{BoxError, Error, Side};

@@ -1,5 +1,8 @@
-//! The `hopline` binary: a thin layer over the library's command line.
+//! The `hopline` binary: the command line (`serve`, `get`, `bench`, `proxy`, `demo`, `top`,
+//! `check-config`) over the library.
+
+mod cli;
 
 fn main() {
-    std::process::exit(hopline::cli::main());
+    std::process::exit(cli::main());
 }

@@ -10,6 +10,7 @@
 //! | `/bytes/N` | GET, HEAD | N bytes, streamed; byte i is `b'a' + i % 26` |
 //! | `/delay/MS` | GET, HEAD | waits MS milliseconds (at most 60 s), then answers |
 //! | `/echo` | any | the request head exactly as received, then the body (≤ 1 MiB) |
+//! | `/echo/stream` | any | the request body, streamed back while it arrives (any size: full duplex) |
 //! | `/sink` | any | reads the whole body, of any size, and says how long it was and its checksum |
 //! | `/page` | GET, HEAD | the synthetic page ([`crate::page`]): `?resources=N&sizes=B1,B2` |
 //! | `/page/r/B/NAME.EXT` | GET, HEAD | one of its resources: B bytes with the type of EXT |
@@ -21,18 +22,23 @@
 //! CONNECT (this is an origin, not a proxy) gets 405. A file path with an escape that
 //! decodes to NUL or `/`, or a `..` above the root, is 400.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Frame;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::conn::{Body, BodySource, Frame, Handler, RequestBody, RequestCtx, error_response};
+use crate::conn::{Body, Incoming, RequestCtx, error_response};
 use crate::error::BoxError;
 use crate::page::{PageSpec, parse_resource_path};
+use crate::service::Service;
 use crate::wire::date::{format_http_date, parse_http_date};
 
 /// The body of `/`.
@@ -47,10 +53,11 @@ pub const MAX_DELAY: Duration = Duration::from_secs(60);
 /// Bytes per chunk when streaming files.
 const FILE_CHUNK: usize = 64 * 1024;
 
-/// The built-in origin.
+/// The built-in origin, a tower service. Cheap to clone (a server clones it per
+/// connection).
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
-    root: Option<PathBuf>,
+    root: Option<Arc<Path>>,
 }
 
 impl Origin {
@@ -62,22 +69,15 @@ impl Origin {
     /// Static files from `root`, endpoints under `/_hopline/`.
     pub fn with_root(root: impl Into<PathBuf>) -> Self {
         Origin {
-            root: Some(root.into()),
+            root: Some(Arc::from(root.into())),
         }
     }
-}
 
-impl Handler for Origin {
-    async fn call(
-        &self,
-        mut request: Request<RequestBody<'_>>,
-        ctx: RequestCtx<'_>,
-    ) -> Response<Body> {
-        // The common endpoints answer without waiting; everything that waits (files,
-        // delays, bodies) is boxed, so this future stays small: it is created and moved
-        // once per request.
+    /// Answers one request. The common endpoints answer at once, without an allocation
+    /// for the future; everything that waits (files, delays, bodies) is boxed.
+    fn answer(&self, request: Request<Incoming>) -> OriginFuture {
         if let Some(answer) = server_wide(request.method(), request.uri()) {
-            return answer;
+            return OriginFuture::ready(answer);
         }
         let path = request.uri().path();
         let endpoint = match &self.root {
@@ -88,15 +88,69 @@ impl Handler for Origin {
         };
         let query = request.uri().query();
         match endpoint.map(|endpoint| self.route(request.method(), endpoint, query)) {
-            Some(Route::Ready(response)) => response,
-            Some(Route::Echo) => Box::pin(echo(&mut request, ctx)).await,
-            Some(Route::Sink) => Box::pin(sink(&mut request)).await,
-            Some(Route::Delay(delay)) => Box::pin(delayed(delay)).await,
+            Some(Route::Ready(response)) => OriginFuture::ready(response),
+            Some(Route::Echo) => OriginFuture::boxed(echo(request)),
+            Some(Route::StreamEcho) => OriginFuture::ready(stream_echo(request)),
+            Some(Route::Sink) => OriginFuture::boxed(sink(request)),
+            Some(Route::Delay(delay)) => OriginFuture::boxed(delayed(delay)),
             Some(Route::Other) | None => match &self.root {
-                Some(root) => Box::pin(static_file(root, &request)).await,
-                None => refuse_unknown_method(request.method())
-                    .unwrap_or_else(|| error_response(StatusCode::NOT_FOUND)),
+                Some(root) => OriginFuture::boxed(static_file(root.clone(), request)),
+                None => OriginFuture::ready(
+                    refuse_unknown_method(request.method())
+                        .unwrap_or_else(|| error_response(StatusCode::NOT_FOUND)),
+                ),
             },
+        }
+    }
+}
+
+impl Service<Request<Incoming>> for Origin {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = OriginFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> OriginFuture {
+        self.answer(request)
+    }
+}
+
+/// The answer of the [`Origin`]: ready at once (no allocation), or a boxed future.
+pub struct OriginFuture {
+    state: AnswerState,
+}
+
+enum AnswerState {
+    Ready(Option<Response<Body>>),
+    Waiting(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+}
+
+impl OriginFuture {
+    fn ready(response: Response<Body>) -> Self {
+        OriginFuture {
+            state: AnswerState::Ready(Some(response)),
+        }
+    }
+
+    fn boxed(answer: impl Future<Output = Response<Body>> + Send + 'static) -> Self {
+        OriginFuture {
+            state: AnswerState::Waiting(Box::pin(answer)),
+        }
+    }
+}
+
+impl Future for OriginFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            AnswerState::Ready(response) => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
+            }
+            AnswerState::Waiting(answer) => answer.as_mut().poll(cx).map(Ok),
         }
     }
 }
@@ -116,7 +170,7 @@ fn server_wide(method: &Method, uri: &http::Uri) -> Option<Response<Body>> {
         return Some(response);
     }
     if method == Method::OPTIONS && uri.path() == "*" {
-        let mut response = Response::new(Body::Empty);
+        let mut response = Response::new(Body::empty());
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static(SERVER_METHODS));
@@ -131,6 +185,8 @@ enum Route {
     Ready(Response<Body>),
     /// `/echo`: reads the body first.
     Echo,
+    /// `/echo/stream`: the body back as it arrives.
+    StreamEcho,
     /// `/sink`: reads the body, however large, and counts it.
     Sink,
     /// `/delay/MS`: answers after this long.
@@ -144,6 +200,9 @@ impl Origin {
     fn route(&self, method: &Method, path: &str, query: Option<&str>) -> Route {
         if path == "/echo" {
             return Route::Echo;
+        }
+        if path == "/echo/stream" {
+            return Route::StreamEcho;
         }
         if path == "/sink" {
             return Route::Sink;
@@ -212,14 +271,18 @@ async fn delayed(delay: Duration) -> Response<Body> {
 }
 
 /// `/echo`: the head as received, then the body.
-async fn echo(request: &mut Request<RequestBody<'_>>, ctx: RequestCtx<'_>) -> Response<Body> {
-    let body = match request.body_mut().collect(ECHO_MAX_BODY).await {
+async fn echo(request: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let Some(ctx) = parts.extensions.get::<RequestCtx>() else {
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    let body = match body.bytes(ECHO_MAX_BODY).await {
         Ok(body) => body,
-        // The connection answers body errors itself (400 / 408 / 413).
-        Err(_) => return error_response(StatusCode::BAD_REQUEST),
+        // Too large (the connection answers a body that failed to arrive itself).
+        Err(_) => return error_response(StatusCode::PAYLOAD_TOO_LARGE),
     };
     let mut all = Vec::with_capacity(ctx.raw_head.len() + body.len());
-    all.extend_from_slice(ctx.raw_head);
+    all.extend_from_slice(&ctx.raw_head);
     all.extend_from_slice(&body);
     let mut response = text(StatusCode::OK, Body::from(all));
     let headers = response.headers_mut();
@@ -228,18 +291,32 @@ async fn echo(request: &mut Request<RequestBody<'_>>, ctx: RequestCtx<'_>) -> Re
     response
 }
 
+/// `/echo/stream`: the request body itself is the response body, so it streams back while
+/// it arrives (full duplex), with its length when the request stated one.
+fn stream_echo(request: Request<Incoming>) -> Response<Body> {
+    let mut response = Response::new(Body::from(request.into_body()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}
+
 /// `/sink`: the body's length and a checksum (FNV-1a, 64 bits), streamed through.
-async fn sink(request: &mut Request<RequestBody<'_>>) -> Response<Body> {
+async fn sink(request: Request<Incoming>) -> Response<Body> {
+    let mut body = request.into_body();
     let mut length = 0u64;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    while let Some(data) = request.body_mut().data().await {
-        let Ok(data) = data else {
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
             // The connection answers body errors itself.
             return error_response(StatusCode::BAD_REQUEST);
         };
-        length += data.len() as u64;
-        for &byte in data.iter() {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        if let Ok(data) = frame.into_data() {
+            length += data.len() as u64;
+            for &byte in data.iter() {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
         }
     }
     text(
@@ -289,10 +366,7 @@ fn read_only_method(method: &Method) -> Option<Response<Body>> {
 
 /// `/bytes/N`.
 fn pattern_response(count: u64) -> Response<Body> {
-    let mut response = Response::new(Body::stream(
-        Some(count),
-        PatternSource { remaining: count },
-    ));
+    let mut response = Response::new(Body::new(PatternSource { remaining: count }));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
@@ -316,17 +390,28 @@ struct PatternSource {
     remaining: u64,
 }
 
-impl BodySource for PatternSource {
+impl http_body::Body for PatternSource {
+    type Data = Bytes;
+    type Error = Infallible;
+
     fn poll_frame(
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if self.remaining == 0 {
             return Poll::Ready(None);
         }
         let len = self.remaining.min(PATTERN.len() as u64) as usize;
         self.remaining -= len as u64;
-        Poll::Ready(Some(Ok(Frame::Data(Bytes::from_static(&PATTERN[..len])))))
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&PATTERN[..len])))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
     }
 }
 
@@ -337,11 +422,22 @@ struct ReaderSource<R> {
     remaining: u64,
 }
 
-impl<R: AsyncRead + Send + Unpin + 'static> BodySource for ReaderSource<R> {
+impl<R: AsyncRead + Send + Unpin + 'static> http_body::Body for ReaderSource<R> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if self.remaining == 0 {
             return Poll::Ready(None);
         }
@@ -358,7 +454,7 @@ impl<R: AsyncRead + Send + Unpin + 'static> BodySource for ReaderSource<R> {
                 }
                 chunk.truncate(filled);
                 self.remaining -= filled as u64;
-                Poll::Ready(Some(Ok(Frame::Data(Bytes::from(chunk)))))
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
             }
         }
     }
@@ -434,12 +530,12 @@ fn content_type(path: &Path) -> &'static str {
 
 /// GET / HEAD of a file under `root` (a directory serves its `index.html`), with
 /// `Last-Modified` and `If-Modified-Since` (RFC 9110 §13.1.3).
-async fn static_file(root: &Path, request: &Request<RequestBody<'_>>) -> Response<Body> {
+async fn static_file(root: Arc<Path>, request: Request<Incoming>) -> Response<Body> {
     if let Some(refusal) = read_only_method(request.method()) {
         return refusal;
     }
     let headers = request.headers();
-    let mut file_path = match resolve(root, request.uri().path()) {
+    let mut file_path = match resolve(&root, request.uri().path()) {
         Ok(path) => path,
         Err(status) => return error_response(status),
     };
@@ -469,7 +565,7 @@ async fn static_file(root: &Path, request: &Request<RequestBody<'_>>) -> Respons
         _ => false,
     };
     let mut response = if not_modified {
-        let mut response = Response::new(Body::Empty);
+        let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         response
     } else {
@@ -478,13 +574,10 @@ async fn static_file(root: &Path, request: &Request<RequestBody<'_>>) -> Respons
             Err(_) => return error_response(StatusCode::NOT_FOUND),
         };
         let length = metadata.len();
-        let mut response = Response::new(Body::stream(
-            Some(length),
-            ReaderSource {
-                reader: file,
-                remaining: length,
-            },
-        ));
+        let mut response = Response::new(Body::new(ReaderSource {
+            reader: file,
+            remaining: length,
+        }));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(content_type(&file_path)),

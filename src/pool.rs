@@ -47,6 +47,7 @@ pub trait Poolable: Send + 'static {
 
 /// Pool settings, each with its default.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PoolConfig {
     /// Idle connections kept per host; beyond it the least recently used closes.
     /// Default 32.

@@ -19,16 +19,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, Response};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::conn::{
-    CloseReason, ConnInfo, ConnSummary, Handler, Hooks, ServerConfig, Shutdown, serve_connection,
+    CloseReason, ConnInfo, ConnSummary, Hooks, Incoming, ServerConfig, Shutdown, serve_connection,
 };
+use crate::error::BoxError;
+use crate::service::Service;
 
-/// Listener settings, each with its default.
+/// Listener settings, each with its default. Build it from `ListenerConfig::default()`
+/// and set the fields that differ.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ListenerConfig {
     /// Most connections served at once; more wait in the backlog. Default 10,000.
     pub max_connections: usize,
@@ -121,10 +127,12 @@ impl ServerStats {
     }
 }
 
-/// A bound listener with its handler and policy, ready to run.
-pub struct Server<H> {
+/// A bound listener with its service and policy, ready to run. Each connection gets a
+/// clone of the service (cheap for `service_fn`, an axum `Router`, or a service holding an
+/// `Arc`).
+pub struct Server<S> {
     listener: TcpListener,
-    handler: Arc<H>,
+    service: S,
     config: ConfigHandle,
     listener_config: ListenerConfig,
     stats: Arc<ServerStats>,
@@ -160,11 +168,17 @@ pub struct RunSummary {
     pub aborted: usize,
 }
 
-impl<H: Handler> Server<H> {
+impl<S, B> Server<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Future: Send> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     /// Binds `addr` (`SO_REUSEADDR`, the configured backlog).
     pub fn bind(
         addr: SocketAddr,
-        handler: H,
+        service: S,
         config: ServerConfig,
         listener_config: ListenerConfig,
     ) -> io::Result<Self> {
@@ -181,7 +195,7 @@ impl<H: Handler> Server<H> {
         let listener = socket.listen(listener_config.backlog)?;
         Ok(Self::from_listener(
             listener,
-            handler,
+            service,
             config,
             listener_config,
         ))
@@ -190,13 +204,13 @@ impl<H: Handler> Server<H> {
     /// Wraps an already bound listener.
     pub fn from_listener(
         listener: TcpListener,
-        handler: H,
+        service: S,
         config: ServerConfig,
         listener_config: ListenerConfig,
     ) -> Self {
         Server {
             listener,
-            handler: Arc::new(handler),
+            service,
             config: ConfigHandle::new(config),
             listener_config,
             stats: Arc::new(ServerStats::default()),
@@ -237,7 +251,7 @@ impl<H: Handler> Server<H> {
     pub async fn run(self, signal: impl Future<Output = ()>) -> RunSummary {
         let Server {
             listener,
-            handler,
+            service,
             config,
             listener_config,
             stats,
@@ -290,7 +304,7 @@ impl<H: Handler> Server<H> {
             };
             stats.accepted.fetch_add(1, Ordering::Relaxed);
             stats.active.fetch_add(1, Ordering::Relaxed);
-            let handler = handler.clone();
+            let service = service.clone();
             let config = config.get();
             let hooks = hooks.clone();
             let stats = stats.clone();
@@ -303,7 +317,7 @@ impl<H: Handler> Server<H> {
                     summary: None,
                 };
                 let summary =
-                    serve_connection(stream, info, &*handler, &config, listener, &hooks).await;
+                    serve_connection(stream, info, service, &config, listener, &hooks).await;
                 record.summary = Some(summary);
                 drop(slot);
             });

@@ -32,9 +32,10 @@ fn set_soft_limit(soft: u64) -> u64 {
 
 #[tokio::test(start_paused = true)]
 async fn emfile_backs_off_and_every_waiting_connection_is_served() {
-    let config = ServerConfig {
-        keep_alive: false,
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.keep_alive = false;
+        server_config
     };
     let server = TestServer::start(Origin::new(), config).await;
     // The clients' descriptors exist before the limit drops; connecting needs no new one,

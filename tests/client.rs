@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::TestServer;
+use hopline::Body;
 use hopline::client::{Client, ClientOptions, Exchange, Mode};
 use hopline::conn::ServerConfig;
 use hopline::origin::Origin;
@@ -18,22 +19,25 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 fn client(mode: Mode) -> Client {
-    Client::new(ClientOptions {
-        mode,
-        ..ClientOptions::default()
+    Client::new({
+        let mut client_options = ClientOptions::default();
+        client_options.mode = mode;
+        client_options
     })
 }
 
 /// A pipelining client held to one connection per host, so that concurrent requests
 /// must share it.
 fn one_pipelined_connection(depth: usize) -> Client {
-    Client::new(ClientOptions {
-        mode: Mode::Pipeline { depth },
-        pool: PoolConfig {
-            max_connections_per_host: Some(1),
-            ..PoolConfig::default()
-        },
-        ..ClientOptions::default()
+    Client::new({
+        let mut client_options = ClientOptions::default();
+        client_options.mode = Mode::Pipeline { depth };
+        client_options.pool = {
+            let mut pool_config = PoolConfig::default();
+            pool_config.max_connections_per_host = Some(1);
+            pool_config
+        };
+        client_options
     })
 }
 
@@ -59,9 +63,9 @@ fn pattern(n: usize) -> Vec<u8> {
 
 async fn fetch(client: &Client, url: &str) -> (u16, Bytes, Exchange) {
     let response = client.get(url).await.expect("request");
-    let exchange = response.body().exchange().unwrap();
+    let exchange = response.extensions().get::<Exchange>().copied().unwrap();
     let status = response.status().as_u16();
-    let body = response.into_body().collect().await.expect("body");
+    let body = response.into_body().bytes(u64::MAX).await.expect("body");
     (status, body, exchange)
 }
 
@@ -123,15 +127,15 @@ async fn pipelined_bodies_stream_with_posts_alone() {
         tasks.push(tokio::spawn(async move {
             let request = if n % 3 == 0 {
                 Request::post(format!("http://{addr}/echo"))
-                    .body(Bytes::from(format!("post {n}")))
+                    .body(Body::from(Bytes::from(format!("post {n}"))))
                     .unwrap()
             } else {
                 Request::get(format!("http://{addr}/bytes/{n}"))
-                    .body(Bytes::new())
+                    .body(Body::empty())
                     .unwrap()
             };
-            let response = pipelined.request(request).await.unwrap();
-            let body = response.into_body().collect().await.unwrap();
+            let response = pipelined.send(request).await.unwrap();
+            let body = response.into_body().bytes(u64::MAX).await.unwrap();
             (n, body)
         }));
     }
@@ -226,9 +230,9 @@ async fn the_idle_close_race_is_retried_for_get_and_never_for_post() {
     // The pool now holds the retry's connection, which the server will close on its next
     // request: a POST that meets that is not sent again.
     let post = Request::post(url.clone())
-        .body(Bytes::from_static(b"data"))
+        .body(Body::from(Bytes::from_static(b"data")))
         .unwrap();
-    let error = client.request(post).await.expect_err("not retried");
+    let error = client.send(post).await.expect_err("not retried");
     assert_eq!(error.side, hopline::Side::Upstream);
     assert_eq!(
         posts.load(Ordering::SeqCst),
@@ -245,19 +249,26 @@ async fn an_idempotency_key_makes_a_post_retryable() {
     let post = || {
         Request::post(format!("http://{addr}/"))
             .header("idempotency-key", "k1")
-            .body(Bytes::from_static(b"data"))
+            .body(Body::from(Bytes::from_static(b"data")))
             .unwrap()
     };
     client
-        .request(post())
+        .send(post())
         .await
         .unwrap()
         .into_body()
         .discard()
         .await
         .unwrap();
-    let response = client.request(post()).await.expect("retried");
-    assert!(response.body().exchange().unwrap().retried);
+    let response = client.send(post()).await.expect("retried");
+    assert!(
+        response
+            .extensions()
+            .get::<Exchange>()
+            .copied()
+            .unwrap()
+            .retried
+    );
     assert_eq!(posts.load(Ordering::SeqCst), 3);
 }
 
@@ -265,9 +276,10 @@ async fn an_idempotency_key_makes_a_post_retryable() {
 async fn a_connection_the_server_closed_while_idle_is_not_reused() {
     // hopline serve with a short idle timeout closes the pooled connection; the pool sees
     // it (reaper or checkout) and opens a new one: no error, no retry.
-    let config = ServerConfig {
-        keepalive_timeout: Duration::from_millis(50),
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.keepalive_timeout = Duration::from_millis(50);
+        server_config
     };
     let server = TestServer::start(Origin::new(), config).await;
     let client = client(Mode::KeepAlive);
@@ -309,10 +321,11 @@ async fn http10_servers_get_one_connection_per_request() {
 
 #[tokio::test(start_paused = true)]
 async fn a_keep_alive_timeout_hint_is_honoured() {
-    let config = ServerConfig {
-        keepalive_timeout: Duration::from_secs(1),
-        advertise_keep_alive: true,
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.keepalive_timeout = Duration::from_secs(1);
+        server_config.advertise_keep_alive = true;
+        server_config
     };
     let server = TestServer::start(Origin::new(), config).await;
     let client = client(Mode::KeepAlive);
@@ -477,7 +490,8 @@ async fn a_pipelined_request_is_written_while_earlier_responses_are_awaited() {
 
 #[tokio::test]
 async fn expect_100_continue_from_the_client_side() {
-    use hopline::conn::{ClientConfig, ClientConn, ContinueOutcome, RequestFraming};
+    use hopline::conn::{ClientConfig, ClientConn, ContinueOutcome, Persistence};
+    use hopline::wire::OutgoingFraming;
     let server = TestServer::start(Origin::new(), ServerConfig::default()).await;
     let mut headers = http::HeaderMap::new();
     headers.insert("expect", http::HeaderValue::from_static("100-continue"));
@@ -495,8 +509,8 @@ async fn expect_100_continue_from_the_client_side() {
         b"/echo",
         Some("t"),
         &headers,
-        RequestFraming::Length(5),
-        false,
+        OutgoingFraming::Length(5),
+        Persistence::KeepAlive,
     )
     .unwrap();
     conn.flush().await.unwrap();
@@ -510,8 +524,8 @@ async fn expect_100_continue_from_the_client_side() {
     let head = conn.read_head().await.unwrap();
     assert_eq!(head.status, 200);
     let mut body = Vec::new();
-    while let Some(hopline::conn::Frame::Data(data)) = conn.read_frame().await.unwrap() {
-        body.extend_from_slice(&data);
+    while let Some(frame) = conn.read_frame().await.unwrap() {
+        body.extend_from_slice(&frame.into_data().unwrap());
     }
     assert!(body.ends_with(b"hello"));
     assert!(conn.reusable().is_ok());
@@ -522,8 +536,8 @@ async fn expect_100_continue_from_the_client_side() {
         b"/",
         Some("t"),
         &headers,
-        RequestFraming::Length(5),
-        false,
+        OutgoingFraming::Length(5),
+        Persistence::KeepAlive,
     )
     .unwrap();
     conn.flush().await.unwrap();
@@ -544,11 +558,11 @@ async fn head_responses_have_no_body_and_keep_the_connection() {
     let server = TestServer::start(Origin::new(), ServerConfig::default()).await;
     let client = client(Mode::KeepAlive);
     let request = Request::head(format!("http://{}/bytes/1000", server.addr))
-        .body(Bytes::new())
+        .body(Body::empty())
         .unwrap();
-    let response = client.request(request).await.unwrap();
+    let response = client.send(request).await.unwrap();
     assert_eq!(response.headers()["content-length"], "1000");
-    assert_eq!(response.into_body().collect().await.unwrap().len(), 0);
+    assert_eq!(response.into_body().bytes(u64::MAX).await.unwrap().len(), 0);
     let (_, body, exchange) = fetch(&client, &format!("http://{}/bytes/3", server.addr)).await;
     assert_eq!(body, "abc");
     assert!(

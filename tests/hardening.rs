@@ -5,18 +5,20 @@
 
 mod common;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::desync::{body_for, load_cases, with_host};
-use common::{RawClient, RawResponse, TestServer, reset_on_drop};
+use common::{RawClient, RawResponse, TestServer, TestService, ctx, reset_on_drop};
 use hopline::client::ClientOptions;
-use hopline::conn::{Body, CloseReason, Handler, RequestBody, RequestCtx, ServerConfig};
+use hopline::conn::{Body, CloseReason, Incoming, ServerConfig};
 use hopline::origin::Origin;
 use hopline::proxy::upstream::Upstreams;
 use hopline::proxy::{Proxy, ProxyConfig};
+use hopline::service::service_fn;
 use http::{Request, Response};
 use http_desync_guardian::RequestSafetyTier;
 use http_desync_guardian::request_analyzer::HttpRequestData;
@@ -40,15 +42,18 @@ impl Recorder {
     }
 }
 
-impl Handler for Recorder {
-    async fn call(
-        &self,
-        mut request: Request<RequestBody<'_>>,
-        ctx: RequestCtx<'_>,
-    ) -> Response<Body> {
-        self.heads.lock().unwrap().push(ctx.raw_head.clone());
-        let _ = request.body_mut().collect(1 << 20).await;
-        Response::new(Body::from("ok"))
+impl Recorder {
+    /// The recorder as an origin.
+    fn origin(&self) -> impl TestService {
+        let heads = self.heads.clone();
+        service_fn(move |request: Request<Incoming>| {
+            let heads = heads.clone();
+            async move {
+                heads.lock().unwrap().push(ctx(&request).raw_head.clone());
+                let _ = request.into_body().bytes(1 << 20).await;
+                Ok::<_, Infallible>(Response::new(Body::from("ok")))
+            }
+        })
     }
 }
 
@@ -68,7 +73,7 @@ fn entry_config() -> ServerConfig {
 async fn served() -> Target {
     let recorder = Recorder::default();
     Target {
-        entry: TestServer::start(recorder.clone(), entry_config()).await,
+        entry: TestServer::start(recorder.origin(), entry_config()).await,
         recorder,
         _origin: None,
     }
@@ -82,7 +87,7 @@ fn reverse(upstream: SocketAddr, options: ClientOptions) -> ProxyConfig {
 
 async fn proxied() -> Target {
     let recorder = Recorder::default();
-    let origin = TestServer::start(recorder.clone(), ServerConfig::default()).await;
+    let origin = TestServer::start(recorder.origin(), ServerConfig::default()).await;
     let proxy = Proxy::new(reverse(origin.addr, ClientOptions::default()));
     Target {
         entry: TestServer::start(proxy, entry_config()).await,
@@ -409,9 +414,10 @@ async fn content_length_variants_are_refused() {
 
 #[tokio::test(start_paused = true)]
 async fn slowloris_clients_are_cut_off_and_others_are_served_meanwhile() {
-    let config = ServerConfig {
-        header_timeout: Duration::from_secs(2),
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.header_timeout = Duration::from_secs(2);
+        server_config
     };
     let server = TestServer::start(Origin::new(), config).await;
     // 200 clients each dripping a byte of a head every second.
@@ -442,9 +448,10 @@ async fn slowloris_clients_are_cut_off_and_others_are_served_meanwhile() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stalled_request_body_gets_408() {
-    let config = ServerConfig {
-        body_timeout: Duration::from_secs(2),
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.body_timeout = Duration::from_secs(2);
+        server_config
     };
     let server = TestServer::start(Origin::new(), config).await;
     let mut client = RawClient::connect(server.addr).await;
@@ -461,9 +468,10 @@ async fn a_stalled_request_body_gets_408() {
 async fn a_pipelining_client_that_never_reads_stops_being_read() {
     // 200,000 pipelined requests (8 MB) for 1 KiB responses, never reading any: the server
     // must stop reading once its responses back up, not parse and buffer everything.
-    let config = ServerConfig {
-        write_timeout: Duration::from_secs(5),
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.write_timeout = Duration::from_secs(5);
+        server_config
     };
     let server = TestServer::start(Origin::new(), config).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
@@ -672,23 +680,25 @@ fn chunked_post(body: &str) -> Vec<u8> {
 async fn every_limit_answers_with_its_status_at_the_default_and_a_configured_value() {
     use hopline::wire::{ChunkedLimits, HeadLimits};
     let defaults = TestServer::start(Origin::new(), ServerConfig::default()).await;
-    let small = TestServer::start(
-        Origin::new(),
-        ServerConfig {
-            head_limits: HeadLimits {
-                max_request_line: 100,
-                max_head_bytes: 1000,
-                max_headers: 5,
-            },
-            chunked_limits: ChunkedLimits {
-                max_line: 50,
-                max_trailer_bytes: 100,
-                max_trailer_fields: 3,
-            },
-            max_body_bytes: Some(10),
-            ..ServerConfig::default()
-        },
-    )
+    let small = TestServer::start(Origin::new(), {
+        let mut server_config = ServerConfig::default();
+        server_config.head_limits = {
+            let mut head_limits = HeadLimits::default();
+            head_limits.max_request_line = 100;
+            head_limits.max_head_bytes = 1000;
+            head_limits.max_headers = 5;
+            head_limits
+        };
+        server_config.chunked_limits = {
+            let mut chunked_limits = ChunkedLimits::default();
+            chunked_limits.max_line = 50;
+            chunked_limits.max_trailer_bytes = 100;
+            chunked_limits.max_trailer_fields = 3;
+            chunked_limits
+        };
+        server_config.max_body_bytes = Some(10);
+        server_config
+    })
     .await;
     let target = |n: usize| format!("GET /?{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(n));
     let head_of = |n: usize| format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "b".repeat(n));

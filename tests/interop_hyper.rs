@@ -58,9 +58,10 @@ async fn hyper_posts_bodies_and_reads_echoes() {
 
 #[tokio::test]
 async fn hyper_sees_the_close_after_max_requests_and_reconnects() {
-    let config = ServerConfig {
-        max_requests: Some(4),
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.max_requests = Some(4);
+        server_config
     };
     let server = TestServer::start(Origin::new(), config).await;
     let client = client();

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use hopline::client::{Client, ClientOptions};
+use hopline::client::{Client, ClientOptions, Exchange};
 use hopline::conn::ServerConfig;
 use hopline::netem::{Link, PathModel};
 use hopline::origin::Origin;
@@ -35,8 +35,13 @@ async fn fetch(client: &Client, link: &Link, path: &str) -> (Duration, bool) {
         .get(&format!("http://{}{path}", link.addr()))
         .await
         .unwrap();
-    let reused = response.body().exchange().unwrap().reused;
-    response.into_body().collect().await.unwrap();
+    let reused = response
+        .extensions()
+        .get::<Exchange>()
+        .copied()
+        .unwrap()
+        .reused;
+    response.into_body().bytes(u64::MAX).await.unwrap();
     (start.elapsed(), reused)
 }
 

@@ -21,8 +21,8 @@ use tokio::io::AsyncReadExt;
 
 use base64::Engine;
 use common::desync::{body_for, load_cases, with_host};
-use common::{RawClient, TestServer};
-use hopline::conn::{Body, Handler, RequestBody, RequestCtx, ServerConfig};
+use common::{RawClient, TestServer, answer_with};
+use hopline::conn::{Body, Incoming, ServerConfig};
 use hopline::proxy::upstream::Upstreams;
 use hopline::proxy::{Proxy, ProxyConfig};
 use http::{Request, Response};
@@ -203,17 +203,9 @@ const CONDITIONAL: &str = "nginx evaluates `If-Match` against its `return` (412)
     handler has no conditional requests: not a difference in the shape";
 
 /// Answers 200 to everything, after reading the body (nginx's `return 200` in hopline).
-struct Accept;
-
-impl Handler for Accept {
-    async fn call(
-        &self,
-        mut request: Request<RequestBody<'_>>,
-        _ctx: RequestCtx<'_>,
-    ) -> Response<Body> {
-        let _ = request.body_mut().collect(1 << 20).await;
-        Response::new(Body::from("ok"))
-    }
+async fn accept(request: Request<Incoming>) -> Response<Body> {
+    let _ = request.into_body().bytes(1 << 20).await;
+    Response::new(Body::from("ok"))
 }
 
 /// One request shape.
@@ -326,8 +318,8 @@ async fn every_request_shape_gets_nginx_s_verdict_or_a_documented_reason() {
         return;
     };
     let config = ServerConfig::default();
-    let server = TestServer::start(Accept, config.clone()).await;
-    let origin = TestServer::start(Accept, config.clone()).await;
+    let server = TestServer::start(answer_with(accept), config.clone()).await;
+    let origin = TestServer::start(answer_with(accept), config.clone()).await;
     let proxy = TestServer::start(
         Proxy::new(ProxyConfig::reverse(Upstreams::single(origin.addr))),
         config,

@@ -55,9 +55,10 @@ async fn requests(client: &mut RawClient, n: usize) {
 #[tokio::test(start_paused = true)]
 async fn metrics_count_a_scripted_workload_exactly() {
     let (hooks, admin) = observed().await;
-    let config = ServerConfig {
-        keepalive_timeout: Duration::from_secs(2),
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.keepalive_timeout = Duration::from_secs(2);
+        server_config
     };
     let server =
         TestServer::start_hooked(Origin::new(), config, ListenerConfig::default(), hooks).await;
@@ -183,17 +184,17 @@ async fn the_live_view_shows_idle_connections_with_their_tcp_state() {
 
 #[tokio::test(start_paused = true)]
 async fn a_reload_changes_new_connections_and_keeps_open_ones() {
-    let config = ServerConfig {
-        keepalive_timeout: Duration::from_secs(10),
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.keepalive_timeout = Duration::from_secs(10);
+        server_config
     };
     let server = TestServer::start(Origin::new(), config.clone()).await;
     let mut old = RawClient::connect(server.addr).await;
     requests(&mut old, 1).await;
-    server.config.set(ServerConfig {
-        keepalive_timeout: Duration::from_secs(1),
-        ..config
-    });
+    let mut reloaded = config;
+    reloaded.keepalive_timeout = Duration::from_secs(1);
+    server.config.set(reloaded);
     let mut new = RawClient::connect(server.addr).await;
     requests(&mut new, 1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;

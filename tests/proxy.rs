@@ -8,11 +8,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{RawClient, TestServer};
+use common::{RawClient, TestServer, answer_with, ctx};
 use hopline::client::{Client, ClientOptions, Mode};
-use hopline::conn::{
-    Body, CloseReason, Handler, RequestBody, RequestCtx, ServerConfig, splice, upgrade_channel,
-};
+use hopline::conn::{Body, CloseReason, Incoming, ServerConfig, splice, upgrade_channel};
 use hopline::origin::Origin;
 use hopline::pool::PoolConfig;
 use hopline::proxy::upstream::{Balance, Upstreams};
@@ -44,33 +42,26 @@ async fn proxy_to(upstream: SocketAddr) -> (TestServer, Client) {
 }
 
 /// An origin that answers with hop-by-hop fields of its own and echoes the request head.
-struct HopByHopOrigin;
-
-impl Handler for HopByHopOrigin {
-    async fn call(
-        &self,
-        _request: Request<RequestBody<'_>>,
-        ctx: RequestCtx<'_>,
-    ) -> Response<Body> {
-        let mut response = Response::new(Body::from(ctx.raw_head.clone()));
-        let headers = response.headers_mut();
-        for (name, value) in [
-            ("connection", "x-bar"),
-            ("x-bar", "1"),
-            ("keep-alive", "timeout=5"),
-            ("proxy-authenticate", "Basic"),
-            ("upgrade", "h2c"),
-            ("x-kept", "yes"),
-        ] {
-            headers.append(name, HeaderValue::from_static(value));
-        }
-        response
+async fn hop_by_hop_origin(request: Request<Incoming>) -> Response<Body> {
+    let ctx = ctx(&request).clone();
+    let mut response = Response::new(Body::from(ctx.raw_head.clone()));
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("connection", "x-bar"),
+        ("x-bar", "1"),
+        ("keep-alive", "timeout=5"),
+        ("proxy-authenticate", "Basic"),
+        ("upgrade", "h2c"),
+        ("x-kept", "yes"),
+    ] {
+        headers.append(name, HeaderValue::from_static(value));
     }
+    response
 }
 
 #[tokio::test]
 async fn hop_by_hop_fields_are_stripped_both_ways_and_via_is_added() {
-    let origin = TestServer::start(HopByHopOrigin, ServerConfig::default()).await;
+    let origin = TestServer::start(answer_with(hop_by_hop_origin), ServerConfig::default()).await;
     let (proxy, _) = proxy_to(origin.addr).await;
     let mut client = RawClient::connect(proxy.addr).await;
     client
@@ -125,14 +116,11 @@ async fn a_request_that_already_passed_this_proxy_is_a_loop() {
 async fn each_hop_keeps_its_own_connection_policy() {
     // client --keep-alive--> A --pooled--> B --short-lived--> origin
     let origin = TestServer::start(Origin::new(), ServerConfig::default()).await;
-    let b = Proxy::new(named(
-        "b",
-        origin.addr,
-        ClientOptions {
-            mode: Mode::Close,
-            ..ClientOptions::default()
-        },
-    ));
+    let b = Proxy::new(named("b", origin.addr, {
+        let mut client_options = ClientOptions::default();
+        client_options.mode = Mode::Close;
+        client_options
+    }));
     let b_upstream = b.client().clone();
     let b = TestServer::start(b, ServerConfig::default()).await;
     let a = Proxy::new(named("a", b.addr, ClientOptions::default()));
@@ -147,7 +135,7 @@ async fn each_hop_keeps_its_own_connection_policy() {
         tasks.push(tokio::spawn(async move {
             for _ in 0..250 {
                 let response = client.get(&url).await.unwrap();
-                let body = response.into_body().collect().await.unwrap();
+                let body = response.into_body().bytes(u64::MAX).await.unwrap();
                 assert_eq!(body.len(), 10 + worker);
             }
         }));
@@ -182,17 +170,16 @@ async fn each_hop_keeps_its_own_connection_policy() {
 async fn a_pipelined_upstream_hop_carries_many_clients_on_few_connections() {
     // 16 keep-alive clients -> proxy --pipelined, depth 8, at most 2 connections--> origin
     let origin = TestServer::start(Origin::new(), ServerConfig::default()).await;
-    let proxy = Proxy::new(reverse(
-        origin.addr,
-        ClientOptions {
-            mode: Mode::Pipeline { depth: 8 },
-            pool: PoolConfig {
-                max_connections_per_host: Some(2),
-                ..PoolConfig::default()
-            },
-            ..ClientOptions::default()
-        },
-    ));
+    let proxy = Proxy::new(reverse(origin.addr, {
+        let mut client_options = ClientOptions::default();
+        client_options.mode = Mode::Pipeline { depth: 8 };
+        client_options.pool = {
+            let mut pool_config = PoolConfig::default();
+            pool_config.max_connections_per_host = Some(2);
+            pool_config
+        };
+        client_options
+    }));
     let upstream = proxy.client().clone();
     let proxy = TestServer::start(proxy, ServerConfig::default()).await;
     let client = Client::new(ClientOptions::default());
@@ -203,7 +190,7 @@ async fn a_pipelined_upstream_hop_carries_many_clients_on_few_connections() {
             tokio::spawn(async move {
                 for _ in 0..50 {
                     let response = client.get(&url).await.unwrap();
-                    let body = response.into_body().collect().await.unwrap();
+                    let body = response.into_body().bytes(u64::MAX).await.unwrap();
                     assert_eq!(body.len(), 100 + worker, "each client gets its own answer");
                 }
             })
@@ -247,15 +234,15 @@ async fn an_http10_hop_in_the_middle_of_a_chain_works() {
             .get(&format!("http://{}/bytes/{n}", a.addr))
             .await
             .unwrap();
-        assert_eq!(response.into_body().collect().await.unwrap().len(), n);
+        assert_eq!(response.into_body().bytes(u64::MAX).await.unwrap().len(), n);
     }
     // A chunked upload crosses the HTTP/1.0 hop with a Content-Length.
     let request = Request::post(format!("http://{}/sink", a.addr))
         .header("transfer-encoding", "chunked")
-        .body(Bytes::from_static(b"twelve bytes"))
+        .body(Body::from(Bytes::from_static(b"twelve bytes")))
         .unwrap();
-    let response = client.request(request).await.unwrap();
-    let text = response.into_body().collect().await.unwrap();
+    let response = client.send(request).await.unwrap();
+    let text = response.into_body().bytes(u64::MAX).await.unwrap();
     assert!(text.starts_with(b"received 12 bytes"), "{text:?}");
     // HTTP/1.0 with keep-alive asked for: still one pooled connection.
     assert_eq!(a_upstream.stats().connections, 1);
@@ -418,46 +405,38 @@ async fn the_proxy_retries_gets_but_never_posts() {
 }
 
 /// An origin that switches to an echo protocol on `Upgrade: echo`.
-struct EchoUpgrade;
-
-impl Handler for EchoUpgrade {
-    async fn call(
-        &self,
-        request: Request<RequestBody<'_>>,
-        _ctx: RequestCtx<'_>,
-    ) -> Response<Body> {
-        if request.headers().get("upgrade").is_none() {
-            return Response::new(Body::from("no upgrade"));
-        }
-        let (slot, on_upgrade) = upgrade_channel();
-        tokio::spawn(async move {
-            let mut upgraded = on_upgrade.await.unwrap();
-            let mut buf = upgraded.read_buf.to_vec();
-            loop {
-                if !buf.is_empty() {
-                    upgraded.stream.write_all(&buf).await.unwrap();
-                }
-                buf = vec![0u8; 1024];
-                let n = upgraded.stream.read(&mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    return;
-                }
-                buf.truncate(n);
-            }
-        });
-        let mut response = Response::new(Body::Empty);
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        response
-            .headers_mut()
-            .insert("upgrade", HeaderValue::from_static("echo"));
-        response.extensions_mut().insert(slot);
-        response
+async fn echo_upgrade(request: Request<Incoming>) -> Response<Body> {
+    if request.headers().get("upgrade").is_none() {
+        return Response::new(Body::from("no upgrade"));
     }
+    let (slot, on_upgrade) = upgrade_channel();
+    tokio::spawn(async move {
+        let mut upgraded = on_upgrade.await.unwrap();
+        let mut buf = upgraded.read_buf.to_vec();
+        loop {
+            if !buf.is_empty() {
+                upgraded.stream.write_all(&buf).await.unwrap();
+            }
+            buf = vec![0u8; 1024];
+            let n = upgraded.stream.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            buf.truncate(n);
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    response
+        .headers_mut()
+        .insert("upgrade", HeaderValue::from_static("echo"));
+    response.extensions_mut().insert(slot);
+    response
 }
 
 #[tokio::test]
 async fn an_upgrade_becomes_a_tunnel_end_to_end() {
-    let origin = TestServer::start(EchoUpgrade, ServerConfig::default()).await;
+    let origin = TestServer::start(answer_with(echo_upgrade), ServerConfig::default()).await;
     let (proxy, _) = proxy_to(origin.addr).await;
     let mut client = RawClient::connect(proxy.addr).await;
     client
@@ -549,28 +528,21 @@ async fn expect_100_continue_passes_through() {
 }
 
 /// An origin that answers with a chunked body and trailers.
-struct TrailerOrigin;
-
-impl Handler for TrailerOrigin {
-    async fn call(
-        &self,
-        _request: Request<RequestBody<'_>>,
-        _ctx: RequestCtx<'_>,
-    ) -> Response<Body> {
-        let (mut sender, body) = Body::channel(None);
-        tokio::spawn(async move {
-            sender.send(Bytes::from_static(b"data")).await.unwrap();
-            let mut trailers = http::HeaderMap::new();
-            trailers.insert("x-checksum", HeaderValue::from_static("42"));
-            sender.send_trailers(trailers).await.unwrap();
-        });
-        Response::new(body)
-    }
+async fn trailer_origin(request: Request<Incoming>) -> Response<Body> {
+    let _ = request;
+    let (mut sender, body) = Body::channel(None);
+    tokio::spawn(async move {
+        sender.send(Bytes::from_static(b"data")).await.unwrap();
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-checksum", HeaderValue::from_static("42"));
+        sender.send_trailers(trailers).await.unwrap();
+    });
+    Response::new(body)
 }
 
 #[tokio::test]
 async fn trailers_reach_clients_that_accept_them() {
-    let origin = TestServer::start(TrailerOrigin, ServerConfig::default()).await;
+    let origin = TestServer::start(answer_with(trailer_origin), ServerConfig::default()).await;
     let (proxy, _) = proxy_to(origin.addr).await;
     let mut client = RawClient::connect(proxy.addr).await;
     client.get("/", "TE: trailers\r\n").await;
@@ -603,9 +575,10 @@ async fn least_outstanding_spreads_over_upstreams_and_skips_a_dead_one() {
         Upstreams::new(&urls, Balance::LeastOutstanding, Duration::from_secs(60)).unwrap(),
     );
     let proxy = TestServer::start(Proxy::new(config), ServerConfig::default()).await;
-    let client = Client::new(ClientOptions {
-        pool: PoolConfig::default(),
-        ..ClientOptions::default()
+    let client = Client::new({
+        let mut client_options = ClientOptions::default();
+        client_options.pool = PoolConfig::default();
+        client_options
     });
     let mut failures = 0;
     for _ in 0..30 {
@@ -658,9 +631,10 @@ async fn groups_route_by_host_and_path_each_with_its_own_policy() {
     let a = TestServer::start(Origin::new(), ServerConfig::default()).await;
     let b = TestServer::start(Origin::new(), ServerConfig::default()).await;
     let upstreams = Upstreams::single;
-    let short_lived = ClientOptions {
-        mode: Mode::Close,
-        ..ClientOptions::default()
+    let short_lived = {
+        let mut client_options = ClientOptions::default();
+        client_options.mode = Mode::Close;
+        client_options
     };
     let config = ProxyConfig::new(hopline::proxy::Target::Reverse(vec![
         Group {
@@ -706,7 +680,7 @@ async fn groups_route_by_host_and_path_each_with_its_own_policy() {
 async fn a_reloaded_proxy_sends_new_requests_by_the_new_settings() {
     let a = TestServer::start(Origin::new(), ServerConfig::default()).await;
     let b = TestServer::start(Origin::new(), ServerConfig::default()).await;
-    let proxy = std::sync::Arc::new(Proxy::new(reverse(a.addr, ClientOptions::default())));
+    let proxy = Proxy::new(reverse(a.addr, ClientOptions::default()));
     let server = TestServer::start(proxy.clone(), ServerConfig::default()).await;
     let mut client = RawClient::connect(server.addr).await;
     client.get("/", "").await;

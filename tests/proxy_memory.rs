@@ -54,7 +54,7 @@ async fn a_gigabyte_streams_through_with_bounded_memory() {
     let mut received = 0u64;
     let mut peak = 0u64;
     while let Some(frame) = body.frame().await {
-        if let hopline::conn::Frame::Data(data) = frame.unwrap() {
+        if let Ok(data) = frame.unwrap().into_data() {
             // Spot-check the pattern where each chunk lands.
             assert_eq!(data[0], b'a' + (received % 26) as u8);
             received += data.len() as u64;

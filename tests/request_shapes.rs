@@ -11,12 +11,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{RawClient, RawResponse, TestServer};
+use common::{RawClient, RawResponse, TestServer, TestService, ctx};
 use hopline::client::ClientOptions;
-use hopline::conn::{Body, Handler, RequestBody, RequestCtx, ServerConfig};
+use hopline::conn::{Body, Incoming, ServerConfig};
 use hopline::origin::Origin;
 use hopline::proxy::upstream::Upstreams;
 use hopline::proxy::{Proxy, ProxyConfig};
+use hopline::service::service_fn;
 use http::{Request, Response};
 
 /// An origin that answers every request with its head exactly as received, and counts them.
@@ -31,14 +32,14 @@ impl HeadEcho {
     }
 }
 
-impl Handler for HeadEcho {
-    async fn call(
-        &self,
-        _request: Request<RequestBody<'_>>,
-        ctx: RequestCtx<'_>,
-    ) -> Response<Body> {
-        self.seen.fetch_add(1, Ordering::Relaxed);
-        Response::new(Body::from(ctx.raw_head.clone()))
+impl HeadEcho {
+    fn origin(&self) -> impl TestService {
+        let seen = self.seen.clone();
+        service_fn(move |request: Request<Incoming>| {
+            seen.fetch_add(1, Ordering::Relaxed);
+            let head = ctx(&request).raw_head.clone();
+            async move { Ok::<_, std::convert::Infallible>(Response::new(Body::from(head))) }
+        })
     }
 }
 
@@ -66,7 +67,7 @@ fn field<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
 
 #[tokio::test]
 async fn a_host_cannot_inject_forwarded_elements_or_parameters() {
-    let origin = TestServer::start(HeadEcho::default(), ServerConfig::default()).await;
+    let origin = TestServer::start(HeadEcho::default().origin(), ServerConfig::default()).await;
     let proxy = proxy_in_front_of(origin.addr).await;
     let cases = [
         (
@@ -98,7 +99,7 @@ async fn a_host_cannot_inject_forwarded_elements_or_parameters() {
 async fn the_asterisk_form_is_for_options_only() {
     let serve = TestServer::start(Origin::new(), ServerConfig::default()).await;
     let recorder = HeadEcho::default();
-    let echo = TestServer::start(recorder.clone(), ServerConfig::default()).await;
+    let echo = TestServer::start(recorder.origin(), ServerConfig::default()).await;
     let proxy = proxy_in_front_of(echo.addr).await;
     for method in ["GET", "POST", "HEAD", "DELETE"] {
         for entry in [serve.addr, proxy.addr] {
@@ -128,7 +129,7 @@ async fn the_asterisk_form_is_for_options_only() {
 #[tokio::test]
 async fn an_empty_host_without_an_authority_in_the_target_is_400() {
     let recorder = HeadEcho::default();
-    let echo = TestServer::start(recorder.clone(), ServerConfig::default()).await;
+    let echo = TestServer::start(recorder.origin(), ServerConfig::default()).await;
     let serve = TestServer::start(Origin::new(), ServerConfig::default()).await;
     let proxy = proxy_in_front_of(echo.addr).await;
     for entry in [serve.addr, proxy.addr] {

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{RawClient, TestServer};
-use hopline::conn::{
-    Body, BodySource, CloseReason, Frame, Handler, RequestBody, RequestCtx, ServerConfig,
-};
+use hopline::conn::{Body, CloseReason, Incoming, ServerConfig};
 use hopline::error::BoxError;
 use hopline::origin::Origin;
+use hopline::service::{Service, service_fn};
 use http::{Request, Response, StatusCode};
+use http_body::Frame;
 
 async fn origin() -> TestServer {
     TestServer::start(Origin::new(), ServerConfig::default()).await
@@ -77,9 +77,10 @@ async fn connection_close_closes_after_the_response() {
 
 #[tokio::test]
 async fn short_lived_policy_closes_every_connection() {
-    let config = ServerConfig {
-        keep_alive: false,
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.keep_alive = false;
+        server_config
     };
     let server = TestServer::start(Origin::new(), config).await;
     for _ in 0..3 {
@@ -133,9 +134,10 @@ async fn pipelined_responses_wait_for_a_slow_handler_in_order() {
 
 #[tokio::test(start_paused = true)]
 async fn idle_timeout_closes_an_idle_connection() {
-    let config = ServerConfig {
-        keepalive_timeout: Duration::from_secs(5),
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.keepalive_timeout = Duration::from_secs(5);
+        server_config
     };
     let server = TestServer::start(Origin::new(), config).await;
     let mut client = RawClient::connect(server.addr).await;
@@ -154,10 +156,11 @@ async fn idle_timeout_closes_an_idle_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn header_timeout_answers_408_to_a_slow_head() {
-    let config = ServerConfig {
-        header_timeout: Duration::from_secs(3),
-        keepalive_timeout: Duration::from_secs(60),
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.header_timeout = Duration::from_secs(3);
+        server_config.keepalive_timeout = Duration::from_secs(60);
+        server_config
     };
     let server = TestServer::start(Origin::new(), config).await;
     let mut client = RawClient::connect(server.addr).await;
@@ -179,9 +182,10 @@ async fn header_timeout_answers_408_to_a_slow_head() {
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_new_connection_gets_the_header_timeout() {
-    let config = ServerConfig {
-        header_timeout: Duration::from_secs(2),
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.header_timeout = Duration::from_secs(2);
+        server_config
     };
     let server = TestServer::start(Origin::new(), config).await;
     let mut client = RawClient::connect(server.addr).await;
@@ -193,11 +197,12 @@ async fn a_silent_new_connection_gets_the_header_timeout() {
 
 #[tokio::test]
 async fn max_requests_closes_after_the_last_one() {
-    let config = ServerConfig {
-        max_requests: Some(3),
-        advertise_keep_alive: true,
-        keepalive_timeout: Duration::from_secs(7),
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.max_requests = Some(3);
+        server_config.advertise_keep_alive = true;
+        server_config.keepalive_timeout = Duration::from_secs(7);
+        server_config
     };
     let server = TestServer::start(Origin::new(), config).await;
     let mut client = RawClient::connect(server.addr).await;
@@ -221,10 +226,11 @@ async fn max_requests_closes_after_the_last_one() {
 
 #[tokio::test(start_paused = true)]
 async fn max_lifetime_ends_busy_and_idle_connections() {
-    let config = ServerConfig {
-        max_lifetime: Some(Duration::from_secs(10)),
-        keepalive_timeout: Duration::from_secs(60),
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.max_lifetime = Some(Duration::from_secs(10));
+        server_config.keepalive_timeout = Duration::from_secs(60);
+        server_config
     };
     let server = TestServer::start(Origin::new(), config).await;
     // Busy when its lifetime ends: that response says close.
@@ -269,9 +275,10 @@ async fn graceful_shutdown_finishes_in_flight_and_closes_idle() {
 
 #[tokio::test(start_paused = true)]
 async fn graceful_shutdown_aborts_at_the_drain_deadline() {
-    let listener = hopline::server::ListenerConfig {
-        drain_timeout: Duration::from_secs(1),
-        ..Default::default()
+    let listener = {
+        let mut listener_config = hopline::server::ListenerConfig::default();
+        listener_config.drain_timeout = Duration::from_secs(1);
+        listener_config
     };
     let mut server = TestServer::start_with(Origin::new(), ServerConfig::default(), listener).await;
     let mut busy = RawClient::connect(server.addr).await;
@@ -410,9 +417,10 @@ async fn malformed_requests_get_an_error_status_then_close() {
 
 #[tokio::test]
 async fn body_limit_answers_413() {
-    let config = ServerConfig {
-        max_body_bytes: Some(10),
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.max_body_bytes = Some(10);
+        server_config
     };
     let server = TestServer::start(Origin::new(), config).await;
     let mut declared = RawClient::connect(server.addr).await;
@@ -449,9 +457,21 @@ async fn small_unread_bodies_are_discarded_and_large_ones_close() {
     assert_eq!(stats.closed(CloseReason::BodyUnread), 1);
 }
 
-/// A handler that streams a body of unknown length, or fails midway.
-struct Streaming {
+/// A service that streams a body of unknown length, or fails midway.
+#[allow(non_snake_case)]
+fn Streaming(
     fail: bool,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone
++ Send
++ 'static {
+    service_fn(move |_request: Request<Incoming>| async move {
+        Ok(Response::new(Body::new(Countdown { left: 3, fail })))
+    })
 }
 
 struct Countdown {
@@ -459,11 +479,14 @@ struct Countdown {
     fail: bool,
 }
 
-impl BodySource for Countdown {
+impl http_body::Body for Countdown {
+    type Data = Bytes;
+    type Error = BoxError;
+
     fn poll_frame(
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if self.left == 0 {
             return Poll::Ready(None);
         }
@@ -471,32 +494,16 @@ impl BodySource for Countdown {
         if self.fail && self.left == 1 {
             return Poll::Ready(Some(Err("source failed".into())));
         }
-        Poll::Ready(Some(Ok(Frame::Data(Bytes::from(format!(
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(format!(
             "part{} ",
             self.left
         ))))))
     }
 }
 
-impl Handler for Streaming {
-    async fn call(
-        &self,
-        _request: Request<RequestBody<'_>>,
-        _ctx: RequestCtx<'_>,
-    ) -> Response<Body> {
-        Response::new(Body::stream(
-            None,
-            Countdown {
-                left: 3,
-                fail: self.fail,
-            },
-        ))
-    }
-}
-
 #[tokio::test]
 async fn unknown_length_bodies_are_chunked_for_11_and_close_delimited_for_10() {
-    let server = TestServer::start(Streaming { fail: false }, ServerConfig::default()).await;
+    let server = TestServer::start(Streaming(false), ServerConfig::default()).await;
     let mut modern = RawClient::connect(server.addr).await;
     modern.get("/", "").await;
     let response = modern.response().await;
@@ -515,7 +522,7 @@ async fn unknown_length_bodies_are_chunked_for_11_and_close_delimited_for_10() {
 
 #[tokio::test]
 async fn a_failing_body_is_cut_short_not_completed() {
-    let server = TestServer::start(Streaming { fail: true }, ServerConfig::default()).await;
+    let server = TestServer::start(Streaming(true), ServerConfig::default()).await;
     let mut client = RawClient::connect(server.addr).await;
     client.get("/", "").await;
     let raw = client.read_to_end().await;
@@ -531,9 +538,10 @@ async fn a_failing_body_is_cut_short_not_completed() {
 
 #[tokio::test]
 async fn a_client_that_never_reads_is_bounded_by_the_write_timeout() {
-    let config = ServerConfig {
-        write_timeout: Duration::from_millis(300),
-        ..ServerConfig::default()
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.write_timeout = Duration::from_millis(300);
+        server_config
     };
     let server = TestServer::start(Origin::new(), config).await;
     let mut client = RawClient::connect(server.addr).await;
@@ -564,9 +572,10 @@ async fn unknown_methods_get_501_and_wrong_ones_405() {
 
 #[tokio::test]
 async fn excess_connections_wait_for_a_slot_instead_of_being_dropped() {
-    let listener = hopline::server::ListenerConfig {
-        max_connections: 1,
-        ..Default::default()
+    let listener = {
+        let mut listener_config = hopline::server::ListenerConfig::default();
+        listener_config.max_connections = 1;
+        listener_config
     };
     let server = TestServer::start_with(Origin::new(), ServerConfig::default(), listener).await;
     let mut first = RawClient::connect(server.addr).await;

@@ -6,8 +6,7 @@
 
 use std::time::Duration;
 
-use hopline::conn::Frame;
-use hopline::conn::client::{ClientConfig, ClientConn};
+use hopline::conn::client::{ClientConfig, ClientConn, Persistence};
 use hopline::wire::BodyFraming;
 use hopline_fuzz::loopback;
 use http::{HeaderMap, Method};
@@ -21,11 +20,12 @@ fuzz_target!(|data: &[u8]| {
     let input = input.to_vec();
     let h = loopback();
     h.runtime.block_on(async {
-        let config = ClientConfig {
-            response_timeout: Duration::from_secs(1),
-            read_timeout: Duration::from_secs(1),
-            write_timeout: Duration::from_secs(1),
-            ..ClientConfig::default()
+        let config = {
+            let mut client_config = ClientConfig::default();
+            client_config.response_timeout = Duration::from_secs(1);
+            client_config.read_timeout = Duration::from_secs(1);
+            client_config.write_timeout = Duration::from_secs(1);
+            client_config
         };
         let connect = ClientConn::connect(h.addr, 1, config, Duration::from_secs(1));
         let (conn, accepted) = tokio::join!(connect, h.listener.accept());
@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
                         Some("fuzz"),
                         &HeaderMap::new(),
                         &bytes::Bytes::new(),
-                        false,
+                        Persistence::KeepAlive,
                     )
                     .await
                     .is_err()
@@ -72,8 +72,11 @@ fuzz_target!(|data: &[u8]| {
                 let mut got = 0u64;
                 loop {
                     match conn.read_frame().await {
-                        Ok(Some(Frame::Data(data))) => got += data.len() as u64,
-                        Ok(Some(Frame::Trailers(_))) | Ok(None) => break,
+                        Ok(Some(frame)) => match frame.into_data() {
+                            Ok(data) => got += data.len() as u64,
+                            Err(_) => break,
+                        },
+                        Ok(None) => break,
                         Err(_) => return,
                     }
                 }

@@ -27,12 +27,13 @@ fuzz_target!(|data: &[u8]| {
     h.runtime.block_on(async {
         let mut client = TcpStream::connect(h.addr).await.unwrap();
         let (stream, peer) = h.listener.accept().await.unwrap();
-        let config = ServerConfig {
-            keepalive_timeout: Duration::from_secs(1),
-            header_timeout: Duration::from_secs(1),
-            body_timeout: Duration::from_secs(1),
-            write_timeout: Duration::from_secs(1),
-            ..ServerConfig::default()
+        let config = {
+            let mut server_config = ServerConfig::default();
+            server_config.keepalive_timeout = Duration::from_secs(1);
+            server_config.header_timeout = Duration::from_secs(1);
+            server_config.body_timeout = Duration::from_secs(1);
+            server_config.write_timeout = Duration::from_secs(1);
+            server_config
         };
         let server = tokio::spawn(async move {
             let shutdown = Shutdown::new();
@@ -44,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
             serve_connection(
                 stream,
                 info,
-                &Origin::new(),
+                Origin::new(),
                 &config,
                 shutdown.listener(),
                 &Hooks::default(),

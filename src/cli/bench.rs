@@ -10,9 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::get::ModeArg;
 use super::{parse_duration, runtime};
-use crate::bench::{BenchConfig, Limit, run as run_bench, version};
-use crate::conn::client::ClientConfig;
-use crate::pool::Key;
+use hopline::bench::{BenchConfig, Limit, run as run_bench, version};
+use hopline::conn::client::ClientConfig;
+use hopline::pool::Key;
 
 /// `hopline bench`.
 #[derive(Debug, Args)]
@@ -98,12 +98,13 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             method: Method::from_bytes(args.method.as_bytes())?,
             headers,
             body: Bytes::from(args.body.clone().unwrap_or_default()),
-            client: ClientConfig {
-                version: version(args.http10),
-                response_timeout: args.timeout,
-                read_timeout: args.timeout,
-                write_timeout: args.timeout,
-                ..ClientConfig::default()
+            client: {
+                let mut client_config = ClientConfig::default();
+                client_config.version = version(args.http10);
+                client_config.response_timeout = args.timeout;
+                client_config.read_timeout = args.timeout;
+                client_config.write_timeout = args.timeout;
+                client_config
             },
             connect_timeout: args.timeout,
         };

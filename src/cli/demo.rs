@@ -9,8 +9,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::parse_duration;
-use crate::demo::{self, DemoConfig, ModeKind, PageSource, report};
-use crate::page::{DEFAULT_RESOURCES, PageSpec};
+use hopline::demo::{self, DemoConfig, ModeKind, PageSource, report};
+use hopline::page::{DEFAULT_RESOURCES, PageSpec};
 
 /// `hopline demo`.
 #[derive(Debug, Args)]

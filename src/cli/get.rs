@@ -13,9 +13,8 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::parse_duration;
-use crate::client::{Client, ClientOptions, Exchange, Mode};
-use crate::conn::body::Frame;
-use crate::pool::PoolConfig;
+use hopline::client::{Client, ClientOptions, Exchange, Mode};
+use hopline::pool::PoolConfig;
 
 /// A connection type, as flags spell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,13 +112,15 @@ async fn fetch_all(args: GetArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let headers = super::parse_header_lines(&args.headers)?;
     let body = Bytes::from(args.data.clone().unwrap_or_default());
-    let mut options = ClientOptions {
-        mode: args.mode.mode(args.depth),
-        pool: PoolConfig {
-            max_connections_per_host: Some(args.max_per_host.max(1)),
-            ..PoolConfig::default()
-        },
-        ..ClientOptions::default()
+    let mut options = {
+        let mut client_options = ClientOptions::default();
+        client_options.mode = args.mode.mode(args.depth);
+        client_options.pool = {
+            let mut pool_config = PoolConfig::default();
+            pool_config.max_connections_per_host = Some(args.max_per_host.max(1));
+            pool_config
+        };
+        client_options
     };
     options.conn.response_timeout = args.timeout;
     options.conn.read_timeout = args.timeout;
@@ -227,7 +228,9 @@ async fn fetch(
         if let Some(map) = builder.headers_mut() {
             *map = headers;
         }
-        let request = builder.body(body).map_err(|e| e.to_string())?;
+        let request = builder
+            .body(hopline::conn::Body::from(body))
+            .map_err(|e| e.to_string())?;
         if args.verbose {
             let mut head = format!(
                 "> {} {} {:?}\n",
@@ -244,10 +247,10 @@ async fn fetch(
             }
             eprintln!("{head}>");
         }
-        let response = client.request(request).await.map_err(|e| e.to_string())?;
-        let exchange = response
-            .body()
-            .exchange()
+        let response = client.send(request).await.map_err(|e| e.to_string())?;
+        let exchange = *response
+            .extensions()
+            .get::<Exchange>()
             .ok_or("the client reported no exchange")?;
         let status = response.status().as_u16();
         if args.verbose {
@@ -271,7 +274,7 @@ async fn fetch(
         let mut body = response.into_body();
         let mut size = 0u64;
         while let Some(frame) = body.frame().await {
-            if let Frame::Data(data) = frame.map_err(|e| e.to_string())? {
+            if let Ok(data) = frame.map_err(|e| e.to_string())?.into_data() {
                 size += data.len() as u64;
                 if let Some(sink) = sink.as_mut() {
                     sink.write_all(&data).map_err(|e| e.to_string())?;

@@ -25,14 +25,14 @@ pub use bench::BenchArgs;
 pub use get::GetArgs;
 pub use proxy::ProxyArgs;
 
-use crate::admin::Admin;
-pub use crate::config::Layout;
-pub use crate::config::parse_duration;
-use crate::config::{self, AccessLogFormat, DownstreamFile, FileConfig, Loaded};
-use crate::conn::{Handler, Hooks, LiveConns, Observer, ServerConfig};
-use crate::metrics::{AccessLog, Fanout, Metrics};
-use crate::origin::Origin;
-use crate::server::{ListenerConfig, Server};
+use hopline::admin::Admin;
+pub use hopline::config::Layout;
+pub use hopline::config::parse_duration;
+use hopline::config::{self, AccessLogFormat, DownstreamFile, FileConfig, Loaded};
+use hopline::conn::{Hooks, LiveConns, Observer, ServerConfig};
+use hopline::metrics::{AccessLog, Fanout, Metrics};
+use hopline::origin::Origin;
+use hopline::server::{ListenerConfig, Server};
 
 /// hopline — an HTTP/1.x connection engine: short-lived, persistent and pipelined
 /// connections, hop by hop.
@@ -217,89 +217,95 @@ impl DownstreamArgs {
     /// The connection policy of these flags over `file`.
     pub fn server_config(&self, given: &Given, file: &DownstreamFile) -> ServerConfig {
         let dur = |d: &Option<config::Dur>| d.map(|d| d.0);
-        ServerConfig {
-            keep_alive: if given.typed("no_keepalive") {
+        {
+            let mut server_config = ServerConfig::default();
+            server_config.keep_alive = if given.typed("no_keepalive") {
                 !self.no_keepalive
             } else {
                 file.keepalive.unwrap_or(!self.no_keepalive)
-            },
-            keepalive_timeout: given.pick(
+            };
+            server_config.keepalive_timeout = given.pick(
                 "keepalive_timeout",
                 self.keepalive_timeout,
                 dur(&file.keepalive_timeout),
-            ),
-            header_timeout: given.pick(
+            );
+            server_config.header_timeout = given.pick(
                 "header_timeout",
                 self.header_timeout,
                 dur(&file.header_timeout),
-            ),
-            body_timeout: given.pick("body_timeout", self.body_timeout, dur(&file.body_timeout)),
-            write_timeout: given.pick(
+            );
+            server_config.body_timeout =
+                given.pick("body_timeout", self.body_timeout, dur(&file.body_timeout));
+            server_config.write_timeout = given.pick(
                 "write_timeout",
                 self.write_timeout,
                 dur(&file.write_timeout),
-            ),
-            max_requests: given.pick(
+            );
+            server_config.max_requests = given.pick(
                 "max_requests",
                 self.max_requests,
                 file.max_requests.map(Some),
-            ),
-            max_lifetime: given.pick(
+            );
+            server_config.max_lifetime = given.pick(
                 "max_lifetime",
                 self.max_lifetime,
                 dur(&file.max_lifetime).map(Some),
-            ),
-            advertise_keep_alive: given.pick(
+            );
+            server_config.advertise_keep_alive = given.pick(
                 "advertise_keepalive",
                 self.advertise_keepalive,
                 file.advertise_keepalive,
-            ),
-            max_body_bytes: given.pick("max_body", self.max_body, file.max_body.map(Some)),
-            head_limits: crate::wire::HeadLimits {
-                max_request_line: given.pick(
+            );
+            server_config.max_body_bytes =
+                given.pick("max_body", self.max_body, file.max_body.map(Some));
+            server_config.head_limits = {
+                let mut head_limits = hopline::wire::HeadLimits::default();
+                head_limits.max_request_line = given.pick(
                     "max_request_line",
                     self.max_request_line,
                     file.max_request_line,
-                ),
-                max_head_bytes: given.pick(
-                    "max_head_bytes",
-                    self.max_head_bytes,
-                    file.max_head_bytes,
-                ),
-                max_headers: given.pick("max_headers", self.max_headers, file.max_headers),
-            },
-            chunked_limits: crate::wire::ChunkedLimits {
-                max_line: given.pick("max_chunk_line", self.max_chunk_line, file.max_chunk_line),
-                max_trailer_bytes: given.pick(
+                );
+                head_limits.max_head_bytes =
+                    given.pick("max_head_bytes", self.max_head_bytes, file.max_head_bytes);
+                head_limits.max_headers =
+                    given.pick("max_headers", self.max_headers, file.max_headers);
+                head_limits
+            };
+            server_config.chunked_limits = {
+                let mut chunked_limits = hopline::wire::ChunkedLimits::default();
+                chunked_limits.max_line =
+                    given.pick("max_chunk_line", self.max_chunk_line, file.max_chunk_line);
+                chunked_limits.max_trailer_bytes = given.pick(
                     "max_trailer_bytes",
                     self.max_trailer_bytes,
                     file.max_trailer_bytes,
-                ),
-                ..crate::wire::ChunkedLimits::default()
-            },
-            pipelining: if given.typed("no_pipelining") {
+                );
+                chunked_limits
+            };
+            server_config.pipelining = if given.typed("no_pipelining") {
                 !self.no_pipelining
             } else {
                 file.pipelining.unwrap_or(!self.no_pipelining)
-            },
-            ..ServerConfig::default()
+            };
+            server_config
         }
     }
 
     /// The listener settings of these flags over `file`.
     pub fn listener_config(&self, given: &Given, file: &DownstreamFile) -> ListenerConfig {
-        ListenerConfig {
-            max_connections: given.pick(
+        {
+            let mut listener_config = ListenerConfig::default();
+            listener_config.max_connections = given.pick(
                 "max_connections",
                 self.max_connections,
                 file.max_connections,
-            ),
-            drain_timeout: given.pick(
+            );
+            listener_config.drain_timeout = given.pick(
                 "drain_timeout",
                 self.drain_timeout,
                 file.drain_timeout.map(|d| d.0),
-            ),
-            ..ListenerConfig::default()
+            );
+            listener_config
         }
     }
 }
@@ -399,16 +405,28 @@ impl Ops {
 /// the new downstream policy.
 type Reload = Box<dyn Fn(&Loaded) -> Result<ServerConfig, String> + Send + Sync>;
 
-/// Runs `handler` on the merged settings until SIGINT / SIGTERM, with the admin endpoint
+/// Runs `service` on the merged settings until SIGINT / SIGTERM, with the admin endpoint
 /// if asked for, reloading `file_path` on SIGHUP.
-fn run<H: Handler>(
+fn run<S, B>(
     what: &str,
     common: Common,
     ops: Ops,
-    handler: H,
+    service: S,
     file_path: Option<PathBuf>,
     reload: Reload,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    S: hopline::service::Service<
+            http::Request<hopline::conn::Incoming>,
+            Response = http::Response<B>,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static,
+    S::Error: Into<hopline::error::BoxError>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<hopline::error::BoxError>,
+{
     raise_open_file_limit();
     let workers = common.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -416,7 +434,6 @@ fn run<H: Handler>(
             .unwrap_or(1)
     });
     let per_core = common.layout == Layout::PerCore && workers > 1;
-    let handler = Arc::new(handler);
     let mut listener = common.listener.clone();
     if per_core {
         listener.reuse_port = true;
@@ -427,7 +444,7 @@ fn run<H: Handler>(
     runtime.block_on(async move {
         let server = Server::bind(
             common.listen,
-            handler.clone(),
+            service.clone(),
             common.server.clone(),
             listener.clone(),
         )
@@ -443,7 +460,7 @@ fn run<H: Handler>(
             for worker in 1..workers {
                 let server = Server::bind(
                     addr,
-                    handler.clone(),
+                    service.clone(),
                     common.server.clone(),
                     listener.clone(),
                 )
@@ -525,7 +542,7 @@ fn run<H: Handler>(
 async fn reload_on_hangup(
     path: Option<PathBuf>,
     running: Common,
-    server: crate::server::ConfigHandle,
+    server: hopline::server::ConfigHandle,
     reload: Reload,
 ) {
     use tokio::signal::unix::{SignalKind, signal};

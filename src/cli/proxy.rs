@@ -12,15 +12,15 @@ use super::get::ModeArg;
 use super::{
     Common, DownstreamArgs, Given, Ops, OpsArgs, Reload, parse_duration, run as run_server,
 };
-use crate::client::{ClientOptions, Mode};
-use crate::config::{
+use hopline::client::{ClientOptions, Mode};
+use hopline::config::{
     self, BalanceName, FileConfig, HttpVersion, Loaded, PolicyFile, ProxyMode, UpstreamMode,
 };
-use crate::conn::Hooks;
-use crate::metrics::UpstreamCounts;
-use crate::pool::PoolConfig;
-use crate::proxy::upstream::{Balance, Upstreams};
-use crate::proxy::{Group, Proxy, ProxyConfig, Target};
+use hopline::conn::Hooks;
+use hopline::metrics::UpstreamCounts;
+use hopline::pool::PoolConfig;
+use hopline::proxy::upstream::{Balance, Upstreams};
+use hopline::proxy::{Group, Proxy, ProxyConfig, Target};
 
 /// `hopline proxy`.
 #[derive(Debug, Args)]
@@ -107,37 +107,36 @@ impl ProxyArgs {
                 UpstreamMode::Pipeline => ModeArg::Pipeline,
             }),
         );
-        let mut options = ClientOptions {
-            mode: mode_arg.mode(depth),
-            pool: PoolConfig {
-                max_idle_per_host: given.pick(
-                    "upstream_max_idle",
-                    self.upstream_max_idle,
-                    file.max_idle,
-                ),
-                max_connections_per_host: given.pick(
+        let mut options = {
+            let mut client_options = ClientOptions::default();
+            client_options.mode = mode_arg.mode(depth);
+            client_options.pool = {
+                let mut pool_config = PoolConfig::default();
+                pool_config.max_idle_per_host =
+                    given.pick("upstream_max_idle", self.upstream_max_idle, file.max_idle);
+                pool_config.max_connections_per_host = given.pick(
                     "upstream_max_connections",
                     self.upstream_max_connections,
                     file.max_connections.map(Some),
-                ),
-                idle_timeout: given.pick(
+                );
+                pool_config.idle_timeout = given.pick(
                     "upstream_idle_timeout",
                     self.upstream_idle_timeout,
                     dur(file.idle_timeout),
-                ),
-                max_requests_per_connection: given.pick(
+                );
+                pool_config.max_requests_per_connection = given.pick(
                     "upstream_max_requests",
                     self.upstream_max_requests,
                     file.max_requests.map(Some),
-                ),
-                max_lifetime: None,
-            },
-            connect_timeout: given.pick(
+                );
+                pool_config
+            };
+            client_options.connect_timeout = given.pick(
                 "connect_timeout",
                 self.connect_timeout,
                 dur(file.connect_timeout),
-            ),
-            ..ClientOptions::default()
+            );
+            client_options
         };
         options.conn.response_timeout =
             given.pick("upstream_timeout", self.upstream_timeout, dur(file.timeout));
@@ -220,7 +219,7 @@ impl ProxyArgs {
         config.name = given
             .pick("name", self.name.clone(), section.name.clone().map(Some))
             .unwrap_or_else(|| default_name(listen));
-        if !crate::proxy::headers::is_valid_via_name(&config.name) {
+        if !hopline::proxy::headers::is_valid_via_name(&config.name) {
             return Err(format!(
                 "proxy name `{}`: it stands in Via, so it must be a token or host:port",
                 config.name
@@ -306,7 +305,7 @@ pub fn run(
     config.note_upstream = common.access_log != config::AccessLogFormat::Off;
     let note_upstream = config.note_upstream;
     let what = format!("proxy: {}", summary(&config));
-    let proxy = Arc::new(Proxy::new(config));
+    let proxy = Proxy::new(config);
     if let Some(metrics) = &ops.metrics {
         let proxy = proxy.clone();
         metrics.set_upstreams(Arc::new(move || upstream_counts(&proxy)));

@@ -8,7 +8,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::parse_duration;
-use crate::client::{Client, ClientOptions};
+use hopline::client::{Client, ClientOptions};
 
 /// `hopline top`.
 #[derive(Debug, Args)]
@@ -150,7 +150,7 @@ pub fn run(args: TopArgs) -> Result<(), Box<dyn std::error::Error>> {
             if response.status() != 200 {
                 return Err(format!("{url}: status {}", response.status()).into());
             }
-            let body = response.into_body().collect().await?;
+            let body = response.into_body().bytes(64 * 1024 * 1024).await?;
             let view: View = serde_json::from_slice(&body)?;
             let text = render(&view, args.limit);
             let mut stdout = std::io::stdout().lock();

@@ -1,5 +1,7 @@
 //! `client`: the HTTP client: connection types as a setting, pooled connections, safe
-//! retries, and response bodies that hand their connection back when they end.
+//! retries, and the whole exchange of one request — head, a bounded wait for `100
+//! Continue`, the body streamed (while an early or streamed answer is read), the response
+//! head, and the response body, which hands its connection back when it ends.
 //!
 //! Owns the choices around one exchange: which connection (a new one per request, the
 //! pool's warmest, or a pipelined one with room), whether a failed request may be sent
@@ -11,24 +13,33 @@
 //! | [`Mode::Close`] | a new one per request, `Connection: close` sent | 1 |
 //! | [`Mode::KeepAlive`] | pooled, most recently used first | sequential |
 //! | [`Mode::Pipeline`] | pooled dispatchers | up to `depth` idempotent requests in flight |
+//!
+//! | module | owns |
+//! |---|---|
+//! | `exchange` | one request on one connection, and the response body that reads it |
+//! | `outgoing` | a request as this hop sends it: target, `Host`, a body in memory or streamed |
+//! | `pipeline` | pipelined connections: one dispatcher task each |
 
+mod exchange;
+mod outgoing;
 mod pipeline;
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response};
+use http::{Request, Response, Version};
 use tokio::time::Instant;
 
-use crate::conn::body::{Body, BodySource, Frame};
-use crate::conn::client::{ClientConfig, ClientConn, host_value, is_idempotent, origin_form};
+use crate::conn::client::{ClientConfig, ClientConn, Persistence};
+use crate::conn::{Body, Incoming};
 use crate::error::{BoxError, Error, ErrorKind, Side};
 use crate::pool::{Checkout, Key, Pool, PoolConfig, Poolable, Pooled};
+use exchange::{Attempt, Failure};
+use outgoing::{Outgoing, RequestBody, Upload, Whole};
 
 pub use pipeline::PipelineStats;
 
@@ -60,8 +71,10 @@ impl std::str::FromStr for Mode {
     }
 }
 
-/// Client settings.
+/// Client settings. Build them from `ClientOptions::default()` and set the fields that
+/// differ.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClientOptions {
     /// Connection type.
     pub mode: Mode,
@@ -71,6 +84,9 @@ pub struct ClientOptions {
     pub pool: PoolConfig,
     /// Longest time to open a connection. Default 10 s.
     pub connect_timeout: Duration,
+    /// Largest request body of unknown length buffered for an HTTP/1.0 hop, which cannot
+    /// take chunked (beyond it: an error with status 413). Default 16 MiB.
+    pub max_buffered_body: u64,
 }
 
 impl Default for ClientOptions {
@@ -80,11 +96,23 @@ impl Default for ClientOptions {
             conn: ClientConfig::default(),
             pool: PoolConfig::default(),
             connect_timeout: Duration::from_secs(10),
+            max_buffered_body: 16 * 1024 * 1024,
         }
     }
 }
 
-/// How a response was obtained ([`ResponseBody::exchange`]).
+impl ClientOptions {
+    /// Options with this connection type and the rest at their defaults.
+    pub fn with_mode(mode: Mode) -> Self {
+        ClientOptions {
+            mode,
+            ..ClientOptions::default()
+        }
+    }
+}
+
+/// How a response was obtained; in every response's extensions
+/// (`response.extensions().get::<Exchange>()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exchange {
     /// The connection's number within this client.
@@ -99,13 +127,13 @@ pub struct Exchange {
 
 /// Client counters.
 #[derive(Debug, Default)]
-pub struct ClientStats {
+struct ClientStats {
     connections: AtomicU64,
     requests: AtomicU64,
     retries: AtomicU64,
 }
 
-/// A copy of [`ClientStats`].
+/// A copy of the client's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ClientCounts {
     /// Connections opened.
@@ -126,46 +154,19 @@ struct Inner {
 }
 
 /// An HTTP/1.x client. Cheap to clone; clones share connections.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), hopline::Error> {
+/// use http_body_util::BodyExt;
+///
+/// let client = hopline::client::Client::new(Default::default());
+/// let response = client.get("http://127.0.0.1:8080/").await?;
+/// let body = response.into_body().collect().await?.to_bytes();
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
-}
-
-/// A request as it goes to the next hop, with its body in memory (so it can be sent again
-/// if that is safe). [`Client::request`] builds one from an absolute URI; a proxy builds
-/// its own.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    /// Which origin (and pool) it goes to.
-    pub key: Key,
-    /// The method.
-    pub method: Method,
-    /// The request target as written on the wire (origin-form, or absolute-form to a
-    /// forward proxy).
-    pub target: Bytes,
-    /// The `Host` to send unless `headers` carry one.
-    pub authority: Option<String>,
-    /// The fields (framing and persistence fields are the connection's).
-    pub headers: HeaderMap,
-    /// The body.
-    pub body: Bytes,
-}
-
-/// An [`Outgoing`] request with what the client derives from it.
-#[derive(Debug, Clone)]
-pub(crate) struct Prepared {
-    pub request: Outgoing,
-    /// Whether it may be sent again (RFC 9110 §9.2.2) and pipelined.
-    pub idempotent: bool,
-}
-
-impl From<Outgoing> for Prepared {
-    fn from(request: Outgoing) -> Self {
-        Prepared {
-            idempotent: is_idempotent(&request.method, &request.headers),
-            request,
-        }
-    }
 }
 
 impl Client {
@@ -204,88 +205,144 @@ impl Client {
         &self.inner.pool
     }
 
-    /// Sends a request to the absolute URI in it and returns the response, whose body
-    /// streams from the connection.
-    pub async fn request(&self, request: Request<Bytes>) -> Result<Response<ResponseBody>, Error> {
-        self.send(prepare(request)?).await
-    }
-
-    /// Sends a request described hop-side, in the client's connection type, retrying only
-    /// as RFC 9110 §9.2.2 allows.
-    pub async fn send(&self, outgoing: Outgoing) -> Result<Response<ResponseBody>, Error> {
-        let prepared = Prepared::from(outgoing);
-        match self.inner.options.mode {
-            Mode::Close => self.send_on_new(&prepared).await,
-            Mode::KeepAlive => self.send_pooled(&prepared).await,
-            Mode::Pipeline { depth } => {
-                pipeline::send(self, &self.inner.pipelines, prepared, depth).await
+    /// Sends `request` to the absolute `http://` URI in it, in the client's connection
+    /// type, and returns the response once its head has arrived; the body streams from
+    /// the connection as it is read.
+    ///
+    /// The whole exchange is the client's: the request head, a bounded wait for `100
+    /// Continue` when the request expects it, the body streamed with backpressure (an
+    /// answer that arrives before the body is sent is read, RFC 9112 §9.5: a final error
+    /// stops the upload, a 2xx streams alongside it), the response head (1xx skipped),
+    /// and for a protocol switch (101, or a 2xx to CONNECT) the connection itself, as
+    /// [`crate::conn::Upgraded`] in the response's extensions. The `Host` is the URI's
+    /// authority unless the request carries one. A body the client gets whole at once
+    /// (bytes in memory) may be sent again when that is safe (RFC 9110 §9.2.2); a
+    /// streamed one never is.
+    pub async fn send<B>(&self, request: Request<B>) -> Result<Response<Incoming>, Error>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = request.into_parts();
+        let head = Outgoing::from_parts(parts)?;
+        match RequestBody::probe(body, &head)? {
+            RequestBody::Whole(body) => self.send_whole(Arc::new(Whole { head, body })).await,
+            RequestBody::Stream(upload)
+                if upload.length().is_none() && self.hop_version() == Version::HTTP_10 =>
+            {
+                // An HTTP/1.0 hop cannot take chunked: learn the length first.
+                let body = upload.collect(self.inner.options.max_buffered_body).await?;
+                self.send_whole(Arc::new(Whole { head, body })).await
             }
+            RequestBody::Stream(upload) => self.send_stream(head, upload).await,
         }
     }
 
     /// `GET uri`.
-    pub async fn get(&self, uri: &str) -> Result<Response<ResponseBody>, Error> {
+    pub async fn get(&self, uri: &str) -> Result<Response<Incoming>, Error> {
         let request = Request::get(uri)
-            .body(Bytes::new())
+            .body(Body::empty())
             .map_err(|e| Error::new(Side::Local, ErrorKind::Body(e.into())))?;
-        self.request(request).await
+        self.send(request).await
+    }
+
+    fn hop_version(&self) -> Version {
+        self.inner.options.conn.version
+    }
+
+    /// A request whose body is in memory, in the client's connection type.
+    async fn send_whole(&self, whole: Arc<Whole>) -> Result<Response<Incoming>, Error> {
+        match self.inner.options.mode {
+            Mode::Close => {
+                let conn = self.connect(&whole.head.key).await?;
+                self.exchange(
+                    Lease::Owned(conn),
+                    &whole.head,
+                    whole.body.clone().into(),
+                    Attempt::First,
+                )
+                .await
+                .map_err(|failure| failure.error)
+            }
+            Mode::KeepAlive => self.send_pooled(&whole).await,
+            Mode::Pipeline { depth } => {
+                pipeline::send(self, &self.inner.pipelines, whole, depth).await
+            }
+        }
     }
 
     /// Keep-alive mode: the pool's warmest connection; if the request fails on a reused
     /// connection before any response byte, once more on a new one when that is safe.
-    async fn send_pooled(&self, prepared: &Prepared) -> Result<Response<ResponseBody>, Error> {
-        let lease = match self.inner.pool.checkout(&prepared.request.key).await {
-            Checkout::Reused(conn) => Lease::Pooled(conn),
-            Checkout::Fresh(slot) => {
-                Lease::Pooled(slot.fill(self.connect(&prepared.request.key).await?))
-            }
-        };
+    async fn send_pooled(&self, whole: &Whole) -> Result<Response<Incoming>, Error> {
+        let key = &whole.head.key;
+        let lease = self.lease(key, Freshness::Any).await?;
         let reused = lease.is_reused();
-        match self.exchange(lease, prepared, false, false).await {
+        match self
+            .exchange(
+                lease,
+                &whole.head,
+                whole.body.clone().into(),
+                Attempt::First,
+            )
+            .await
+        {
             Ok(response) => Ok(response),
-            Err(failure) if reused && !failure.response_started && prepared.idempotent => {
+            Err(failure) if reused && !failure.response_started && whole.head.idempotent => {
                 // RFC 9110 §9.2.2: the server closed the connection as we reused it (the
                 // idle-close race) and sent nothing: the request may be sent again, once,
                 // on a new connection.
                 tracing::debug!(error = %failure.error, "retrying on a new connection");
                 self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
-                let slot = self.inner.pool.checkout_fresh(&prepared.request.key).await;
-                let conn = slot.fill(self.connect(&prepared.request.key).await?);
-                self.exchange(Lease::Pooled(conn), prepared, false, true)
-                    .await
-                    .map_err(|failure| failure.error)
+                let lease = self.lease(key, Freshness::New).await?;
+                self.exchange(
+                    lease,
+                    &whole.head,
+                    whole.body.clone().into(),
+                    Attempt::Retry,
+                )
+                .await
+                .map_err(|failure| failure.error)
             }
             Err(failure) => Err(failure.error),
         }
     }
 
-    /// Close mode: a new connection, `Connection: close`, no pool.
-    async fn send_on_new(&self, prepared: &Prepared) -> Result<Response<ResponseBody>, Error> {
-        let conn = self.connect(&prepared.request.key).await?;
-        self.exchange(Lease::Owned(conn), prepared, true, false)
+    /// A request whose body streams: one connection held alone (pipelined connections
+    /// are for bodies in memory), never sent again. A protocol switch gets a new
+    /// connection: it will not come back.
+    async fn send_stream(
+        &self,
+        head: Outgoing,
+        upload: Upload,
+    ) -> Result<Response<Incoming>, Error> {
+        let freshness = if head.upgrade {
+            Freshness::New
+        } else {
+            Freshness::Any
+        };
+        let lease = self.lease(&head.key, freshness).await?;
+        self.exchange(lease, &head, upload, Attempt::First)
             .await
             .map_err(|failure| failure.error)
     }
 
-    /// A connection to `key` for an exchange the caller drives itself (for example a
-    /// request body streamed from elsewhere): the pool's warmest in keep-alive and pipeline
-    /// modes (pipelined connections are for in-memory requests), a new one in close mode
-    /// or when `fresh`.
-    pub async fn lease(&self, key: &Key, fresh: bool) -> Result<Lease, Error> {
+    /// A connection to `key` for one exchange: a new one in close mode or when asked,
+    /// else the pool's warmest.
+    async fn lease(&self, key: &Key, freshness: Freshness) -> Result<Lease, Error> {
         if self.inner.options.mode == Mode::Close {
             return Ok(Lease::Owned(self.connect(key).await?));
         }
-        let pooled = if fresh {
-            self.inner
+        let pooled = match freshness {
+            Freshness::New => self
+                .inner
                 .pool
                 .checkout_fresh(key)
                 .await
-                .fill(self.connect(key).await?)
-        } else {
-            match self.inner.pool.checkout(key).await {
+                .fill(self.connect(key).await?),
+            Freshness::Any => match self.inner.pool.checkout(key).await {
                 Checkout::Reused(conn) => conn,
                 Checkout::Fresh(slot) => slot.fill(self.connect(key).await?),
-            }
+            },
         };
         Ok(Lease::Pooled(pooled))
     }
@@ -305,72 +362,31 @@ impl Client {
         Ok(conn)
     }
 
-    /// One request and its response head on `lease`; the body follows in the response.
+    /// One request on `lease`, counted; see [`exchange::run`].
     async fn exchange(
         &self,
-        mut lease: Lease,
-        prepared: &Prepared,
-        close: bool,
-        retried: bool,
-    ) -> Result<Response<ResponseBody>, Failure> {
+        lease: Lease,
+        head: &Outgoing,
+        body: Upload,
+        attempt: Attempt,
+    ) -> Result<Response<Incoming>, Failure> {
         self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let exchange = lease.exchange(retried);
-        let conn = lease.conn_mut();
-        let sent = conn
-            .send_request(
-                &prepared.request.method,
-                &prepared.request.target,
-                prepared.request.authority.as_deref(),
-                &prepared.request.headers,
-                &prepared.request.body,
-                close,
-            )
-            .await;
-        let head = match sent {
-            Ok(()) => conn.read_head().await,
-            Err(error) => Err(error),
+        let persistence = if matches!(lease, Lease::Owned(_)) {
+            Persistence::Close
+        } else {
+            Persistence::KeepAlive
         };
-        let head = head.map_err(|error| Failure {
-            response_started: lease.conn().response_started(),
-            error,
-        })?;
-        let mut response = Response::new(ResponseBody::new(lease, head.framing, exchange));
-        *response.status_mut() = head.status;
-        *response.version_mut() = head.version;
-        *response.headers_mut() = head.headers;
-        Ok(response)
+        exchange::run(lease, head, body, persistence, attempt).await
     }
 }
 
-/// A failed exchange, and whether any of the response had arrived (retry eligibility).
-struct Failure {
-    error: Error,
-    response_started: bool,
-}
-
-/// Validates a request and puts it in the form the client sends.
-fn prepare(request: Request<Bytes>) -> Result<Outgoing, Error> {
-    let (parts, body) = request.into_parts();
-    let key = Key::from_uri(&parts.uri).ok_or_else(|| {
-        Error::new(
-            Side::Local,
-            ErrorKind::Body(format!("`{}` is not an absolute http:// URI", parts.uri).into()),
-        )
-    })?;
-    if &*key.scheme != "http" {
-        return Err(Error::new(
-            Side::Local,
-            ErrorKind::Body(format!("{}: only http:// is supported", parts.uri).into()),
-        ));
-    }
-    Ok(Outgoing {
-        key,
-        target: origin_form(&parts.uri),
-        authority: host_value(&parts.uri).and_then(|v| v.to_str().ok().map(str::to_string)),
-        method: parts.method,
-        headers: parts.headers,
-        body,
-    })
+/// Whether an exchange may use a pooled connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freshness {
+    /// The pool's warmest, or a new one.
+    Any,
+    /// A new connection (a retry after a stale one; a protocol switch).
+    New,
 }
 
 /// Resolves a key's host (IP literals without a lookup).
@@ -392,7 +408,7 @@ async fn resolve(key: &Key) -> Result<SocketAddr, Error> {
 }
 
 /// A connection lent to one exchange.
-pub enum Lease {
+pub(crate) enum Lease {
     /// From the pool: goes back when the response body ends, if reusable.
     Pooled(Pooled<Key, ClientConn>),
     /// Owned (close mode): closed when the response body ends.
@@ -424,26 +440,14 @@ impl Lease {
         }
     }
 
-    /// Whether `Connection: close` should be sent (close mode: the lease is not pooled).
-    pub fn closes(&self) -> bool {
-        matches!(self, Lease::Owned(_))
-    }
-
     /// How this lease's exchange is described in a response.
-    pub fn exchange(&self, retried: bool) -> Exchange {
+    pub fn exchange(&self, attempt: Attempt) -> Exchange {
         Exchange {
             connection: self.conn().id(),
             reused: self.is_reused(),
-            retried,
+            retried: attempt == Attempt::Retry,
             peer: self.conn().peer(),
         }
-    }
-
-    /// The response body after a head read on this lease: it streams from the
-    /// connection and gives the lease back when it ends.
-    pub fn into_body(self, framing: crate::wire::BodyFraming, retried: bool) -> ResponseBody {
-        let exchange = self.exchange(retried);
-        ResponseBody::new(self, framing, exchange)
     }
 
     /// Takes the connection out for good (a protocol switch or a tunnel).
@@ -455,7 +459,7 @@ impl Lease {
     }
 
     /// Gives the connection back: to the pool if it may be reused, else closed.
-    fn finish(self) {
+    pub fn finish(self) {
         if let Lease::Pooled(conn) = self {
             conn.release();
         }
@@ -489,158 +493,5 @@ impl Poolable for ClientConn {
 
     fn retire(&mut self, why: &'static str) {
         ClientConn::retire(self, why);
-    }
-}
-
-/// A response body read from its connection as it is polled; the connection goes back to
-/// the pool when the body ends (or is closed if it cannot be reused). Dropping it early
-/// closes the connection (a half-read response cannot be reused).
-pub struct ResponseBody {
-    state: BodyState,
-    length: Option<u64>,
-    exchange: Option<Exchange>,
-    /// The read timeout, created only when a read has to wait.
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-enum BodyState {
-    /// Reading from the connection (boxed: a connection is large and the body moves with
-    /// the response).
-    Open(Box<Lease>),
-    /// The body ended; the connection has been handed back.
-    Done,
-    /// A body received through a channel (pipelined responses).
-    Channel(Body),
-}
-
-impl ResponseBody {
-    fn new(lease: Lease, framing: crate::wire::BodyFraming, exchange: Exchange) -> Self {
-        let length = match framing {
-            crate::wire::BodyFraming::Empty => Some(0),
-            crate::wire::BodyFraming::Length(n) => Some(n),
-            _ => None,
-        };
-        let mut body = ResponseBody {
-            state: BodyState::Open(Box::new(lease)),
-            length,
-            exchange: Some(exchange),
-            timer: None,
-        };
-        if length == Some(0) {
-            body.finish();
-        }
-        body
-    }
-
-    pub(crate) fn from_channel(body: Body, exchange: Exchange) -> Self {
-        ResponseBody {
-            length: body.length(),
-            state: BodyState::Channel(body),
-            exchange: Some(exchange),
-            timer: None,
-        }
-    }
-
-    /// The body's length if known in advance.
-    pub fn length(&self) -> Option<u64> {
-        self.length
-    }
-
-    /// How the response was obtained: which connection, reused or not, retried or not.
-    pub fn exchange(&self) -> Option<Exchange> {
-        self.exchange
-    }
-
-    /// The next frame; `None` at the end of the body.
-    pub async fn frame(&mut self) -> Option<Result<Frame, Error>> {
-        std::future::poll_fn(|cx| self.poll_next(cx)).await
-    }
-
-    /// Reads the whole body, discarding it; returns its length.
-    pub async fn discard(&mut self) -> Result<u64, Error> {
-        let mut length = 0;
-        while let Some(frame) = self.frame().await {
-            if let Frame::Data(data) = frame? {
-                length += data.len() as u64;
-            }
-        }
-        Ok(length)
-    }
-
-    /// Reads the whole body into memory.
-    pub async fn collect(&mut self) -> Result<Bytes, Error> {
-        let mut all = bytes::BytesMut::new();
-        while let Some(frame) = self.frame().await {
-            if let Frame::Data(data) = frame? {
-                all.extend_from_slice(&data);
-            }
-        }
-        Ok(all.freeze())
-    }
-
-    fn finish(&mut self) {
-        if let BodyState::Open(lease) = std::mem::replace(&mut self.state, BodyState::Done) {
-            lease.finish();
-        }
-        self.timer = None;
-    }
-
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame, Error>>> {
-        match &mut self.state {
-            BodyState::Done => Poll::Ready(None),
-            BodyState::Channel(body) => {
-                let Body::Stream(stream) = body else {
-                    let whole = std::mem::take(body);
-                    self.state = BodyState::Done;
-                    return Poll::Ready(match whole {
-                        Body::Full(bytes) if !bytes.is_empty() => Some(Ok(Frame::Data(bytes))),
-                        _ => None,
-                    });
-                };
-                stream.source.as_mut().poll_frame(cx).map(|frame| {
-                    frame.map(|f| f.map_err(|e| Error::new(Side::Upstream, ErrorKind::Body(e))))
-                })
-            }
-            BodyState::Open(lease) => {
-                let frame = std::task::ready!(lease.conn_mut().poll_frame(cx, &mut self.timer));
-                Poll::Ready(match frame {
-                    Ok(Some(frame)) => {
-                        if matches!(frame, Frame::Trailers(_)) {
-                            self.finish();
-                        }
-                        Some(Ok(frame))
-                    }
-                    Ok(None) => {
-                        self.finish();
-                        None
-                    }
-                    Err(error) => {
-                        // Not reusable now; dropping the lease closes it.
-                        self.state = BodyState::Done;
-                        self.timer = None;
-                        Some(Err(error))
-                    }
-                })
-            }
-        }
-    }
-}
-
-impl BodySource for ResponseBody {
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame, BoxError>>> {
-        self.get_mut()
-            .poll_next(cx)
-            .map(|frame| frame.map(|f| f.map_err(|e| Box::new(e) as BoxError)))
-    }
-}
-
-impl std::fmt::Debug for ResponseBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseBody")
-            .field("length", &self.length)
-            .finish_non_exhaustive()
     }
 }

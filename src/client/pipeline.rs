@@ -22,12 +22,14 @@ use std::sync::{Arc, Mutex};
 use http::Response;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::{Client, ClientOptions, Exchange, Prepared, ResponseBody};
-use crate::conn::body::{Body, Frame};
-use crate::conn::client::{ClientConn, RequestFraming};
+use super::outgoing::Whole;
+use super::{Client, ClientOptions, Exchange};
+use crate::conn::Incoming;
+use crate::conn::client::{ClientConn, Persistence};
+use crate::conn::pipe;
 use crate::error::{Error, ErrorKind, Side};
 use crate::pool::Key;
-use crate::wire::{BodyFraming, ResponseHead};
+use crate::wire::{BodyFraming, ResponseHead, outgoing_request_framing};
 
 /// Counters of the pipelined connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -87,10 +89,10 @@ impl Handle {
 pub const MAX_REQUEUES: u32 = 16;
 
 struct Job {
-    prepared: Arc<Prepared>,
+    whole: Arc<Whole>,
     /// Whether it was sent back before (shown as `retried` in its [`Exchange`]).
     requeued: bool,
-    reply: oneshot::Sender<Result<Response<ResponseBody>, JobError>>,
+    reply: oneshot::Sender<Result<Response<Incoming>, JobError>>,
 }
 
 enum JobError {
@@ -199,21 +201,20 @@ impl Pipelines {
 pub(crate) async fn send(
     client: &Client,
     pipelines: &Pipelines,
-    prepared: Prepared,
+    whole: Arc<Whole>,
     depth: usize,
-) -> Result<Response<ResponseBody>, Error> {
+) -> Result<Response<Incoming>, Error> {
     let depth = depth.max(1);
-    let prepared = Arc::new(prepared);
     let mut requeues = 0;
     let mut retried = false;
     loop {
         let requeued = requeues > 0;
         let handle = pipelines
-            .pick(client, &prepared.request.key, prepared.idempotent, depth)
+            .pick(client, &whole.head.key, whole.head.idempotent, depth)
             .await?;
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            prepared: prepared.clone(),
+            whole: whole.clone(),
             requeued,
             reply,
         };
@@ -246,7 +247,7 @@ pub(crate) async fn send(
 /// Ends a job without an answer from this connection.
 fn give_back(job: Job, load: &Load, outcome: JobError) {
     load.in_flight.fetch_sub(1, Ordering::AcqRel);
-    if !job.prepared.idempotent {
+    if !job.whole.head.idempotent {
         load.exclusive.store(false, Ordering::Release);
     }
     let _ = job.reply.send(Err(outcome));
@@ -266,7 +267,7 @@ impl Ending {
     fn outcome(self, job: &Job) -> JobError {
         match self {
             Ending::Announced => JobError::NotProcessed,
-            Ending::Unexpected if job.prepared.idempotent => JobError::Unanswered,
+            Ending::Unexpected if job.whole.head.idempotent => JobError::Unanswered,
             Ending::Unexpected => JobError::Failed(unanswered()),
         }
     }
@@ -348,7 +349,7 @@ impl Dispatcher {
                     tracing::debug!(%error, "pipelined exchange failed");
                     // The oldest request fails for good if the server began answering it
                     // or may have acted on it; the rest as the rules say.
-                    let outcome = if self.conn.response_started() || !job.prepared.idempotent {
+                    let outcome = if self.conn.response_started() || !job.whole.head.idempotent {
                         JobError::Failed(error)
                     } else {
                         JobError::Unanswered
@@ -383,8 +384,8 @@ impl Dispatcher {
         self.waiting.is_empty()
             || (self.load.confirmed.load(Ordering::Acquire)
                 && self.waiting.len() < self.depth
-                && job.prepared.idempotent
-                && self.waiting.iter().all(|j| j.prepared.idempotent))
+                && job.whole.head.idempotent
+                && self.waiting.iter().all(|j| j.whole.head.idempotent))
     }
 
     /// Writes the queued requests that may go now, then flushes them in one write.
@@ -395,7 +396,7 @@ impl Dispatcher {
                 break;
             }
             let job = self.queued.pop_front().expect("front exists");
-            let written = write(&mut self.conn, &job.prepared).await;
+            let written = write(&mut self.conn, &job.whole);
             // Even a failed write may have reached the server in part.
             self.waiting.push_back(job);
             written?;
@@ -449,41 +450,43 @@ impl Dispatcher {
         };
         let done = |load: &Load| {
             load.in_flight.fetch_sub(1, Ordering::AcqRel);
-            if !job.prepared.idempotent {
+            if !job.whole.head.idempotent {
                 load.exclusive.store(false, Ordering::Release);
             }
         };
-        let respond = |body: Body| {
-            let mut response = Response::new(ResponseBody::from_channel(body, exchange));
+        let respond = |body: Incoming| {
+            let mut response = Response::new(body);
             *response.status_mut() = head.status;
             *response.version_mut() = head.version;
             *response.headers_mut() = head.headers;
+            response.extensions_mut().insert(exchange);
             job.reply.send(Ok(response)).is_ok()
         };
         // A body already received whole (the common small response) goes as it is.
         if length == Some(0) {
             done(&self.load);
-            respond(Body::Empty);
+            respond(Incoming::empty());
             return None;
         }
         if let Some(whole) = self.conn.take_whole_body() {
             done(&self.load);
-            respond(Body::Full(whole));
+            respond(Incoming::full(whole));
             return None;
         }
-        let (mut sender, body) = Body::channel(length);
-        let mut listening = respond(body);
+        let (mut sender, receiver) = pipe::channel(length, Side::Upstream);
+        let mut listening = respond(Incoming::from_pipe(receiver));
         let mut failed = None;
         loop {
             match self.conn.read_frame().await {
-                Ok(Some(Frame::Data(data))) => {
-                    if listening && sender.send(data).await.is_err() {
+                Ok(Some(frame)) => {
+                    let trailers = frame.is_trailers();
+                    if listening && sender.send(frame).await.is_err() {
                         listening = false;
                     }
-                }
-                Ok(Some(Frame::Trailers(trailers))) => {
-                    let _ = sender.send_trailers(trailers).await;
-                    break;
+                    if trailers {
+                        sender.finish();
+                        break;
+                    }
                 }
                 Ok(None) => {
                     sender.finish();
@@ -528,22 +531,21 @@ fn unanswered() -> Error {
 }
 
 /// Writes one request (head and whole body) into the connection's buffer.
-async fn write(conn: &mut ClientConn, prepared: &Prepared) -> Result<(), Error> {
-    let framing = if prepared.request.body.is_empty() {
-        RequestFraming::Empty
-    } else {
-        RequestFraming::Length(prepared.request.body.len() as u64)
-    };
+fn write(conn: &mut ClientConn, whole: &Whole) -> Result<(), Error> {
+    let head = &whole.head;
+    let length = Some(whole.body.len() as u64);
+    let framing = outgoing_request_framing(&head.method, conn.version(), length)
+        .expect("a body of known length can always be framed");
     conn.write_head(
-        &prepared.request.method,
-        &prepared.request.target,
-        prepared.request.authority.as_deref(),
-        &prepared.request.headers,
+        &head.method,
+        &head.target,
+        head.authority.as_ref().map(|a| a.as_str()),
+        &head.headers,
         framing,
-        false,
+        Persistence::KeepAlive,
     )?;
-    if !prepared.request.body.is_empty() {
-        conn.write_body(prepared.request.body.clone()).await?;
+    if !whole.body.is_empty() {
+        conn.push_body(whole.body.clone())?;
     }
     conn.finish_body(None);
     Ok(())

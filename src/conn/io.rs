@@ -1,18 +1,173 @@
-//! Socket helpers on a shared `&TcpStream`: bounded reads into a buffer and writes with a
-//! deadline. Borrowing the stream immutably lets a handler read the request body while the
-//! connection flushes earlier responses.
+//! Socket helpers: bounded reads into a buffer, writes with a deadline, and [`Output`], a
+//! connection's pending writes (small pieces copied, one large piece written from its own
+//! memory).
 //!
-//! Owns nothing but the syscall loops; it must not know HTTP.
+//! Owns nothing but the syscall loops and their buffers; it must not know HTTP.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, Sleep, timeout_at};
+
+/// What a connection has to write, in order: small pieces copied into one buffer, then at
+/// most one large piece written from its own memory (vectored with the buffer: no copy),
+/// then a few bytes that follow it (the CRLF that ends a chunk). Nothing is appended while
+/// a large piece is pending.
+#[derive(Default)]
+pub(crate) struct Output {
+    /// Small pieces.
+    pub buf: Vec<u8>,
+    large: Option<Bytes>,
+    after_large: &'static [u8],
+    /// Write syscalls that carried bytes.
+    pub writes: u64,
+    /// A write failed: later opportunistic writes are skipped (the next flush reports it).
+    failed: bool,
+    /// The write timeout, created when a write first has to wait, and its length.
+    timer: Option<Pin<Box<Sleep>>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("pending", &self.pending())
+            .field("writes", &self.writes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Output {
+    /// Whether nothing is waiting to be written.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty() && self.large.is_none()
+    }
+
+    /// Bytes waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.buf.len() + self.large.as_ref().map_or(0, Bytes::len)
+    }
+
+    /// Whether a large piece is waiting.
+    pub fn has_large(&self) -> bool {
+        self.large.is_some()
+    }
+
+    /// Queues a large piece after the buffer, then `after`.
+    pub fn push_large(&mut self, data: Bytes, after: &'static [u8]) {
+        debug_assert!(self.large.is_none());
+        self.large = Some(data);
+        self.after_large = after;
+    }
+
+    /// Writes what the socket takes now. Ready once everything is written or a write
+    /// failed; `Pending` while the socket is full (registered for writability).
+    pub fn poll_write(&mut self, stream: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            let large = self.large.as_deref().unwrap_or_default();
+            let slices = [IoSlice::new(&self.buf), IoSlice::new(large)];
+            match stream.try_write_vectored(&slices) {
+                Ok(n) => {
+                    self.writes += 1;
+                    self.consume(n);
+                    if let Some(timer) = self.timer.as_mut() {
+                        timer.as_mut().reset(Instant::now() + self.timeout);
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    match stream.poll_write_ready(cx) {
+                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Err(error)) => return self.fail(error),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                Err(error) => return self.fail(error),
+            }
+        }
+    }
+
+    /// Writes what the socket takes now if no write has failed yet; for writing while
+    /// waiting on something else (a failure is reported by the next [`Output::flush`]).
+    pub fn poll_write_opportunistic(&mut self, stream: &TcpStream, cx: &mut Context<'_>) {
+        if !self.failed {
+            let _ = self.poll_write(stream, cx);
+        }
+    }
+
+    /// [`Output::poll_write`], failing with `TimedOut` when the peer takes nothing for
+    /// `timeout`.
+    pub fn poll_write_within(
+        &mut self,
+        stream: &TcpStream,
+        timeout: Duration,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.timeout = timeout;
+        match self.poll_write(stream, cx) {
+            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Pending => {
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    self.failed = true;
+                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Writes everything, failing with `TimedOut` when the peer takes nothing for
+    /// `timeout`. Costs no future state when the socket takes it all at once.
+    pub async fn flush(&mut self, stream: &TcpStream, timeout: Duration) -> io::Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        if self.failed {
+            self.clear();
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let result = poll_fn(|cx| self.poll_write_within(stream, timeout, cx)).await;
+        if result.is_err() {
+            self.clear();
+        }
+        result
+    }
+
+    /// Drops what is pending (the connection is going away).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.large = None;
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        let from_buf = n.min(self.buf.len());
+        self.buf.drain(..from_buf);
+        n -= from_buf;
+        if let Some(large) = self.large.as_mut() {
+            let _ = large.split_to(n.min(large.len()));
+            if large.is_empty() {
+                self.large = None;
+                self.buf.extend_from_slice(self.after_large);
+            }
+        }
+    }
+
+    fn fail(&mut self, error: io::Error) -> Poll<io::Result<()>> {
+        self.failed = true;
+        Poll::Ready(Err(error))
+    }
+}
 
 /// Makes sure a read into `buf` has room: `read_size` more once less than a quarter of it
 /// is spare. (A read into a full buffer returns 0, which would look like the peer closing;
@@ -81,51 +236,4 @@ pub(crate) async fn read_some(
             result => return result,
         }
     }
-}
-
-/// Writes all of `buf`, waiting at most until `deadline` for the peer to make room.
-/// Returns the number of write syscalls it took.
-pub(crate) async fn write_all_until(
-    stream: &TcpStream,
-    buf: &[u8],
-    deadline: Instant,
-) -> io::Result<u64> {
-    write_two_until(stream, buf, &[], deadline).await
-}
-
-/// Writes a small control message (e.g. `100 Continue`), allowing the peer ten seconds.
-pub(crate) async fn write_all(stream: &TcpStream, buf: &[u8]) -> io::Result<()> {
-    let deadline = Instant::now() + std::time::Duration::from_secs(10);
-    write_all_until(stream, buf, deadline).await.map(drop)
-}
-
-/// Writes `head` then `body` with vectored writes (no copy of `body`), waiting at most until
-/// `deadline` for the peer to make room. Returns the number of write syscalls it took.
-pub(crate) async fn write_two_until(
-    stream: &TcpStream,
-    mut head: &[u8],
-    mut body: &[u8],
-    deadline: Instant,
-) -> io::Result<u64> {
-    let mut writes = 0;
-    while !head.is_empty() || !body.is_empty() {
-        let slices = [IoSlice::new(head), IoSlice::new(body)];
-        match stream.try_write_vectored(&slices) {
-            Ok(mut n) => {
-                writes += 1;
-                let from_head = n.min(head.len());
-                head = &head[from_head..];
-                n -= from_head;
-                body = &body[n..];
-            }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                match timeout_at(deadline, stream.writable()).await {
-                    Ok(ready) => ready?,
-                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-                }
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(writes)
 }

@@ -2,28 +2,30 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`server`] | the server loop: keep-alive, pipelining, timers, limits, 100-continue, lingering close; the [`Handler`] interface |
-//! | [`client`] | one client connection: requests out (bodies streamed), responses in order, 1xx and 100-continue, the reuse decision with its reason |
-//! | [`body`] | request and response bodies at the handler boundary, streamed both ways |
+//! | [`h1`] | HTTP/1.x: the server loop (requests to a tower `Service`) and the client connection |
+//! | [`body`] | the bodies at the boundary, as `http_body::Body`: [`Body`] to send, [`Incoming`] received |
+//! | `pipe` | the one-frame channel that hands body frames to an [`Incoming`], with a "want" signal |
 //! | [`shutdown`] | the graceful-shutdown signal connections listen to |
 //! | [`status`] | the live registry of open connections, `TCP_INFO`, the observer hooks |
 //! | [`upgrade`] | protocol switches and CONNECT tunnels: the socket handed over, the splice |
-//! | `io` | syscall loops on a shared `&TcpStream` |
+//! | `io` | syscall loops and a connection's pending output |
 //!
 //! It must not know about listeners, pools, upstream choice or configuration files.
 
 pub mod body;
-pub mod client;
+pub mod h1;
 mod io;
-pub mod server;
+pub(crate) mod pipe;
 pub mod shutdown;
 pub mod status;
 pub mod upgrade;
 
-pub use body::{Body, BodyClosed, BodySender, BodySource, BodyStream, Frame, RequestBody};
-pub use client::{ClientConfig, ClientConn, ContinueOutcome, NotReusable, RequestFraming};
-pub use server::{
-    CloseReason, ConnInfo, ConnSummary, Handler, RequestCtx, ServerConfig, error_response,
+pub use body::{Body, BodyClosed, BodySender, Incoming};
+pub use h1::client::{
+    self as client, ClientConfig, ClientConn, ContinueOutcome, NotReusable, Persistence,
+};
+pub use h1::server::{
+    self as server, CloseReason, ConnInfo, ConnSummary, RequestCtx, ServerConfig, error_response,
     serve_connection,
 };
 pub use shutdown::{Shutdown, ShutdownListener};

@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode, Version};
-use serde::Serialize;
 
 /// Which hop a connection belongs to, seen from this process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum ConnSide {
     /// Accepted from a client.
     Downstream,
@@ -37,8 +37,9 @@ impl ConnSide {
 }
 
 /// What a connection is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[repr(u8)]
 pub enum ConnState {
     /// Open with nothing to do: between requests, or parked in a pool.
@@ -108,7 +109,8 @@ impl ConnStatus {
 }
 
 /// The kernel's view of a TCP connection (`TCP_INFO`): how warm it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct TcpInfo {
     /// Smoothed round-trip time, microseconds.
     pub rtt_us: u32,
@@ -169,7 +171,8 @@ pub(crate) fn tcp_info_of(fd: RawFd) -> std::io::Result<TcpInfo> {
 }
 
 /// A connection as the live view shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ConnView {
     /// Downstream or upstream.
     pub side: ConnSide,

@@ -136,20 +136,21 @@ async fn fetch(
 ) -> Result<(RequestTiming, Bytes), BoxError> {
     let millis = |at: Instant| at.duration_since(epoch).as_secs_f64() * 1000.0;
     let start = Instant::now();
-    let mut request = Request::get(format!("{}{path}", target.base)).body(Bytes::new())?;
+    let mut request =
+        Request::get(format!("{}{path}", target.base)).body(crate::conn::Body::empty())?;
     if let Some(host) = &target.host {
         request.headers_mut().insert(header::HOST, host.clone());
     }
-    let response = client.request(request).await?;
+    let response = client.send(request).await?;
     let head = Instant::now();
     let status = response.status().as_u16();
-    let exchange = response
-        .body()
-        .exchange()
+    let exchange = *response
+        .extensions()
+        .get::<crate::client::Exchange>()
         .ok_or("the client reported no exchange")?;
-    let mut body = response.into_body();
+    let body = response.into_body();
     let (body_bytes, kept) = if keep {
-        let all = body.collect().await?;
+        let all = body.bytes(u64::MAX).await?;
         (all.len() as u64, all)
     } else {
         (body.discard().await?, Bytes::new())

@@ -30,7 +30,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::client::{Client, ClientOptions, Mode};
-use crate::conn::{Handler, ServerConfig};
+use crate::conn::ServerConfig;
 use crate::error::BoxError;
 use crate::netem::{Link, LinkStats, PathModel};
 use crate::origin::Origin;
@@ -454,10 +454,22 @@ struct Running {
     _stop: oneshot::Sender<()>,
 }
 
-fn spawn_server<H: Handler>(handler: H, config: ServerConfig) -> std::io::Result<Running> {
+fn spawn_server<S, B>(service: S, config: ServerConfig) -> std::io::Result<Running>
+where
+    S: crate::service::Service<
+            http::Request<crate::conn::Incoming>,
+            Response = http::Response<B>,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static,
+    S::Error: Into<crate::error::BoxError>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::error::BoxError>,
+{
     let server = Server::bind(
         "127.0.0.1:0".parse().expect("literal address"),
-        handler,
+        service,
         config,
         ListenerConfig::default(),
     )?;

@@ -18,21 +18,26 @@
 pub mod headers;
 pub mod upstream;
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use http_body::{Body as _, Frame};
 use tokio::net::TcpStream;
 
-use crate::client::{Client, ClientOptions, Outgoing, ResponseBody};
-use crate::conn::body::{Body, BodySource, Frame, RequestBody};
-use crate::conn::client::{ContinueOutcome, RequestFraming, origin_form};
-use crate::conn::{Handler, RequestCtx, UpstreamNote, error_response, splice, upgrade_channel};
-use crate::error::{BoxError, Error, ErrorKind, Side};
+use crate::client::{Client, ClientOptions, Exchange};
+use crate::conn::{
+    Body, Incoming, RequestCtx, UpstreamNote, error_response, splice, upgrade, upgrade_channel,
+};
+use crate::error::{Error, ErrorKind, Side};
 use crate::pool::Key;
+use crate::service::Service;
 use headers::{
     ForwardedFor, ViaEntries, accepts_trailers, add_forwarded, strip_hop_by_hop, via_names,
 };
@@ -67,7 +72,7 @@ impl Group {
     }
 
     /// Whether it takes `request` (its `Host` with the port stripped, and its path).
-    fn takes(&self, request: &Request<RequestBody<'_>>) -> bool {
+    fn takes(&self, request: &http::request::Parts) -> bool {
         let host_ok = self.host.as_deref().is_none_or(|want| {
             requested_host(request)
                 .map(host_without_port)
@@ -77,7 +82,7 @@ impl Group {
             && self
                 .path_prefix
                 .as_deref()
-                .is_none_or(|prefix| request.uri().path().starts_with(prefix))
+                .is_none_or(|prefix| request.uri.path().starts_with(prefix))
     }
 }
 
@@ -95,8 +100,10 @@ pub enum Target {
     },
 }
 
-/// A proxy's settings.
+/// A proxy's settings. Build them with [`ProxyConfig::reverse`], [`ProxyConfig::forward`]
+/// or [`ProxyConfig::new`] and set the fields that differ.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ProxyConfig {
     /// The name this proxy uses in `Via`, and recognises there to refuse loops. Default
     /// `hopline`.
@@ -104,13 +111,11 @@ pub struct ProxyConfig {
     /// Reverse or forward.
     pub target: Target,
     /// The upstream hop's connection policy: type (close, keep-alive, pipeline), pool,
-    /// timeouts, HTTP version.
+    /// timeouts, HTTP version (a chunked body for an HTTP/1.0 upstream is buffered up to
+    /// its `max_buffered_body`).
     pub upstream: ClientOptions,
     /// Add `X-Forwarded-For` and `Forwarded`. Default `true`.
     pub forwarded_headers: bool,
-    /// Largest chunked request body buffered for an HTTP/1.0 upstream, which cannot take
-    /// chunked (beyond it: 413). Default 16 MiB.
-    pub max_buffered_body: u64,
     /// Note in each response which upstream connection answered ([`UpstreamNote`], for the
     /// access log). Default `false` (it costs an allocation per response).
     pub note_upstream: bool,
@@ -124,7 +129,6 @@ impl ProxyConfig {
             target,
             upstream: ClientOptions::default(),
             forwarded_headers: true,
-            max_buffered_body: 16 * 1024 * 1024,
             note_upstream: false,
         }
     }
@@ -145,10 +149,12 @@ impl ProxyConfig {
     }
 }
 
-/// The proxy handler: plug it into a [`crate::server::Server`], whose `ServerConfig` is the
-/// downstream policy. Its settings can be replaced while it runs ([`Proxy::reload`]).
+/// The proxy, a tower service: serve it with a [`crate::server::Server`], whose
+/// `ServerConfig` is the downstream policy. Cheap to clone (a server clones it per
+/// connection); its settings can be replaced while it runs ([`Proxy::reload`]).
+#[derive(Clone)]
 pub struct Proxy {
-    state: RwLock<Arc<State>>,
+    state: Arc<RwLock<Arc<State>>>,
 }
 
 /// A proxy's settings and what is built from them. A request holds the state it started
@@ -162,13 +168,40 @@ struct State {
 
 /// Where one request goes.
 struct Destination<'a> {
-    key: Key,
-    target: Bytes,
-    authority: Option<String>,
-    pick: Option<Pick>,
     client: &'a Client,
+    /// The next hop's `host:port`.
+    authority: Authority,
+    key: Key,
+    /// The upstream chosen (reverse), counted outstanding until the response ends.
+    pick: Option<Pick>,
     /// The group's index (reverse), for marking an upstream down.
     group: Option<usize>,
+}
+
+/// What the proxy knows about the request it forwards, from what the server parsed.
+struct Hop {
+    /// The client's address (`X-Forwarded-For`, `Forwarded`).
+    peer: Option<SocketAddr>,
+    /// The version the request came in (`Via`).
+    received: Version,
+    /// It asks to switch protocols on this hop (RFC 9110 §7.8): forwarded end to end.
+    wants_upgrade: bool,
+    /// It accepts trailers (`TE: trailers`).
+    trailers_ok: bool,
+    method: Method,
+}
+
+impl Hop {
+    fn of(request: &Request<Incoming>) -> Self {
+        let ctx = request.extensions().get::<RequestCtx>();
+        Hop {
+            peer: ctx.map(|ctx| ctx.conn.peer),
+            received: request.version(),
+            wants_upgrade: ctx.is_some_and(|ctx| ctx.fields.wants_upgrade()),
+            trailers_ok: accepts_trailers(request.headers()),
+            method: request.method().clone(),
+        }
+    }
 }
 
 /// A request the proxy cannot forward, and the answer it gets.
@@ -184,13 +217,26 @@ impl Refusal {
             error: Error::new(Side::Local, ErrorKind::Closed(why)),
         }
     }
+
+    fn into_response(self) -> Response<Body> {
+        if self.error.side != Side::Upstream {
+            tracing::info!(side = %self.error.side, error = %self.error, status = %self.status, "proxy: request refused");
+        }
+        let mut response = error_response(self.status);
+        if self.status == StatusCode::LOOP_DETECTED {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
 }
 
 impl Proxy {
     /// A proxy with these settings.
     pub fn new(config: ProxyConfig) -> Self {
         Proxy {
-            state: RwLock::new(Arc::new(State::new(config))),
+            state: Arc::new(RwLock::new(Arc::new(State::new(config)))),
         }
     }
 
@@ -230,6 +276,26 @@ impl Proxy {
     }
 }
 
+impl Service<Request<Incoming>> for Proxy {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let state = self.state();
+        Box::pin(async move {
+            Ok(match state.forward(request).await {
+                Ok(response) => response,
+                Err(refusal) => refusal.into_response(),
+            })
+        })
+    }
+}
+
 impl State {
     fn new(config: ProxyConfig) -> Self {
         let clients = match &config.target {
@@ -247,13 +313,11 @@ impl State {
         }
     }
 
-    /// Forwards one request; `Err` is answered with an error status.
-    async fn forward(
-        &self,
-        mut request: Request<RequestBody<'_>>,
-        ctx: RequestCtx<'_>,
-    ) -> Result<Response<Body>, Refusal> {
-        let received = request.version();
+    /// Forwards one request, the policy of this hop in order: refuse a loop; open a tunnel
+    /// for CONNECT; choose the next hop; rewrite the fields that cross it; send it with
+    /// the next hop's client (which owns the exchange); hand a protocol switch over, or
+    /// relay the response. `Err` is answered with an error status.
+    async fn forward(&self, request: Request<Incoming>) -> Result<Response<Body>, Refusal> {
         if via_names(request.headers(), &self.config.name) {
             return Err(Refusal::local(
                 StatusCode::LOOP_DETECTED,
@@ -261,45 +325,89 @@ impl State {
             ));
         }
         if request.method() == Method::CONNECT {
-            return self.connect_tunnel(&request).await;
+            return self.connect_tunnel(request.uri()).await;
         }
-        let wants_upgrade = received == Version::HTTP_11
-            && request.headers().contains_key(header::UPGRADE)
-            && request
-                .headers()
-                .get_all(header::CONNECTION)
-                .iter()
-                .any(|v| {
-                    crate::wire::headers::list_members(v.as_bytes())
-                        .any(|o| o.eq_ignore_ascii_case(b"upgrade"))
-                });
-        let trailers_ok = accepts_trailers(request.headers());
-        let is_head = request.method() == Method::HEAD;
+        let hop = Hop::of(&request);
+        let (mut parts, body) = request.into_parts();
+        let destination = self.destination(&parts)?;
+        self.rewrite(&mut parts, &hop, &destination);
+        let outbound = Request::from_parts(parts, body);
+        let mut response = destination
+            .client
+            .send(outbound)
+            .await
+            .map_err(|error| self.upstream_failure(error, &destination))?;
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS && hop.wants_upgrade {
+            return Ok(self.switch(&mut response));
+        }
+        Ok(self.relay(response, &hop, destination.pick))
+    }
 
-        // Where it goes.
-        let Destination {
-            key,
-            target,
-            authority,
-            pick,
-            client,
-            group,
-        } = self.destination(&request)?;
-        // For `Forwarded` (read before the headers move on).
+    /// The next hop: reverse, the first group that takes the request and one of its
+    /// upstreams; forward, the authority of the absolute-form target.
+    fn destination(&self, parts: &http::request::Parts) -> Result<Destination<'_>, Refusal> {
+        match &self.config.target {
+            Target::Reverse(groups) => {
+                let index = groups.iter().position(|g| g.takes(parts)).ok_or_else(|| {
+                    Refusal::local(
+                        StatusCode::NOT_FOUND,
+                        "no upstream group takes this request",
+                    )
+                })?;
+                let pick = groups[index].upstreams.pick();
+                Ok(Destination {
+                    client: &self.clients[index],
+                    authority: pick.upstream.authority.clone(),
+                    key: pick.upstream.key.clone(),
+                    pick: Some(pick),
+                    group: Some(index),
+                })
+            }
+            Target::Forward { .. } => {
+                let uri = &parts.uri;
+                let (Some(key), Some(authority)) = (
+                    Key::from_uri(uri).filter(|_| uri.scheme().is_some()),
+                    uri.authority(),
+                ) else {
+                    return Err(Refusal::local(
+                        StatusCode::BAD_REQUEST,
+                        "a forward proxy needs an absolute-form target (http://host/path)",
+                    ));
+                };
+                if &*key.scheme != "http" {
+                    return Err(Refusal::local(
+                        StatusCode::NOT_IMPLEMENTED,
+                        "only http:// targets are forwarded (use CONNECT for TLS)",
+                    ));
+                }
+                Ok(Destination {
+                    client: &self.clients[0],
+                    authority: authority.clone(),
+                    key,
+                    pick: None,
+                    group: None,
+                })
+            }
+        }
+    }
+
+    /// What crosses the hop: hop-by-hop fields removed (RFC 9110 §7.6.1), `Host` as the
+    /// target decides it (RFC 9112 §3.2.2), `Via`, the forwarded fields, and the target
+    /// rewritten for the next hop (its form kept: origin-form, or `*`).
+    fn rewrite(&self, parts: &mut http::request::Parts, hop: &Hop, destination: &Destination<'_>) {
+        // For `Forwarded` (read before the fields change).
         let client_host = self
             .config
             .forwarded_headers
-            .then(|| requested_host(&request).map(str::to_string))
+            .then(|| requested_host(parts).map(str::to_string))
             .flatten();
-
-        // What crosses the hop.
-        let mut headers = std::mem::take(request.headers_mut());
-        strip_hop_by_hop(&mut headers, wants_upgrade);
+        let headers = &mut parts.headers;
+        strip_hop_by_hop(headers, hop.wants_upgrade);
         if matches!(self.config.target, Target::Forward { .. }) {
-            // RFC 9112 §3.2.2: with an absolute-form target, the target's authority is the
-            // host; the proxy sends it as Host.
+            // With an absolute-form target, the target's authority is the host; the client
+            // sends it as Host.
             headers.remove(header::HOST);
-        } else if let Some(authority) = request.uri().authority()
+        } else if let Some(authority) = parts.uri.authority()
             && let Ok(host) = HeaderValue::from_str(authority.as_str())
         {
             // The same rule in a reverse proxy: a received Host that disagrees with an
@@ -307,227 +415,41 @@ impl State {
             // as addressed elsewhere.
             headers.insert(header::HOST, host);
         }
-        self.via.add(&mut headers, received);
-        if self.config.forwarded_headers {
-            let hop = ForwardedFor {
-                client: ctx.conn.peer,
+        self.via.add(headers, hop.received);
+        if let (true, Some(client)) = (self.config.forwarded_headers, hop.peer) {
+            let forwarded = ForwardedFor {
+                client,
                 proto: "http",
                 host: client_host.as_deref(),
             };
-            add_forwarded(&mut headers, hop);
+            add_forwarded(headers, forwarded);
         }
-
-        // A bodiless request goes through the client's own machinery: its connection type
-        // (pooled, pipelined, or a new connection), and safe retries.
-        if request.body().is_end() && !wants_upgrade {
-            let outgoing = Outgoing {
-                key: key.clone(),
-                method: request.method().clone(),
-                target,
-                authority,
-                headers,
-                body: Bytes::new(),
-            };
-            let response = client
-                .send(outgoing)
-                .await
-                .map_err(|error| self.upstream_failure(error, &key, group, pick.as_ref()))?;
-            return Ok(self.relay(response, trailers_ok, is_head, pick));
-        }
-
-        // A body streams through (it cannot be replayed, so no retry), as does a switch.
-        let method = request.method().clone();
-        let mut lease = client
-            .lease(&key, wants_upgrade)
-            .await
-            .map_err(|error| self.upstream_failure(error, &key, group, pick.as_ref()))?;
-        let expects_continue = headers
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        let body = request.body_mut();
-        let (framing, buffered) = self.request_framing(client, body).await?;
-        let close = lease.closes();
-        let conn = lease.conn_mut();
-        let fail = |error: Error| self.upstream_failure(error, &key, group, pick.as_ref());
-        conn.write_head(
-            &method,
-            &target,
-            authority.as_deref(),
-            &headers,
-            framing,
-            close,
-        )
-        .map_err(fail)?;
-        conn.flush().await.map_err(fail)?;
-        let mut early = None;
-        if expects_continue && buffered.is_none() {
-            // RFC 9110 §10.1.1: pass the expectation on; read the client's body (which
-            // sends it 100 Continue) only once the upstream wants it.
-            match conn.await_continue().await.map_err(fail)? {
-                ContinueOutcome::SendBody => {}
-                ContinueOutcome::Final(head) => early = Some(*head),
-            }
-        }
-        let head = match early {
-            Some(head) => {
-                conn.abandon_body();
-                head
-            }
-            None => match self.send_body(conn, body, buffered).await {
-                Ok(()) => conn.read_head().await.map_err(fail)?,
-                // RFC 9112 §9.5: a server may answer before it has read the whole body
-                // (a 413, say) and stop reading; sending then fails. Its answer is the
-                // one to relay, if it came.
-                Err(refusal) if refusal.error.side == Side::Upstream => {
-                    conn.abandon_body();
-                    match conn.read_head().await {
-                        Ok(head) => head,
-                        Err(_) => return Err(refusal),
-                    }
-                }
-                Err(refusal) => return Err(refusal),
-            },
+        let path = match parts.uri.path_and_query() {
+            Some(pq) if pq.as_str().starts_with('/') || pq.as_str() == "*" => pq.clone(),
+            Some(pq) => PathAndQuery::try_from(format!("/{}", pq.as_str()))
+                .unwrap_or_else(|_| PathAndQuery::from_static("/")),
+            None => PathAndQuery::from_static("/"),
         };
-        if head.status == StatusCode::SWITCHING_PROTOCOLS && wants_upgrade {
-            return Ok(self.switch(head.headers, head.version, lease));
-        }
-        let mut response = Response::new(lease.into_body(head.framing, false));
-        *response.status_mut() = head.status;
-        *response.version_mut() = head.version;
-        *response.headers_mut() = head.headers;
-        Ok(self.relay(response, trailers_ok, is_head, pick))
-    }
-
-    /// The next hop's key, request target, `Host`, and (reverse) the upstream chosen.
-    fn destination(&self, request: &Request<RequestBody<'_>>) -> Result<Destination<'_>, Refusal> {
-        match &self.config.target {
-            Target::Reverse(groups) => {
-                let index = groups
-                    .iter()
-                    .position(|g| g.takes(request))
-                    .ok_or_else(|| {
-                        Refusal::local(
-                            StatusCode::NOT_FOUND,
-                            "no upstream group takes this request",
-                        )
-                    })?;
-                let pick = groups[index].upstreams.pick();
-                let upstream = pick.upstream.clone();
-                Ok(Destination {
-                    key: upstream.key.clone(),
-                    target: origin_form(request.uri()),
-                    authority: Some(upstream.authority.clone()),
-                    pick: Some(pick),
-                    client: &self.clients[index],
-                    group: Some(index),
-                })
-            }
-            Target::Forward { .. } => {
-                let uri = request.uri();
-                let key = Key::from_uri(uri)
-                    .filter(|_| uri.scheme().is_some())
-                    .ok_or_else(|| {
-                        Refusal::local(
-                            StatusCode::BAD_REQUEST,
-                            "a forward proxy needs an absolute-form target (http://host/path)",
-                        )
-                    })?;
-                if &*key.scheme != "http" {
-                    return Err(Refusal::local(
-                        StatusCode::NOT_IMPLEMENTED,
-                        "only http:// targets are forwarded (use CONNECT for TLS)",
-                    ));
-                }
-                let authority = uri.authority().map(|a| a.to_string());
-                Ok(Destination {
-                    key,
-                    target: origin_form(uri),
-                    authority,
-                    pick: None,
-                    client: &self.clients[0],
-                    group: None,
-                })
-            }
-        }
-    }
-
-    /// How the request body goes to the next hop: its length if known, chunked otherwise;
-    /// an HTTP/1.0 upstream cannot take chunked, so such a body is read first (bounded).
-    async fn request_framing(
-        &self,
-        client: &Client,
-        body: &mut RequestBody<'_>,
-    ) -> Result<(RequestFraming, Option<Bytes>), Refusal> {
-        if body.is_end() {
-            return Ok((RequestFraming::Empty, None));
-        }
-        if let Some(length) = body.remaining() {
-            return Ok((RequestFraming::Length(length), None));
-        }
-        if client.options().conn.version == Version::HTTP_11 {
-            return Ok((RequestFraming::Chunked, None));
-        }
-        let limit = self.config.max_buffered_body;
-        let whole = body.collect(limit).await.map_err(|error| Refusal {
-            status: error.client_status().unwrap_or(StatusCode::BAD_REQUEST),
-            error,
-        })?;
-        Ok((RequestFraming::Length(whole.len() as u64), Some(whole)))
-    }
-
-    /// Streams the client's body to the upstream (or sends what was buffered).
-    async fn send_body(
-        &self,
-        conn: &mut crate::conn::ClientConn,
-        body: &mut RequestBody<'_>,
-        buffered: Option<Bytes>,
-    ) -> Result<(), Refusal> {
-        let upstream = |error: Error| Refusal {
-            status: StatusCode::BAD_GATEWAY,
-            error,
-        };
-        let mut trailers: Option<HeaderMap> = None;
-        if let Some(whole) = buffered {
-            conn.write_body(whole).await.map_err(upstream)?;
-        } else {
-            while let Some(frame) = body.frame().await {
-                match frame {
-                    Ok(Frame::Data(data)) => conn.write_body(data).await.map_err(upstream)?,
-                    Ok(Frame::Trailers(fields)) => trailers = Some(fields),
-                    Err(error) => {
-                        // The client's body failed (the server answers it); the upstream
-                        // request is abandoned and its connection not reused.
-                        conn.abandon_body();
-                        return Err(Refusal {
-                            status: error.client_status().unwrap_or(StatusCode::BAD_REQUEST),
-                            error,
-                        });
-                    }
-                }
-            }
-        }
-        conn.finish_body(trailers.as_ref());
-        conn.flush().await.map_err(upstream)
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(destination.authority.clone());
+        uri.path_and_query = Some(path);
+        parts.uri = Uri::from_parts(uri).unwrap_or_else(|_| parts.uri.clone());
     }
 
     /// The upstream's response, for the client: hop-by-hop fields removed, `Via` added,
     /// the body relayed as it arrives.
-    fn relay(
-        &self,
-        response: Response<ResponseBody>,
-        trailers_ok: bool,
-        is_head: bool,
-        pick: Option<Pick>,
-    ) -> Response<Body> {
+    fn relay(&self, response: Response<Incoming>, hop: &Hop, pick: Option<Pick>) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
         if self.config.note_upstream
-            && let Some(exchange) = body.exchange()
+            && let Some(exchange) = parts.extensions.get::<Exchange>()
         {
-            parts.extensions.insert(UpstreamNote {
+            let note = UpstreamNote {
                 connection: exchange.connection,
                 reused: exchange.reused,
                 peer: exchange.peer,
-            });
+            };
+            parts.extensions.insert(note);
         }
         let declared = parts.headers.get(header::CONTENT_LENGTH).cloned();
         strip_hop_by_hop(&mut parts.headers, false);
@@ -535,60 +457,62 @@ impl State {
         // for; the connection writes it on from the handler's field.
         if let (Some(length), true) = (
             declared,
-            is_head || parts.status == StatusCode::NOT_MODIFIED,
+            hop.method == Method::HEAD || parts.status == StatusCode::NOT_MODIFIED,
         ) {
             parts.headers.insert(header::CONTENT_LENGTH, length);
         }
         self.via.add(&mut parts.headers, parts.version);
-        let length = body.length();
-        let source = Relay {
-            body,
-            trailers_ok,
-            _pick: pick,
+        let body = if body.is_end_stream() {
+            Body::empty()
+        } else {
+            Body::new(Relay {
+                body,
+                trailers_ok: hop.trailers_ok,
+                _pick: pick,
+            })
         };
-        Response::from_parts(parts, Body::stream(length, source))
+        Response::from_parts(parts, body)
     }
 
     /// A 101 from the upstream: answer the client with a switch, then splice the two
     /// connections.
-    fn switch(
-        &self,
-        mut headers: HeaderMap,
-        version: Version,
-        lease: crate::client::Lease,
-    ) -> Response<Body> {
+    fn switch(&self, response: &mut Response<Incoming>) -> Response<Body> {
+        let Some(upstream) = upgrade::take(response) else {
+            return error_response(StatusCode::BAD_GATEWAY);
+        };
+        let mut headers = std::mem::take(response.headers_mut());
         strip_hop_by_hop(&mut headers, true);
-        self.via.add(&mut headers, version);
-        let (upstream, pending) = lease.into_conn().into_parts();
+        self.via.add(&mut headers, response.version());
         let (slot, on_upgrade) = upgrade_channel();
         tokio::spawn(async move {
             if let Ok(downstream) = on_upgrade.await
-                && let Err(error) =
-                    splice(downstream.stream, downstream.read_buf, upstream, pending).await
+                && let Err(error) = splice(
+                    downstream.stream,
+                    downstream.read_buf,
+                    upstream.stream,
+                    upstream.read_buf,
+                )
+                .await
             {
                 tracing::debug!(%error, "upgraded tunnel ended with an error");
             }
         });
-        let mut response = Response::new(Body::Empty);
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        *response.headers_mut() = headers;
-        response.extensions_mut().insert(slot);
-        response
+        let mut switched = Response::new(Body::empty());
+        *switched.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        *switched.headers_mut() = headers;
+        switched.extensions_mut().insert(slot);
+        switched
     }
 
     /// `CONNECT host:port` (forward mode): a TCP tunnel to an allowed port.
-    async fn connect_tunnel(
-        &self,
-        request: &Request<RequestBody<'_>>,
-    ) -> Result<Response<Body>, Refusal> {
+    async fn connect_tunnel(&self, uri: &Uri) -> Result<Response<Body>, Refusal> {
         let Target::Forward { connect_ports } = &self.config.target else {
             return Err(Refusal::local(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "CONNECT is only accepted by a forward proxy",
             ));
         };
-        let authority = request
-            .uri()
+        let authority = uri
             .authority()
             .ok_or_else(|| Refusal::local(StatusCode::BAD_REQUEST, "CONNECT needs host:port"))?;
         let port = authority
@@ -612,12 +536,11 @@ impl State {
         let upstream = match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
-                return Err(self.upstream_failure(
-                    Error::new(Side::Upstream, error),
-                    &Key::new("tcp", &host, port),
-                    None,
-                    None,
-                ));
+                tracing::warn!(side = "upstream", upstream = %authority, %error, "proxy: CONNECT failed");
+                return Err(Refusal {
+                    status: StatusCode::BAD_GATEWAY,
+                    error: Error::new(Side::Upstream, error),
+                });
             }
             Err(_) => {
                 return Err(Refusal {
@@ -639,92 +562,82 @@ impl State {
                 .await;
             }
         });
-        let mut response = Response::new(Body::Empty);
+        let mut response = Response::new(Body::empty());
         response.extensions_mut().insert(slot);
         Ok(response)
     }
 
     /// Maps an upstream failure to its answer, logs it with the failing side, and marks an
     /// upstream that refused connections.
-    fn upstream_failure(
-        &self,
-        error: Error,
-        key: &Key,
-        group: Option<usize>,
-        pick: Option<&Pick>,
-    ) -> Refusal {
+    fn upstream_failure(&self, error: Error, destination: &Destination<'_>) -> Refusal {
         let refused = matches!(&error.kind, ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused);
         if refused
-            && let (Target::Reverse(groups), Some(group), Some(pick)) =
-                (&self.config.target, group, pick)
+            && let (Target::Reverse(groups), Some(group), Some(pick)) = (
+                &self.config.target,
+                destination.group,
+                destination.pick.as_ref(),
+            )
         {
             groups[group].upstreams.mark_down(&pick.upstream);
         }
         let status = match (&error.side, &error.kind) {
             (Side::Upstream, ErrorKind::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             (Side::Client, _) => error.client_status().unwrap_or(StatusCode::BAD_REQUEST),
+            (Side::Local, ErrorKind::Parse(parse)) => parse.status(),
             _ => StatusCode::BAD_GATEWAY,
         };
-        tracing::warn!(side = %error.side, upstream = %key, %error, %status, "proxy: request failed");
-        Refusal { status, error }
-    }
-}
-
-impl Handler for Proxy {
-    async fn call(&self, request: Request<RequestBody<'_>>, ctx: RequestCtx<'_>) -> Response<Body> {
-        let state = self.state();
-        match state.forward(request, ctx).await {
-            Ok(response) => response,
-            Err(refusal) => {
-                if refusal.error.side != Side::Upstream {
-                    tracing::info!(side = %refusal.error.side, error = %refusal.error, status = %refusal.status, "proxy: request refused");
-                }
-                let mut response = error_response(refusal.status);
-                if refusal.status == StatusCode::LOOP_DETECTED {
-                    response
-                        .headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                }
-                response
-            }
+        if error.side == Side::Upstream {
+            tracing::warn!(side = %error.side, upstream = %destination.key, %error, %status, "proxy: request failed");
         }
+        Refusal { status, error }
     }
 }
 
 /// The upstream's response body on its way to the client: trailers dropped if the client
 /// did not say it accepts them; the upstream counted outstanding until the body ends.
 struct Relay {
-    body: ResponseBody,
+    body: Incoming,
     trailers_ok: bool,
     _pick: Option<Pick>,
 }
 
-impl BodySource for Relay {
+impl http_body::Body for Relay {
+    type Data = Bytes;
+    type Error = Error;
+
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let frame = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
         Poll::Ready(match frame {
-            Some(Ok(Frame::Trailers(_))) if !self.trailers_ok => None,
+            Some(Ok(frame)) if frame.is_trailers() && !self.trailers_ok => None,
             other => other,
         })
     }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
-/// `host` without a `:port` suffix (and without the brackets of an IPv6 literal).
 /// The host a request is addressed to (RFC 9112 §3.2.2): an absolute-form target's
 /// authority, otherwise its `Host` field.
-fn requested_host<B>(request: &Request<B>) -> Option<&str> {
-    match request.uri().authority() {
+fn requested_host(parts: &http::request::Parts) -> Option<&str> {
+    match parts.uri.authority() {
         Some(authority) => Some(authority.as_str()),
-        None => request
-            .headers()
+        None => parts
+            .headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok()),
     }
 }
 
+/// `host` without a `:port` suffix (and without the brackets of an IPv6 literal).
 fn host_without_port(host: &str) -> &str {
     let host = match host.rfind(':') {
         Some(colon)

@@ -10,12 +10,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::Uri;
+use http::uri::Authority;
 use tokio::time::Instant;
 
 use crate::pool::Key;
 
 /// How requests are spread over upstreams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Balance {
     /// In turn.
     RoundRobin,
@@ -30,8 +32,9 @@ pub struct Upstream {
     pub url: Uri,
     /// Its pool key.
     pub key: Key,
-    /// Its authority (`host:port`), for `Host` when the client sent none.
-    pub authority: String,
+    /// Its authority (`host:port`): where requests are sent, and their `Host` when the
+    /// client sent none.
+    pub authority: Authority,
     /// Requests in flight to it.
     outstanding: AtomicUsize,
     /// Until when it is skipped (nanoseconds since the set's epoch; 0: not skipped).
@@ -75,8 +78,12 @@ impl Upstreams {
                 if &*key.scheme != "http" {
                     return Err(format!("{url}: only http:// upstreams are supported"));
                 }
+                let authority = url
+                    .authority()
+                    .cloned()
+                    .ok_or_else(|| format!("{url}: not an http:// URL"))?;
                 Ok(Arc::new(Upstream {
-                    authority: url.authority().map(|a| a.to_string()).unwrap_or_default(),
+                    authority,
                     url: url.clone(),
                     key,
                     outstanding: AtomicUsize::new(0),

@@ -14,6 +14,7 @@ use super::{BodyEvent, ParseError};
 
 /// Limits of the chunked decoder, each with its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ChunkedLimits {
     /// Longest chunk-size line including extensions, without CRLF. Default 4 KiB.
     pub max_line: usize,

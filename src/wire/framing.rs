@@ -37,6 +37,26 @@ pub enum Expectation {
     Unsupported,
 }
 
+impl Expectation {
+    /// Folds one `Expect` field line into the expectation seen so far: only a lone
+    /// `100-continue` is one a server can meet (RFC 9110 §10.1.1).
+    pub fn fold(self, value: &[u8]) -> Expectation {
+        if value.eq_ignore_ascii_case(b"100-continue") && self != Expectation::Unsupported {
+            Expectation::Continue
+        } else {
+            Expectation::Unsupported
+        }
+    }
+
+    /// The expectation of a header map (for a message built rather than parsed).
+    pub fn of(headers: &http::HeaderMap) -> Expectation {
+        headers
+            .get_all(http::header::EXPECT)
+            .iter()
+            .fold(Expectation::None, |seen, value| seen.fold(value.as_bytes()))
+    }
+}
+
 /// The fields of a header section that framing and persistence depend on, folded in one
 /// pass while the head is parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,15 +122,7 @@ impl MessageFields {
                 self.host_valid &= is_valid_host(value);
                 self.host_empty |= trim_ows(value).is_empty();
             }
-            "expect" => {
-                self.expect = if value.eq_ignore_ascii_case(b"100-continue")
-                    && self.expect != Expectation::Unsupported
-                {
-                    Expectation::Continue
-                } else {
-                    Expectation::Unsupported
-                };
-            }
+            "expect" => self.expect = self.expect.fold(value),
             "upgrade" => self.upgrade = true,
             // Proxy-Connection is not in any RFC, but clients and old proxies still send
             // it; only its `close` option is honoured (closing is always safe). The proxy
@@ -250,6 +262,91 @@ pub fn keep_alive_intent(fields: &MessageFields) -> bool {
         Version::HTTP_11 => true,
         Version::HTTP_10 => fields.connection.keep_alive,
         _ => false,
+    }
+}
+
+/// How the body of a message this side sends is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutgoingFraming {
+    /// No body and no length field.
+    None,
+    /// `Content-Length: n`, then the n body bytes (n may be 0).
+    Length(u64),
+    /// `Content-Length: n` for a body that is not sent (the answer to HEAD, a 304).
+    Declared(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// No length field; the body ends when the connection closes (an HTTP/1.0 client).
+    CloseDelimited,
+}
+
+impl OutgoingFraming {
+    /// Whether body bytes follow the head.
+    pub fn sends_body(self) -> bool {
+        matches!(
+            self,
+            OutgoingFraming::Length(_) | OutgoingFraming::Chunked | OutgoingFraming::CloseDelimited
+        )
+    }
+}
+
+/// How a response is framed (RFC 9112 §6, RFC 9110 §8.6), from the request's method, the
+/// response's status, the client's version, the body's exact length if known, and the
+/// `Content-Length` the handler stated, in order:
+/// 1. 1xx and 204 carry no body and no `Content-Length` (RFC 9110 §8.6: MUST NOT);
+/// 2. a 2xx answer to CONNECT is a tunnel: no body, no length;
+/// 3. HEAD and 304 carry no body, but may state the length of the one they stand for: the
+///    body's length when it has one, else the handler's `Content-Length`;
+/// 4. a body of known length is sent with `Content-Length`;
+/// 5. a body of unknown length is chunked for an HTTP/1.1 client,
+/// 6. and runs to the close of the connection for an HTTP/1.0 one.
+pub fn outgoing_response_framing(
+    method: &Method,
+    status: StatusCode,
+    client: Version,
+    body_length: Option<u64>,
+    stated_length: Option<u64>,
+) -> OutgoingFraming {
+    if status.is_informational() || status == StatusCode::NO_CONTENT {
+        return OutgoingFraming::None;
+    }
+    if method == Method::CONNECT && status.is_success() {
+        return OutgoingFraming::None;
+    }
+    if method == Method::HEAD || status == StatusCode::NOT_MODIFIED {
+        return match body_length.filter(|&n| n > 0).or(stated_length) {
+            Some(length) => OutgoingFraming::Declared(length),
+            None => OutgoingFraming::None,
+        };
+    }
+    match body_length {
+        Some(length) => OutgoingFraming::Length(length),
+        None if client == Version::HTTP_10 => OutgoingFraming::CloseDelimited,
+        None => OutgoingFraming::Chunked,
+    }
+}
+
+/// How a request is framed (RFC 9112 §6, RFC 9110 §8.6), from its method, the hop's
+/// version and the body's exact length if known, in order:
+/// 1. an empty body is stated as `Content-Length: 0` for methods that usually carry one
+///    (POST, PUT, PATCH), and not at all otherwise;
+/// 2. a body of known length is sent with `Content-Length`;
+/// 3. a body of unknown length is chunked on an HTTP/1.1 hop;
+/// 4. an HTTP/1.0 hop cannot take chunked: `None`, and the caller must learn the length
+///    first (buffer the body).
+pub fn outgoing_request_framing(
+    method: &Method,
+    hop: Version,
+    body_length: Option<u64>,
+) -> Option<OutgoingFraming> {
+    match body_length {
+        Some(0) if matches!(*method, Method::POST | Method::PUT | Method::PATCH) => {
+            Some(OutgoingFraming::Length(0))
+        }
+        Some(0) => Some(OutgoingFraming::None),
+        Some(length) => Some(OutgoingFraming::Length(length)),
+        None if hop == Version::HTTP_10 => None,
+        None => Some(OutgoingFraming::Chunked),
     }
 }
 
@@ -499,6 +596,84 @@ mod tests {
             fields(v, &[("expect", "200-ok"), ("expect", "100-continue")]).expect,
             Expectation::Unsupported
         );
+    }
+
+    #[test]
+    fn outgoing_response_framing_table() {
+        use OutgoingFraming as F;
+        let (get, head, connect) = (Method::GET, Method::HEAD, Method::CONNECT);
+        let (h11, h10) = (Version::HTTP_11, Version::HTTP_10);
+        let status = |n| StatusCode::from_u16(n).unwrap();
+        /// Method, status, client version, body length, stated length, framing.
+        type Case<'a> = (&'a Method, u16, Version, Option<u64>, Option<u64>, F);
+        let cases: &[Case<'_>] = &[
+            (&get, 200, h11, Some(13), None, F::Length(13)),
+            (&get, 200, h11, Some(0), None, F::Length(0)),
+            (&get, 200, h11, None, None, F::Chunked),
+            (&get, 200, h10, None, None, F::CloseDelimited),
+            (&get, 200, h10, Some(5), None, F::Length(5)),
+            (&get, 204, h11, Some(0), None, F::None),
+            (&get, 204, h11, None, Some(9), F::None),
+            (&get, 101, h11, Some(0), None, F::None),
+            (&get, 103, h11, Some(0), None, F::None),
+            (&connect, 200, h11, Some(0), None, F::None),
+            (&connect, 407, h11, Some(3), None, F::Length(3)),
+            (&head, 200, h11, Some(1000), None, F::Declared(1000)),
+            (&head, 200, h11, Some(0), Some(1000), F::Declared(1000)),
+            (&head, 200, h11, Some(0), None, F::None),
+            (&head, 200, h11, None, None, F::None),
+            (&get, 304, h11, Some(0), Some(42), F::Declared(42)),
+            (&get, 304, h11, Some(0), None, F::None),
+            (&get, 404, h11, Some(10), Some(99), F::Length(10)),
+        ];
+        for &(method, code, version, body, stated, expected) in cases {
+            assert_eq!(
+                outgoing_response_framing(method, status(code), version, body, stated),
+                expected,
+                "{method} {code} {version:?} body {body:?} stated {stated:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn outgoing_request_framing_table() {
+        use OutgoingFraming as F;
+        let (h11, h10) = (Version::HTTP_11, Version::HTTP_10);
+        let cases: &[(Method, Version, Option<u64>, Option<F>)] = &[
+            (Method::GET, h11, Some(0), Some(F::None)),
+            (Method::HEAD, h11, Some(0), Some(F::None)),
+            (Method::DELETE, h11, Some(0), Some(F::None)),
+            (Method::POST, h11, Some(0), Some(F::Length(0))),
+            (Method::PUT, h10, Some(0), Some(F::Length(0))),
+            (Method::PATCH, h11, Some(0), Some(F::Length(0))),
+            (Method::POST, h11, Some(7), Some(F::Length(7))),
+            (Method::GET, h11, Some(7), Some(F::Length(7))),
+            (Method::POST, h11, None, Some(F::Chunked)),
+            (Method::POST, h10, None, None),
+            (Method::POST, h10, Some(7), Some(F::Length(7))),
+        ];
+        for (method, version, body, expected) in cases {
+            assert_eq!(
+                outgoing_request_framing(method, *version, *body),
+                *expected,
+                "{method} {version:?} {body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn expectations_fold_over_lines() {
+        let fold = |lines: &[&str]| {
+            lines
+                .iter()
+                .fold(Expectation::None, |seen, line| seen.fold(line.as_bytes()))
+        };
+        assert_eq!(fold(&[]), Expectation::None);
+        assert_eq!(fold(&["100-continue"]), Expectation::Continue);
+        assert_eq!(fold(&["100-Continue"]), Expectation::Continue);
+        assert_eq!(fold(&["100-continue", "x"]), Expectation::Unsupported);
+        assert_eq!(fold(&["x", "100-continue"]), Expectation::Unsupported);
+        assert_eq!(fold(&["100-continue, x"]), Expectation::Unsupported);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub const MAX_HEADERS_CEILING: usize = 256;
 
 /// Limits on a head, each with its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HeadLimits {
     /// Longest request line in bytes, CRLF excluded; longer is 414. Default 8 KiB
     /// (nginx's `large_client_header_buffers` size).

@@ -24,7 +24,8 @@ pub use body::{BodyDecoder, BodyEvent, BodyTruncated};
 pub use chunked::{ChunkedDecoder, ChunkedLimits};
 pub use error::ParseError;
 pub use framing::{
-    BodyFraming, Expectation, MessageFields, keep_alive_intent, request_framing, response_framing,
+    BodyFraming, Expectation, MessageFields, OutgoingFraming, keep_alive_intent,
+    outgoing_request_framing, outgoing_response_framing, request_framing, response_framing,
 };
 pub use head::{HeadLimits, HeadParser, HeadStatus, RequestHead, ResponseHead, TargetForm};
 pub use headers::ConnectionOptions;

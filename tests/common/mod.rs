@@ -9,10 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hopline::conn::{Handler, Hooks, ServerConfig};
+use hopline::conn::{Hooks, Incoming, ServerConfig};
 use hopline::server::{
     ConfigHandle, ListenerConfig, RunSummary, Server, ServerStats, StatsSnapshot,
 };
+use hopline::service::Service;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -28,27 +29,79 @@ pub struct TestServer {
     task: JoinHandle<RunSummary>,
 }
 
+/// A service from an async function that always answers (a test origin).
+pub fn answer_with<F, Fut>(answer: F) -> impl TestService
+where
+    F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = http::Response<hopline::Body>> + Send + 'static,
+{
+    hopline::service::service_fn(move |request| {
+        let answer = answer.clone();
+        async move { Ok::<_, std::convert::Infallible>(answer(request).await) }
+    })
+}
+
+/// What the server parsed about a request (every request a hopline server hands over
+/// carries it).
+pub fn ctx(request: &http::Request<Incoming>) -> &hopline::conn::RequestCtx {
+    request
+        .extensions()
+        .get::<hopline::conn::RequestCtx>()
+        .expect("a RequestCtx in the request's extensions")
+}
+
+/// What a test server can run: any service a [`Server`] can.
+pub trait TestService:
+    Service<
+        http::Request<Incoming>,
+        Response = http::Response<Self::Body>,
+        Error = Self::Failure,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static
+{
+    type Body: http_body::Body<Data = bytes::Bytes, Error = Self::BodyError> + Send + 'static;
+    type BodyError: Into<hopline::BoxError>;
+    type Failure: Into<hopline::BoxError>;
+}
+
+impl<S, B> TestService for S
+where
+    S: Service<http::Request<Incoming>, Response = http::Response<B>, Future: Send>
+        + Clone
+        + Send
+        + 'static,
+    S::Error: Into<hopline::BoxError>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<hopline::BoxError>,
+{
+    type Body = B;
+    type BodyError = B::Error;
+    type Failure = S::Error;
+}
+
 impl TestServer {
-    pub async fn start<H: Handler>(handler: H, config: ServerConfig) -> Self {
-        Self::start_with(handler, config, ListenerConfig::default()).await
+    pub async fn start<S: TestService>(service: S, config: ServerConfig) -> Self {
+        Self::start_with(service, config, ListenerConfig::default()).await
     }
 
-    pub async fn start_with<H: Handler>(
-        handler: H,
+    pub async fn start_with<S: TestService>(
+        service: S,
         config: ServerConfig,
         listener: ListenerConfig,
     ) -> Self {
-        Self::start_hooked(handler, config, listener, Hooks::default()).await
+        Self::start_hooked(service, config, listener, Hooks::default()).await
     }
 
     /// A server reporting to `hooks` (live view, metrics, access log).
-    pub async fn start_hooked<H: Handler>(
-        handler: H,
+    pub async fn start_hooked<S: TestService>(
+        service: S,
         config: ServerConfig,
         listener: ListenerConfig,
         hooks: Hooks,
     ) -> Self {
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), handler, config, listener)
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), service, config, listener)
             .expect("bind")
             .with_hooks(hooks);
         let config = server.config_handle();

@@ -1,9 +1,12 @@
-//! The server side of one connection: read requests, call the handler, write responses in
-//! order, and decide after each response whether the connection lives on.
+//! The server side of one HTTP/1.x connection: read requests, hand each to a tower
+//! `Service<Request<Incoming>>`, write the responses in order, and decide after each
+//! response whether the connection lives on.
 //!
 //! Owns keep-alive, pipelining, the idle / header / body / write timers, max requests,
-//! max lifetime, `Expect: 100-continue`, error answers and the lingering close. It must not
-//! know about listeners, pools or configuration files.
+//! max lifetime, `Expect: 100-continue`, error answers and the lingering close; the request
+//! body is fed to its reader by [`super::feed`], in this connection's task, so a service may
+//! answer with the request body itself and both stream at once. It must not know about
+//! listeners, pools or configuration files.
 //!
 //! How a connection spends its life:
 //! - **Idle** (no byte of a next request has arrived): a small future waits for input,
@@ -28,29 +31,34 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http_body::Body as HttpBody;
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
+use tower_service::Service;
 
-use super::body::{Body, BodyFailure, BodyIo, BodyState, BodyStream, Frame, RequestBody};
-use super::io::{read_now, read_some, write_all_until, write_two_until};
-use super::shutdown::ShutdownListener;
-use super::status::{
+use super::feed::{BodyFailure, BodyFeed, CONTINUE, Continue, FeedLimits};
+use crate::conn::body::{Body, Incoming};
+use crate::conn::io::{Output, read_now, read_some};
+use crate::conn::shutdown::ShutdownListener;
+use crate::conn::status::{
     ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, RequestRecord, UpstreamNote, tcp_info,
 };
-use super::upgrade::{UpgradeSlot, Upgraded};
+use crate::conn::upgrade::{UpgradeSlot, Upgraded};
+use crate::error::BoxError;
 use crate::wire::chunked::{CHUNK_DATA_END, write_chunk_header, write_last_chunk};
-use crate::wire::head::{
-    write_content_length, write_decimal, write_field, write_fields, write_status_line,
-};
-use crate::wire::headers::list_members;
+use crate::wire::head::{write_content_length, write_decimal, write_fields, write_status_line};
+use crate::wire::headers::{fold_content_length, list_members};
 use crate::wire::{
     BodyDecoder, BodyEvent, BodyFraming, ChunkedLimits, Expectation, HeadLimits, HeadParser,
-    HeadStatus, MessageFields, ParseError, RequestHead, keep_alive_intent,
+    HeadStatus, MessageFields, OutgoingFraming, ParseError, RequestHead, TargetForm,
+    keep_alive_intent, outgoing_response_framing,
 };
-use tokio::sync::oneshot;
 
-/// The connection policy of a server, each field with its default.
+/// The connection policy of a server, each field with its default. Build it from
+/// `ServerConfig::default()` and set the fields that differ.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Keep connections open between requests. `false` makes every connection
     /// short-lived: each response carries `Connection: close`. Default `true`.
@@ -139,37 +147,23 @@ pub struct ConnInfo {
     pub local: SocketAddr,
 }
 
-/// What a handler knows about the request besides the request itself.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestCtx<'a> {
+/// What the connection knows about a request besides the request itself, parsed once:
+/// every request a server hands to its service carries one in its extensions
+/// (`request.extensions().get::<RequestCtx>()`), so no layer parses a header field again.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RequestCtx {
     /// The connection the request arrived on.
-    pub conn: &'a ConnInfo,
+    pub conn: ConnInfo,
     /// 1 for the first request on the connection (nginx's `$connection_requests`).
     pub number: u64,
     /// The request head exactly as received.
-    pub raw_head: &'a Bytes,
-}
-
-/// What answers requests. Called once per request, in order; the connection waits for
-/// the returned future (flushing earlier responses meanwhile) before reading the next
-/// request head.
-pub trait Handler: Send + Sync + 'static {
-    /// Answers one request. The body streams from the connection as it is read.
-    fn call(
-        &self,
-        request: Request<RequestBody<'_>>,
-        ctx: RequestCtx<'_>,
-    ) -> impl Future<Output = Response<Body>> + Send;
-}
-
-impl<H: Handler> Handler for std::sync::Arc<H> {
-    fn call(
-        &self,
-        request: Request<RequestBody<'_>>,
-        ctx: RequestCtx<'_>,
-    ) -> impl Future<Output = Response<Body>> + Send {
-        (**self).call(request, ctx)
-    }
+    pub raw_head: Bytes,
+    /// The fields framing and persistence depend on (`Connection` options, `Upgrade`,
+    /// `Expect`, `Content-Length`, `Transfer-Encoding`, `Host`), folded while parsing.
+    pub fields: MessageFields,
+    /// The form of the request target (origin, absolute, authority, asterisk).
+    pub target_form: TargetForm,
 }
 
 /// Why a connection closed.
@@ -200,6 +194,8 @@ pub enum CloseReason {
     BadRequest,
     /// The handler's response said `Connection: close`.
     HandlerRequested,
+    /// The service failed (an error instead of a response): answered 500.
+    HandlerFailed,
     /// The response body had no length and the client cannot take chunked (HTTP/1.0): it
     /// ends with the connection.
     CloseDelimited,
@@ -221,7 +217,7 @@ const _: () = assert!(CloseReason::Io as usize + 1 == CloseReason::ALL.len());
 
 impl CloseReason {
     /// Every reason, in the order of [`CloseReason::index`] (for counting by reason).
-    pub const ALL: [CloseReason; 18] = [
+    pub const ALL: [CloseReason; 19] = [
         CloseReason::ClientClosed,
         CloseReason::ClientRequested,
         CloseReason::ShortLived,
@@ -234,6 +230,7 @@ impl CloseReason {
         CloseReason::Shutdown,
         CloseReason::BadRequest,
         CloseReason::HandlerRequested,
+        CloseReason::HandlerFailed,
         CloseReason::CloseDelimited,
         CloseReason::BodyUnread,
         CloseReason::ResponseAborted,
@@ -260,6 +257,7 @@ impl CloseReason {
                 | CloseReason::Shutdown
                 | CloseReason::BadRequest
                 | CloseReason::HandlerRequested
+                | CloseReason::HandlerFailed
                 | CloseReason::CloseDelimited
                 | CloseReason::BodyUnread
                 | CloseReason::PipeliningRefused
@@ -294,6 +292,7 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::BadRequest => "bad_request",
             CloseReason::HandlerRequested => "handler_requested",
+            CloseReason::HandlerFailed => "handler_failed",
             CloseReason::CloseDelimited => "close_delimited",
             CloseReason::BodyUnread => "body_unread",
             CloseReason::ResponseAborted => "response_aborted",
@@ -304,7 +303,7 @@ impl CloseReason {
     }
 }
 
-/// Response bodies up to this size are copied into the write buffer; larger ones are
+/// Response bodies up to this size are copied into the write buffer; larger pieces are
 /// written from their own memory.
 const COPY_LIMIT: usize = 16 * 1024;
 
@@ -312,16 +311,31 @@ const COPY_LIMIT: usize = 16 * 1024;
 /// idle): room for a burst of small responses without reallocating.
 const WBUF_INITIAL: usize = 2048;
 
-/// Serves one connection until it closes, and says how it went (to `hooks` too, if
-/// anything listens there).
-pub async fn serve_connection<H: Handler>(
+/// How many times one poll goes round (work, then side work that made progress) before it
+/// yields to other tasks.
+const SPINS: usize = 32;
+
+/// Serves one connection with `service` until it closes, and says how it went (to `hooks`
+/// too, if anything listens there).
+///
+/// Every request reaches the service as `Request<Incoming>` with a [`RequestCtx`] in its
+/// extensions; its body streams as the service reads it, while the response is being
+/// written if need be (a service may answer with the request body itself). Responses
+/// leave in request order; a burst of pipelined requests is answered in one write.
+pub async fn serve_connection<S, B>(
     stream: TcpStream,
     info: ConnInfo,
-    handler: &H,
+    mut service: S,
     config: &ServerConfig,
     shutdown: ShutdownListener,
     hooks: &Hooks,
-) -> ConnSummary {
+) -> ConnSummary
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let live = hooks.live.as_ref().map(|live| {
         live.register(
             ConnSide::Downstream,
@@ -341,15 +355,15 @@ pub async fn serve_connection<H: Handler>(
         sent_body: 0,
         stream,
         rbuf: BytesMut::new(),
-        wbuf: Vec::new(),
+        out: Output::default(),
         parser: HeadParser::new(),
         info,
         config,
         shutdown,
         requests: 0,
-        writes: 0,
         head_deadline: None,
         upgrade: None,
+        feed: None,
         born: Instant::now(),
     };
     let mut idle_timer = pin!(tokio::time::sleep_until(conn.born + config.header_timeout));
@@ -357,37 +371,14 @@ pub async fn serve_connection<H: Handler>(
         if let Err(reason) = conn.wait_idle(idle_timer.as_mut()).await {
             break reason;
         }
-        if let Err(close) = Box::pin(conn.serve_burst(handler)).await {
+        if let Err(close) = Box::pin(conn.serve_burst(&mut service)).await {
             if close != CloseReason::Upgraded {
                 Box::pin(conn.close(close)).await;
             }
             break close;
         }
     };
-    let summary = ConnSummary {
-        requests: conn.requests,
-        writes: conn.writes,
-        reason,
-    };
-    if let Some(observer) = &hooks.observer {
-        let tcp = tcp_info(&conn.stream).unwrap_or_default();
-        observer.closed(&ClosedRecord {
-            side: ConnSide::Downstream,
-            reason: reason.label(),
-            requests: conn.requests,
-            lifetime: conn.born.elapsed(),
-            bytes_in: tcp.bytes_received,
-            bytes_out: tcp.bytes_acked,
-        });
-    }
-    if let Some(handover) = conn.upgrade.take() {
-        let Conn { stream, rbuf, .. } = conn;
-        let _ = handover.send(Upgraded {
-            stream,
-            read_buf: rbuf.freeze(),
-        });
-    }
-    summary
+    conn.finish(reason)
 }
 
 /// One connection's state.
@@ -404,31 +395,75 @@ struct Conn<'a> {
     /// Bytes read but not yet parsed.
     rbuf: BytesMut,
     /// Response bytes not yet written.
-    wbuf: Vec<u8>,
+    out: Output,
     parser: HeadParser,
     info: ConnInfo,
     config: &'a ServerConfig,
     shutdown: ShutdownListener,
     /// Requests answered so far.
     requests: u64,
-    /// Write syscalls that carried response bytes.
-    writes: u64,
     /// When the head being received must be complete (set at its first byte).
     head_deadline: Option<Instant>,
     /// Where the connection goes after a switching response (101, CONNECT 2xx).
     upgrade: Option<oneshot::Sender<Upgraded>>,
+    /// The current request's body, while it is not completely read.
+    feed: Option<BodyFeed>,
     born: Instant,
 }
 
+/// A request ready for the service.
+struct Admitted {
+    request: Request<Incoming>,
+    /// Watch the client for a reset while the service runs.
+    watch: bool,
+}
+
+/// What a request's answer needs from its request once the request itself is gone.
+struct Answering {
+    method: Method,
+    version: Version,
+    fields: MessageFields,
+    raw: Bytes,
+    started: Option<Instant>,
+}
+
 impl Conn<'_> {
+    /// Reports the end of the connection and hands an upgraded socket over.
+    fn finish(mut self, reason: CloseReason) -> ConnSummary {
+        let summary = ConnSummary {
+            requests: self.requests,
+            writes: self.out.writes,
+            reason,
+        };
+        if let Some(observer) = &self.hooks.observer {
+            let tcp = tcp_info(&self.stream).unwrap_or_default();
+            observer.closed(&ClosedRecord {
+                side: ConnSide::Downstream,
+                reason: reason.label(),
+                requests: self.requests,
+                lifetime: self.born.elapsed(),
+                bytes_in: tcp.bytes_received,
+                bytes_out: tcp.bytes_acked,
+            });
+        }
+        if let Some(handover) = self.upgrade.take() {
+            let Conn { stream, rbuf, .. } = self;
+            let _ = handover.send(Upgraded {
+                stream,
+                read_buf: rbuf.freeze(),
+            });
+        }
+        summary
+    }
+
     /// Waits, holding no buffers (an idle connection costs only its task and socket
     /// registration), until input arrives; `Err` if the connection should close instead
     /// (peer gone, idle timeout, lifetime, shutdown).
     async fn wait_idle(&mut self, mut timer: Pin<&mut Sleep>) -> Result<(), CloseReason> {
-        debug_assert!(self.rbuf.is_empty() && self.wbuf.is_empty());
+        debug_assert!(self.rbuf.is_empty() && self.out.is_empty());
         self.set_state(ConnState::Idle);
         self.rbuf = BytesMut::new();
-        self.wbuf = Vec::new();
+        self.out = Output::default();
         let now = Instant::now();
         // A new connection gets the header timeout for its first byte; later ones the
         // keep-alive timeout. Resetting a timer to a later deadline does not re-register it.
@@ -477,17 +512,12 @@ impl Conn<'_> {
     }
 
     /// Reports an answered request to the observer, if there is one.
-    fn observe(
-        &self,
-        request: Option<(&Method, &Bytes, Version)>,
-        started: Option<Instant>,
-        upstream: Option<UpstreamNote>,
-    ) {
+    fn observe(&self, request: Option<&Answering>, upstream: Option<UpstreamNote>) {
         let Some(observer) = &self.hooks.observer else {
             return;
         };
         let (method, target, version) = match request {
-            Some((method, raw, version)) => (Some(method), request_target(raw), version),
+            Some(a) => (Some(&a.method), request_target(&a.raw), a.version),
             None => (None, "", Version::HTTP_11),
         };
         observer.request(&RequestRecord {
@@ -499,7 +529,9 @@ impl Conn<'_> {
             version,
             status: self.sent_status,
             body_bytes: self.sent_body,
-            duration: started.map_or(Duration::ZERO, |at| at.elapsed()),
+            duration: request
+                .and_then(|a| a.started)
+                .map_or(Duration::ZERO, |at| at.elapsed()),
             upstream,
         });
     }
@@ -508,10 +540,16 @@ impl Conn<'_> {
     ///
     /// A future is moved by copying its whole size when it is created, so this loop keeps
     /// every per-request step that need not wait synchronous (parse, refuse, write the head
-    /// and a small body into the buffer); it awaits only the handler in place, and slow
-    /// I/O and streamed bodies behind boxes. That is what makes pipelining cheap.
-    async fn serve_burst<H: Handler>(&mut self, handler: &H) -> Result<(), CloseReason> {
-        self.wbuf.reserve(WBUF_INITIAL);
+    /// and a small body into the buffer); it awaits the service and the response body in
+    /// place, through small poll functions.
+    async fn serve_burst<S, B>(&mut self, service: &mut S) -> Result<(), CloseReason>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>>,
+        S::Error: Into<BoxError>,
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        self.out.buf.reserve(WBUF_INITIAL);
         loop {
             let Some(head) = self.next_head()? else {
                 // Before waiting on the client, send what we owe it: this is where the
@@ -523,142 +561,155 @@ impl Conn<'_> {
                 return Ok(());
             };
             self.requests += 1;
-            // The clock is read only when someone observes requests.
-            let started = self.hooks.observer.is_some().then(Instant::now);
             if let Some(live) = &self.live {
                 live.status().set_requests(self.requests);
                 live.status().set_state(ConnState::InRequest);
             }
             self.sent_status = StatusCode::OK;
             self.sent_body = 0;
-            let expect_continue = match self.admit(&head) {
-                Ok(expect_continue) => expect_continue,
-                Err(reason) => {
-                    self.observe(Some((&head.method, &head.raw, head.version)), started, None);
-                    return Err(reason);
+            let answering = Answering {
+                method: head.method.clone(),
+                version: head.version,
+                fields: head.fields.clone(),
+                raw: head.raw.clone(),
+                // The clock is read only when someone observes requests.
+                started: self.hooks.observer.is_some().then(Instant::now),
+            };
+            if let Some(status) = self.refusal(&head) {
+                self.write_error(status);
+                self.observe(Some(&answering), None);
+                return Err(CloseReason::BadRequest);
+            }
+            let Admitted { request, watch } = self.admit(head);
+            let response = {
+                if poll_fn(|cx| service.poll_ready(cx)).await.is_err() {
+                    Err(())
+                } else {
+                    let call = pin!(service.call(request));
+                    match self.alongside(call, watch).await {
+                        Some(Ok(response)) => Ok(response),
+                        Some(Err(error)) => {
+                            let error: BoxError = error.into();
+                            tracing::error!(conn = self.info.id, %error, "the service failed");
+                            Err(())
+                        }
+                        None => {
+                            tracing::debug!(
+                                conn = self.info.id,
+                                "client reset the connection while its request was handled"
+                            );
+                            // As nginx logs it: 499, client closed request.
+                            self.sent_status =
+                                StatusCode::from_u16(499).expect("a valid status code");
+                            self.observe(Some(&answering), None);
+                            return Err(CloseReason::ClientClosed);
+                        }
+                    }
                 }
             };
-            if expect_continue {
-                // `100 Continue` must follow every earlier response.
-                self.flush().await?;
-            }
-            let mut body_state = BodyState {
-                decoder: BodyDecoder::new(head.framing, self.config.chunked_limits),
-                received: 0,
-                limit: self.config.max_body_bytes,
-                continue_pending: expect_continue,
-                timeout: self.config.body_timeout,
-                read_size: self.config.read_buffer,
-                failure: None,
-            };
-            let RequestHead {
-                method,
-                uri,
-                version,
-                headers,
-                raw,
-                framing,
-                fields,
-                target_form: _,
-            } = head;
-            let request_method = method.clone();
-            // Watch for the client going away while a bodiless request is handled (with a
-            // body, reading it notices instead); not once the next request has arrived.
-            let watch = (self.config.abort_on_client_close
-                && framing == BodyFraming::Empty
-                && self.rbuf.is_empty())
-            .then_some(&self.stream);
-            let body = if framing == BodyFraming::Empty {
-                RequestBody::empty()
-            } else {
-                RequestBody::new(BodyIo {
-                    stream: &self.stream,
-                    rbuf: &mut self.rbuf,
-                    state: &mut body_state,
-                })
-            };
-            let mut request = Request::new(body);
-            *request.method_mut() = method;
-            *request.uri_mut() = uri;
-            *request.version_mut() = version;
-            *request.headers_mut() = headers;
-            let ctx = RequestCtx {
-                conn: &self.info,
-                number: self.requests,
-                raw_head: &raw,
-            };
-            let response = {
-                // Awaited in place (pinned here, never moved again); the block ends its
-                // borrows of the connection before the response is written.
-                let call = pin!(handler.call(request, ctx));
-                let mut flushing =
-                    Flushing::new(call, &self.stream, &mut self.wbuf, &mut self.writes);
-                flushing.watch = watch;
-                flushing.await
-            };
-            let Some(response) = response else {
-                tracing::debug!(
-                    conn = self.info.id,
-                    "client reset the connection while its request was handled"
-                );
-                // As nginx logs it: 499, client closed request.
-                self.sent_status = StatusCode::from_u16(499).expect("a valid status code");
-                self.observe(Some((&request_method, &raw, version)), started, None);
-                return Err(CloseReason::ClientClosed);
+            let Ok(response) = response else {
+                self.write_error(StatusCode::INTERNAL_SERVER_ERROR);
+                self.observe(Some(&answering), None);
+                return Err(CloseReason::HandlerFailed);
             };
             self.set_state(ConnState::Writing);
-            let upstream = started
+            let upstream = answering
+                .started
                 .and(response.extensions().get::<UpstreamNote>())
                 .copied();
-
-            // A labelled block, not a helper: awaiting a new future here would copy it per
-            // request (see `serve_burst`).
-            let sent: Result<(), CloseReason> = 'respond: {
-                let rest = match self.begin_response(
-                    response,
-                    &mut body_state,
-                    &fields,
-                    version,
-                    &request_method,
-                ) {
-                    Ok(rest) => rest,
-                    Err(reason) => break 'respond Err(reason),
-                };
-                if let Some(handover) = rest.upgrade {
-                    if let Err(reason) = self.flush().await {
-                        break 'respond Err(reason);
-                    }
-                    self.upgrade = Some(handover);
-                    break 'respond Err(CloseReason::Upgraded);
-                }
-                let body = match rest.body {
-                    Remaining::Nothing => Ok(()),
-                    Remaining::Large(bytes) => Box::pin(self.push_data(bytes)).await,
-                    Remaining::Stream(stream, framing) => {
-                        Box::pin(self.stream_body(stream, framing)).await
-                    }
-                };
-                if let Err(reason) = body {
-                    break 'respond Err(reason);
-                }
-                if rest.discard_body
-                    && rest.close.is_none()
-                    && let Err(reason) = Box::pin(self.discard_body(&mut body_state)).await
-                {
-                    break 'respond Err(reason);
-                }
-                match rest.close {
-                    Some(reason) => Err(reason),
-                    None => Ok(()),
-                }
-            };
-            if started.is_some() {
-                self.observe(Some((&request_method, &raw, version)), started, upstream);
+            let sent = self.respond(response, &answering).await;
+            if answering.started.is_some() {
+                self.observe(Some(&answering), upstream);
             }
             sent?;
-            if self.wbuf.len() >= self.config.flush_threshold {
+            if self.out.pending() >= self.config.flush_threshold {
                 self.flush().await?;
             }
+        }
+    }
+
+    /// Writes one response: its head (and what needs no waiting) at once, then the rest of
+    /// its body, then settles what is left of the request body.
+    async fn respond<B>(
+        &mut self,
+        response: Response<B>,
+        answering: &Answering,
+    ) -> Result<(), CloseReason>
+    where
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = response.into_parts();
+        let mut body = pin!(body);
+        let plan = self.begin_response(parts, body.as_ref().get_ref(), answering)?;
+        if let Some(handover) = plan.upgrade {
+            self.flush().await?;
+            self.upgrade = Some(handover);
+            return Err(CloseReason::Upgraded);
+        }
+        if plan.framing.sends_body() {
+            self.send_body(body.as_mut(), plan.framing).await?;
+        }
+        let unread = match plan.unread {
+            // Whoever held the body had the response's time to read it.
+            Unread::StillRead => self.settle_feed(Holding::Ends),
+            other => other,
+        };
+        match unread {
+            Unread::Complete | Unread::StillRead => {}
+            Unread::Discard(decoder) => {
+                if plan.close.is_none() {
+                    Box::pin(self.discard_body(decoder)).await?;
+                }
+            }
+            Unread::Close => return Err(plan.close.unwrap_or(CloseReason::BodyUnread)),
+        }
+        match plan.close {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+
+    /// Polls `work` to completion while doing the connection's side work: feeding the
+    /// request body to whoever reads it, writing out earlier (pipelined) responses, and, if
+    /// `watch`, noticing a client that resets the connection (then the output is `None`).
+    fn alongside<'s, F: Future>(
+        &'s mut self,
+        mut work: Pin<&'s mut F>,
+        mut watch: bool,
+    ) -> impl Future<Output = Option<F::Output>> + 's {
+        poll_fn(move |cx| {
+            for _ in 0..SPINS {
+                if let Poll::Ready(output) = work.as_mut().poll(cx) {
+                    return Poll::Ready(Some(output));
+                }
+                if watch {
+                    match poll_client_signal(&self.stream, cx) {
+                        Poll::Ready(ClientSignal::Reset) => return Poll::Ready(None),
+                        // Bytes of a next request, or a half-close (RFC 9112 §9.6: the
+                        // client has sent all it will, and still waits for the answer).
+                        Poll::Ready(ClientSignal::Bytes | ClientSignal::HalfClosed) => {
+                            watch = false;
+                        }
+                        Poll::Pending => {}
+                    }
+                }
+                let fed = self.poll_feed(cx);
+                self.out.poll_write_opportunistic(&self.stream, cx);
+                if !fed {
+                    return Poll::Pending;
+                }
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
+    }
+
+    /// Feeds the request body, if one is being read; `true` if that made progress.
+    fn poll_feed(&mut self, cx: &mut Context<'_>) -> bool {
+        match self.feed.as_mut() {
+            Some(feed) => feed.poll(&mut self.stream, &mut self.rbuf, &mut self.out.buf, cx),
+            None => false,
         }
     }
 
@@ -683,7 +734,7 @@ impl Conn<'_> {
                 tracing::debug!(conn = self.info.id, %error, "malformed request");
                 self.requests += 1;
                 self.write_error(error.status());
-                self.observe(None, None, None);
+                self.observe(None, None);
                 Err(CloseReason::BadRequest)
             }
         }
@@ -721,17 +772,18 @@ impl Conn<'_> {
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 self.requests += 1;
                 self.write_error(StatusCode::REQUEST_TIMEOUT);
-                self.observe(None, None, None);
+                self.observe(None, None);
                 Err(CloseReason::HeaderTimeout)
             }
             Err(_) => Err(CloseReason::Io),
         }
     }
 
-    /// Refusals that need no handler (their body stays unread, so they close); otherwise
-    /// whether the request expects `100 Continue` (RFC 9110 §10.1.1; ignored for HTTP/1.0).
-    fn admit(&mut self, head: &RequestHead) -> Result<bool, CloseReason> {
-        let refusal = if head.fields.has_other_codings() {
+    /// Refusals that need no service (the body stays unread, so they close): a transfer
+    /// coding we do not implement (501), an unsupported expectation (417), a declared body
+    /// over the limit (413).
+    fn refusal(&self, head: &RequestHead) -> Option<StatusCode> {
+        if head.fields.has_other_codings() {
             Some(ParseError::TransferCodingNotImplemented.status())
         } else if head.fields.expect == Expectation::Unsupported {
             Some(StatusCode::EXPECTATION_FAILED)
@@ -742,14 +794,63 @@ impl Conn<'_> {
             Some(ParseError::BodyTooLarge { limit }.status())
         } else {
             None
-        };
-        if let Some(status) = refusal {
-            self.write_error(status);
-            return Err(CloseReason::BadRequest);
         }
-        Ok(head.fields.expect == Expectation::Continue
-            && head.version == Version::HTTP_11
-            && head.framing != BodyFraming::Empty)
+    }
+
+    /// Turns a parsed head into the request the service gets (its body fed from this
+    /// connection as it is read), and says whether to watch the client for a reset while
+    /// the service runs.
+    fn admit(&mut self, head: RequestHead) -> Admitted {
+        let RequestHead {
+            method,
+            uri,
+            target_form,
+            version,
+            headers,
+            raw,
+            fields,
+            framing,
+        } = head;
+        // Watch for the client going away while a bodiless request is handled (with a
+        // body, reading it notices instead); not once the next request has arrived.
+        let watch = self.config.abort_on_client_close
+            && framing == BodyFraming::Empty
+            && self.rbuf.is_empty();
+        let body = if framing == BodyFraming::Empty {
+            Incoming::empty()
+        } else {
+            // RFC 9110 §10.1.1: 100-continue is for HTTP/1.1 clients.
+            let expect = if fields.expect == Expectation::Continue && version == Version::HTTP_11 {
+                Continue::Owed
+            } else {
+                Continue::NotExpected
+            };
+            let (feed, body) = BodyFeed::open(framing, self.feed_limits(), expect);
+            self.feed = Some(feed);
+            body
+        };
+        let mut request = Request::new(body);
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = version;
+        *request.headers_mut() = headers;
+        request.extensions_mut().insert(RequestCtx {
+            conn: self.info,
+            number: self.requests,
+            raw_head: raw,
+            fields,
+            target_form,
+        });
+        Admitted { request, watch }
+    }
+
+    fn feed_limits(&self) -> FeedLimits {
+        FeedLimits {
+            chunked: self.config.chunked_limits,
+            max_body: self.config.max_body_bytes,
+            timeout: self.config.body_timeout,
+            read_size: self.config.read_buffer,
+        }
     }
 
     /// Why the connection must close after this request's response: the client's
@@ -780,22 +881,59 @@ impl Conn<'_> {
         }
     }
 
-    /// Decides how the response goes out and writes what needs no waiting: the head and a
-    /// small body, into the write buffer. Returns what is left to do.
-    fn begin_response(
-        &mut self,
-        response: Response<Body>,
-        body_state: &mut BodyState,
-        fields: &MessageFields,
-        client_version: Version,
-        method: &Method,
-    ) -> Result<Rest, CloseReason> {
-        let (mut parts, mut body) = response.into_parts();
-        let is_head = method == Method::HEAD;
+    /// What becomes of the request body now that the response is about to be written:
+    /// read already; still held by someone who may read it; or nobody reads it and what
+    /// is already buffered is consumed, then a small remainder is discarded after the
+    /// response and anything else closes the connection.
+    /// With `Holding::Ends` (the response has been sent), whoever still holds the body has
+    /// had their chance: it is taken from them and settled like an unread one.
+    fn settle_feed(&mut self, holding: Holding) -> Unread {
+        let Some(feed) = self.feed.as_mut() else {
+            return Unread::Complete;
+        };
+        if feed.is_done() {
+            self.feed = None;
+            return Unread::Complete;
+        }
+        if feed.failure.is_some() {
+            self.feed = None;
+            return Unread::Close;
+        }
+        if holding == Holding::Lasts && feed.is_wanted() {
+            return Unread::StillRead;
+        }
+        feed.abandon();
+        let Some(feed) = self.feed.take() else {
+            return Unread::Complete;
+        };
+        let mut decoder = feed.decoder;
+        match settle_unread_body(&mut decoder, &mut self.rbuf) {
+            Ok(true) => Unread::Complete,
+            // The client still waits for 100 Continue and may never send the body.
+            Ok(false) if feed.expect == Continue::Owed => Unread::Close,
+            Ok(false)
+                if decoder
+                    .remaining()
+                    .is_some_and(|left| left <= self.config.max_discard_bytes) =>
+            {
+                Unread::Discard(decoder)
+            }
+            Ok(false) | Err(_) => Unread::Close,
+        }
+    }
 
+    /// Decides how the response goes out and writes what needs no waiting (its head) into
+    /// the write buffer. Returns the plan for the rest.
+    fn begin_response<B: HttpBody>(
+        &mut self,
+        parts: http::response::Parts,
+        body: &B,
+        answering: &Answering,
+    ) -> Result<Plan, CloseReason> {
         // A body that failed to arrive decides the answer: the framing layer knows better
         // than the handler what went wrong.
-        if let Some(failure) = body_state.failure.take() {
+        if let Some(failure) = self.feed.as_mut().and_then(|feed| feed.failure.take()) {
+            self.feed = None;
             return Err(match failure {
                 BodyFailure::Invalid(error) => {
                     self.write_error(error.status());
@@ -808,37 +946,48 @@ impl Conn<'_> {
                 BodyFailure::Gone => CloseReason::ClientClosed,
             });
         }
+        let method = &answering.method;
         // A switch of protocols (RFC 9110 §15.2.2) or a CONNECT tunnel (§9.3.6): the head
         // goes out without framing, then the connection is handed over.
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS
             || (method == Method::CONNECT && parts.status.is_success());
+        let mut handover = None;
         if switching {
-            match parts
+            handover = parts
                 .extensions
                 .get::<UpgradeSlot>()
-                .and_then(UpgradeSlot::take)
-            {
-                Some(handover) => {
-                    self.write_head(&parts, &Framing::None, client_version, true);
-                    return Ok(Rest {
-                        body: Remaining::Nothing,
-                        discard_body: false,
-                        close: None,
-                        upgrade: Some(handover),
-                    });
-                }
-                None => {
-                    tracing::error!(status = %parts.status, "a switching response without an UpgradeSlot");
-                    (parts, body) = error_response(StatusCode::INTERNAL_SERVER_ERROR).into_parts();
+                .and_then(UpgradeSlot::take);
+            if handover.is_none() {
+                tracing::error!(status = %parts.status, "a switching response without an UpgradeSlot");
+                return Err(self.fail_response());
+            }
+        } else if parts.status.is_informational() {
+            tracing::error!(status = %parts.status, "handler returned an interim status as final");
+            return Err(self.fail_response());
+        }
+        let mut close = self.close_after(&answering.fields);
+        let unread = if switching {
+            Unread::Complete
+        } else {
+            self.settle_feed(Holding::Lasts)
+        };
+        match &unread {
+            Unread::Close => {
+                close.get_or_insert(CloseReason::BodyUnread);
+            }
+            Unread::StillRead => {
+                // Whoever holds the body may read it while the response streams: a client
+                // waiting for 100 Continue gets it first, before the final response.
+                if let Some(feed) = self.feed.as_mut()
+                    && feed.expect == Continue::Owed
+                {
+                    feed.expect = Continue::Sent;
+                    self.out.buf.extend_from_slice(CONTINUE);
                 }
             }
+            Unread::Complete | Unread::Discard(_) => {}
         }
-        if parts.status.is_informational() {
-            tracing::error!(status = %parts.status, "handler returned an interim status as final");
-            (parts, body) = error_response(StatusCode::INTERNAL_SERVER_ERROR).into_parts();
-        }
-        let mut close = self.close_after(fields);
-        if !self.config.pipelining && !self.rbuf.is_empty() && body_state.decoder.is_done() {
+        if !self.config.pipelining && !self.rbuf.is_empty() && self.feed.is_none() {
             close.get_or_insert(CloseReason::PipeliningRefused);
         }
         if parts
@@ -849,95 +998,50 @@ impl Conn<'_> {
         {
             close.get_or_insert(CloseReason::HandlerRequested);
         }
-
-        // What is left of the request body: consume what is already buffered; a small
-        // remainder is discarded after the response, anything else closes.
-        let discard_body = match settle_unread_body(body_state, &mut self.rbuf) {
-            Ok(true) => false,
-            Ok(false) if body_state.continue_pending => {
-                // The client still waits for 100 Continue and may never send the body.
-                close.get_or_insert(CloseReason::BodyUnread);
-                false
-            }
-            Ok(false)
-                if body_state
-                    .decoder
-                    .remaining()
-                    .is_some_and(|left| left <= self.config.max_discard_bytes) =>
-            {
-                true
-            }
-            Ok(false) | Err(_) => {
-                close.get_or_insert(CloseReason::BodyUnread);
-                false
-            }
-        };
-
-        // RFC 9110 §6.4.1, RFC 9112 §6.3: no body after HEAD, 1xx, 204 and 304.
-        let status = parts.status;
-        let bodiless_status = status == StatusCode::NO_CONTENT;
-        let sends_body = !is_head && !bodiless_status && status != StatusCode::NOT_MODIFIED;
-        let framing = if bodiless_status {
-            Framing::None
+        let framing = if switching {
+            OutgoingFraming::None
         } else {
-            match body.length() {
-                // A HEAD or 304 answer may repeat the length the handler states.
-                Some(0) if !sends_body => match parts.headers.get(header::CONTENT_LENGTH) {
-                    Some(length) => Framing::Declared(length.clone()),
-                    None => Framing::None,
-                },
-                Some(length) => Framing::Length(length),
-                None if !sends_body => Framing::None,
-                None if client_version == Version::HTTP_11 => Framing::Chunked,
-                None => {
-                    close.get_or_insert(CloseReason::CloseDelimited);
-                    Framing::CloseDelimited
-                }
-            }
+            response_framing_of(method, &parts, answering.version, body)
         };
-        self.write_head(&parts, &framing, client_version, close.is_none());
-
-        let body = match body {
-            _ if !sends_body => Remaining::Nothing,
-            Body::Empty => Remaining::Nothing,
-            Body::Full(bytes) if bytes.len() <= COPY_LIMIT => {
-                self.sent_body = bytes.len() as u64;
-                self.wbuf.extend_from_slice(&bytes);
-                Remaining::Nothing
-            }
-            Body::Full(bytes) => {
-                self.sent_body = bytes.len() as u64;
-                Remaining::Large(bytes)
-            }
-            Body::Stream(stream) => Remaining::Stream(stream, framing),
-        };
-        Ok(Rest {
-            body,
-            discard_body,
+        if framing == OutgoingFraming::CloseDelimited {
+            close.get_or_insert(CloseReason::CloseDelimited);
+        }
+        self.write_head(&parts, framing, answering.version, close.is_none());
+        Ok(Plan {
+            framing,
+            unread,
             close,
-            upgrade: None,
+            upgrade: handover,
         })
+    }
+
+    /// A response the connection cannot send as the handler made it: 500 instead, then
+    /// close.
+    fn fail_response(&mut self) -> CloseReason {
+        self.write_error(StatusCode::INTERNAL_SERVER_ERROR);
+        CloseReason::HandlerFailed
     }
 
     /// Appends a response head; its `Connection` field states the final decision.
     fn write_head(
         &mut self,
         parts: &http::response::Parts,
-        framing: &Framing,
+        framing: OutgoingFraming,
         client_version: Version,
         keep: bool,
     ) {
         self.sent_status = parts.status;
-        let wbuf = &mut self.wbuf;
+        let wbuf = &mut self.out.buf;
         write_status_line(wbuf, Version::HTTP_11, parts.status);
         if !write_fields(wbuf, &parts.headers).date {
             write_date(wbuf);
         }
         match framing {
-            Framing::Length(length) => write_content_length(wbuf, *length),
-            Framing::Declared(length) => write_field(wbuf, b"content-length", length.as_bytes()),
-            Framing::Chunked => wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-            Framing::None | Framing::CloseDelimited => {}
+            OutgoingFraming::Length(length) | OutgoingFraming::Declared(length) => {
+                write_content_length(wbuf, length)
+            }
+            OutgoingFraming::Chunked => wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            OutgoingFraming::None | OutgoingFraming::CloseDelimited => {}
         }
         // The `Connection` field is the connection's to write: its own decision (close,
         // keep-alive for HTTP/1.0, upgrade for a switch, RFC 9110 §7.8) and the options the
@@ -985,140 +1089,179 @@ impl Conn<'_> {
         wbuf.extend_from_slice(b"\r\n");
     }
 
-    /// Sends a streamed body with the chosen framing, flushing while the source is slow.
-    async fn stream_body(
-        &mut self,
-        mut stream: BodyStream,
-        framing: Framing,
-    ) -> Result<(), CloseReason> {
+    /// Sends a response body with the chosen framing: small pieces are copied into the
+    /// write buffer, large ones written from their own memory; the body is polled only
+    /// while the client keeps up (backpressure), and the request body is fed meanwhile.
+    /// Returns with the end of the body buffered, not necessarily written (pipelined
+    /// responses still share writes).
+    fn send_body<'s, B>(
+        &'s mut self,
+        mut body: Pin<&'s mut B>,
+        framing: OutgoingFraming,
+    ) -> impl Future<Output = Result<(), CloseReason>> + 's
+    where
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
         let mut sent: u64 = 0;
-        let mut trailers = None;
-        loop {
-            let next = pin!(stream.frame());
-            let frame = Flushing::new(next, &self.stream, &mut self.wbuf, &mut self.writes)
-                .await
-                .expect("not watching the client");
-            match frame {
-                None => break,
-                Some(Ok(Frame::Data(data))) if data.is_empty() => {}
-                Some(Ok(Frame::Data(data))) => {
-                    sent += data.len() as u64;
-                    self.sent_body = sent;
-                    match framing {
-                        Framing::Length(length) if sent > length => {
-                            tracing::error!(length, sent, "response body longer than its length");
-                            return Err(CloseReason::ResponseAborted);
+        poll_fn(move |cx| {
+            for _ in 0..SPINS {
+                // Output first: while the client is behind, the body waits. Past this
+                // point no large piece is pending.
+                if self.out.has_large() || self.out.pending() >= self.config.flush_threshold {
+                    let timeout = self.config.write_timeout;
+                    match self.out.poll_write_within(&self.stream, timeout, cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(error)) => {
+                            return Poll::Ready(Err(write_error_reason(error)));
                         }
-                        Framing::Chunked => {
-                            write_chunk_header(&mut self.wbuf, data.len());
-                            self.push_data(data).await?;
-                            self.wbuf.extend_from_slice(CHUNK_DATA_END);
+                        Poll::Pending => {
+                            if self.poll_feed(cx) {
+                                continue;
+                            }
+                            return Poll::Pending;
                         }
-                        _ => self.push_data(data).await?,
-                    }
-                    if self.wbuf.len() >= self.config.flush_threshold {
-                        self.flush().await?;
                     }
                 }
-                Some(Ok(Frame::Trailers(fields))) => {
-                    trailers = Some(fields);
-                    break;
-                }
-                Some(Err(error)) => {
-                    tracing::warn!(conn = self.info.id, %error, "response body failed; closing");
-                    return Err(CloseReason::ResponseAborted);
+                let step = match body.as_mut().poll_frame(cx) {
+                    Poll::Ready(None) => return Poll::Ready(self.end_body(framing, sent, None)),
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) => self.push_data(data, framing, &mut sent),
+                        Err(frame) => match frame.into_trailers() {
+                            Ok(trailers) => {
+                                return Poll::Ready(self.end_body(framing, sent, Some(&trailers)));
+                            }
+                            Err(_) => Ok(()),
+                        },
+                    },
+                    Poll::Ready(Some(Err(error))) => {
+                        let error: BoxError = error.into();
+                        tracing::warn!(conn = self.info.id, %error, "response body failed; closing");
+                        Err(CloseReason::ResponseAborted)
+                    }
+                    Poll::Pending => {
+                        let fed = self.poll_feed(cx);
+                        self.out.poll_write_opportunistic(&self.stream, cx);
+                        if !fed {
+                            return Poll::Pending;
+                        }
+                        Ok(())
+                    }
+                };
+                if let Err(reason) = step {
+                    return Poll::Ready(Err(reason));
                 }
             }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
+    }
+
+    /// Appends one piece of the response body, framed.
+    fn push_data(
+        &mut self,
+        data: Bytes,
+        framing: OutgoingFraming,
+        sent: &mut u64,
+    ) -> Result<(), CloseReason> {
+        if data.is_empty() {
+            return Ok(());
         }
+        *sent += data.len() as u64;
+        self.sent_body = *sent;
+        if let OutgoingFraming::Length(length) = framing
+            && *sent > length
+        {
+            tracing::error!(length, sent, "response body longer than its length");
+            return Err(CloseReason::ResponseAborted);
+        }
+        let chunked = framing == OutgoingFraming::Chunked;
+        if chunked {
+            write_chunk_header(&mut self.out.buf, data.len());
+        }
+        if data.len() <= COPY_LIMIT {
+            self.out.buf.extend_from_slice(&data);
+            if chunked {
+                self.out.buf.extend_from_slice(CHUNK_DATA_END);
+            }
+        } else {
+            self.out
+                .push_large(data, if chunked { CHUNK_DATA_END } else { b"" });
+        }
+        Ok(())
+    }
+
+    /// Ends the response body (no large piece is pending): the last chunk (with
+    /// trailers), or a check that a body of declared length was complete.
+    fn end_body(
+        &mut self,
+        framing: OutgoingFraming,
+        sent: u64,
+        trailers: Option<&http::HeaderMap>,
+    ) -> Result<(), CloseReason> {
         match framing {
-            Framing::Length(length) if sent < length => {
+            OutgoingFraming::Length(length) if sent < length => {
                 tracing::error!(length, sent, "response body shorter than its length");
                 Err(CloseReason::ResponseAborted)
             }
-            Framing::Chunked => {
-                write_last_chunk(&mut self.wbuf, trailers.as_ref());
+            OutgoingFraming::Chunked => {
+                write_last_chunk(&mut self.out.buf, trailers);
                 Ok(())
             }
             _ => Ok(()),
         }
     }
 
-    /// Appends body bytes: small ones are copied into the write buffer, large ones are
-    /// written together with it without a copy.
-    async fn push_data(&mut self, data: Bytes) -> Result<(), CloseReason> {
-        if data.len() <= COPY_LIMIT {
-            self.wbuf.extend_from_slice(&data);
-            return Ok(());
-        }
-        let deadline = Instant::now() + self.config.write_timeout;
-        let result = write_two_until(&self.stream, &self.wbuf, &data, deadline).await;
-        self.wbuf.clear();
-        self.writes += result.as_ref().map_or(0, |n| *n);
-        result.map(drop).map_err(write_error_reason)
-    }
-
     /// Writes out the write buffer: at once if the socket takes it all (the usual case),
-    /// else waiting (boxed) until the write timeout.
+    /// else waiting until the write timeout.
     async fn flush(&mut self) -> Result<(), CloseReason> {
-        if self.wbuf.is_empty() {
-            return Ok(());
-        }
-        match self.stream.try_write(&self.wbuf) {
-            Ok(n) => {
-                self.writes += 1;
-                self.wbuf.drain(..n);
-                if self.wbuf.is_empty() {
-                    return Ok(());
+        self.out
+            .flush(&self.stream, self.config.write_timeout)
+            .await
+            .map_err(write_error_reason)
+    }
+
+    /// Reads and drops the rest of a small request body nobody read.
+    async fn discard_body(&mut self, mut decoder: BodyDecoder) -> Result<(), CloseReason> {
+        loop {
+            match decoder.decode(&mut self.rbuf) {
+                Ok(Some(BodyEvent::Data(_))) => {}
+                Ok(Some(BodyEvent::Trailers(_) | BodyEvent::End)) => return Ok(()),
+                Ok(None) => {
+                    let deadline = Instant::now() + self.config.body_timeout;
+                    match read_some(
+                        &self.stream,
+                        &mut self.rbuf,
+                        self.config.read_buffer,
+                        deadline,
+                    )
+                    .await
+                    {
+                        Ok(0) => return Err(CloseReason::ClientClosed),
+                        Ok(_) => {}
+                        Err(_) => return Err(CloseReason::BodyUnread),
+                    }
                 }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => {
-                self.wbuf.clear();
-                return Err(CloseReason::Io);
+                Err(_) => return Err(CloseReason::BodyUnread),
             }
         }
-        Box::pin(self.flush_until_timeout()).await
-    }
-
-    async fn flush_until_timeout(&mut self) -> Result<(), CloseReason> {
-        let deadline = Instant::now() + self.config.write_timeout;
-        let result = write_all_until(&self.stream, &self.wbuf, deadline).await;
-        self.wbuf.clear();
-        self.writes += result.as_ref().map_or(0, |n| *n);
-        result.map(drop).map_err(write_error_reason)
-    }
-
-    /// Reads and drops the rest of a small request body the handler did not read.
-    async fn discard_body(&mut self, state: &mut BodyState) -> Result<(), CloseReason> {
-        let mut body = RequestBody::new(BodyIo {
-            stream: &self.stream,
-            rbuf: &mut self.rbuf,
-            state,
-        });
-        while let Some(frame) = body.frame().await {
-            if frame.is_err() {
-                return Err(CloseReason::BodyUnread);
-            }
-        }
-        Ok(())
     }
 
     /// Appends a complete error response (the connection closes after it).
     fn write_error(&mut self, status: StatusCode) {
         self.sent_status = status;
-        let (parts, body) = error_response(status).into_parts();
-        write_status_line(&mut self.wbuf, Version::HTTP_11, status);
-        write_date(&mut self.wbuf);
-        write_fields(&mut self.wbuf, &parts.headers);
-        if let Body::Full(text) = body {
-            self.sent_body = text.len() as u64;
-            write_content_length(&mut self.wbuf, text.len() as u64);
-            self.wbuf.extend_from_slice(b"connection: close\r\n\r\n");
-            self.wbuf.extend_from_slice(&text);
-        }
+        let text = error_text(status);
+        let wbuf = &mut self.out.buf;
+        write_status_line(wbuf, Version::HTTP_11, status);
+        write_date(wbuf);
+        wbuf.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\n");
+        self.sent_body = text.len() as u64;
+        write_content_length(wbuf, text.len() as u64);
+        wbuf.extend_from_slice(b"connection: close\r\n\r\n");
+        wbuf.extend_from_slice(text.as_bytes());
     }
 
-    /// Closes the connection: flush, then (if the client may still be sending) half-close
+    /// Closes the connection: flush, and if the client may still be sending, half-close
     /// and drain its input for a bounded time, so its last response is not reset.
     async fn close(&mut self, reason: CloseReason) {
         // An aborted response still sends what it produced: the client sees the message
@@ -1157,40 +1300,61 @@ impl Conn<'_> {
     }
 }
 
-/// What remains of a response after its head is buffered.
-struct Rest {
-    /// Body bytes still to send.
-    body: Remaining,
-    /// Discard the rest of a small unread request body afterwards.
-    discard_body: bool,
+/// How a response goes out, decided when its head is written.
+struct Plan {
+    framing: OutgoingFraming,
+    /// What becomes of the request body.
+    unread: Unread,
     /// Close after this response, and why.
     close: Option<CloseReason>,
     /// Hand the connection over after the head (a switching response).
     upgrade: Option<oneshot::Sender<Upgraded>>,
 }
 
-/// Body bytes still to send after the head.
-enum Remaining {
-    /// None: no body, or it was small enough to buffer with the head.
-    Nothing,
-    /// A large in-memory body, written without copying.
-    Large(Bytes),
-    /// A streamed body and its framing.
-    Stream(BodyStream, Framing),
+/// Whether someone holding the request body may go on reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holding {
+    /// Yes: the response is about to stream (it may be the request body itself).
+    Lasts,
+    /// No: the response has been sent.
+    Ends,
 }
 
-/// How a response body is delimited on the wire.
-enum Framing {
-    /// No body and no length field.
-    None,
-    /// `Content-Length` as the handler stated it (HEAD and 304 answers).
-    Declared(HeaderValue),
-    /// `Content-Length` of the body.
-    Length(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-    /// The body ends when the connection closes.
-    CloseDelimited,
+/// What is left of a request body when its response is written.
+enum Unread {
+    /// Nothing: it was read to its end (or there was none).
+    Complete,
+    /// Someone still holds it and may read it while the response streams.
+    StillRead,
+    /// Nobody reads it; this small remainder is discarded after the response.
+    Discard(BodyDecoder),
+    /// Nobody reads it and it is too large (or never coming): close after the response.
+    Close,
+}
+
+/// The framing of a response from its parts and body ([`outgoing_response_framing`]): the
+/// body's exact length if it states one, and for HEAD and 304 the length the handler
+/// stated in `Content-Length`.
+fn response_framing_of<B: HttpBody>(
+    method: &Method,
+    parts: &http::response::Parts,
+    client: Version,
+    body: &B,
+) -> OutgoingFraming {
+    let body_length = if body.is_end_stream() {
+        Some(0)
+    } else {
+        body.size_hint().exact()
+    };
+    let stated = if method == Method::HEAD || parts.status == StatusCode::NOT_MODIFIED {
+        parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| fold_content_length(None, value.as_bytes()).ok())
+    } else {
+        None
+    };
+    outgoing_response_framing(method, parts.status, client, body_length, stated)
 }
 
 fn write_error_reason(error: std::io::Error) -> CloseReason {
@@ -1202,71 +1366,13 @@ fn write_error_reason(error: std::io::Error) -> CloseReason {
 }
 
 /// Consumes the request body events already buffered. `Ok(true)` if the body is complete.
-fn settle_unread_body(state: &mut BodyState, rbuf: &mut BytesMut) -> Result<bool, ParseError> {
+fn settle_unread_body(decoder: &mut BodyDecoder, rbuf: &mut BytesMut) -> Result<bool, ParseError> {
     loop {
-        match state.decoder.decode(rbuf)? {
-            Some(BodyEvent::Data(_) | BodyEvent::Trailers(_)) => {}
-            Some(BodyEvent::End) => return Ok(true),
-            None => return Ok(state.decoder.is_done()),
+        match decoder.decode(rbuf)? {
+            Some(BodyEvent::Data(_)) => {}
+            Some(BodyEvent::Trailers(_) | BodyEvent::End) => return Ok(true),
+            None => return Ok(decoder.is_done()),
         }
-    }
-}
-
-/// Polls a pinned future to completion; whenever it is pending, writes out what the
-/// write buffer holds, so earlier (pipelined) responses are not held back by a slow
-/// handler or body source. A write error is left for the next flush to report. Holding the
-/// future by `Pin<&mut>` (not by value) means it is never copied.
-struct Flushing<'a, F> {
-    future: Pin<&'a mut F>,
-    stream: &'a TcpStream,
-    wbuf: &'a mut Vec<u8>,
-    writes: &'a mut u64,
-    write_failed: bool,
-    /// The client to watch for closing (then the output is `None`).
-    watch: Option<&'a TcpStream>,
-}
-
-impl<'a, F: Future> Flushing<'a, F> {
-    fn new(
-        future: Pin<&'a mut F>,
-        stream: &'a TcpStream,
-        wbuf: &'a mut Vec<u8>,
-        writes: &'a mut u64,
-    ) -> Self {
-        Flushing {
-            future,
-            stream,
-            wbuf,
-            writes,
-            write_failed: false,
-            watch: None,
-        }
-    }
-}
-
-impl<F: Future> Future for Flushing<'_, F> {
-    /// `None` if the watched client went away first.
-    type Output = Option<F::Output>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
-        if let Poll::Ready(output) = self.future.as_mut().poll(cx) {
-            return Poll::Ready(Some(output));
-        }
-        let this = &mut *self;
-        if let Some(client) = this.watch {
-            match poll_client_signal(client, cx) {
-                Poll::Ready(ClientSignal::Reset) => return Poll::Ready(None),
-                // Bytes of a next request, or a half-close (RFC 9112 §9.6: the client has
-                // sent all it will, and still waits for the answer): stop watching.
-                Poll::Ready(ClientSignal::Bytes | ClientSignal::HalfClosed) => this.watch = None,
-                Poll::Pending => {}
-            }
-        }
-        if !this.write_failed && poll_write_some(this.stream, this.wbuf, this.writes, cx).is_ready()
-        {
-            this.write_failed = !this.wbuf.is_empty();
-        }
-        Poll::Pending
     }
 }
 
@@ -1303,40 +1409,18 @@ fn poll_client_signal(stream: &TcpStream, cx: &mut Context<'_>) -> Poll<ClientSi
     }
 }
 
-/// Writes as much of `wbuf` as the socket takes now; ready when empty or on error.
-fn poll_write_some(
-    stream: &TcpStream,
-    wbuf: &mut Vec<u8>,
-    writes: &mut u64,
-    cx: &mut Context<'_>,
-) -> Poll<()> {
-    while !wbuf.is_empty() {
-        match stream.try_write(wbuf) {
-            Ok(n) => {
-                *writes += 1;
-                wbuf.drain(..n);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                match stream.poll_write_ready(cx) {
-                    Poll::Ready(Ok(())) => continue,
-                    Poll::Ready(Err(_)) => return Poll::Ready(()),
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            Err(_) => return Poll::Ready(()),
-        }
-    }
-    Poll::Ready(())
+/// The text of an error response: `400 Bad Request\n`.
+fn error_text(status: StatusCode) -> String {
+    format!(
+        "{} {}\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    )
 }
 
 /// A plain-text error response: `400 Bad Request\n`.
 pub fn error_response(status: StatusCode) -> Response<Body> {
-    let text = format!(
-        "{} {}\n",
-        status.as_str(),
-        status.canonical_reason().unwrap_or("")
-    );
-    let mut response = Response::new(Body::from(text));
+    let mut response = Response::new(Body::from(error_text(status)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

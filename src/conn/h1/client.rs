@@ -1,6 +1,6 @@
-//! The client side of one connection: write requests (streaming their bodies), read the
-//! responses in order, and say afterwards whether the connection may be reused, and if not,
-//! why.
+//! The client side of one HTTP/1.x connection: write requests (streaming their bodies),
+//! read the responses in order, and say afterwards whether the connection may be reused,
+//! and if not, why.
 //!
 //! Owns the protocol state of one client connection: requests in flight (several when the
 //! caller pipelines), the current response body, 1xx interim responses, `100-continue`, and
@@ -8,30 +8,36 @@
 //! must not know about pools, retries or which connection to use: those are the caller's.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
+use http_body::Frame;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
-use super::body::Frame;
-use super::io::{make_room, read_owned, write_all_until, write_two_until};
-use super::status::{self, ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, Observer};
+use crate::conn::io::{Output, make_room, read_owned};
+use crate::conn::status::{self, ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, Observer};
 use crate::error::{Error, ErrorKind, Side};
 use crate::wire::chunked::{CHUNK_DATA_END, write_chunk_header, write_last_chunk};
 use crate::wire::head::{write_content_length, write_field, write_fields, write_request_line};
 use crate::wire::headers::list_members;
 use crate::wire::{
     BodyDecoder, BodyEvent, BodyFraming, ChunkedLimits, HeadLimits, HeadParser, HeadStatus,
-    ResponseHead, keep_alive_intent,
+    OutgoingFraming, ResponseHead, keep_alive_intent,
 };
 
-/// Client-side protocol settings, each with its default.
+/// Client-side protocol settings, each with its default. Build it from
+/// `ClientConfig::default()` and set the fields that differ.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// The HTTP version spoken to servers. Default HTTP/1.1; HTTP/1.0 for hops that need it
     /// (no chunked request bodies, keep-alive only on request).
@@ -158,15 +164,13 @@ impl Drop for Monitor {
     }
 }
 
-/// How the body of an outgoing request is framed.
+/// What a request asks of its connection (RFC 9112 §9.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestFraming {
-    /// No body (`Content-Length` is omitted for methods that carry none, `0` otherwise).
-    Empty,
-    /// Exactly this many bytes.
-    Length(u64),
-    /// Chunked (unknown length; HTTP/1.1 only).
-    Chunked,
+pub enum Persistence {
+    /// Keep it open for more requests (HTTP/1.1's default; `keep-alive` asked of 1.0).
+    KeepAlive,
+    /// Close it after this exchange (`Connection: close`).
+    Close,
 }
 
 /// A request in flight: enough to read its response.
@@ -233,7 +237,7 @@ pub struct ClientConn {
     monitor: Option<Box<Monitor>>,
     stream: TcpStream,
     rbuf: BytesMut,
-    wbuf: Vec<u8>,
+    out: Output,
     parser: HeadParser,
     config: ClientConfig,
     id: u64,
@@ -248,7 +252,9 @@ pub struct ClientConn {
     in_flight: VecDeque<InFlight>,
     body: Body,
     /// A request body is being written (its head is sent, its end is not).
-    writing_body: Option<RequestFraming>,
+    writing_body: Option<OutgoingFraming>,
+    /// The response or read timeout, while [`ClientConn::poll_head`] waits.
+    head_timer: Option<Pin<Box<Sleep>>>,
     /// Bytes of the current response head have arrived (for retry decisions).
     response_started: bool,
     hint: KeepAliveHint,
@@ -296,7 +302,7 @@ impl ClientConn {
             monitor,
             stream,
             rbuf: BytesMut::new(),
-            wbuf: Vec::new(),
+            out: Output::default(),
             parser: HeadParser::new(),
             config,
             id,
@@ -308,10 +314,16 @@ impl ClientConn {
             in_flight: VecDeque::new(),
             body: Body::None,
             writing_body: None,
+            head_timer: None,
             response_started: false,
             hint: KeepAliveHint::default(),
             not_reusable: None,
         }
+    }
+
+    /// The HTTP version it speaks.
+    pub fn version(&self) -> Version {
+        self.config.version
     }
 
     /// The connection's number (unique within its client).
@@ -420,16 +432,16 @@ impl ClientConn {
     ///
     /// `target` is the request target as it goes on the wire (origin-form `/path?q`, or
     /// absolute-form for a proxy). `Host` is added from `authority` unless `headers` carry
-    /// one. Framing and persistence fields come from `framing` and `close`, never from
-    /// `headers`.
+    /// one. Framing and persistence fields come from `framing` and `persistence`, never
+    /// from `headers`.
     pub fn write_head(
         &mut self,
         method: &Method,
         target: &[u8],
         authority: Option<&str>,
         headers: &HeaderMap,
-        framing: RequestFraming,
-        close: bool,
+        framing: OutgoingFraming,
+        persistence: Persistence,
     ) -> Result<(), Error> {
         if self.writing_body.is_some() {
             return Err(Error::new(
@@ -437,30 +449,32 @@ impl ClientConn {
                 ErrorKind::Closed("while a request body is still being written"),
             ));
         }
-        if framing == RequestFraming::Chunked && self.config.version == Version::HTTP_10 {
+        if framing == OutgoingFraming::Chunked && self.config.version == Version::HTTP_10 {
             return Err(Error::new(
                 Side::Local,
                 ErrorKind::Body("an HTTP/1.0 hop cannot take a chunked request body".into()),
             ));
         }
         write_request_head(
-            &mut self.wbuf,
+            &mut self.out.buf,
             self.config.version,
-            method,
-            target,
-            authority,
+            RequestLine {
+                method,
+                target,
+                authority,
+            },
             headers,
             framing,
-            close,
+            persistence,
         );
-        if close {
+        if persistence == Persistence::Close {
             self.mark_first(NotReusable::ClientClose);
         }
         self.count_request();
         self.in_flight.push_back(InFlight {
             method: method.clone(),
         });
-        if framing != RequestFraming::Empty {
+        if framing.sends_body() {
             self.writing_body = Some(framing);
         }
         Ok(())
@@ -469,8 +483,8 @@ impl ClientConn {
     /// Appends a request prepared earlier (head and body): a load generator serialises its
     /// request once and sends the same bytes again and again.
     pub fn write_prepared(&mut self, request: &PreparedRequest) {
-        self.wbuf.extend_from_slice(&request.bytes);
-        if request.close {
+        self.out.buf.extend_from_slice(&request.bytes);
+        if request.persistence == Persistence::Close {
             self.mark_first(NotReusable::ClientClose);
         }
         self.count_request();
@@ -479,9 +493,10 @@ impl ClientConn {
         });
     }
 
-    /// Appends request body bytes (after [`ClientConn::write_head`]); large chunks are
-    /// written at once without copying.
-    pub async fn write_body(&mut self, data: Bytes) -> Result<(), Error> {
+    /// Queues request body bytes (after [`ClientConn::write_head`]), framed; large pieces
+    /// are written later from their own memory. Call [`ClientConn::poll_flush`] while
+    /// [`ClientConn::wants_flush`] says so.
+    pub fn push_body(&mut self, data: Bytes) -> Result<(), Error> {
         let Some(framing) = self.writing_body else {
             return Err(Error::new(
                 Side::Local,
@@ -491,21 +506,49 @@ impl ClientConn {
         if data.is_empty() {
             return Ok(());
         }
-        if framing == RequestFraming::Chunked {
-            write_chunk_header(&mut self.wbuf, data.len());
+        let chunked = framing == OutgoingFraming::Chunked;
+        if chunked {
+            write_chunk_header(&mut self.out.buf, data.len());
         }
         if data.len() <= 16 * 1024 {
-            self.wbuf.extend_from_slice(&data);
+            self.out.buf.extend_from_slice(&data);
+            if chunked {
+                self.out.buf.extend_from_slice(CHUNK_DATA_END);
+            }
         } else {
-            let deadline = Instant::now() + self.config.write_timeout;
-            let written = write_two_until(&self.stream, &self.wbuf, &data, deadline).await;
-            self.wbuf.clear();
-            written.map_err(|e| self.fail(e, "writing the request"))?;
+            self.out
+                .push_large(data, if chunked { CHUNK_DATA_END } else { b"" });
         }
-        if framing == RequestFraming::Chunked {
-            self.wbuf.extend_from_slice(CHUNK_DATA_END);
+        Ok(())
+    }
+
+    /// Whether enough is queued that it should be written before more is queued.
+    pub fn wants_flush(&self) -> bool {
+        self.out.has_large() || self.out.pending() >= 64 * 1024
+    }
+
+    /// Writes what is queued, under the write timeout.
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let timeout = self.config.write_timeout;
+        match self.out.poll_write_within(&self.stream, timeout, cx) {
+            Poll::Ready(Ok(())) => {
+                if self.writing_body.is_none() && !self.in_flight.is_empty() {
+                    self.set_state(ConnState::AwaitingResponse);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => {
+                self.out.clear();
+                Poll::Ready(Err(self.fail(error, "writing the request")))
+            }
+            Poll::Pending => Poll::Pending,
         }
-        if self.wbuf.len() >= 64 * 1024 {
+    }
+
+    /// Queues request body bytes and writes them if enough is queued.
+    pub async fn write_body(&mut self, data: Bytes) -> Result<(), Error> {
+        self.push_body(data)?;
+        if self.wants_flush() {
             self.flush().await?;
         }
         Ok(())
@@ -513,8 +556,8 @@ impl ClientConn {
 
     /// Ends the request body (with trailers, for a chunked body).
     pub fn finish_body(&mut self, trailers: Option<&HeaderMap>) {
-        if let Some(RequestFraming::Chunked) = self.writing_body.take() {
-            write_last_chunk(&mut self.wbuf, trailers);
+        if let Some(OutgoingFraming::Chunked) = self.writing_body.take() {
+            write_last_chunk(&mut self.out.buf, trailers);
         }
     }
 
@@ -525,20 +568,17 @@ impl ClientConn {
         }
     }
 
-    /// Writes out everything buffered.
+    /// Whether a request body is being written.
+    pub fn is_writing_body(&self) -> bool {
+        self.writing_body.is_some()
+    }
+
+    /// Writes out everything queued.
     pub async fn flush(&mut self) -> Result<(), Error> {
-        if self.wbuf.is_empty() {
+        if self.out.is_empty() {
             return Ok(());
         }
-        let deadline = Instant::now() + self.config.write_timeout;
-        let result = write_all_until(&self.stream, &self.wbuf, deadline).await;
-        self.wbuf.clear();
-        if self.writing_body.is_none() && !self.in_flight.is_empty() {
-            self.set_state(ConnState::AwaitingResponse);
-        }
-        result
-            .map(drop)
-            .map_err(|e| self.fail(e, "writing the request"))
+        std::future::poll_fn(|cx| self.poll_flush(cx)).await
     }
 
     /// Sends a whole request (head and body) and flushes.
@@ -549,16 +589,17 @@ impl ClientConn {
         authority: Option<&str>,
         headers: &HeaderMap,
         body: &Bytes,
-        close: bool,
+        persistence: Persistence,
     ) -> Result<(), Error> {
-        let framing = if body.is_empty() {
-            RequestFraming::Empty
-        } else {
-            RequestFraming::Length(body.len() as u64)
-        };
-        self.write_head(method, target, authority, headers, framing, close)?;
+        let framing = crate::wire::outgoing_request_framing(
+            method,
+            self.config.version,
+            Some(body.len() as u64),
+        )
+        .unwrap_or(OutgoingFraming::Length(body.len() as u64));
+        self.write_head(method, target, authority, headers, framing, persistence)?;
         if !body.is_empty() {
-            self.write_body(body.clone()).await?;
+            self.push_body(body.clone())?;
         }
         self.finish_body(None);
         self.flush().await
@@ -633,18 +674,82 @@ impl ClientConn {
         }
     }
 
+    /// Polls for the head of the response to the oldest request in flight (as
+    /// [`ClientConn::read_head`] reads it), for an owner that reads it while doing
+    /// something else: a request body still being sent, say (the server may answer early,
+    /// or stream its answer while it reads). The response timeout runs only once the
+    /// request is written.
+    pub fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<ResponseHead, Error>> {
+        let method = match self.expect_in_flight() {
+            Ok(in_flight) => in_flight.method.clone(),
+            Err(error) => return Poll::Ready(Err(error)),
+        };
+        loop {
+            match self.parse_head(&method) {
+                Ok(Some(head))
+                    if head.status.is_informational()
+                        && head.status != StatusCode::SWITCHING_PROTOCOLS =>
+                {
+                    continue;
+                }
+                Ok(Some(head)) => {
+                    self.head_timer = None;
+                    self.begin_body(&method, &head);
+                    return Poll::Ready(Ok(head));
+                }
+                Ok(None) => {}
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+            make_room(&mut self.rbuf, self.config.read_buffer);
+            match pin!(self.stream.read_buf(&mut self.rbuf)).poll(cx) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(self.closed("before the response head was complete")));
+                }
+                Poll::Ready(Ok(_)) => {
+                    self.response_started = true;
+                    let next = Instant::now() + self.config.read_timeout;
+                    if let Some(timer) = self.head_timer.as_mut() {
+                        timer.as_mut().reset(next);
+                    }
+                }
+                Poll::Ready(Err(error)) => {
+                    return Poll::Ready(Err(self.fail(error, "waiting for the response")));
+                }
+                Poll::Pending => {
+                    if self.writing_body.is_some() || !self.out.is_empty() {
+                        // Still sending: no response is due yet.
+                        return Poll::Pending;
+                    }
+                    let timeout = if self.response_started {
+                        self.config.read_timeout
+                    } else {
+                        self.config.response_timeout
+                    };
+                    let timer = self
+                        .head_timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        self.head_timer = None;
+                        return Poll::Ready(Err(self.timed_out("waiting for the response")));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
     /// The next frame of the current response body; `None` at its end (after which the
     /// next response's head may be read).
-    pub async fn read_frame(&mut self) -> Result<Option<Frame>, Error> {
+    pub async fn read_frame(&mut self) -> Result<Option<Frame<Bytes>>, Error> {
         loop {
             let Body::Reading(decoder) = &mut self.body else {
                 return Ok(None);
             };
             match decoder.decode(&mut self.rbuf) {
-                Ok(Some(BodyEvent::Data(data))) => return Ok(Some(Frame::Data(data))),
+                Ok(Some(BodyEvent::Data(data))) => return Ok(Some(Frame::data(data))),
                 Ok(Some(BodyEvent::Trailers(trailers))) => {
                     self.end_response();
-                    return Ok(Some(Frame::Trailers(trailers)));
+                    return Ok(Some(Frame::trailers(trailers)));
                 }
                 Ok(Some(BodyEvent::End)) => {
                     self.end_response();
@@ -684,21 +789,18 @@ impl ClientConn {
     /// has to wait, and restarted whenever bytes arrive.
     pub fn poll_frame(
         &mut self,
-        cx: &mut std::task::Context<'_>,
-        timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    ) -> std::task::Poll<Result<Option<Frame>, Error>> {
-        use std::future::Future;
-        use std::task::Poll;
-        use tokio::io::AsyncReadExt;
+        cx: &mut Context<'_>,
+        timer: &mut Option<Pin<Box<Sleep>>>,
+    ) -> Poll<Result<Option<Frame<Bytes>>, Error>> {
         loop {
             let Body::Reading(decoder) = &mut self.body else {
                 return Poll::Ready(Ok(None));
             };
             match decoder.decode(&mut self.rbuf) {
-                Ok(Some(BodyEvent::Data(data))) => return Poll::Ready(Ok(Some(Frame::Data(data)))),
+                Ok(Some(BodyEvent::Data(data))) => return Poll::Ready(Ok(Some(Frame::data(data)))),
                 Ok(Some(BodyEvent::Trailers(trailers))) => {
                     self.end_response();
-                    return Poll::Ready(Ok(Some(Frame::Trailers(trailers))));
+                    return Poll::Ready(Ok(Some(Frame::trailers(trailers))));
                 }
                 Ok(Some(BodyEvent::End)) => {
                     self.end_response();
@@ -711,7 +813,7 @@ impl ClientConn {
                 }
             }
             make_room(&mut self.rbuf, self.config.read_buffer);
-            let read = std::pin::pin!(self.stream.read_buf(&mut self.rbuf)).poll(cx);
+            let read = pin!(self.stream.read_buf(&mut self.rbuf)).poll(cx);
             match read {
                 Poll::Ready(Ok(0)) => {
                     let Body::Reading(decoder) = &mut self.body else {
@@ -764,7 +866,7 @@ impl ClientConn {
     pub async fn discard_body(&mut self) -> Result<u64, Error> {
         let mut length = 0;
         while let Some(frame) = self.read_frame().await? {
-            if let Frame::Data(data) = frame {
+            if let Ok(data) = frame.into_data() {
                 length += data.len() as u64;
             }
         }
@@ -942,39 +1044,42 @@ impl ClientConn {
     }
 }
 
-/// Appends a request head: request line, `Host` (from `authority` unless `headers` carry
+/// The start of a request as it goes on the wire.
+#[derive(Debug, Clone, Copy)]
+struct RequestLine<'a> {
+    method: &'a Method,
+    target: &'a [u8],
+    /// The `Host` to send unless the fields carry one.
+    authority: Option<&'a str>,
+}
+
+/// Appends a request head: request line, `Host` (from the authority unless `headers` carry
 /// one), the caller's fields, framing and persistence fields.
-#[allow(clippy::too_many_arguments)]
 fn write_request_head(
     out: &mut Vec<u8>,
     version: Version,
-    method: &Method,
-    target: &[u8],
-    authority: Option<&str>,
+    line: RequestLine<'_>,
     headers: &HeaderMap,
-    framing: RequestFraming,
-    close: bool,
+    framing: OutgoingFraming,
+    persistence: Persistence,
 ) {
-    write_request_line(out, method, target, version);
+    write_request_line(out, line.method, line.target, version);
     if !headers.contains_key(header::HOST)
-        && let Some(authority) = authority
+        && let Some(authority) = line.authority
     {
         write_field(out, b"host", authority.as_bytes());
     }
     write_fields(out, headers);
     match framing {
-        RequestFraming::Length(n) => write_content_length(out, n),
-        RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        // RFC 9110 §8.6: a request without content says so with `Content-Length: 0` when
-        // its method is one that usually carries content.
-        RequestFraming::Empty if method_expects_content(method) => write_content_length(out, 0),
-        RequestFraming::Empty => {}
+        OutgoingFraming::Length(n) | OutgoingFraming::Declared(n) => write_content_length(out, n),
+        OutgoingFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        OutgoingFraming::None | OutgoingFraming::CloseDelimited => {}
     }
     if headers.contains_key(header::UPGRADE) {
         // An `Upgrade` field asks to switch protocols on this connection: it must be named
         // in `Connection` (RFC 9110 §7.8), which is the connection's to write.
         out.extend_from_slice(b"connection: upgrade\r\n");
-    } else if close {
+    } else if persistence == Persistence::Close {
         out.extend_from_slice(b"connection: close\r\n");
     } else if version == Version::HTTP_10 {
         out.extend_from_slice(b"connection: keep-alive\r\n");
@@ -987,12 +1092,12 @@ fn write_request_head(
 pub struct PreparedRequest {
     bytes: Bytes,
     method: Method,
-    close: bool,
+    persistence: Persistence,
 }
 
 impl PreparedRequest {
     /// Serialises a request exactly as [`ClientConn::write_head`] and
-    /// [`ClientConn::write_body`] would.
+    /// [`ClientConn::push_body`] would.
     pub fn new(
         version: Version,
         method: &Method,
@@ -1000,22 +1105,23 @@ impl PreparedRequest {
         authority: Option<&str>,
         headers: &HeaderMap,
         body: &[u8],
-        close: bool,
+        persistence: Persistence,
     ) -> Self {
-        let framing = if body.is_empty() {
-            RequestFraming::Empty
-        } else {
-            RequestFraming::Length(body.len() as u64)
-        };
+        let framing =
+            crate::wire::outgoing_request_framing(method, version, Some(body.len() as u64))
+                .unwrap_or(OutgoingFraming::Length(body.len() as u64));
         let mut out = Vec::with_capacity(256 + body.len());
-        write_request_head(
-            &mut out, version, method, target, authority, headers, framing, close,
-        );
+        let line = RequestLine {
+            method,
+            target,
+            authority,
+        };
+        write_request_head(&mut out, version, line, headers, framing, persistence);
         out.extend_from_slice(body);
         PreparedRequest {
             bytes: Bytes::from(out),
             method: method.clone(),
-            close,
+            persistence,
         }
     }
 
@@ -1023,12 +1129,6 @@ impl PreparedRequest {
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
     }
-}
-
-/// Methods whose requests usually carry content (RFC 9110 §8.6: send `Content-Length: 0`
-/// for an empty body).
-fn method_expects_content(method: &Method) -> bool {
-    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
 }
 
 /// Whether a request may be sent again after it failed without an answer: its method is
