@@ -272,11 +272,10 @@ async fn delayed(delay: Duration) -> Response<Body> {
 
 /// `/echo`: the head as received, then the body.
 async fn echo(request: Request<Incoming>) -> Response<Body> {
-    let (parts, body) = request.into_parts();
-    let Some(ctx) = parts.extensions.get::<RequestCtx>() else {
+    let Some(ctx) = RequestCtx::of(&request).cloned() else {
         return error_response(StatusCode::INTERNAL_SERVER_ERROR);
     };
-    let body = match body.bytes(ECHO_MAX_BODY).await {
+    let body = match request.into_body().bytes(ECHO_MAX_BODY).await {
         Ok(body) => body,
         // Too large (the connection answers a body that failed to arrive itself).
         Err(_) => return error_response(StatusCode::PAYLOAD_TOO_LARGE),

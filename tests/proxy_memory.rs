@@ -143,3 +143,89 @@ async fn a_slow_client_slows_the_upstream_instead_of_filling_memory() {
         "memory grew {growth_mib} MiB behind a stalled client"
     );
 }
+
+/// The upload of [`echo_while_sending`]: byte i is `i % 251`; twice a block, so any run of
+/// up to a block can be compared with one slice (a memcmp, fast even unoptimised).
+fn echo_pattern() -> Vec<u8> {
+    (0..2 * ECHO_BLOCK)
+        .map(|i| ((i % ECHO_BLOCK) % 251) as u8)
+        .collect()
+}
+
+const ECHO_BLOCK: usize = 65_536 / 251 * 251;
+
+/// Sends `total` pattern bytes to `path` as a Content-Length body while reading the
+/// response as it comes; checks every byte echoed is the byte sent and returns how many
+/// came back and the peak resident memory seen meanwhile.
+async fn echo_while_sending(addr: SocketAddr, path: &str, total: u64) -> (u64, u64) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let head = format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {total}\r\n\r\n");
+    let pattern = echo_pattern();
+    let writer = tokio::spawn(async move {
+        write.write_all(head.as_bytes()).await.unwrap();
+        let block = &echo_pattern()[..ECHO_BLOCK];
+        let mut sent = 0u64;
+        while sent < total {
+            let n = (total - sent).min(block.len() as u64) as usize;
+            write.write_all(&block[..n]).await.unwrap();
+            sent += n as u64;
+        }
+        write
+    });
+    // The head, then the body as it comes back.
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pending = Vec::new();
+    let body_start = loop {
+        let n = read.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the response head");
+        pending.extend_from_slice(&buf[..n]);
+        if let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&pending[..body_start]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains(&format!("content-length: {total}")), "{head}");
+    let mut received = 0u64;
+    let mut peak = 0u64;
+    let check = |bytes: &[u8], received: &mut u64| {
+        for piece in bytes.chunks(ECHO_BLOCK) {
+            let at = (*received % ECHO_BLOCK as u64) as usize;
+            assert!(
+                piece == &pattern[at..at + piece.len()],
+                "the echo differs from the upload near byte {received}"
+            );
+            *received += piece.len() as u64;
+        }
+    };
+    check(&pending[body_start..], &mut received);
+    while received < total {
+        let n = read.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed after {received} of {total} bytes");
+        check(&buf[..n], &mut received);
+        if received % (64 << 20) < n as u64 {
+            peak = peak.max(rss_kib());
+        }
+    }
+    drop(writer.await.unwrap());
+    (received, peak)
+}
+
+#[tokio::test]
+async fn a_gigabyte_echoed_while_it_arrives_keeps_memory_bounded_directly_and_through_the_proxy() {
+    let _serial = SERIAL.lock().await;
+    let origin = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let proxy = proxy_to(origin.addr).await;
+    let total: u64 = 1 << 30;
+    for entry in [origin.addr, proxy.addr] {
+        let before = rss_kib();
+        let (received, peak) = echo_while_sending(entry, "/echo/stream", total).await;
+        assert_eq!(received, total);
+        let growth_mib = peak.saturating_sub(before) / 1024;
+        assert!(
+            growth_mib < 64,
+            "memory grew {growth_mib} MiB while 1 GiB was echoed"
+        );
+    }
+}

@@ -17,6 +17,7 @@ use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 
+use super::h1::server::RequestCtx;
 use super::pipe;
 use crate::error::{BoxError, Error, ErrorKind, Side};
 
@@ -214,6 +215,8 @@ impl BodySender {
 /// malformed is the client's, a response body cut short the upstream's.
 pub struct Incoming {
     kind: IncomingKind,
+    /// What the server parsed about the request this body belongs to (server side).
+    ctx: Option<RequestCtx>,
 }
 
 enum IncomingKind {
@@ -230,30 +233,37 @@ enum IncomingKind {
 impl Incoming {
     /// A message without a body.
     pub fn empty() -> Self {
-        Incoming {
-            kind: IncomingKind::Empty,
-        }
+        Incoming::of(IncomingKind::Empty)
+    }
+
+    fn of(kind: IncomingKind) -> Self {
+        Incoming { kind, ctx: None }
     }
 
     pub(crate) fn full(bytes: Bytes) -> Self {
-        Incoming {
-            kind: IncomingKind::Full(Some(bytes)),
-        }
+        Incoming::of(IncomingKind::Full(Some(bytes)))
     }
 
     pub(crate) fn from_pipe(receiver: pipe::Receiver) -> Self {
-        Incoming {
-            kind: IncomingKind::Pipe(receiver),
-        }
+        Incoming::of(IncomingKind::Pipe(receiver))
+    }
+
+    pub(crate) fn with_ctx(mut self, ctx: RequestCtx) -> Self {
+        self.ctx = Some(ctx);
+        self
+    }
+
+    /// What the server parsed about the request this body belongs to (a server's request
+    /// body; `None` on a client's response body). See also [`RequestCtx::of`].
+    pub fn ctx(&self) -> Option<&RequestCtx> {
+        self.ctx.as_ref()
     }
 
     /// A body read by polling `body`, which owns whatever it reads from.
     pub(crate) fn owned(
         body: impl http_body::Body<Data = Bytes, Error = Error> + Send + 'static,
     ) -> Self {
-        Incoming {
-            kind: IncomingKind::Owned(Box::pin(body)),
-        }
+        Incoming::of(IncomingKind::Owned(Box::pin(body)))
     }
 
     /// The next frame; `None` at the end of the body.

@@ -193,7 +193,7 @@ struct Hop {
 
 impl Hop {
     fn of(request: &Request<Incoming>) -> Self {
-        let ctx = request.extensions().get::<RequestCtx>();
+        let ctx = RequestCtx::of(request);
         Hop {
             peer: ctx.map(|ctx| ctx.conn.peer),
             received: request.version(),

@@ -44,10 +44,7 @@ where
 /// What the server parsed about a request (every request a hopline server hands over
 /// carries it).
 pub fn ctx(request: &http::Request<Incoming>) -> &hopline::conn::RequestCtx {
-    request
-        .extensions()
-        .get::<hopline::conn::RequestCtx>()
-        .expect("a RequestCtx in the request's extensions")
+    hopline::conn::RequestCtx::of(request).expect("a RequestCtx with the request")
 }
 
 /// What a test server can run: any service a [`Server`] can.

@@ -104,6 +104,11 @@ pub struct ServerConfig {
     /// is already buffered closes the connection instead (the client sends the rest again
     /// on a new connection). Default `true`.
     pub pipelining: bool,
+    /// Also put each request's [`RequestCtx`] in its extensions (it is always in its body,
+    /// [`RequestCtx::of`]), for services that replace the body type before reading it (an
+    /// axum `Router`, a tower layer that maps bodies). Costs an allocation per request.
+    /// Default `false`.
+    pub request_ctx_in_extensions: bool,
     /// While a bodiless request's handler is pending, watch the client: if it resets the
     /// connection, drop the handler (a proxy abandons its upstream request). A half-close
     /// (end of stream after a whole request) is not an abort: the request is answered,
@@ -131,6 +136,7 @@ impl Default for ServerConfig {
             flush_threshold: 64 * 1024,
             read_buffer: 8 * 1024,
             pipelining: true,
+            request_ctx_in_extensions: false,
             abort_on_client_close: true,
         }
     }
@@ -147,9 +153,11 @@ pub struct ConnInfo {
     pub local: SocketAddr,
 }
 
-/// What the connection knows about a request besides the request itself, parsed once:
-/// every request a server hands to its service carries one in its extensions
-/// (`request.extensions().get::<RequestCtx>()`), so no layer parses a header field again.
+/// What the connection knows about a request besides the request itself, parsed once, so
+/// no layer parses a header field again. Every request a server hands to its service
+/// carries one in its body ([`RequestCtx::of`], [`Incoming::ctx`]: no allocation), and, with
+/// [`ServerConfig::request_ctx_in_extensions`], a copy in its extensions too (for services
+/// that replace the body type, such as an axum `Router`).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RequestCtx {
@@ -164,6 +172,17 @@ pub struct RequestCtx {
     pub fields: MessageFields,
     /// The form of the request target (origin, absolute, authority, asterisk).
     pub target_form: TargetForm,
+}
+
+impl RequestCtx {
+    /// The context of a request a hopline server handed over: from its body, or from its
+    /// extensions (where [`ServerConfig::request_ctx_in_extensions`] puts a copy).
+    pub fn of(request: &Request<Incoming>) -> Option<&RequestCtx> {
+        request
+            .body()
+            .ctx()
+            .or_else(|| request.extensions().get::<RequestCtx>())
+    }
 }
 
 /// Why a connection closed.
@@ -422,9 +441,10 @@ struct Admitted {
 struct Answering {
     method: Method,
     version: Version,
-    fields: MessageFields,
-    raw: Bytes,
-    started: Option<Instant>,
+    /// The client's persistence intent (RFC 9112 §9.3).
+    keep_alive: bool,
+    /// For the observer: the head as received, and when it was complete.
+    observed: Option<(Bytes, Instant)>,
 }
 
 impl Conn<'_> {
@@ -517,7 +537,13 @@ impl Conn<'_> {
             return;
         };
         let (method, target, version) = match request {
-            Some(a) => (Some(&a.method), request_target(&a.raw), a.version),
+            Some(a) => (
+                Some(&a.method),
+                a.observed
+                    .as_ref()
+                    .map_or("", |(raw, _)| request_target(raw)),
+                a.version,
+            ),
             None => (None, "", Version::HTTP_11),
         };
         observer.request(&RequestRecord {
@@ -530,8 +556,8 @@ impl Conn<'_> {
             status: self.sent_status,
             body_bytes: self.sent_body,
             duration: request
-                .and_then(|a| a.started)
-                .map_or(Duration::ZERO, |at| at.elapsed()),
+                .and_then(|a| a.observed.as_ref())
+                .map_or(Duration::ZERO, |(_, at)| at.elapsed()),
             upstream,
         });
     }
@@ -570,10 +596,13 @@ impl Conn<'_> {
             let answering = Answering {
                 method: head.method.clone(),
                 version: head.version,
-                fields: head.fields.clone(),
-                raw: head.raw.clone(),
+                keep_alive: keep_alive_intent(&head.fields),
                 // The clock is read only when someone observes requests.
-                started: self.hooks.observer.is_some().then(Instant::now),
+                observed: self
+                    .hooks
+                    .observer
+                    .is_some()
+                    .then(|| (head.raw.clone(), Instant::now())),
             };
             if let Some(status) = self.refusal(&head) {
                 self.write_error(status);
@@ -614,11 +643,18 @@ impl Conn<'_> {
             };
             self.set_state(ConnState::Writing);
             let upstream = answering
-                .started
+                .observed
+                .as_ref()
                 .and(response.extensions().get::<UpstreamNote>())
                 .copied();
-            let sent = self.respond(response, &answering).await;
-            if answering.started.is_some() {
+            let (parts, body) = response.into_parts();
+            let mut body = pin!(body);
+            let sent = match self.respond_now(parts, body.as_mut(), &answering) {
+                Ok(None) => Ok(()),
+                Ok(Some(plan)) => Box::pin(self.respond_rest(body.as_mut(), plan)).await,
+                Err(reason) => Err(reason),
+            };
+            if answering.observed.is_some() {
                 self.observe(Some(&answering), upstream);
             }
             sent?;
@@ -628,27 +664,46 @@ impl Conn<'_> {
         }
     }
 
-    /// Writes one response: its head (and what needs no waiting) at once, then the rest of
-    /// its body, then settles what is left of the request body.
-    async fn respond<B>(
+    /// Writes what of a response needs no waiting: its head, and a body that is ready at
+    /// once and small (the usual case, answered without creating a future). `Ok(None)`
+    /// once the response is complete; `Ok(Some(plan))` when the rest needs waiting.
+    fn respond_now<B>(
         &mut self,
-        response: Response<B>,
+        parts: http::response::Parts,
+        body: Pin<&mut B>,
         answering: &Answering,
-    ) -> Result<(), CloseReason>
+    ) -> Result<Option<Plan>, CloseReason>
     where
         B: HttpBody<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        let (parts, body) = response.into_parts();
-        let mut body = pin!(body);
-        let plan = self.begin_response(parts, body.as_ref().get_ref(), answering)?;
+        let mut plan = self.begin_response(parts, body.as_ref().get_ref(), answering)?;
+        if plan.upgrade.is_some() || !matches!(plan.unread, Unread::Complete) {
+            return Ok(Some(plan));
+        }
+        if plan.framing.sends_body() && !self.push_ready_body(body, &mut plan)? {
+            return Ok(Some(plan));
+        }
+        match plan.close {
+            Some(reason) => Err(reason),
+            None => Ok(None),
+        }
+    }
+
+    /// The rest of a response [`Conn::respond_now`] could not finish: the hand-over of a
+    /// switch, a body that streams, what is left of the request body.
+    async fn respond_rest<B>(&mut self, body: Pin<&mut B>, plan: Plan) -> Result<(), CloseReason>
+    where
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
         if let Some(handover) = plan.upgrade {
             self.flush().await?;
             self.upgrade = Some(handover);
             return Err(CloseReason::Upgraded);
         }
-        if plan.framing.sends_body() {
-            self.send_body(body.as_mut(), plan.framing).await?;
+        if plan.framing.sends_body() && !plan.body_done {
+            self.send_body(body, plan.framing, plan.sent).await?;
         }
         let unread = match plan.unread {
             // Whoever held the body had the response's time to read it.
@@ -659,7 +714,7 @@ impl Conn<'_> {
             Unread::Complete | Unread::StillRead => {}
             Unread::Discard(decoder) => {
                 if plan.close.is_none() {
-                    Box::pin(self.discard_body(decoder)).await?;
+                    self.discard_body(decoder).await?;
                 }
             }
             Unread::Close => return Err(plan.close.unwrap_or(CloseReason::BodyUnread)),
@@ -668,6 +723,47 @@ impl Conn<'_> {
             Some(reason) => Err(reason),
             None => Ok(()),
         }
+    }
+
+    /// Appends the body frames that are ready now, while they stay small; `true` if that
+    /// was the whole body. A body that is not ready is polled again, with this task's
+    /// waker, by [`Conn::send_body`].
+    fn push_ready_body<B>(
+        &mut self,
+        mut body: Pin<&mut B>,
+        plan: &mut Plan,
+    ) -> Result<bool, CloseReason>
+    where
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        while !self.out.has_large() && self.out.pending() < self.config.flush_threshold {
+            match body.as_mut().poll_frame(&mut cx) {
+                Poll::Ready(None) => {
+                    self.end_body(plan.framing, plan.sent, None)?;
+                    plan.body_done = true;
+                    return Ok(true);
+                }
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => self.push_data(data, plan.framing, &mut plan.sent)?,
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            self.end_body(plan.framing, plan.sent, Some(&trailers))?;
+                            plan.body_done = true;
+                            return Ok(true);
+                        }
+                    }
+                },
+                Poll::Ready(Some(Err(error))) => {
+                    let error: BoxError = error.into();
+                    tracing::warn!(conn = self.info.id, %error, "response body failed; closing");
+                    return Err(CloseReason::ResponseAborted);
+                }
+                Poll::Pending => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 
     /// Polls `work` to completion while doing the connection's side work: feeding the
@@ -816,31 +912,37 @@ impl Conn<'_> {
         let watch = self.config.abort_on_client_close
             && framing == BodyFraming::Empty
             && self.rbuf.is_empty();
-        let body = if framing == BodyFraming::Empty {
-            Incoming::empty()
-        } else {
-            // RFC 9110 §10.1.1: 100-continue is for HTTP/1.1 clients.
-            let expect = if fields.expect == Expectation::Continue && version == Version::HTTP_11 {
-                Continue::Owed
-            } else {
-                Continue::NotExpected
-            };
-            let (feed, body) = BodyFeed::open(framing, self.feed_limits(), expect);
-            self.feed = Some(feed);
-            body
-        };
-        let mut request = Request::new(body);
-        *request.method_mut() = method;
-        *request.uri_mut() = uri;
-        *request.version_mut() = version;
-        *request.headers_mut() = headers;
-        request.extensions_mut().insert(RequestCtx {
+        let mut extensions = http::Extensions::new();
+        let ctx = RequestCtx {
             conn: self.info,
             number: self.requests,
             raw_head: raw,
             fields,
             target_form,
-        });
+        };
+        let body = if framing == BodyFraming::Empty {
+            Incoming::empty()
+        } else {
+            // RFC 9110 §10.1.1: 100-continue is for HTTP/1.1 clients.
+            let expect =
+                if ctx.fields.expect == Expectation::Continue && version == Version::HTTP_11 {
+                    Continue::Owed
+                } else {
+                    Continue::NotExpected
+                };
+            let (feed, body) = BodyFeed::open(framing, self.feed_limits(), expect);
+            self.feed = Some(feed);
+            body
+        };
+        if self.config.request_ctx_in_extensions {
+            extensions.insert(ctx.clone());
+        }
+        let mut request = Request::new(body.with_ctx(ctx));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = version;
+        *request.headers_mut() = headers;
+        *request.extensions_mut() = extensions;
         Admitted { request, watch }
     }
 
@@ -857,10 +959,10 @@ impl Conn<'_> {
     /// persistence intent (RFC 9112 §9.3), then server policy. Decided when the response
     /// is about to be written, so that a shutdown or lifetime that began while the handler
     /// ran still ends the connection with this response.
-    fn close_after(&self, fields: &MessageFields) -> Option<CloseReason> {
+    fn close_after(&self, client_keeps_alive: bool) -> Option<CloseReason> {
         if !self.config.keep_alive {
             Some(CloseReason::ShortLived)
-        } else if !keep_alive_intent(fields) {
+        } else if !client_keeps_alive {
             Some(CloseReason::ClientRequested)
         } else if self
             .config
@@ -965,7 +1067,7 @@ impl Conn<'_> {
             tracing::error!(status = %parts.status, "handler returned an interim status as final");
             return Err(self.fail_response());
         }
-        let mut close = self.close_after(&answering.fields);
+        let mut close = self.close_after(answering.keep_alive);
         let unread = if switching {
             Unread::Complete
         } else {
@@ -1009,6 +1111,8 @@ impl Conn<'_> {
         self.write_head(&parts, framing, answering.version, close.is_none());
         Ok(Plan {
             framing,
+            sent: 0,
+            body_done: false,
             unread,
             close,
             upgrade: handover,
@@ -1098,12 +1202,12 @@ impl Conn<'_> {
         &'s mut self,
         mut body: Pin<&'s mut B>,
         framing: OutgoingFraming,
+        mut sent: u64,
     ) -> impl Future<Output = Result<(), CloseReason>> + 's
     where
         B: HttpBody<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        let mut sent: u64 = 0;
         poll_fn(move |cx| {
             for _ in 0..SPINS {
                 // Output first: while the client is behind, the body waits. Past this
@@ -1303,6 +1407,10 @@ impl Conn<'_> {
 /// How a response goes out, decided when its head is written.
 struct Plan {
     framing: OutgoingFraming,
+    /// Body bytes sent so far.
+    sent: u64,
+    /// The whole body has been appended.
+    body_done: bool,
     /// What becomes of the request body.
     unread: Unread,
     /// Close after this response, and why.
