@@ -48,3 +48,8 @@ pub mod wire;
 
 pub use conn::{Body, Incoming};
 pub use error::{BoxError, Error, Side};
+
+/// The README's library examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;

@@ -197,11 +197,11 @@ impl<K, C> Clone for Pool<K, C> {
 struct Shared<K, C> {
     config: PoolConfig,
     stats: PoolStats,
-    state: Mutex<State<K, C>>,
+    state: Mutex<Hosts<K, C>>,
     reaper_started: AtomicBool,
 }
 
-struct State<K, C> {
+struct Hosts<K, C> {
     hosts: FnvMap<K, Host<C>>,
     /// Wakes the reaper when a connection goes idle (it must start watching it).
     reaper: Option<Waker>,
@@ -255,7 +255,7 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Pool<K, C> {
             shared: Arc::new(Shared {
                 config,
                 stats: PoolStats::default(),
-                state: Mutex::new(State {
+                state: Mutex::new(Hosts {
                     hosts: FnvMap::default(),
                     reaper: None,
                 }),
@@ -383,7 +383,7 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Pool<K, C> {
 }
 
 impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Shared<K, C> {
-    fn lock(&self) -> MutexGuard<'_, State<K, C>> {
+    fn lock(&self) -> MutexGuard<'_, Hosts<K, C>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -549,7 +549,7 @@ impl<K, C> Drop for Shared<K, C> {
 }
 
 /// The entry for `key`, created if missing (without cloning the key when it exists).
-fn host_entry<'a, K: Clone + Eq + Hash, C>(state: &'a mut State<K, C>, key: &K) -> &'a mut Host<C> {
+fn host_entry<'a, K: Clone + Eq + Hash, C>(state: &'a mut Hosts<K, C>, key: &K) -> &'a mut Host<C> {
     if !state.hosts.contains_key(key) {
         state.hosts.insert(key.clone(), Host::default());
     }
@@ -568,7 +568,7 @@ fn grant_slot<C>(host: &mut Host<C>) {
 }
 
 /// Drops a key with nothing left (a forward proxy sees many hosts once).
-fn forget_if_empty<K: Eq + Hash, C>(state: &mut State<K, C>, key: &K) {
+fn forget_if_empty<K: Eq + Hash, C>(state: &mut Hosts<K, C>, key: &K) {
     if state
         .hosts
         .get(key)

@@ -130,6 +130,32 @@ impl ServerStats {
 /// A bound listener with its service and policy, ready to run. Each connection gets a
 /// clone of the service (cheap for `service_fn`, an axum `Router`, or a service holding an
 /// `Arc`).
+///
+/// ```
+/// use hopline::client::Client;
+/// use hopline::conn::ServerConfig;
+/// use hopline::origin::Origin;
+/// use hopline::server::{ListenerConfig, Server};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let addr = "127.0.0.1:0".parse().unwrap();
+/// let server = Server::bind(addr, Origin::new(), ServerConfig::default(), ListenerConfig::default())
+///     .unwrap();
+/// let addr = server.local_addr().unwrap();
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let running = tokio::spawn(server.run(async { let _ = stopped.await; }));
+///
+/// let client = Client::new(Default::default());
+/// let response = client.get(&format!("http://{addr}/")).await.unwrap();
+/// assert_eq!(response.status(), 200);
+/// let body = response.into_body().bytes(1024).await.unwrap();
+/// assert_eq!(body, "Hello, world!");
+///
+/// drop(stop); // a graceful shutdown: the run ends once connections are drained
+/// running.await.unwrap();
+/// # }
+/// ```
 pub struct Server<S> {
     listener: TcpListener,
     service: S,

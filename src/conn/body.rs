@@ -57,6 +57,22 @@ impl Body {
     /// A body fed by another task through the returned sender; `length` is the exact total
     /// if known. It ends when [`BodySender::finish`] is called; if the sender is dropped
     /// without it, the body fails (the message is aborted, never presented as complete).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::BodyExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (mut sender, body) = hopline::Body::channel(None);
+    /// tokio::spawn(async move {
+    ///     sender.send(Bytes::from("one ")).await.unwrap(); // waits while the reader is behind
+    ///     sender.send(Bytes::from("two")).await.unwrap();
+    ///     sender.finish();
+    /// });
+    /// assert_eq!(body.collect().await.unwrap().to_bytes(), "one two");
+    /// # }
+    /// ```
     pub fn channel(length: Option<u64>) -> (BodySender, Body) {
         let (sender, receiver) = pipe::channel(length, Side::Local);
         let body = Body::new(Incoming::from_pipe(receiver));

@@ -23,7 +23,7 @@ use crate::error::{Error, ErrorKind, Side};
 /// hint), `side` the side blamed if the sender goes away without finishing.
 pub(crate) fn channel(length: Option<u64>, side: Side) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
-        state: Mutex::new(State {
+        state: Mutex::new(Slot {
             slot: None,
             end: End::Open,
             wanted: false,
@@ -47,16 +47,16 @@ pub(crate) fn channel(length: Option<u64>, side: Side) -> (Sender, Receiver) {
 }
 
 struct Shared {
-    state: Mutex<State>,
+    state: Mutex<Slot>,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-struct State {
+struct Slot {
     /// The frame in transit.
     slot: Option<Frame<Bytes>>,
     /// How the sender ended, if it did.

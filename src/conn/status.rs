@@ -137,7 +137,15 @@ pub fn tcp_info(socket: &impl AsRawFd) -> std::io::Result<TcpInfo> {
     tcp_info_of(socket.as_raw_fd())
 }
 
+/// Reads `TCP_INFO` for a descriptor the caller keeps open (Linux; elsewhere an
+/// `Unsupported` error, and the live view shows no kernel figures).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn tcp_info_of(_fd: RawFd) -> std::io::Result<TcpInfo> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
 /// Reads `TCP_INFO` for a descriptor the caller keeps open.
+#[cfg(target_os = "linux")]
 pub(crate) fn tcp_info_of(fd: RawFd) -> std::io::Result<TcpInfo> {
     // SAFETY: `tcp_info` is plain old data, zero is a valid value for all of it, and the
     // kernel writes at most `len` bytes into it.

@@ -154,12 +154,12 @@ impl ProxyConfig {
 /// connection); its settings can be replaced while it runs ([`Proxy::reload`]).
 #[derive(Clone)]
 pub struct Proxy {
-    state: Arc<RwLock<Arc<State>>>,
+    state: Arc<RwLock<Arc<Policy>>>,
 }
 
 /// A proxy's settings and what is built from them. A request holds the state it started
 /// with until its response ends, so a reload never changes a request midway.
-struct State {
+struct Policy {
     config: ProxyConfig,
     via: ViaEntries,
     /// One client per group (reverse), or the one client (forward).
@@ -236,11 +236,11 @@ impl Proxy {
     /// A proxy with these settings.
     pub fn new(config: ProxyConfig) -> Self {
         Proxy {
-            state: Arc::new(RwLock::new(Arc::new(State::new(config)))),
+            state: Arc::new(RwLock::new(Arc::new(Policy::new(config)))),
         }
     }
 
-    fn state(&self) -> Arc<State> {
+    fn state(&self) -> Arc<Policy> {
         self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -248,7 +248,7 @@ impl Proxy {
     /// groups, new pools); requests in progress finish with the old ones, whose idle
     /// connections close once the last of them ends.
     pub fn reload(&self, config: ProxyConfig) {
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(State::new(config));
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Policy::new(config));
     }
 
     /// The upstream client of the first group (forward: the client): its counters show
@@ -296,7 +296,7 @@ impl Service<Request<Incoming>> for Proxy {
     }
 }
 
-impl State {
+impl Policy {
     fn new(config: ProxyConfig) -> Self {
         let clients = match &config.target {
             Target::Reverse(groups) => groups
@@ -306,7 +306,7 @@ impl State {
             Target::Forward { .. } => vec![Client::new(config.upstream.clone())],
         };
         let via = ViaEntries::new(&config.name);
-        State {
+        Policy {
             config,
             via,
             clients,

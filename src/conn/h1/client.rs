@@ -181,11 +181,11 @@ struct InFlight {
 
 /// Where the connection stands.
 #[derive(Debug)]
-enum Body {
+enum Receiving {
     /// No response body is being read.
-    None,
+    Nothing,
     /// Reading the body of the response to the oldest request in flight.
-    Reading(BodyDecoder),
+    Body(BodyDecoder),
 }
 
 /// The server's `Keep-Alive` hints (RFC 2068 §19.7.1, still widely sent).
@@ -250,7 +250,7 @@ pub struct ClientConn {
     /// Responses read to their end.
     completed: u64,
     in_flight: VecDeque<InFlight>,
-    body: Body,
+    body: Receiving,
     /// A request body is being written (its head is sent, its end is not).
     writing_body: Option<OutgoingFraming>,
     /// The response or read timeout, while [`ClientConn::poll_head`] waits.
@@ -312,7 +312,7 @@ impl ClientConn {
             sent: 0,
             completed: 0,
             in_flight: VecDeque::new(),
-            body: Body::None,
+            body: Receiving::Nothing,
             writing_body: None,
             head_timer: None,
             response_started: false,
@@ -742,7 +742,7 @@ impl ClientConn {
     /// next response's head may be read).
     pub async fn read_frame(&mut self) -> Result<Option<Frame<Bytes>>, Error> {
         loop {
-            let Body::Reading(decoder) = &mut self.body else {
+            let Receiving::Body(decoder) = &mut self.body else {
                 return Ok(None);
             };
             match decoder.decode(&mut self.rbuf) {
@@ -764,7 +764,7 @@ impl ClientConn {
             let deadline = Instant::now() + self.config.read_timeout;
             match self.fill(deadline).await {
                 Ok(0) => {
-                    let Body::Reading(decoder) = &mut self.body else {
+                    let Receiving::Body(decoder) = &mut self.body else {
                         return Ok(None);
                     };
                     match decoder.eof() {
@@ -793,7 +793,7 @@ impl ClientConn {
         timer: &mut Option<Pin<Box<Sleep>>>,
     ) -> Poll<Result<Option<Frame<Bytes>>, Error>> {
         loop {
-            let Body::Reading(decoder) = &mut self.body else {
+            let Receiving::Body(decoder) = &mut self.body else {
                 return Poll::Ready(Ok(None));
             };
             match decoder.decode(&mut self.rbuf) {
@@ -816,7 +816,7 @@ impl ClientConn {
             let read = pin!(self.stream.read_buf(&mut self.rbuf)).poll(cx);
             match read {
                 Poll::Ready(Ok(0)) => {
-                    let Body::Reading(decoder) = &mut self.body else {
+                    let Receiving::Body(decoder) = &mut self.body else {
                         return Poll::Ready(Ok(None));
                     };
                     if decoder.eof().is_ok() {
@@ -851,7 +851,7 @@ impl ClientConn {
     /// received in full (the response then ends, as if read to its end with
     /// [`ClientConn::read_frame`]); `None` leaves the body to be read frame by frame.
     pub fn take_whole_body(&mut self) -> Option<Bytes> {
-        let Body::Reading(BodyDecoder::Length { remaining }) = &self.body else {
+        let Receiving::Body(BodyDecoder::Length { remaining }) = &self.body else {
             return None;
         };
         let length = usize::try_from(*remaining)
@@ -888,7 +888,7 @@ impl ClientConn {
         if let Some(reason) = self.not_reusable {
             return Err(reason);
         }
-        if matches!(self.body, Body::Reading(_)) {
+        if matches!(self.body, Receiving::Body(_)) {
             return Err(NotReusable::BodyNotRead);
         }
         if self.in_flight.is_empty() && !self.rbuf.is_empty() {
@@ -950,7 +950,7 @@ impl ClientConn {
     }
 
     fn expect_in_flight(&self) -> Result<&InFlight, Error> {
-        if !matches!(self.body, Body::None) {
+        if !matches!(self.body, Receiving::Nothing) {
             return Err(Error::new(
                 Side::Local,
                 ErrorKind::Closed("before the previous response body was read"),
@@ -1000,7 +1000,7 @@ impl ClientConn {
         if head.framing == BodyFraming::CloseDelimited {
             self.mark_first(NotReusable::CloseDelimited);
         }
-        self.body = Body::Reading(BodyDecoder::new(head.framing, self.config.chunked_limits));
+        self.body = Receiving::Body(BodyDecoder::new(head.framing, self.config.chunked_limits));
         self.set_state(ConnState::ReadingBody);
         if head.framing == BodyFraming::Empty {
             self.end_response();
@@ -1008,7 +1008,7 @@ impl ClientConn {
     }
 
     fn end_response(&mut self) {
-        self.body = Body::None;
+        self.body = Receiving::Nothing;
         self.in_flight.pop_front();
         self.set_state(if self.in_flight.is_empty() {
             ConnState::Idle

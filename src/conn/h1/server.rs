@@ -586,61 +586,14 @@ impl Conn<'_> {
                 }
                 return Ok(());
             };
-            self.requests += 1;
-            if let Some(live) = &self.live {
-                live.status().set_requests(self.requests);
-                live.status().set_state(ConnState::InRequest);
-            }
-            self.sent_status = StatusCode::OK;
-            self.sent_body = 0;
-            let answering = Answering {
-                method: head.method.clone(),
-                version: head.version,
-                keep_alive: keep_alive_intent(&head.fields),
-                // The clock is read only when someone observes requests.
-                observed: self
-                    .hooks
-                    .observer
-                    .is_some()
-                    .then(|| (head.raw.clone(), Instant::now())),
+            let (Admitted { request, watch }, answering) = self.start(head)?;
+            let outcome = if poll_fn(|cx| service.poll_ready(cx)).await.is_err() {
+                None
+            } else {
+                let call = pin!(service.call(request));
+                Some(self.alongside(call, watch).await)
             };
-            if let Some(status) = self.refusal(&head) {
-                self.write_error(status);
-                self.observe(Some(&answering), None);
-                return Err(CloseReason::BadRequest);
-            }
-            let Admitted { request, watch } = self.admit(head);
-            let response = {
-                if poll_fn(|cx| service.poll_ready(cx)).await.is_err() {
-                    Err(())
-                } else {
-                    let call = pin!(service.call(request));
-                    match self.alongside(call, watch).await {
-                        Some(Ok(response)) => Ok(response),
-                        Some(Err(error)) => {
-                            let error: BoxError = error.into();
-                            tracing::error!(conn = self.info.id, %error, "the service failed");
-                            Err(())
-                        }
-                        None => {
-                            tracing::debug!(
-                                conn = self.info.id,
-                                "client reset the connection while its request was handled"
-                            );
-                            // As nginx logs it: 499, client closed request.
-                            self.sent_status =
-                                StatusCode::from_u16(499).expect("a valid status code");
-                            self.observe(Some(&answering), None);
-                            return Err(CloseReason::ClientClosed);
-                        }
-                    }
-                }
-            };
-            let Ok(response) = response else {
-                self.write_error(StatusCode::INTERNAL_SERVER_ERROR);
-                self.observe(Some(&answering), None);
-                return Err(CloseReason::HandlerFailed);
-            };
+            let response = self.service_answered(outcome, &answering)?;
             self.set_state(ConnState::Writing);
             let upstream = answering
                 .observed
@@ -662,6 +615,65 @@ impl Conn<'_> {
                 self.flush().await?;
             }
         }
+    }
+
+    /// Counts a new request and turns its head into what the service gets, unless it is
+    /// refused outright (then answered here, and the connection closes).
+    fn start(&mut self, head: RequestHead) -> Result<(Admitted, Answering), CloseReason> {
+        self.requests += 1;
+        if let Some(live) = &self.live {
+            live.status().set_requests(self.requests);
+            live.status().set_state(ConnState::InRequest);
+        }
+        self.sent_status = StatusCode::OK;
+        self.sent_body = 0;
+        let answering = Answering {
+            method: head.method.clone(),
+            version: head.version,
+            keep_alive: keep_alive_intent(&head.fields),
+            // The clock is read only when someone observes requests.
+            observed: self
+                .hooks
+                .observer
+                .is_some()
+                .then(|| (head.raw.clone(), Instant::now())),
+        };
+        if let Some(status) = self.refusal(&head) {
+            self.write_error(status);
+            self.observe(Some(&answering), None);
+            return Err(CloseReason::BadRequest);
+        }
+        Ok((self.admit(head), answering))
+    }
+
+    /// What the service's outcome means for the connection: its response; a 500 (and
+    /// close) when it failed or was not ready; a close when the client reset meanwhile
+    /// (`Some(None)`; logged as nginx does, 499).
+    fn service_answered<R, E: Into<BoxError>>(
+        &mut self,
+        outcome: Option<Option<Result<R, E>>>,
+        answering: &Answering,
+    ) -> Result<R, CloseReason> {
+        match outcome {
+            Some(Some(Ok(response))) => return Ok(response),
+            Some(Some(Err(error))) => {
+                let error: BoxError = error.into();
+                tracing::error!(conn = self.info.id, %error, "the service failed");
+            }
+            None => tracing::error!(conn = self.info.id, "the service was not ready"),
+            Some(None) => {
+                tracing::debug!(
+                    conn = self.info.id,
+                    "client reset the connection while its request was handled"
+                );
+                self.sent_status = StatusCode::from_u16(499).expect("a valid status code");
+                self.observe(Some(answering), None);
+                return Err(CloseReason::ClientClosed);
+            }
+        }
+        self.write_error(StatusCode::INTERNAL_SERVER_ERROR);
+        self.observe(Some(answering), None);
+        Err(CloseReason::HandlerFailed)
     }
 
     /// Writes what of a response needs no waiting: its head, and a body that is ready at
@@ -1032,41 +1044,15 @@ impl Conn<'_> {
         body: &B,
         answering: &Answering,
     ) -> Result<Plan, CloseReason> {
-        // A body that failed to arrive decides the answer: the framing layer knows better
-        // than the handler what went wrong.
-        if let Some(failure) = self.feed.as_mut().and_then(|feed| feed.failure.take()) {
-            self.feed = None;
-            return Err(match failure {
-                BodyFailure::Invalid(error) => {
-                    self.write_error(error.status());
-                    CloseReason::BadRequest
-                }
-                BodyFailure::Timeout => {
-                    self.write_error(StatusCode::REQUEST_TIMEOUT);
-                    CloseReason::BodyTimeout
-                }
-                BodyFailure::Gone => CloseReason::ClientClosed,
-            });
+        if let Some(reason) = self.answer_body_failure() {
+            return Err(reason);
         }
         let method = &answering.method;
         // A switch of protocols (RFC 9110 §15.2.2) or a CONNECT tunnel (§9.3.6): the head
         // goes out without framing, then the connection is handed over.
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS
             || (method == Method::CONNECT && parts.status.is_success());
-        let mut handover = None;
-        if switching {
-            handover = parts
-                .extensions
-                .get::<UpgradeSlot>()
-                .and_then(UpgradeSlot::take);
-            if handover.is_none() {
-                tracing::error!(status = %parts.status, "a switching response without an UpgradeSlot");
-                return Err(self.fail_response());
-            }
-        } else if parts.status.is_informational() {
-            tracing::error!(status = %parts.status, "handler returned an interim status as final");
-            return Err(self.fail_response());
-        }
+        let handover = self.handover(&parts, switching)?;
         let mut close = self.close_after(answering.keep_alive);
         let unread = if switching {
             Unread::Complete
@@ -1117,6 +1103,50 @@ impl Conn<'_> {
             close,
             upgrade: handover,
         })
+    }
+
+    /// A request body that failed to arrive decides the answer (the framing layer knows
+    /// better than the handler what went wrong): its error status, then close.
+    fn answer_body_failure(&mut self) -> Option<CloseReason> {
+        let failure = self.feed.as_mut().and_then(|feed| feed.failure.take())?;
+        self.feed = None;
+        Some(match failure {
+            BodyFailure::Invalid(error) => {
+                self.write_error(error.status());
+                CloseReason::BadRequest
+            }
+            BodyFailure::Timeout => {
+                self.write_error(StatusCode::REQUEST_TIMEOUT);
+                CloseReason::BodyTimeout
+            }
+            BodyFailure::Gone => CloseReason::ClientClosed,
+        })
+    }
+
+    /// Where a switching response hands the connection over (the slot the handler put in
+    /// it); a switch without one, or an interim status given as final, is a handler bug:
+    /// 500.
+    fn handover(
+        &mut self,
+        parts: &http::response::Parts,
+        switching: bool,
+    ) -> Result<Option<oneshot::Sender<Upgraded>>, CloseReason> {
+        if switching {
+            let slot = parts
+                .extensions
+                .get::<UpgradeSlot>()
+                .and_then(UpgradeSlot::take);
+            if slot.is_none() {
+                tracing::error!(status = %parts.status, "a switching response without an UpgradeSlot");
+                return Err(self.fail_response());
+            }
+            return Ok(slot);
+        }
+        if parts.status.is_informational() {
+            tracing::error!(status = %parts.status, "handler returned an interim status as final");
+            return Err(self.fail_response());
+        }
+        Ok(None)
     }
 
     /// A response the connection cannot send as the handler made it: 500 instead, then
@@ -1543,20 +1573,23 @@ thread_local! {
 }
 
 /// Seconds since the epoch from the coarse real-time clock: a few nanoseconds (no TSC
-/// read), accurate to a few milliseconds, plenty for a `Date` field.
+/// read), accurate to a few milliseconds, plenty for a `Date` field (Linux; elsewhere the
+/// standard clock).
 fn coarse_unix_seconds() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
-    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) } == 0 {
-        now.tv_sec as u64
-    } else {
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+    #[cfg(target_os = "linux")]
+    {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec it is given and nothing else.
+        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) } == 0 {
+            return now.tv_sec as u64;
+        }
     }
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Appends `date: <now>` (RFC 9110 §6.6.1: an origin server with a clock MUST send Date).
