@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hopline::Body;
-use hopline::client::{Client, ClientOptions, Exchange};
+use hopline::client::{Client, ClientOptions};
 use http::Request;
 use http_body_util::BodyExt;
 
@@ -22,10 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::new(ClientOptions::default());
     for path in ["/", "/bytes/10"] {
         let response = client.get(&format!("{base}{path}")).await?;
-        let exchange = *response
-            .extensions()
-            .get::<Exchange>()
-            .expect("an exchange");
+        let exchange = response.body().exchange().expect("an exchange");
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         println!(

@@ -75,39 +75,99 @@ impl Default for PoolConfig {
     }
 }
 
-/// The identity of an origin: connections are shared only within one key. Cheap to clone
-/// (shared strings): it travels with every request.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// The identity of an origin: connections are shared only within one key. Cheap to make
+/// from a URI and to clone (it shares the URI's bytes): it travels with every request. Hosts
+/// compare without regard to case; the host is found and hashed once, when the key is made.
+#[derive(Debug, Clone)]
 pub struct Key {
-    /// `http` (lowercase).
-    pub scheme: Arc<str>,
-    /// The host (lowercase).
-    pub host: Arc<str>,
-    /// The port, explicit or the scheme's default.
-    pub port: u16,
+    scheme: http::uri::Scheme,
+    /// Holds the host (and the port, if the URI gave one).
+    authority: http::uri::Authority,
+    /// Where the host lies in the authority.
+    host: std::ops::Range<usize>,
+    port: u16,
+    /// FNV-1a of the lowercased host and the port.
+    hash: u64,
 }
 
 impl Key {
-    /// A key from its parts (lowercased).
+    /// A key from its parts.
     pub fn new(scheme: &str, host: &str, port: u16) -> Key {
-        Key {
-            scheme: scheme.to_ascii_lowercase().into(),
-            host: host.to_ascii_lowercase().into(),
-            port,
-        }
+        let authority = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let scheme = scheme.parse().unwrap_or(http::uri::Scheme::HTTP);
+        let authority = authority
+            .parse()
+            .unwrap_or_else(|_| http::uri::Authority::from_static("invalid"));
+        Key::of(scheme, authority, Some(port))
     }
 
-    /// The key of an absolute URI; `None` without a host.
+    /// The key of an absolute URI; `None` without a host. No allocation: the key shares
+    /// the URI's bytes.
     pub fn from_uri(uri: &http::Uri) -> Option<Key> {
-        let scheme = uri.scheme_str().unwrap_or("http");
-        let port = uri
-            .port_u16()
-            .unwrap_or(if scheme.eq_ignore_ascii_case("https") {
+        let authority = uri.authority()?.clone();
+        let scheme = uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP);
+        Some(Key::of(scheme, authority, None))
+    }
+
+    fn of(scheme: http::uri::Scheme, authority: http::uri::Authority, port: Option<u16>) -> Key {
+        let port = port
+            .or(authority.port_u16())
+            .unwrap_or(if scheme == http::uri::Scheme::HTTPS {
                 443
             } else {
                 80
             });
-        Some(Key::new(scheme, uri.host()?, port))
+        let text = authority.as_str();
+        let host = authority.host();
+        let start = host.as_ptr() as usize - text.as_ptr() as usize;
+        let mut hash = FnvHasher::default();
+        for byte in host.bytes() {
+            std::hash::Hasher::write_u8(&mut hash, byte.to_ascii_lowercase());
+        }
+        std::hash::Hasher::write_u16(&mut hash, port);
+        Key {
+            host: start..start + host.len(),
+            hash: std::hash::Hasher::finish(&hash),
+            scheme,
+            authority,
+            port,
+        }
+    }
+
+    /// The scheme (`http`).
+    pub fn scheme(&self) -> &str {
+        self.scheme.as_str()
+    }
+
+    /// The host, as written (an IPv6 literal with its brackets).
+    pub fn host(&self) -> &str {
+        &self.authority.as_str()[self.host.clone()]
+    }
+
+    /// The port, explicit or the scheme's default.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.hash == other.hash
+            && self.port == other.port
+            && self.scheme == other.scheme
+            && self.host().eq_ignore_ascii_case(other.host())
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
     }
 }
 
@@ -139,7 +199,7 @@ type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FnvHasher>>;
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+        write!(f, "{}://{}:{}", self.scheme, self.host(), self.port)
     }
 }
 
@@ -964,16 +1024,17 @@ mod tests {
     #[test]
     fn keys_from_uris() {
         let key = Key::from_uri(&"http://Example.COM/x".parse().unwrap()).unwrap();
-        assert_eq!(
-            key,
-            Key {
-                scheme: "http".into(),
-                host: "example.com".into(),
-                port: 80
-            }
-        );
+        assert_eq!(key, Key::new("http", "example.com", 80));
+        assert_eq!(key.host(), "Example.COM", "the host as written");
+        let hash = |key: &Key| {
+            use std::hash::{BuildHasher, BuildHasherDefault};
+            BuildHasherDefault::<FnvHasher>::default().hash_one(key)
+        };
+        assert_eq!(hash(&key), hash(&Key::new("HTTP", "EXAMPLE.com", 80)));
+        assert_ne!(key, Key::new("http", "example.com", 81));
+        assert_eq!(Key::new("http", "::1", 80).host(), "[::1]");
         let key = Key::from_uri(&"http://a:8080".parse().unwrap()).unwrap();
-        assert_eq!(key.port, 8080);
+        assert_eq!(key.port(), 8080);
         assert!(Key::from_uri(&"/relative".parse().unwrap()).is_none());
     }
 }

@@ -63,7 +63,7 @@ fn pattern(n: usize) -> Vec<u8> {
 
 async fn fetch(client: &Client, url: &str) -> (u16, Bytes, Exchange) {
     let response = client.get(url).await.expect("request");
-    let exchange = response.extensions().get::<Exchange>().copied().unwrap();
+    let exchange = response.body().exchange().unwrap();
     let status = response.status().as_u16();
     let body = response.into_body().bytes(u64::MAX).await.expect("body");
     (status, body, exchange)
@@ -261,14 +261,7 @@ async fn an_idempotency_key_makes_a_post_retryable() {
         .await
         .unwrap();
     let response = client.send(post()).await.expect("retried");
-    assert!(
-        response
-            .extensions()
-            .get::<Exchange>()
-            .copied()
-            .unwrap()
-            .retried
-    );
+    assert!(response.body().exchange().unwrap().retried);
     assert_eq!(posts.load(Ordering::SeqCst), 3);
 }
 

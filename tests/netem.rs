@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use hopline::client::{Client, ClientOptions, Exchange};
+use hopline::client::{Client, ClientOptions};
 use hopline::conn::ServerConfig;
 use hopline::netem::{Link, PathModel};
 use hopline::origin::Origin;
@@ -35,12 +35,7 @@ async fn fetch(client: &Client, link: &Link, path: &str) -> (Duration, bool) {
         .get(&format!("http://{}{path}", link.addr()))
         .await
         .unwrap();
-    let reused = response
-        .extensions()
-        .get::<Exchange>()
-        .copied()
-        .unwrap()
-        .reused;
+    let reused = response.body().exchange().unwrap().reused;
     response.into_body().bytes(u64::MAX).await.unwrap();
     (start.elapsed(), reused)
 }

@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# Proxies compared: an nginx origin (1 worker, `return 200 "Hello, world!"`) pinned to CPU 1
-# and, pinned to CPU 1 as well, in turn: hopline proxy (1 worker; pooled keep-alive upstream,
-# the default, and pipelined upstream, depth 8), nginx as a proxy (1 worker, upstream keepalive 32, HTTP/1.1) and HAProxy (1 thread, http mode,
-# http-reuse safe). wrk -t1 -c50 on CPU 0 through each; three interleaved rounds; medians of
-# requests/s, p99 latency, upstream connections opened and the share of upstream requests
-# on reused connections (from the origin's stub_status), and the median latency added at one
-# connection (wrk -c1 through the proxy minus wrk -c1 direct). Nothing is asserted.
+# Proxies compared, each pinned to CPU 1: hopline proxy (1 worker; pooled keep-alive
+# upstream, the default, and pipelined upstream, depth 8), nginx as a proxy (1 worker,
+# upstream keepalive 32, HTTP/1.1) and HAProxy (1 thread, http mode, http-reuse safe), in
+# front of an nginx origin (1 worker, `return 200 "Hello, world!"`), wrk -t1 -c50 on CPU 0.
+# Two layouts, each run in full:
+#   alone   the origin on CPU 0 with wrk: the proxy has CPU 1 to itself (its own cost)
+#   shared  the origin on CPU 1 with the proxy (the proxy's cost is diluted by the origin's)
+# Three interleaved rounds per layout; medians of requests/s, p99 latency, upstream
+# connections opened and the share of upstream requests on reused connections (from the
+# origin's stub_status), and the median latency added at one connection (wrk -c1 through the
+# proxy minus wrk -c1 direct). Nothing is asserted.
 #
 # Usage: scripts/bench/proxy.sh       (from the repo root; needs wrk, nginx, haproxy)
-#   DURATION=10s ROUNDS=3 scripts/bench/proxy.sh
+#   DURATION=10s ROUNDS=3 LAYOUTS="alone shared" PROXIES="hopline haproxy" scripts/bench/proxy.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
 DURATION=${DURATION:-10s}
 LATENCY_DURATION=${LATENCY_DURATION:-5s}
 ROUNDS=${ROUNDS:-3}
+LAYOUTS=${LAYOUTS:-alone shared}
+PROXIES=${PROXIES:-hopline hopline-pipelined nginx haproxy}
 ORIGIN=${ORIGIN:-18601}
 PROXY=${PROXY:-18602}
 OUT=${OUT:-target/bench/proxy-$(date +%Y%m%d-%H%M%S).tsv}
@@ -80,11 +86,20 @@ backend be
     server origin 127.0.0.1:$ORIGIN
 HAPROXY
 
-taskset -c 1 nginx -c "$work/origin/nginx.conf" -p "$work/origin" &
-origin_pid=$!
+origin_pid=
 proxy_pid=
 trap 'kill $origin_pid $proxy_pid 2>/dev/null || true; rm -rf "$work"' EXIT
-wait_ready "http://127.0.0.1:$ORIGIN/"
+start_origin() { # cpu
+    taskset -c "$1" nginx -c "$work/origin/nginx.conf" -p "$work/origin" &
+    origin_pid=$!
+    wait_ready "http://127.0.0.1:$ORIGIN/"
+}
+stop_origin() {
+    kill "$origin_pid" 2>/dev/null || true
+    wait "$origin_pid" 2>/dev/null || true
+    origin_pid=
+    sleep 1
+}
 
 # Origin counters: "accepts requests".
 origin_counts() {
@@ -128,10 +143,12 @@ print(rps, us(50), us(99))
 ' <<<"$out"
 }
 
-printf 'round\tproxy\trequests_per_s\tp99_us\tupstream_connections\tupstream_requests\tp50_c1_us\tdirect_p50_c1_us\n' > "$OUT"
-for round in $(seq "$ROUNDS"); do
+printf 'layout\tround\tproxy\trequests_per_s\tp99_us\tupstream_connections\tupstream_requests\tp50_c1_us\tdirect_p50_c1_us\n' > "$OUT"
+for layout in $LAYOUTS; do
+  if [ "$layout" = alone ]; then start_origin 0; else start_origin 1; fi
+  for round in $(seq "$ROUNDS"); do
     read -r _ direct_p50 _ <<<"$(run_wrk 1 "$LATENCY_DURATION" "http://127.0.0.1:$ORIGIN/")"
-    for proxy in hopline hopline-pipelined nginx haproxy; do
+    for proxy in $PROXIES; do
         start_proxy $proxy
         read -r accepts_before requests_before <<<"$(origin_counts)"
         read -r rps _ p99 <<<"$(run_wrk 50 "$DURATION" "http://127.0.0.1:$PROXY/")"
@@ -140,27 +157,34 @@ for round in $(seq "$ROUNDS"); do
         # the status request itself is one origin request on its own connection
         conns=$((accepts_after - accepts_before - 1))
         reqs=$((requests_after - requests_before - 1))
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$proxy" "$rps" "$p99" "$conns" "$reqs" "$p50_c1" "$direct_p50" | tee -a "$OUT"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$layout" "$round" "$proxy" "$rps" "$p99" "$conns" "$reqs" "$p50_c1" "$direct_p50" | tee -a "$OUT"
         stop_proxy
     done
+  done
+  stop_origin
 done
 
 python3 - "$OUT" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter='\t'))
-def med(p, f):
-    return statistics.median(float(r[f]) for r in rows if r['proxy'] == p)
-print(f"\nmedians over {len(set(r['round'] for r in rows))} rounds ({sys.argv[1]})")
-print(f"{'proxy':<18} {'req/s':>9} {'p99 us':>8} {'upstream conns':>15} {'reused':>9} {'added p50 @c1':>14}")
-for p in ('hopline', 'hopline-pipelined', 'nginx', 'haproxy'):
-    conns, reqs = med(p, 'upstream_connections'), med(p, 'upstream_requests')
-    reused = 100.0 * (1 - conns / reqs) if reqs else float('nan')
-    added = med(p, 'p50_c1_us') - med(p, 'direct_p50_c1_us')
-    print(f"{p:<18} {med(p,'requests_per_s'):>9.0f} {med(p,'p99_us'):>8.0f} {conns:>15.0f} {reused:>8.3f}% {added:>12.0f}us")
-# Ratios per round (the proxies of one round ran back to back), then their median.
-def ratio(a, b):
-    by = {(r['round'], r['proxy']): float(r['requests_per_s']) for r in rows}
-    return statistics.median(by[(n, a)] / by[(n, b)] for n in sorted(set(r['round'] for r in rows)))
-for h in ('hopline', 'hopline-pipelined'):
-    print(f"{h} / nginx proxy: {ratio(h, 'nginx'):.2f}x   {h} / haproxy: {ratio(h, 'haproxy'):.2f}x")
+for layout in dict.fromkeys(r['layout'] for r in rows):
+    lr = [r for r in rows if r['layout'] == layout]
+    proxies = list(dict.fromkeys(r['proxy'] for r in lr))
+    def med(p, f):
+        return statistics.median(float(r[f]) for r in lr if r['proxy'] == p)
+    where = 'proxy alone on CPU 1, origin and wrk on CPU 0' if layout == 'alone' else 'proxy and origin on CPU 1, wrk on CPU 0'
+    print(f"\n{layout}: {where}; medians over {len(set(r['round'] for r in lr))} rounds ({sys.argv[1]})")
+    print(f"{'proxy':<18} {'req/s':>9} {'p99 us':>8} {'upstream conns':>15} {'reused':>9} {'added p50 @c1':>14}")
+    for p in proxies:
+        conns, reqs = med(p, 'upstream_connections'), med(p, 'upstream_requests')
+        reused = 100.0 * (1 - conns / reqs) if reqs else float('nan')
+        added = med(p, 'p50_c1_us') - med(p, 'direct_p50_c1_us')
+        print(f"{p:<18} {med(p,'requests_per_s'):>9.0f} {med(p,'p99_us'):>8.0f} {conns:>15.0f} {reused:>8.3f}% {added:>12.0f}us")
+    # Ratios per round (the proxies of one round ran back to back), then their median.
+    def ratio(a, b):
+        by = {(r['round'], r['proxy']): float(r['requests_per_s']) for r in lr}
+        return statistics.median(by[(n, a)] / by[(n, b)] for n in sorted(set(r['round'] for r in lr)))
+    for h in [p for p in proxies if p.startswith('hopline')]:
+        others = '   '.join(f"{h} / {o}: {ratio(h, o):.2f}x" for o in proxies if not o.startswith('hopline'))
+        print(others)
 PY

@@ -66,7 +66,7 @@ pub struct BenchArgs {
 pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let url: Uri = args.url.parse().map_err(|e| format!("{}: {e}", args.url))?;
     let key = Key::from_uri(&url).ok_or_else(|| format!("{url}: not an absolute http:// URL"))?;
-    if &*key.scheme != "http" {
+    if key.scheme() != "http" {
         return Err(format!("{url}: only http:// is supported").into());
     }
     if args
@@ -84,7 +84,7 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     super::raise_open_file_limit();
     let runtime = runtime(args.threads)?;
     let report = runtime.block_on(async {
-        let addr = tokio::net::lookup_host((key.host.trim_matches(['[', ']']), key.port))
+        let addr = tokio::net::lookup_host((key.host().trim_matches(['[', ']']), key.port()))
             .await?
             .next()
             .ok_or("the host has no address")?;

@@ -248,9 +248,9 @@ async fn fetch(
             eprintln!("{head}>");
         }
         let response = client.send(request).await.map_err(|e| e.to_string())?;
-        let exchange = *response
-            .extensions()
-            .get::<Exchange>()
+        let exchange = response
+            .body()
+            .exchange()
             .ok_or("the client reported no exchange")?;
         let status = response.status().as_u16();
         if args.verbose {

@@ -80,10 +80,12 @@ pub(crate) async fn run(
     let has_body = lease.conn().is_writing_body();
     if has_body && head.expect_continue && lease.conn().version() == Version::HTTP_11 {
         let conn = lease.conn_mut();
-        let outcome = match conn.flush().await {
-            Ok(()) => conn.await_continue().await,
-            Err(error) => Err(error),
-        };
+        // Boxed: the rare path must not grow every request's future.
+        let outcome = Box::pin(async {
+            conn.flush().await?;
+            conn.await_continue().await
+        })
+        .await;
         match outcome {
             Ok(ContinueOutcome::SendBody) => {}
             Ok(ContinueOutcome::Final(answer)) => {
@@ -111,7 +113,7 @@ pub(crate) async fn run(
             // 413, say) and stop reading; writing then fails. Its answer is the one to
             // return, if it came.
             lease.conn_mut().abandon_body();
-            match lease.conn_mut().read_head().await {
+            match Box::pin(lease.conn_mut().read_head()).await {
                 Ok(answer) => Ok(respond(lease, &head.method, answer, None, exchange)),
                 Err(_) => Err(fail(&lease, error)),
             }
@@ -151,7 +153,7 @@ fn respond(
 ) -> Response<Incoming> {
     let switching = answer.status == StatusCode::SWITCHING_PROTOCOLS
         || (method == Method::CONNECT && answer.status.is_success());
-    let mut response = Response::new(Incoming::empty());
+    let mut response = Response::new(Incoming::empty().with_exchange(exchange));
     *response.status_mut() = answer.status;
     *response.version_mut() = answer.version;
     *response.headers_mut() = answer.headers;
@@ -177,10 +179,10 @@ fn respond(
                 upload,
                 remaining: length,
                 timer: None,
-            });
+            })
+            .with_exchange(exchange);
         }
     }
-    response.extensions_mut().insert(exchange);
     response
 }
 

@@ -111,19 +111,7 @@ impl ClientOptions {
     }
 }
 
-/// How a response was obtained; in every response's extensions
-/// (`response.extensions().get::<Exchange>()`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Exchange {
-    /// The connection's number within this client.
-    pub connection: u64,
-    /// Whether the connection had served an earlier request.
-    pub reused: bool,
-    /// Whether the request was sent again after a failure without an answer.
-    pub retried: bool,
-    /// The server's address.
-    pub peer: SocketAddr,
-}
+pub use crate::conn::Exchange;
 
 /// Client counters.
 #[derive(Debug, Default)]
@@ -147,7 +135,7 @@ pub struct ClientCounts {
 
 struct Inner {
     options: ClientOptions,
-    pool: Pool<Key, ClientConn>,
+    pool: Pool<Key, Box<ClientConn>>,
     pipelines: pipeline::Pipelines,
     next_id: AtomicU64,
     stats: ClientStats,
@@ -201,7 +189,7 @@ impl Client {
     }
 
     /// The pool's counters (keep-alive mode).
-    pub fn pool(&self) -> &Pool<Key, ClientConn> {
+    pub fn pool(&self) -> &Pool<Key, Box<ClientConn>> {
         &self.inner.pool
     }
 
@@ -227,14 +215,18 @@ impl Client {
         let head = Outgoing::from_parts(parts)?;
         match RequestBody::probe(body, &head)? {
             RequestBody::Whole(body) => self.send_whole(Arc::new(Whole { head, body })).await,
+            // The rarer paths are boxed: they must not grow every request's future.
             RequestBody::Stream(upload)
                 if upload.length().is_none() && self.hop_version() == Version::HTTP_10 =>
             {
                 // An HTTP/1.0 hop cannot take chunked: learn the length first.
-                let body = upload.collect(self.inner.options.max_buffered_body).await?;
-                self.send_whole(Arc::new(Whole { head, body })).await
+                Box::pin(async {
+                    let body = upload.collect(self.inner.options.max_buffered_body).await?;
+                    self.send_whole(Arc::new(Whole { head, body })).await
+                })
+                .await
             }
-            RequestBody::Stream(upload) => self.send_stream(head, upload).await,
+            RequestBody::Stream(upload) => Box::pin(self.send_stream(head, upload)).await,
         }
     }
 
@@ -347,8 +339,14 @@ impl Client {
         Ok(Lease::Pooled(pooled))
     }
 
-    /// Opens a connection to `key`.
-    pub(crate) async fn connect(&self, key: &Key) -> Result<ClientConn, Error> {
+    /// Opens a connection to `key`. Boxed, the connection and the future of a connect (a
+    /// lookup, a timer): a connection moves with each exchange that borrows it, and pooled
+    /// requests, which rarely connect, must not carry a connect's future.
+    pub(crate) async fn connect(&self, key: &Key) -> Result<Box<ClientConn>, Error> {
+        Box::pin(self.open(key)).await.map(Box::new)
+    }
+
+    async fn open(&self, key: &Key) -> Result<ClientConn, Error> {
         let addr = resolve(key).await?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let conn = ClientConn::connect(
@@ -391,11 +389,11 @@ enum Freshness {
 
 /// Resolves a key's host (IP literals without a lookup).
 async fn resolve(key: &Key) -> Result<SocketAddr, Error> {
-    let host = key.host.trim_start_matches('[').trim_end_matches(']');
+    let host = key.host().trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, key.port));
+        return Ok(SocketAddr::new(ip, key.port()));
     }
-    tokio::net::lookup_host((host, key.port))
+    tokio::net::lookup_host((host, key.port()))
         .await
         .map_err(|e| Error::new(Side::Upstream, e))?
         .next()
@@ -410,9 +408,9 @@ async fn resolve(key: &Key) -> Result<SocketAddr, Error> {
 /// A connection lent to one exchange.
 pub(crate) enum Lease {
     /// From the pool: goes back when the response body ends, if reusable.
-    Pooled(Pooled<Key, ClientConn>),
+    Pooled(Pooled<Key, Box<ClientConn>>),
     /// Owned (close mode): closed when the response body ends.
-    Owned(ClientConn),
+    Owned(Box<ClientConn>),
 }
 
 impl Lease {
@@ -453,8 +451,8 @@ impl Lease {
     /// Takes the connection out for good (a protocol switch or a tunnel).
     pub fn into_conn(self) -> ClientConn {
         match self {
-            Lease::Pooled(conn) => conn.detach(),
-            Lease::Owned(conn) => conn,
+            Lease::Pooled(conn) => *conn.detach(),
+            Lease::Owned(conn) => *conn,
         }
     }
 
@@ -466,7 +464,7 @@ impl Lease {
     }
 }
 
-impl Poolable for ClientConn {
+impl Poolable for Box<ClientConn> {
     fn is_reusable(&self) -> bool {
         self.reusable().is_ok()
     }

@@ -51,7 +51,7 @@ impl Outgoing {
         let key = Key::from_uri(uri)
             .filter(|_| uri.scheme().is_some())
             .ok_or_else(|| local(format!("`{uri}` is not an absolute http:// URI")))?;
-        if &*key.scheme != "http" {
+        if key.scheme() != "http" {
             return Err(local(format!("{uri}: only http:// is supported")));
         }
         let target = if parts.method == Method::CONNECT {

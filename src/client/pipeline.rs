@@ -276,7 +276,7 @@ impl Ending {
 /// The dispatcher of one pipelined connection: writes requests as they come (while
 /// earlier responses are still awaited) and hands out the responses in order.
 struct Dispatcher {
-    conn: ClientConn,
+    conn: Box<ClientConn>,
     receiver: mpsc::UnboundedReceiver<Job>,
     /// Every handle is gone (the client was dropped): no job will come.
     orphaned: bool,
@@ -293,7 +293,7 @@ struct Dispatcher {
 
 impl Dispatcher {
     fn new(
-        conn: ClientConn,
+        conn: Box<ClientConn>,
         receiver: mpsc::UnboundedReceiver<Job>,
         load: Arc<Load>,
         changed: Arc<Notify>,
@@ -455,11 +455,10 @@ impl Dispatcher {
             }
         };
         let respond = |body: Incoming| {
-            let mut response = Response::new(body);
+            let mut response = Response::new(body.with_exchange(exchange));
             *response.status_mut() = head.status;
             *response.version_mut() = head.version;
             *response.headers_mut() = head.headers;
-            response.extensions_mut().insert(exchange);
             job.reply.send(Ok(response)).is_ok()
         };
         // A body already received whole (the common small response) goes as it is.

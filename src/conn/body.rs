@@ -231,8 +231,30 @@ impl BodySender {
 /// malformed is the client's, a response body cut short the upstream's.
 pub struct Incoming {
     kind: IncomingKind,
-    /// What the server parsed about the request this body belongs to (server side).
-    ctx: Option<RequestCtx>,
+    /// What the connection knows about the message this body belongs to.
+    about: About,
+}
+
+/// What an [`Incoming`] carries about its message (no allocation: it moves with the body).
+enum About {
+    Nothing,
+    /// A server's request: what the server parsed.
+    Request(RequestCtx),
+    /// A client's response: how it was obtained.
+    Response(Exchange),
+}
+
+/// How a client's response was obtained ([`Incoming::exchange`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exchange {
+    /// The connection's number within its client.
+    pub connection: u64,
+    /// Whether the connection had served an earlier request.
+    pub reused: bool,
+    /// Whether the request was sent again after a failure without an answer.
+    pub retried: bool,
+    /// The server's address.
+    pub peer: std::net::SocketAddr,
 }
 
 enum IncomingKind {
@@ -253,7 +275,10 @@ impl Incoming {
     }
 
     fn of(kind: IncomingKind) -> Self {
-        Incoming { kind, ctx: None }
+        Incoming {
+            kind,
+            about: About::Nothing,
+        }
     }
 
     pub(crate) fn full(bytes: Bytes) -> Self {
@@ -265,14 +290,31 @@ impl Incoming {
     }
 
     pub(crate) fn with_ctx(mut self, ctx: RequestCtx) -> Self {
-        self.ctx = Some(ctx);
+        self.about = About::Request(ctx);
+        self
+    }
+
+    pub(crate) fn with_exchange(mut self, exchange: Exchange) -> Self {
+        self.about = About::Response(exchange);
         self
     }
 
     /// What the server parsed about the request this body belongs to (a server's request
     /// body; `None` on a client's response body). See also [`RequestCtx::of`].
     pub fn ctx(&self) -> Option<&RequestCtx> {
-        self.ctx.as_ref()
+        match &self.about {
+            About::Request(ctx) => Some(ctx),
+            _ => None,
+        }
+    }
+
+    /// How the response this body belongs to was obtained: which connection, reused or
+    /// not, retried or not (a client's response body; `None` on a server's request body).
+    pub fn exchange(&self) -> Option<Exchange> {
+        match &self.about {
+            About::Response(exchange) => Some(*exchange),
+            _ => None,
+        }
     }
 
     /// A body read by polling `body`, which owns whatever it reads from.

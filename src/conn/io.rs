@@ -73,9 +73,14 @@ impl Output {
             if self.is_empty() {
                 return Poll::Ready(Ok(()));
             }
-            let large = self.large.as_deref().unwrap_or_default();
-            let slices = [IoSlice::new(&self.buf), IoSlice::new(large)];
-            match stream.try_write_vectored(&slices) {
+            // One buffer goes out with `write` (cheaper in the kernel than `writev`).
+            let written = match self.large.as_deref() {
+                None => stream.try_write(&self.buf),
+                Some(large) => {
+                    stream.try_write_vectored(&[IoSlice::new(&self.buf), IoSlice::new(large)])
+                }
+            };
+            match written {
                 Ok(n) => {
                     self.writes += 1;
                     self.consume(n);
@@ -169,11 +174,73 @@ impl Output {
     }
 }
 
+/// Most spare buffers of each kind kept per thread (beyond it, they are freed).
+const SPARES_MAX: usize = 64;
+
+thread_local! {
+    /// Read buffers of connections that went idle, for connections that wake up: an idle
+    /// connection holds no buffer, yet waking one costs no allocation.
+    static SPARE_READ: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The same for write buffers.
+    static SPARE_WRITE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Gives a connection's read buffer up (it is going idle) for another connection of this
+/// thread to use.
+pub(crate) fn recycle_read_buf(buf: &mut BytesMut) {
+    let mut buf = std::mem::take(buf);
+    if buf.capacity() == 0 {
+        return;
+    }
+    buf.clear();
+    SPARE_READ.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARES_MAX {
+            spare.push(buf);
+        }
+    });
+}
+
+/// Gives a write buffer up (its connection is going idle) for another connection.
+pub(crate) fn recycle_write_buf(buf: &mut Vec<u8>) {
+    let mut buf = std::mem::take(buf);
+    if buf.capacity() == 0 {
+        return;
+    }
+    buf.clear();
+    SPARE_WRITE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARES_MAX {
+            spare.push(buf);
+        }
+    });
+}
+
+/// Makes sure `buf` can take `additional` more bytes, starting from a spare buffer of this
+/// thread when it has none.
+pub(crate) fn reserve_write(buf: &mut Vec<u8>, additional: usize) {
+    if buf.capacity() == 0
+        && let Some(spare) = SPARE_WRITE.with(|spare| spare.borrow_mut().pop())
+    {
+        *buf = spare;
+    }
+    buf.reserve(additional);
+}
+
 /// Makes sure a read into `buf` has room: `read_size` more once less than a quarter of it
 /// is spare. (A read into a full buffer returns 0, which would look like the peer closing;
-/// reserving only when low lets one allocation serve many small reads.)
+/// reserving only when low lets one allocation serve many small reads.) A buffer with no
+/// room at all starts from a spare one of this thread.
 pub(crate) fn make_room(buf: &mut BytesMut, read_size: usize) {
     if buf.capacity() - buf.len() < read_size / 4 {
+        if buf.capacity() == 0
+            && let Some(spare) = SPARE_READ.with(|spare| spare.borrow_mut().pop())
+        {
+            *buf = spare;
+            if buf.capacity() >= read_size / 4 {
+                return;
+            }
+        }
         buf.reserve(read_size);
     }
 }

@@ -20,7 +20,7 @@ pub mod shutdown;
 pub mod status;
 pub mod upgrade;
 
-pub use body::{Body, BodyClosed, BodySender, Incoming};
+pub use body::{Body, BodyClosed, BodySender, Exchange, Incoming};
 pub use h1::client::{
     self as client, ClientConfig, ClientConn, ContinueOutcome, NotReusable, Persistence,
 };

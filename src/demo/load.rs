@@ -144,9 +144,9 @@ async fn fetch(
     let response = client.send(request).await?;
     let head = Instant::now();
     let status = response.status().as_u16();
-    let exchange = *response
-        .extensions()
-        .get::<crate::client::Exchange>()
+    let exchange = response
+        .body()
+        .exchange()
         .ok_or("the client reported no exchange")?;
     let body = response.into_body();
     let (body_bytes, kept) = if keep {

@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Version, header};
 
 use crate::wire::headers::{is_tchar, is_token, is_valid_host, list_members, trim_ows};
@@ -161,18 +162,15 @@ pub struct ForwardedFor<'a> {
 /// does not parse is dropped rather than extended: appended to, an unterminated quote in it
 /// could swallow this hop's element.
 pub fn add_forwarded(headers: &mut HeaderMap, hop: ForwardedFor<'_>) {
-    let mut ip = Vec::with_capacity(48);
+    let mut ip = Vec::with_capacity(40);
     write_ip(&mut ip, hop.client.ip());
-    append_member(headers, HeaderName::from_static("x-forwarded-for"), &ip);
-    let mut element = Vec::with_capacity(64);
+    let mut element = Vec::with_capacity(64 + hop.host.map_or(0, str::len));
     element.extend_from_slice(b"for=");
     if hop.client.is_ipv6() {
         // RFC 7239 §6: an IPv6 address is bracketed (and so quoted).
-        let mut bracketed = Vec::with_capacity(ip.len() + 2);
-        bracketed.push(b'[');
-        bracketed.extend_from_slice(&ip);
-        bracketed.push(b']');
-        write_forwarded_value(&mut element, &bracketed);
+        element.extend_from_slice(b"\"[");
+        element.extend_from_slice(&ip);
+        element.extend_from_slice(b"]\"");
     } else {
         write_forwarded_value(&mut element, &ip);
     }
@@ -193,7 +191,8 @@ pub fn add_forwarded(headers: &mut HeaderMap, hop: ForwardedFor<'_>) {
         tracing::debug!("dropping a malformed Forwarded field received from the client");
         headers.remove(header::FORWARDED);
     }
-    append_member(headers, header::FORWARDED, &element);
+    append_member_owned(headers, HeaderName::from_static("x-forwarded-for"), ip);
+    append_member_owned(headers, header::FORWARDED, element);
 }
 
 /// Appends `value` as a `Forwarded` parameter value (RFC 7239 §4: `token / quoted-string`):
@@ -332,13 +331,20 @@ fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
 
 /// Appends `member` to the list in field `name`, folding existing lines into one.
 fn append_member(headers: &mut HeaderMap, name: HeaderName, member: &[u8]) {
+    append_member_owned(headers, name, member.to_vec());
+}
+
+/// [`append_member`] with a member the caller built: when the field is new, its bytes
+/// become the value without a copy.
+fn append_member_owned(headers: &mut HeaderMap, name: HeaderName, member: Vec<u8>) {
     let mut existing = headers.get_all(&name).iter().peekable();
     if existing.peek().is_none() {
-        if let Ok(value) = HeaderValue::from_bytes(member) {
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(member)) {
             headers.insert(name, value);
         }
         return;
     }
+    let member = &member[..];
     let mut folded = Vec::with_capacity(128);
     for value in existing {
         let value = trim_ows(value.as_bytes());

@@ -31,7 +31,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, hea
 use http_body::{Body as _, Frame};
 use tokio::net::TcpStream;
 
-use crate::client::{Client, ClientOptions, Exchange};
+use crate::client::{Client, ClientOptions};
 use crate::conn::{
     Body, Incoming, RequestCtx, UpstreamNote, error_response, splice, upgrade, upgrade_channel,
 };
@@ -325,7 +325,8 @@ impl Policy {
             ));
         }
         if request.method() == Method::CONNECT {
-            return self.connect_tunnel(request.uri()).await;
+            // Boxed: a tunnel's connect must not grow every request's future.
+            return Box::pin(self.connect_tunnel(request.uri())).await;
         }
         let hop = Hop::of(&request);
         let (mut parts, body) = request.into_parts();
@@ -374,7 +375,7 @@ impl Policy {
                         "a forward proxy needs an absolute-form target (http://host/path)",
                     ));
                 };
-                if &*key.scheme != "http" {
+                if key.scheme() != "http" {
                     return Err(Refusal::local(
                         StatusCode::NOT_IMPLEMENTED,
                         "only http:// targets are forwarded (use CONNECT for TLS)",
@@ -395,14 +396,17 @@ impl Policy {
     /// target decides it (RFC 9112 §3.2.2), `Via`, the forwarded fields, and the target
     /// rewritten for the next hop (its form kept: origin-form, or `*`).
     fn rewrite(&self, parts: &mut http::request::Parts, hop: &Hop, destination: &Destination<'_>) {
-        // For `Forwarded` (read before the fields change).
+        // For `Forwarded` (read before the fields change; the `Host` value is shared, not
+        // copied).
         let client_host = self
             .config
             .forwarded_headers
-            .then(|| requested_host(parts).map(str::to_string))
+            .then(|| requested_host_value(parts))
             .flatten();
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers, hop.wants_upgrade);
+        // `Via` and the forwarded fields: one growth of the map at most.
+        headers.reserve(3);
         if matches!(self.config.target, Target::Forward { .. }) {
             // With an absolute-form target, the target's authority is the host; the client
             // sends it as Host.
@@ -420,7 +424,7 @@ impl Policy {
             let forwarded = ForwardedFor {
                 client,
                 proto: "http",
-                host: client_host.as_deref(),
+                host: client_host.as_ref().and_then(|h| h.to_str().ok()),
             };
             add_forwarded(headers, forwarded);
         }
@@ -442,7 +446,7 @@ impl Policy {
     fn relay(&self, response: Response<Incoming>, hop: &Hop, pick: Option<Pick>) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
         if self.config.note_upstream
-            && let Some(exchange) = parts.extensions.get::<Exchange>()
+            && let Some(exchange) = body.exchange()
         {
             let note = UpstreamNote {
                 connection: exchange.connection,
@@ -461,6 +465,7 @@ impl Policy {
         ) {
             parts.headers.insert(header::CONTENT_LENGTH, length);
         }
+        parts.headers.reserve(1);
         self.via.add(&mut parts.headers, parts.version);
         let body = if body.is_end_stream() {
             Body::empty()
@@ -634,6 +639,14 @@ fn requested_host(parts: &http::request::Parts) -> Option<&str> {
             .headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok()),
+    }
+}
+
+/// [`requested_host`] as a field value (the received `Host` shared, not copied).
+fn requested_host_value(parts: &http::request::Parts) -> Option<HeaderValue> {
+    match parts.uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
     }
 }
 

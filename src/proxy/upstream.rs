@@ -75,7 +75,7 @@ impl Upstreams {
             .iter()
             .map(|url| {
                 let key = Key::from_uri(url).ok_or_else(|| format!("{url}: not an http:// URL"))?;
-                if &*key.scheme != "http" {
+                if key.scheme() != "http" {
                     return Err(format!("{url}: only http:// upstreams are supported"));
                 }
                 let authority = url
@@ -179,7 +179,7 @@ mod tests {
     }
 
     fn host(pick: &Pick) -> String {
-        pick.upstream.key.host.to_string()
+        pick.upstream.key.host().to_string()
     }
 
     #[test]

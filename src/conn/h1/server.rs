@@ -39,7 +39,9 @@ use tower_service::Service;
 
 use super::feed::{BodyFailure, BodyFeed, CONTINUE, Continue, FeedLimits};
 use crate::conn::body::{Body, Incoming};
-use crate::conn::io::{Output, read_now, read_some};
+use crate::conn::io::{
+    Output, read_now, read_some, recycle_read_buf, recycle_write_buf, reserve_write,
+};
 use crate::conn::shutdown::ShutdownListener;
 use crate::conn::status::{
     ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, RequestRecord, UpstreamNote, tcp_info,
@@ -482,7 +484,8 @@ impl Conn<'_> {
     async fn wait_idle(&mut self, mut timer: Pin<&mut Sleep>) -> Result<(), CloseReason> {
         debug_assert!(self.rbuf.is_empty() && self.out.is_empty());
         self.set_state(ConnState::Idle);
-        self.rbuf = BytesMut::new();
+        recycle_read_buf(&mut self.rbuf);
+        recycle_write_buf(&mut self.out.buf);
         self.out = Output::default();
         let now = Instant::now();
         // A new connection gets the header timeout for its first byte; later ones the
@@ -575,7 +578,7 @@ impl Conn<'_> {
         B: HttpBody<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        self.out.buf.reserve(WBUF_INITIAL);
+        reserve_write(&mut self.out.buf, WBUF_INITIAL);
         loop {
             let Some(head) = self.next_head()? else {
                 // Before waiting on the client, send what we owe it: this is where the
