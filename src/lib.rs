@@ -1,15 +1,18 @@
 //! hopline — an HTTP/1.x connection engine: short-lived, persistent and pipelined
-//! connections, hop by hop.
+//! connections, hop by hop. Its boundary is the Rust HTTP ecosystem's: a server runs any
+//! tower `Service<Request<Incoming>>` ([`service`]), bodies are `http_body::Body` both ways
+//! ([`Body`], [`Incoming`]), and [`client::Client::send`] takes any request body.
 //!
 //! Module map (dependencies point one way, down this list):
 //!
 //! | module | owns | must not |
 //! |---|---|---|
 //! | [`wire`] | bytes ↔ messages: heads, header rules, framing, chunked, persistence intent | touch sockets, tokio or clocks |
-//! | [`conn`] | one connection: buffered I/O, the server loop (keep-alive, pipelining, timeouts, lingering close), the handler interface and bodies | know about listeners, pools or config files |
+//! | [`conn`] | one connection: the HTTP/1.x server loop (keep-alive, pipelining, timeouts, lingering close, full-duplex bodies) and client connection, the bodies at the boundary | know about listeners, pools or config files |
+//! | [`service`] | the server boundary: tower `Service`, `service_fn` | know about connections |
 //! | [`pool`] | idle client connections by (scheme, host, port): most recently used first, per-host caps with a fair queue, expiry, eviction of closed ones | parse HTTP |
-//! | [`client`] | the HTTP client: connection types (close, keep-alive, pipeline), safe retries, streamed response bodies | parse HTTP or order the pool |
-//! | [`proxy`] | one hop: reverse/forward targets, hop-by-hop header rules, `Via` and forwarded fields, streaming both ways, tunnels, failure mapping | re-implement framing or pooling |
+//! | [`client`] | the HTTP client: `Client::send` owns the exchange; connection types (close, keep-alive, pipeline), safe retries | parse HTTP or order the pool |
+//! | [`proxy`] | one hop as a service: reverse/forward targets, hop-by-hop header rules, `Via` and forwarded fields, tunnels, failure mapping, over `Client::send` | touch connections, re-implement framing or pooling |
 //! | [`bench`] | the load generator behind `hopline bench`: connection types, pacing, HDR latency | — |
 //! | [`netem`] | the link emulator: round trip, handshake, slow start, bandwidth, relayed in process | parse HTTP |
 //! | [`demo`] | `hopline demo`: every connection type over emulated links, the model's predictions, the report | contain protocol logic |
@@ -19,10 +22,11 @@
 //! | [`server`] | the listener: accept loop, connection limit, accept-error backoff, graceful shutdown | contain protocol logic |
 //! | [`page`] | the synthetic page: a median web page's resource mix, its HTML and paths | do I/O |
 //! | [`origin`] | the built-in handler behind `hopline serve`: hello, `/bytes/N`, `/delay/MS`, `/echo`, static files | touch framing or persistence |
-//! | [`cli`] | the command line: subcommands, flags, runtime, signals | contain protocol logic |
 //! | [`error`] | the one error type, carrying which side failed | — |
 //!
-//! The binary (`src/main.rs`) is a thin command line over these.
+//! `config`, `metrics`, `admin`, `bench` and `demo` need the `cli` feature (default); without
+//! it the crate is the engine alone. The binary (`src/main.rs`, `src/cli/`) is the command
+//! line over these; it is not part of the library.
 
 #[cfg(feature = "cli")]
 pub mod admin;

@@ -124,6 +124,25 @@ async fn the_asterisk_form_is_for_options_only() {
         forwarded.text()
     );
     assert_eq!(recorder.seen(), 1, "only OPTIONS * reached the origin");
+    // A forward proxy sends `OPTIONS http://host` (no path) to the origin as `OPTIONS *`
+    // (RFC 9112 §3.2.4), and `OPTIONS http://host/` as `OPTIONS /`.
+    let forward =
+        TestServer::start(Proxy::new(ProxyConfig::forward()), ServerConfig::default()).await;
+    for (target, expected) in [
+        (format!("http://{}", echo.addr), "OPTIONS * HTTP/1.1\r\n"),
+        (format!("http://{}/", echo.addr), "OPTIONS / HTTP/1.1\r\n"),
+    ] {
+        let answer = exchange(
+            forward.addr,
+            &format!("OPTIONS {target} HTTP/1.1\r\nHost: {}\r\n\r\n", echo.addr),
+        )
+        .await;
+        assert!(
+            answer.text().starts_with(expected),
+            "{target}: {}",
+            answer.text()
+        );
+    }
 }
 
 #[tokio::test]

@@ -38,6 +38,7 @@ use crate::conn::{
 use crate::error::{Error, ErrorKind, Side};
 use crate::pool::Key;
 use crate::service::Service;
+use crate::wire::TargetForm;
 use headers::{
     ForwardedFor, ViaEntries, accepts_trailers, add_forwarded, strip_hop_by_hop, via_names,
 };
@@ -189,6 +190,9 @@ struct Hop {
     /// It accepts trailers (`TE: trailers`).
     trailers_ok: bool,
     method: Method,
+    /// `OPTIONS *` in effect: the asterisk-form, or an absolute-form target with no path
+    /// (RFC 9112 §3.2.4: the last proxy sends `*`).
+    asterisk: bool,
 }
 
 impl Hop {
@@ -200,6 +204,13 @@ impl Hop {
             wants_upgrade: ctx.is_some_and(|ctx| ctx.fields.wants_upgrade()),
             trailers_ok: accepts_trailers(request.headers()),
             method: request.method().clone(),
+            asterisk: request.method() == Method::OPTIONS
+                && ctx.is_some_and(|ctx| {
+                    matches!(
+                        ctx.target_form,
+                        TargetForm::Asterisk | TargetForm::Absolute { empty_path: true }
+                    )
+                }),
         }
     }
 }
@@ -429,7 +440,8 @@ impl Policy {
             add_forwarded(headers, forwarded);
         }
         let path = match parts.uri.path_and_query() {
-            Some(pq) if pq.as_str().starts_with('/') || pq.as_str() == "*" => pq.clone(),
+            _ if hop.asterisk => PathAndQuery::from_static("*"),
+            Some(pq) if pq.as_str().starts_with('/') => pq.clone(),
             Some(pq) => PathAndQuery::try_from(format!("/{}", pq.as_str()))
                 .unwrap_or_else(|_| PathAndQuery::from_static("/")),
             None => PathAndQuery::from_static("/"),

@@ -588,8 +588,13 @@ fn check_host(fields: &MessageFields, uri: &Uri) -> Result<(), ParseError> {
 pub enum TargetForm {
     /// `/path?query`: the usual form, to an origin server.
     Origin,
-    /// `http://host/path`: to a proxy (and accepted by servers).
-    Absolute,
+    /// `http://host/path`: to a proxy (and accepted by servers). `empty_path`: the target
+    /// had no path and no query (`http://host`), which an OPTIONS request forwards to the
+    /// origin as `*` (RFC 9112 §3.2.4).
+    Absolute {
+        /// Nothing follows the authority.
+        empty_path: bool,
+    },
     /// `host:port`: CONNECT only.
     Authority,
     /// `*`: OPTIONS for the server as a whole only.
@@ -627,7 +632,13 @@ pub fn request_target_form(
     if target.first() == Some(&b'/') {
         Ok(TargetForm::Origin)
     } else if uri.scheme().is_some() && uri.authority().is_some() {
-        Ok(TargetForm::Absolute)
+        let after_scheme = target
+            .windows(3)
+            .position(|w| w == b"://")
+            .map_or(target.len(), |at| at + 3);
+        let empty_path =
+            !target[after_scheme..].contains(&b'/') && !target[after_scheme..].contains(&b'?');
+        Ok(TargetForm::Absolute { empty_path })
     } else {
         Err(ParseError::Syntax("a host:port target is for CONNECT only"))
     }
@@ -1117,8 +1128,23 @@ mod tests {
         let refused = |why| Err(ParseError::Syntax(why));
         let cases: &[(&str, &str, Result<TargetForm, ParseError>)] = &[
             ("GET", "/a?b", Ok(Origin)),
-            ("GET", "http://a.test/x", Ok(Absolute)),
-            ("GET", "http://a.test", Ok(Absolute)),
+            ("GET", "http://a.test/x", Ok(Absolute { empty_path: false })),
+            ("GET", "http://a.test", Ok(Absolute { empty_path: true })),
+            (
+                "OPTIONS",
+                "http://a.test:8080",
+                Ok(Absolute { empty_path: true }),
+            ),
+            (
+                "OPTIONS",
+                "http://a.test/",
+                Ok(Absolute { empty_path: false }),
+            ),
+            (
+                "OPTIONS",
+                "http://a.test?q",
+                Ok(Absolute { empty_path: false }),
+            ),
             ("OPTIONS", "*", Ok(Asterisk)),
             ("OPTIONS", "/", Ok(Origin)),
             ("CONNECT", "a.test:443", Ok(Authority)),
