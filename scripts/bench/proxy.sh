@@ -13,6 +13,7 @@
 #
 # Usage: scripts/bench/proxy.sh       (from the repo root; needs wrk, nginx, haproxy)
 #   DURATION=10s ROUNDS=3 LAYOUTS="alone shared" PROXIES="hopline haproxy" scripts/bench/proxy.sh
+#   HOPLINE_BEFORE=/tmp/old/hopline PROXIES="hopline hopline-before" scripts/bench/proxy.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
@@ -110,6 +111,9 @@ start_proxy() {
     case $1 in
         hopline) taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$PROXY" \
                     --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn & ;;
+        # Another build of hopline (HOPLINE_BEFORE=path), to compare two versions side by side.
+        hopline-before) taskset -c 1 "$HOPLINE_BEFORE" proxy --listen "127.0.0.1:$PROXY" \
+                    --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn & ;;
         hopline-pipelined) taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$PROXY" \
                     --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn \
                     --upstream-mode pipeline --upstream-depth 8 & ;;
@@ -184,7 +188,7 @@ for layout in dict.fromkeys(r['layout'] for r in rows):
     def ratio(a, b):
         by = {(r['round'], r['proxy']): float(r['requests_per_s']) for r in lr}
         return statistics.median(by[(n, a)] / by[(n, b)] for n in sorted(set(r['round'] for r in lr)))
-    for h in [p for p in proxies if p.startswith('hopline')]:
-        others = '   '.join(f"{h} / {o}: {ratio(h, o):.2f}x" for o in proxies if not o.startswith('hopline'))
+    for h in [p for p in proxies if p.startswith('hopline') and p != 'hopline-before']:
+        others = '   '.join(f"{h} / {o}: {ratio(h, o):.2f}x" for o in proxies if o != h and (not o.startswith('hopline') or o == 'hopline-before'))
         print(others)
 PY
