@@ -23,9 +23,11 @@ use base64::Engine;
 use common::desync::{body_for, load_cases, with_host};
 use common::{RawClient, TestServer, answer_with};
 use hopline::conn::{Body, Incoming, ServerConfig};
+use hopline::error::ErrorKind;
 use hopline::proxy::upstream::Upstreams;
 use hopline::proxy::{Proxy, ProxyConfig};
-use http::{Request, Response};
+use hopline::wire::ParseError;
+use http::{Request, Response, StatusCode};
 
 /// Shapes where hopline's verdict deliberately differs from nginx's, with the reason. A
 /// label is `corpus: case (variant)`; the same reason often covers server and proxy.
@@ -202,10 +204,18 @@ const UNREAD: &str = "the input ends inside its body: hopline's test handler rea
 const CONDITIONAL: &str = "nginx evaluates `If-Match` against its `return` (412); hopline's test \
     handler has no conditional requests: not a difference in the shape";
 
-/// Answers 200 to everything, after reading the body (nginx's `return 200` in hopline).
+/// Answers 200 to everything, after reading the body (nginx's `return 200` in hopline); a
+/// body over 1 MiB is refused with 413, as nginx's default `client_max_body_size` does.
 async fn accept(request: Request<Incoming>) -> Response<Body> {
-    let _ = request.into_body().bytes(1 << 20).await;
-    Response::new(Body::from("ok"))
+    let status = match request.into_body().bytes(1 << 20).await {
+        Err(e) if matches!(e.kind, ErrorKind::Parse(ParseError::BodyTooLarge { .. })) => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        _ => StatusCode::OK,
+    };
+    let mut response = Response::new(Body::from("ok"));
+    *response.status_mut() = status;
+    response
 }
 
 /// One request shape.
