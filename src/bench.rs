@@ -27,6 +27,8 @@ use crate::conn::client::{
     ClientConfig, ClientConn, Persistence, PreparedRequest, host_value, origin_form,
 };
 use crate::error::{Error, ErrorKind};
+use crate::transport::tls::TlsConnector;
+use crate::transport::{ConnectError, Dial};
 
 /// When a run stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +62,28 @@ pub struct BenchConfig {
     pub body: Bytes,
     /// Protocol settings of the connections.
     pub client: ClientConfig,
-    /// Longest time to open a connection.
+    /// Longest time to open a connection (TCP and TLS handshakes).
     pub connect_timeout: Duration,
+    /// TLS for an `https://` URL: the connector (trust, client certificate, session cache
+    /// shared by all connections, so new ones resume).
+    pub tls: Option<TlsConnector>,
+}
+
+/// The TLS handshakes of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct TlsReport {
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// Of them, resumed sessions (no certificate sent, no signature made).
+    pub resumed: u64,
+    /// `resumed / handshakes`.
+    pub resumption_ratio: f64,
+    /// Handshakes per second of the run.
+    pub handshakes_per_second: f64,
+    /// Mean handshake time (after the TCP connect), microseconds.
+    pub mean_handshake_us: f64,
+    /// Handshakes that failed.
+    pub failures: u64,
 }
 
 /// Latency percentiles, in microseconds.
@@ -112,6 +134,8 @@ pub struct Report {
     pub connections_opened: u64,
     /// The pacing asked for, if any, requests per second.
     pub rate: Option<f64>,
+    /// TLS handshakes, for an `https://` URL.
+    pub tls: Option<TlsReport>,
 }
 
 /// Shared between the workers.
@@ -171,6 +195,10 @@ struct Tally {
     statuses: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
     connections: u64,
+    handshakes: u64,
+    resumed: u64,
+    handshake_us: u64,
+    handshake_failures: u64,
 }
 
 impl Tally {
@@ -182,6 +210,37 @@ impl Tally {
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
             connections: 0,
+            handshakes: 0,
+            resumed: 0,
+            handshake_us: 0,
+            handshake_failures: 0,
+        }
+    }
+
+    fn add(&mut self, other: Tally) {
+        self.requests += other.requests;
+        self.bytes += other.bytes;
+        self.connections += other.connections;
+        self.handshakes += other.handshakes;
+        self.resumed += other.resumed;
+        self.handshake_us += other.handshake_us;
+        self.handshake_failures += other.handshake_failures;
+        for (k, v) in other.statuses {
+            *self.statuses.entry(k).or_default() += v;
+        }
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+
+    fn tls_report(&self, seconds: f64) -> TlsReport {
+        TlsReport {
+            handshakes: self.handshakes,
+            resumed: self.resumed,
+            resumption_ratio: self.resumed as f64 / self.handshakes.max(1) as f64,
+            handshakes_per_second: self.handshakes as f64 / seconds,
+            mean_handshake_us: self.handshake_us as f64 / self.handshakes.max(1) as f64,
+            failures: self.handshake_failures,
         }
     }
 
@@ -192,6 +251,8 @@ impl Tally {
             ErrorKind::Io(_) => "io",
             ErrorKind::Parse(_) => "parse",
             ErrorKind::Body(_) => "body",
+            ErrorKind::Tls(failure) if failure.is_certificate() => "tls_certificate",
+            ErrorKind::Tls(_) => "tls",
         };
         *self.errors.entry(kind.to_string()).or_default() += 1;
     }
@@ -254,15 +315,7 @@ pub async fn run(config: BenchConfig, on_tick: Option<Box<dyn Fn(u64) + Send>>) 
             continue;
         };
         shared.record(&mut tally.samples);
-        total.requests += tally.requests;
-        total.bytes += tally.bytes;
-        total.connections += tally.connections;
-        for (k, v) in tally.statuses {
-            *total.statuses.entry(k).or_default() += v;
-        }
-        for (k, v) in tally.errors {
-            *total.errors.entry(k).or_default() += v;
-        }
+        total.add(tally);
     }
     if let Some(ticker) = ticker {
         ticker.abort();
@@ -274,6 +327,7 @@ pub async fn run(config: BenchConfig, on_tick: Option<Box<dyn Fn(u64) + Send>>) 
     let seconds = elapsed.as_secs_f64().max(1e-9);
     let h = &*shared.histogram.lock().unwrap_or_else(|e| e.into_inner());
     let config = &shared.config;
+    let tls = config.tls.as_ref().map(|_| total.tls_report(seconds));
     Report {
         url: config.url.to_string(),
         mode: match config.mode {
@@ -308,6 +362,7 @@ pub async fn run(config: BenchConfig, on_tick: Option<Box<dyn Fn(u64) + Send>>) 
         errors: total.errors,
         connections_opened: total.connections,
         rate: config.rate,
+        tls,
     }
 }
 
@@ -350,19 +405,9 @@ async fn worker(shared: Arc<Shared>, index: usize) -> Tally {
             tokio::time::sleep_until(sent_at[0]).await;
         }
         if conn.is_none() {
-            match ClientConn::connect(
-                config.addr,
-                index as u64,
-                config.client.clone(),
-                config.connect_timeout,
-            )
-            .await
-            {
-                Ok(new) => {
-                    tally.connections += 1;
-                    conn = Some(new);
-                }
-                Err(_) => {
+            match connect(config, index, &mut tally).await {
+                Some(new) => conn = Some(new),
+                None => {
                     *tally.errors.entry("connect".to_string()).or_default() += claimed as u64;
                     // Do not spin on a refusing server.
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -387,6 +432,40 @@ async fn worker(shared: Arc<Shared>, index: usize) -> Tally {
         }
     }
     tally
+}
+
+/// Opens worker `index`'s connection (TCP, and TLS for `https://`), counting it and its
+/// handshake; `None` if it failed.
+async fn connect(config: &BenchConfig, index: usize, tally: &mut Tally) -> Option<ClientConn> {
+    let host = config.url.host().unwrap_or_default();
+    let dial = Dial {
+        addr: config.addr,
+        tls: config.tls.as_ref().map(|connector| (connector, host)),
+        timeout: config.connect_timeout,
+    };
+    match crate::transport::connect(dial).await {
+        Ok((stream, handshake)) => {
+            tally.connections += 1;
+            if let Some(handshake) = handshake {
+                tally.handshakes += 1;
+                tally.resumed += u64::from(handshake.info.resumed);
+                tally.handshake_us += handshake.duration.as_micros() as u64;
+            }
+            let client = config.client.clone();
+            Some(ClientConn::from_stream(
+                stream,
+                config.addr,
+                index as u64,
+                client,
+            ))
+        }
+        Err(error) => {
+            if matches!(error, ConnectError::Tls(_)) {
+                tally.handshake_failures += 1;
+            }
+            None
+        }
+    }
 }
 
 /// Sends what was written and reads one response per request, recording each.
@@ -474,6 +553,22 @@ impl Report {
             let _ = writeln!(out, "  errors  {}", errors.join(", "));
         }
         let _ = writeln!(out, "  connections opened  {}", self.connections_opened);
+        if let Some(tls) = &self.tls {
+            let _ = writeln!(
+                out,
+                "  TLS handshakes  {} ({:.0}/s), {} resumed ({:.1}%), mean {}{}",
+                tls.handshakes,
+                tls.handshakes_per_second,
+                tls.resumed,
+                tls.resumption_ratio * 100.0,
+                micros(tls.mean_handshake_us as u64),
+                if tls.failures > 0 {
+                    format!(", {} failed", tls.failures)
+                } else {
+                    String::new()
+                }
+            );
+        }
         out
     }
 }

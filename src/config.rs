@@ -47,7 +47,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
 
-/// An `http://host:port` upstream URL.
+/// An `http://host:port` or `https://host:port` upstream URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerUrl(pub Uri);
 
@@ -57,9 +57,9 @@ impl<'de> Deserialize<'de> for ServerUrl {
         let uri: Uri = text
             .parse()
             .map_err(|e| serde::de::Error::custom(format!("`{text}`: {e}")))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(serde::de::Error::custom(format!(
-                "`{text}`: an upstream is an http://host:port URL"
+                "`{text}`: an upstream is an http://host:port or https://host:port URL"
             )));
         }
         Ok(ServerUrl(uri))
@@ -167,6 +167,64 @@ pub struct DownstreamFile {
     pub advertise_keepalive: Option<bool>,
     /// `--drain-timeout`.
     pub drain_timeout: Option<Dur>,
+    /// `[downstream.tls]`: speak HTTPS to clients.
+    pub tls: Option<DownstreamTlsFile>,
+}
+
+/// A certificate chain and its key, as PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFile {
+    /// `--tls-cert`: the chain, end-entity certificate first.
+    pub cert: PathBuf,
+    /// `--tls-key`: its private key.
+    pub key: PathBuf,
+}
+
+/// `[downstream.tls]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownstreamTlsFile {
+    /// The chains to present, chosen by SNI (the first by default): `--tls-cert` and
+    /// `--tls-key`, in pairs.
+    #[serde(default)]
+    pub certificates: Vec<CertificateFile>,
+    /// `--tls-session-cache`: sessions kept for resumption by ID.
+    pub session_cache: Option<usize>,
+    /// `false`: `--no-tls-tickets`.
+    pub tickets: Option<bool>,
+}
+
+/// `tls` of an upstream policy: how `https://` upstreams are verified.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsFile {
+    /// `--upstream-cacert`: trust these authorities instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// `--upstream-insecure`: verify nothing (tests only).
+    pub insecure: Option<bool>,
+    /// `--upstream-sni`: the name to send and verify instead of the upstream's host.
+    pub server_name: Option<String>,
+    /// `--upstream-cert` / `--upstream-key`: a client certificate (mutual TLS).
+    pub client_certificate: Option<CertificateFile>,
+}
+
+impl UpstreamTlsFile {
+    /// These settings with `defaults` filling what they leave unset.
+    pub fn or(&self, defaults: &UpstreamTlsFile) -> UpstreamTlsFile {
+        UpstreamTlsFile {
+            ca_file: self.ca_file.clone().or_else(|| defaults.ca_file.clone()),
+            insecure: self.insecure.or(defaults.insecure),
+            server_name: self
+                .server_name
+                .clone()
+                .or_else(|| defaults.server_name.clone()),
+            client_certificate: self
+                .client_certificate
+                .clone()
+                .or_else(|| defaults.client_certificate.clone()),
+        }
+    }
 }
 
 /// `[serve]`.
@@ -263,6 +321,10 @@ pub struct PolicyFile {
     pub timeout: Option<Dur>,
     /// `--connect-timeout`.
     pub connect_timeout: Option<Dur>,
+    /// `[proxy.upstream.tls]`, `[proxy.group.policy.tls]`: verification of `https://`
+    /// upstreams.
+    #[serde(default)]
+    pub tls: UpstreamTlsFile,
 }
 
 impl PolicyFile {
@@ -278,6 +340,7 @@ impl PolicyFile {
             http_version: self.http_version.or(defaults.http_version),
             timeout: self.timeout.or(defaults.timeout),
             connect_timeout: self.connect_timeout.or(defaults.connect_timeout),
+            tls: self.tls.or(&defaults.tls),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::fmt;
 
 use http::StatusCode;
 
+use crate::transport::tls::TlsFailure;
 use crate::wire::ParseError;
 
 /// A boxed error from a body source or handler.
@@ -49,6 +50,9 @@ pub enum ErrorKind {
     /// A body source (a handler's stream, a file) failed.
     #[error("body source failed: {0}")]
     Body(BoxError),
+    /// A TLS handshake failed (the certificate, the protocol).
+    #[error("{0}")]
+    Tls(#[from] TlsFailure),
 }
 
 /// An error, and the side of the hop it came from.
@@ -79,5 +83,18 @@ impl Error {
             (Side::Client, ErrorKind::Timeout(_)) => Some(StatusCode::REQUEST_TIMEOUT),
             _ => None,
         }
+    }
+}
+
+impl From<crate::transport::ConnectError> for Error {
+    /// A connection the client could not open: the upstream side failed.
+    fn from(error: crate::transport::ConnectError) -> Self {
+        use crate::transport::ConnectError;
+        let kind = match error {
+            ConnectError::Tcp(error) => ErrorKind::Io(error),
+            ConnectError::Timeout => ErrorKind::Timeout("connecting"),
+            ConnectError::Tls(failure) => ErrorKind::Tls(failure),
+        };
+        Error::new(Side::Upstream, kind)
     }
 }

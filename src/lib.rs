@@ -8,6 +8,7 @@
 //! | module | owns | must not |
 //! |---|---|---|
 //! | [`wire`] | bytes ↔ messages: heads, header rules, framing, chunked, persistence intent | touch sockets, tokio or clocks |
+//! | [`transport`] | the byte streams: TCP, TLS over TCP (rustls); certificates, SNI, ALPN, resumption, handshakes in bounded time | know HTTP |
 //! | [`conn`] | one connection: the HTTP/1.x server loop (keep-alive, pipelining, timeouts, lingering close, full-duplex bodies) and client connection, the bodies at the boundary | know about listeners, pools or config files |
 //! | [`service`] | the server boundary: tower `Service`, `service_fn` | know about connections |
 //! | [`pool`] | idle client connections by (scheme, host, port): most recently used first, per-host caps with a fair queue, expiry, eviction of closed ones | parse HTTP |
@@ -48,6 +49,7 @@ pub mod pool;
 pub mod proxy;
 pub mod server;
 pub mod service;
+pub mod transport;
 pub mod wire;
 
 pub use conn::{Body, Incoming};

@@ -18,6 +18,9 @@
 //! | `hopline_bytes_total` | counter | `side`, `direction` (`in`, `out`) |
 //! | `hopline_upstream_checkouts_total` | counter | `upstream`, `result` (`reused`, `new`, `stale_evicted`, `expired_evicted`, `waited`) |
 //! | `hopline_upstream_retries_total` | counter | `upstream` |
+//! | `hopline_tls_handshakes_total` | counter | `side`, `kind` (`full`, `resumed`) |
+//! | `hopline_tls_handshake_duration_seconds` | histogram | `side` |
+//! | `hopline_tls_failures_total` | counter | `side`, `reason` (`bad_certificate`, `unknown_ca`, `protocol`, `timeout`, `plain_http`, `io`) |
 //!
 //! `side` is `downstream` (clients of this process) or `upstream` (servers it connects
 //! to). Bytes come from the kernel (`TCP_INFO`: received, and sent and acknowledged).
@@ -34,6 +37,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::conn::{ClosedRecord, ConnSide, LiveConns, Observer, RequestRecord};
+use crate::transport::tls::{Handshake, TlsFailure};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SideLabel {
@@ -44,6 +48,12 @@ struct SideLabel {
 struct CloseLabels {
     side: &'static str,
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    side: &'static str,
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -123,6 +133,10 @@ pub struct Recorder {
     responses: [Counter; 5],
     /// Bytes of closed connections: [side][in, out].
     closed_bytes: [[AtomicU64; 2]; 2],
+    /// TLS handshakes: [side][full, resumed].
+    handshakes: [[Counter; 2]; 2],
+    handshake_duration: [Histogram; 2],
+    tls_failures: Family<CloseLabels, Counter>,
 }
 
 impl Metrics {
@@ -140,6 +154,26 @@ impl Metrics {
         });
         let request_duration = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
         let responses = Family::<ClassLabel, Counter>::default();
+        let handshakes = Family::<HandshakeLabels, Counter>::default();
+        let handshake_duration = Family::<SideLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.5, 12))
+        });
+        let tls_failures = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes completed, full or resumed",
+            handshakes.clone(),
+        );
+        registry.register(
+            "tls_handshake_duration_seconds",
+            "TLS handshake time (server: from the first byte; client: after the TCP connect)",
+            handshake_duration.clone(),
+        );
+        registry.register(
+            "tls_failures",
+            "TLS handshakes that failed, by reason",
+            tls_failures.clone(),
+        );
         registry.register("connections_opened", "Connections opened", opened.clone());
         registry.register(
             "connections_closed",
@@ -180,6 +214,16 @@ impl Metrics {
             responses: ["1xx", "2xx", "3xx", "4xx", "5xx"]
                 .map(|class| responses.get_or_create_owned(&ClassLabel { class })),
             closed_bytes: Default::default(),
+            handshakes: SIDES.map(|s| {
+                ["full", "resumed"].map(|kind| {
+                    handshakes.get_or_create_owned(&HandshakeLabels {
+                        side: s.as_str(),
+                        kind,
+                    })
+                })
+            }),
+            handshake_duration: SIDES.map(|s| handshake_duration.get_or_create_owned(&side(s))),
+            tls_failures,
         });
         registry.register_collector(Box::new(ScrapeTime {
             live,
@@ -242,6 +286,21 @@ impl Observer for Recorder {
         self.conn_duration[i].observe(record.lifetime.as_secs_f64());
         self.closed_bytes[i][0].fetch_add(record.bytes_in, Ordering::Relaxed);
         self.closed_bytes[i][1].fetch_add(record.bytes_out, Ordering::Relaxed);
+    }
+
+    fn tls_handshake(&self, side: ConnSide, handshake: &Handshake) {
+        let i = side_index(side);
+        self.handshakes[i][usize::from(handshake.info.resumed)].inc();
+        self.handshake_duration[i].observe(handshake.duration.as_secs_f64());
+    }
+
+    fn tls_failure(&self, side: ConnSide, failure: &TlsFailure) {
+        self.tls_failures
+            .get_or_create(&CloseLabels {
+                side: side.as_str(),
+                reason: failure.label(),
+            })
+            .inc();
     }
 }
 
@@ -378,6 +437,14 @@ impl Observer for Fanout {
 
     fn closed(&self, record: &ClosedRecord) {
         self.0.iter().for_each(|o| o.closed(record));
+    }
+
+    fn tls_handshake(&self, side: ConnSide, handshake: &Handshake) {
+        self.0.iter().for_each(|o| o.tls_handshake(side, handshake));
+    }
+
+    fn tls_failure(&self, side: ConnSide, failure: &TlsFailure) {
+        self.0.iter().for_each(|o| o.tls_failure(side, failure));
     }
 }
 

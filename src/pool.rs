@@ -1,4 +1,5 @@
-//! `pool`: idle client connections, keyed by (scheme, host, port).
+//! `pool`: idle client connections, keyed by (scheme, host, port, and for TLS the
+//! verification settings).
 //!
 //! Owns which connection a request gets: the most recently used idle one first (it is the
 //! warmest: its congestion window grew with use and it is least likely to have been closed
@@ -86,6 +87,9 @@ pub struct Key {
     /// Where the host lies in the authority.
     host: std::ops::Range<usize>,
     port: u16,
+    /// For `https`: the fingerprint of the TLS verification settings (trust, server name
+    /// override, client certificate) connections are opened with; 0 for `http`.
+    tls: u64,
     /// FNV-1a of the lowercased host and the port.
     hash: u64,
 }
@@ -135,10 +139,26 @@ impl Key {
             scheme,
             authority,
             port,
+            tls: 0,
         }
     }
 
-    /// The scheme (`http`).
+    /// The key of connections opened with these TLS verification settings (a connection
+    /// verified for one name and trust is never reused for another: Pingora's rule).
+    pub fn with_tls(mut self, fingerprint: u64) -> Key {
+        if self.scheme == http::uri::Scheme::HTTPS {
+            self.tls = fingerprint;
+            self.hash ^= fingerprint.rotate_left(17);
+        }
+        self
+    }
+
+    /// Whether connections to it speak TLS.
+    pub fn is_tls(&self) -> bool {
+        self.scheme == http::uri::Scheme::HTTPS
+    }
+
+    /// The scheme (`http` or `https`).
     pub fn scheme(&self) -> &str {
         self.scheme.as_str()
     }
@@ -158,6 +178,7 @@ impl PartialEq for Key {
     fn eq(&self, other: &Key) -> bool {
         self.hash == other.hash
             && self.port == other.port
+            && self.tls == other.tls
             && self.scheme == other.scheme
             && self.host().eq_ignore_ascii_case(other.host())
     }

@@ -25,11 +25,14 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::conn::status::ConnSide;
 use crate::conn::{
     CloseReason, ConnInfo, ConnSummary, Hooks, Incoming, ServerConfig, Shutdown, serve_connection,
 };
 use crate::error::BoxError;
 use crate::service::Service;
+use crate::transport::Stream;
+use crate::transport::tls::TlsAcceptor;
 
 /// Listener settings, each with its default. Build it from `ListenerConfig::default()`
 /// and set the fields that differ.
@@ -164,6 +167,7 @@ pub struct Server<S> {
     stats: Arc<ServerStats>,
     shutdown: Shutdown,
     hooks: Hooks,
+    tls: Option<TlsAcceptor>,
 }
 
 /// The connection policy a running server gives new connections; replace it to reload
@@ -242,7 +246,15 @@ where
             stats: Arc::new(ServerStats::default()),
             shutdown: Shutdown::new(),
             hooks: Hooks::default(),
+            tls: None,
         }
+    }
+
+    /// Speaks TLS (HTTPS) on every connection, with this acceptor (reload its certificates
+    /// through a clone of it). The handshake must finish within the header timeout.
+    pub fn with_tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
     }
 
     /// Reports connections and requests to `hooks` (live view, metrics, access log).
@@ -283,6 +295,7 @@ where
             stats,
             shutdown,
             hooks,
+            tls,
         } = self;
         let hooks = Arc::new(hooks);
         let slots = Arc::new(Semaphore::new(listener_config.max_connections));
@@ -327,6 +340,7 @@ where
                 id: next_id,
                 peer,
                 local: stream.local_addr().unwrap_or(peer),
+                secure: tls.is_some(),
             };
             stats.accepted.fetch_add(1, Ordering::Relaxed);
             stats.active.fetch_add(1, Ordering::Relaxed);
@@ -335,6 +349,7 @@ where
             let hooks = hooks.clone();
             let stats = stats.clone();
             let listener = shutdown.listener();
+            let tls = tls.clone();
             tasks.spawn(async move {
                 // Counts the connection as closed even if its task is aborted at the drain
                 // deadline (then as a shutdown close).
@@ -342,9 +357,12 @@ where
                     stats,
                     summary: None,
                 };
-                let summary =
-                    serve_connection(stream, info, service, &config, listener, &hooks).await;
-                record.summary = Some(summary);
+                record.summary = Some(match handshake(tls, stream, &config, &hooks).await {
+                    Ok(stream) => {
+                        serve_connection(stream, info, service, &config, listener, &hooks).await
+                    }
+                    Err(summary) => summary,
+                });
                 drop(slot);
             });
         }
@@ -384,6 +402,39 @@ impl Drop for CloseRecord {
             reason: CloseReason::Shutdown,
         });
         self.stats.record_close(summary);
+    }
+}
+
+/// The connection's stream: the TCP socket, or TLS over it once the handshake is done
+/// (within the header timeout). A failed handshake is reported, and ends the connection.
+async fn handshake(
+    tls: Option<TlsAcceptor>,
+    tcp: tokio::net::TcpStream,
+    config: &ServerConfig,
+    hooks: &Hooks,
+) -> Result<Stream, ConnSummary> {
+    let Some(acceptor) = tls else {
+        return Ok(Stream::Tcp(tcp));
+    };
+    let deadline = tokio::time::Instant::now() + config.header_timeout;
+    match acceptor.accept(tcp, deadline).await {
+        Ok((stream, handshake)) => {
+            if let Some(observer) = &hooks.observer {
+                observer.tls_handshake(ConnSide::Downstream, &handshake);
+            }
+            Ok(stream)
+        }
+        Err(failure) => {
+            tracing::debug!(%failure, "TLS handshake failed");
+            if let Some(observer) = &hooks.observer {
+                observer.tls_failure(ConnSide::Downstream, &failure);
+            }
+            Err(ConnSummary {
+                requests: 0,
+                writes: 0,
+                reason: CloseReason::TlsHandshake,
+            })
+        }
     }
 }
 

@@ -33,6 +33,7 @@ fn config(
         body: Bytes::new(),
         client: ClientConfig::default(),
         connect_timeout: Duration::from_secs(5),
+        tls: None,
     }
 }
 
@@ -168,6 +169,7 @@ async fn a_refusing_server_is_counted_not_spun_on() {
         body: Bytes::new(),
         client: ClientConfig::default(),
         connect_timeout: Duration::from_secs(1),
+        tls: None,
     };
     let report = run(server_like, None).await;
     assert_eq!(report.requests, 0);

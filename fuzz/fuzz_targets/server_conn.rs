@@ -41,9 +41,10 @@ fuzz_target!(|data: &[u8]| {
                 id: 1,
                 peer,
                 local: peer,
+                secure: false,
             };
             serve_connection(
-                stream,
+                stream.into(),
                 info,
                 Origin::new(),
                 &config,

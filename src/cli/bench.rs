@@ -9,15 +9,17 @@ use http::{Method, Uri};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::get::ModeArg;
+use super::tls::ClientTlsArgs;
 use super::{parse_duration, runtime};
 use hopline::bench::{BenchConfig, Limit, run as run_bench, version};
 use hopline::conn::client::ClientConfig;
 use hopline::pool::Key;
+use hopline::transport::tls::{ClientTls, TlsConnector};
 
 /// `hopline bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The URL to load (http://).
+    /// The URL to load (http:// or https://).
     pub url: String,
     /// Concurrent connections.
     #[arg(short = 'c', long, default_value_t = 50)]
@@ -60,15 +62,24 @@ pub struct BenchArgs {
     /// Print the report as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 /// `hopline bench`.
 pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let url: Uri = args.url.parse().map_err(|e| format!("{}: {e}", args.url))?;
-    let key = Key::from_uri(&url).ok_or_else(|| format!("{url}: not an absolute http:// URL"))?;
-    if key.scheme() != "http" {
-        return Err(format!("{url}: only http:// is supported").into());
-    }
+    let key = Key::from_uri(&url)
+        .filter(|_| url.scheme().is_some())
+        .ok_or_else(|| format!("{url}: not an absolute http:// or https:// URL"))?;
+    let tls = match key.scheme() {
+        "http" => None,
+        "https" => Some(match args.tls.connector()? {
+            Some(connector) => connector,
+            None => TlsConnector::new(&ClientTls::default())?,
+        }),
+        _ => return Err(format!("{url}: only http:// and https:// are supported").into()),
+    };
     if args
         .rate
         .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
@@ -107,6 +118,7 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
                 client_config
             },
             connect_timeout: args.timeout,
+            tls,
         };
         let bar = progress_bar(limit);
         let tick = bar.clone().map(|bar| {

@@ -13,8 +13,12 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::parse_duration;
+use super::tls::ClientTlsArgs;
 use hopline::client::{Client, ClientOptions, Exchange, Mode};
+use hopline::conn::{ClosedRecord, ConnSide, Observer, RequestRecord};
+use hopline::error::ErrorKind;
 use hopline::pool::PoolConfig;
+use hopline::transport::tls::{Handshake, TlsFailure};
 
 /// A connection type, as flags spell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -41,7 +45,9 @@ impl ModeArg {
 /// `hopline get`.
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// URLs to fetch (http://).
+    /// URLs to fetch (http:// or https://). Exit status as curl's: 7 cannot connect, 22
+    /// with --fail, 28 timed out, 35 TLS handshake failed, 60 certificate not trusted or
+    /// not valid for the name.
     #[arg(required = true)]
     pub urls: Vec<String>,
     /// Fetch this many URLs at once (pipelining uses --depth per connection instead).
@@ -81,13 +87,53 @@ pub struct GetArgs {
     /// Longest wait for a response.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 /// How one fetch went.
 struct Outcome {
     url: String,
-    result: Result<Fetched, String>,
+    result: Result<Fetched, Failed>,
     elapsed: Duration,
+}
+
+/// A fetch that failed: what to print, and the exit status it calls for.
+struct Failed {
+    message: String,
+    exit_code: i32,
+}
+
+impl From<String> for Failed {
+    fn from(message: String) -> Self {
+        Failed {
+            message,
+            exit_code: 1,
+        }
+    }
+}
+
+impl From<&str> for Failed {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+impl From<hopline::Error> for Failed {
+    /// curl's exit status for the failure (`man curl`, EXIT CODES).
+    fn from(error: hopline::Error) -> Self {
+        let exit_code = match &error.kind {
+            ErrorKind::Tls(failure) if failure.is_certificate() => 60,
+            ErrorKind::Tls(_) => 35,
+            ErrorKind::Timeout(_) => 28,
+            ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => 7,
+            _ => 1,
+        };
+        Failed {
+            message: error.to_string(),
+            exit_code,
+        }
+    }
 }
 
 struct Fetched {
@@ -127,6 +173,12 @@ async fn fetch_all(args: GetArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.http10 {
         options.conn.version = http::Version::HTTP_10;
     }
+    options.tls = args.tls.connector()?;
+    if args.verbose {
+        options.conn.hooks.observer = Some(Arc::new(ShowHandshakes {
+            insecure: args.tls.insecure,
+        }));
+    }
     let client = Client::new(options);
     let to_stdout = args.output.as_deref() == Some(Path::new("-"));
     if let Some(dir) = &args.output
@@ -160,6 +212,7 @@ async fn fetch_all(args: GetArgs) -> Result<(), Box<dyn std::error::Error>> {
         Box::new(std::io::stdout())
     };
     let (mut failed, mut http_errors, mut reused, mut retried) = (0, 0, 0, 0);
+    let mut exit_code = 1;
     for task in tasks {
         let outcome = task.await?;
         let millis = outcome.elapsed.as_secs_f64() * 1000.0;
@@ -183,10 +236,11 @@ async fn fetch_all(args: GetArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
             Err(error) => {
                 failed += 1;
+                exit_code = error.exit_code;
                 writeln!(
                     table,
                     "ERR {:>10} {:>9.2} ms  {}  {}",
-                    "-", millis, error, outcome.url
+                    "-", millis, error.message, outcome.url
                 )?;
             }
         }
@@ -203,7 +257,8 @@ async fn fetch_all(args: GetArgs) -> Result<(), Box<dyn std::error::Error>> {
     )?;
     table.flush()?;
     if failed > 0 {
-        return Err(format!("{failed} of {total} requests failed").into());
+        eprintln!("hopline: {failed} of {total} requests failed");
+        std::process::exit(exit_code);
     }
     if args.fail && http_errors > 0 {
         eprintln!("hopline: {http_errors} responses were 400 or above");
@@ -230,7 +285,7 @@ async fn fetch(
         }
         let request = builder
             .body(hopline::conn::Body::from(body))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failed::from(e.to_string()))?;
         if args.verbose {
             let mut head = format!(
                 "> {} {} {:?}\n",
@@ -247,7 +302,7 @@ async fn fetch(
             }
             eprintln!("{head}>");
         }
-        let response = client.send(request).await.map_err(|e| e.to_string())?;
+        let response = client.send(request).await?;
         let exchange = response
             .body()
             .exchange()
@@ -274,7 +329,7 @@ async fn fetch(
         let mut body = response.into_body();
         let mut size = 0u64;
         while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame.map_err(|e| e.to_string())?.into_data() {
+            if let Ok(data) = frame?.into_data() {
                 size += data.len() as u64;
                 if let Some(sink) = sink.as_mut() {
                     sink.write_all(&data).map_err(|e| e.to_string())?;
@@ -292,6 +347,40 @@ async fn fetch(
         url,
         result,
         elapsed: started.elapsed(),
+    }
+}
+
+/// `get -v`: each TLS handshake as it completes, on standard error.
+struct ShowHandshakes {
+    /// The certificate is not verified (`-k`).
+    insecure: bool,
+}
+
+impl Observer for ShowHandshakes {
+    fn opened(&self, _side: ConnSide) {}
+    fn request(&self, _record: &RequestRecord<'_>) {}
+    fn closed(&self, _record: &ClosedRecord) {}
+
+    fn tls_handshake(&self, _side: ConnSide, handshake: &Handshake) {
+        let info = &handshake.info;
+        eprintln!(
+            "* TLS {} {}, ALPN {}, {} handshake in {:.2} ms, certificate {} {}",
+            info.version,
+            info.cipher,
+            info.alpn.as_deref().unwrap_or("none"),
+            if info.resumed { "resumed" } else { "full" },
+            handshake.duration.as_secs_f64() * 1000.0,
+            if self.insecure {
+                "NOT verified (--insecure), name"
+            } else {
+                "verified for"
+            },
+            info.server_name.as_deref().unwrap_or("-"),
+        );
+    }
+
+    fn tls_failure(&self, _side: ConnSide, failure: &TlsFailure) {
+        eprintln!("* TLS handshake failed: {failure}");
     }
 }
 

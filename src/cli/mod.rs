@@ -19,6 +19,7 @@ pub mod bench;
 pub mod demo;
 pub mod get;
 pub mod proxy;
+pub mod tls;
 pub mod top;
 
 pub use bench::BenchArgs;
@@ -33,6 +34,7 @@ use hopline::conn::{Hooks, LiveConns, Observer, ServerConfig};
 use hopline::metrics::{AccessLog, Fanout, Metrics};
 use hopline::origin::Origin;
 use hopline::server::{ListenerConfig, Server};
+use hopline::transport::tls::{ServerTls, TlsAcceptor};
 
 /// hopline — an HTTP/1.x connection engine: short-lived, persistent and pipelined
 /// connections, hop by hop.
@@ -63,7 +65,7 @@ pub enum Command {
     Bench(BenchArgs),
     /// Forward HTTP/1.x hop by hop: a reverse proxy to upstream groups, or a forward proxy
     /// (--forward), each side with its own connection policy.
-    Proxy(ProxyArgs),
+    Proxy(Box<ProxyArgs>),
     /// Show the open connections of a running server or proxy, live, from its admin
     /// endpoint: state, requests, and the kernel's RTT and congestion window.
     Top(top::TopArgs),
@@ -179,6 +181,8 @@ pub struct DownstreamArgs {
     /// multi-threaded runtime with work stealing).
     #[arg(long, value_enum, default_value_t = Layout::PerCore)]
     pub layout: Layout,
+    #[command(flatten)]
+    pub tls: tls::ServerTlsArgs,
 }
 
 /// Which flags were typed on the command line: those win over the file; the rest take the
@@ -291,6 +295,16 @@ impl DownstreamArgs {
         }
     }
 
+    /// What a reload applies: the policy and TLS settings of these flags over `file`.
+    pub fn reloaded(
+        &self,
+        given: &Given,
+        file: &FileConfig,
+    ) -> Result<(ServerConfig, Option<ServerTls>), String> {
+        let tls = self.tls.server_tls(given, file.downstream.tls.as_ref())?;
+        Ok((self.server_config(given, &file.downstream), tls))
+    }
+
     /// The listener settings of these flags over `file`.
     pub fn listener_config(&self, given: &Given, file: &DownstreamFile) -> ListenerConfig {
         {
@@ -345,6 +359,8 @@ pub struct Common {
     pub server: ServerConfig,
     /// The listener settings.
     pub listener: ListenerConfig,
+    /// HTTPS: the certificates and session settings; `None` for plain HTTP.
+    pub tls: Option<ServerTls>,
 }
 
 impl Common {
@@ -354,8 +370,8 @@ impl Common {
         ops: &OpsArgs,
         given: &Given,
         file: &FileConfig,
-    ) -> Common {
-        Common {
+    ) -> Result<Common, String> {
+        Ok(Common {
             listen: given.pick("listen", listen, file.listen),
             workers: given.pick("workers", downstream.workers, file.workers.map(Some)),
             layout: given.pick("layout", downstream.layout, file.layout),
@@ -363,7 +379,10 @@ impl Common {
             access_log: given.pick("access_log", ops.access_log, file.access_log),
             server: downstream.server_config(given, &file.downstream),
             listener: downstream.listener_config(given, &file.downstream),
-        }
+            tls: downstream
+                .tls
+                .server_tls(given, file.downstream.tls.as_ref())?,
+        })
     }
 }
 
@@ -401,9 +420,11 @@ impl Ops {
     }
 }
 
-/// Re-reads the configuration file and applies what can change while running; returns
-/// the new downstream policy.
-type Reload = Box<dyn Fn(&Loaded) -> Result<ServerConfig, String> + Send + Sync>;
+/// Applies what can change while running from the configuration file (re-read; empty
+/// without `--config`) under the typed flags; returns the new downstream policy and TLS
+/// settings (certificate files are read again).
+type Reload =
+    Box<dyn Fn(&FileConfig) -> Result<(ServerConfig, Option<ServerTls>), String> + Send + Sync>;
 
 /// Runs `service` on the merged settings until SIGINT / SIGTERM, with the admin endpoint
 /// if asked for, reloading `file_path` on SIGHUP.
@@ -440,8 +461,19 @@ where
         // The connection limit is the process's: each listener gets its share.
         listener.max_connections = listener.max_connections.div_ceil(workers);
     }
+    // One acceptor for every listener: a reload reaches them all.
+    let acceptor = common
+        .tls
+        .as_ref()
+        .map(TlsAcceptor::new)
+        .transpose()
+        .map_err(|e| format!("TLS: {e}"))?;
     let runtime = runtime(Some(if per_core { 1 } else { workers }))?;
     runtime.block_on(async move {
+        let secure = |server: Server<S>| match &acceptor {
+            Some(acceptor) => server.with_tls(acceptor.clone()),
+            None => server,
+        };
         let server = Server::bind(
             common.listen,
             service.clone(),
@@ -450,6 +482,7 @@ where
         )
         .map_err(|e| format!("cannot listen on {}: {e}", common.listen))?
         .with_hooks(ops.hooks.clone());
+        let server = secure(server);
         let addr = server.local_addr()?;
         // Per core: more listeners on the same address, one thread and runtime each, all
         // taking the policy from the first one's handle and stopping when it stops.
@@ -467,6 +500,7 @@ where
                 .map_err(|e| format!("cannot listen on {addr} (worker {worker}): {e}"))?
                 .with_hooks(ops.hooks.clone())
                 .with_config_handle(server.config_handle());
+                let server = secure(server);
                 all_stats.push(server.stats());
                 let mut stop = workers_stop.clone();
                 threads.push(
@@ -502,7 +536,8 @@ where
             }));
         }
         tracing::info!(
-            "hopline {what} listening on http://{addr} ({}; {workers} worker(s), {})",
+            "hopline {what} listening on {}://{addr} ({}; {workers} worker(s), {})",
+            if acceptor.is_some() { "https" } else { "http" },
             describe(&common.server, &common.listener),
             if per_core {
                 "per-core"
@@ -513,7 +548,10 @@ where
         tokio::spawn(reload_on_hangup(
             file_path,
             common,
-            server.config_handle(),
+            Reloadable {
+                server: server.config_handle(),
+                tls: acceptor.clone(),
+            },
             reload,
         ));
         let stop_workers = &stop_workers;
@@ -536,13 +574,21 @@ where
     })
 }
 
-/// On every SIGHUP: re-reads the file and applies it (new connections and new upstream
-/// checkouts get the new settings; open connections keep theirs). An invalid file is
-/// logged and the running settings stay.
+/// What a SIGHUP can change in a running server.
+struct Reloadable {
+    /// The downstream policy of new connections.
+    server: hopline::server::ConfigHandle,
+    /// The certificates new TLS connections get.
+    tls: Option<TlsAcceptor>,
+}
+
+/// On every SIGHUP: re-reads the file (if any) and the certificate files, and applies them
+/// (new connections and new upstream checkouts get the new settings; open connections keep
+/// theirs). An invalid file or certificate is logged and the running settings stay.
 async fn reload_on_hangup(
     path: Option<PathBuf>,
     running: Common,
-    server: hopline::server::ConfigHandle,
+    target: Reloadable,
     reload: Reload,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -550,55 +596,70 @@ async fn reload_on_hangup(
         return;
     };
     while hangup.recv().await.is_some() {
-        let Some(path) = &path else {
-            tracing::warn!("SIGHUP: nothing to reload (started without --config)");
+        if path.is_none() && target.tls.is_none() {
+            tracing::warn!("SIGHUP: nothing to reload (started without --config or TLS)");
             continue;
-        };
-        let loaded = match config::load(path) {
+        }
+        let loaded = match path.as_deref().map(config::load).transpose() {
             Ok(loaded) => loaded,
             Err(error) => {
                 tracing::error!(%error, "SIGHUP: configuration not reloaded");
                 continue;
             }
         };
-        let restart_only = [
-            (
-                "listen",
-                loaded.config.listen.is_some_and(|l| l != running.listen),
-            ),
-            (
-                "workers",
-                loaded
-                    .config
-                    .workers
-                    .is_some_and(|w| Some(w) != running.workers),
-            ),
-            (
-                "admin",
-                loaded
-                    .config
-                    .admin
-                    .is_some_and(|a| Some(a) != running.admin),
-            ),
-            (
-                "access_log",
-                loaded
-                    .config
-                    .access_log
-                    .is_some_and(|a| a != running.access_log),
-            ),
-        ];
-        for (key, changed) in restart_only {
-            if changed {
-                tracing::warn!(key, "SIGHUP: this setting changes only on restart");
-            }
+        if let Some(loaded) = &loaded {
+            warn_restart_only(&loaded.config, &running);
         }
-        match reload(&loaded) {
-            Ok(config) => {
-                server.set(config);
-                tracing::info!(file = %path.display(), "SIGHUP: configuration reloaded");
+        let empty = FileConfig::default();
+        let file = loaded.as_ref().map_or(&empty, |l| &l.config);
+        let (config, tls) = match reload(file) {
+            Ok(reloaded) => reloaded,
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: configuration not reloaded");
+                continue;
             }
-            Err(error) => tracing::error!(%error, "SIGHUP: configuration not reloaded"),
+        };
+        match (&target.tls, tls) {
+            (Some(acceptor), Some(tls)) => match acceptor.reload(&tls) {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                Err(error) => {
+                    tracing::error!(%error, "SIGHUP: TLS certificates not reloaded; nothing changed");
+                    continue;
+                }
+            },
+            (None, None) => {}
+            _ => tracing::warn!(
+                key = "downstream.tls",
+                "SIGHUP: turning TLS on or off needs a restart"
+            ),
+        }
+        target.server.set(config);
+        if let Some(path) = &path {
+            tracing::info!(file = %path.display(), "SIGHUP: configuration reloaded");
+        }
+    }
+}
+
+/// Warns about settings of a reloaded file that only a restart applies.
+fn warn_restart_only(file: &FileConfig, running: &Common) {
+    let restart_only = [
+        ("listen", file.listen.is_some_and(|l| l != running.listen)),
+        (
+            "workers",
+            file.workers.is_some_and(|w| Some(w) != running.workers),
+        ),
+        (
+            "admin",
+            file.admin.is_some_and(|a| Some(a) != running.admin),
+        ),
+        (
+            "access_log",
+            file.access_log.is_some_and(|a| a != running.access_log),
+        ),
+    ];
+    for (key, changed) in restart_only {
+        if changed {
+            tracing::warn!(key, "SIGHUP: this setting changes only on restart");
         }
     }
 }
@@ -681,7 +742,7 @@ pub fn serve(
     let file = loaded.as_ref().map(|l| &l.config);
     let empty = FileConfig::default();
     let file = file.unwrap_or(&empty);
-    let common = Common::resolve(args.listen, &args.downstream, &args.ops, &given, file);
+    let common = Common::resolve(args.listen, &args.downstream, &args.ops, &given, file)?;
     let root = given.pick("root", args.root.clone(), file.serve.root.clone().map(Some));
     let origin = match &root {
         Some(root) if !root.is_dir() => {
@@ -691,9 +752,8 @@ pub fn serve(
         None => Origin::new(),
     };
     let ops = Ops::new(&common);
-    let reload: Reload = Box::new(move |loaded: &Loaded| {
-        if loaded
-            .config
+    let reload: Reload = Box::new(move |file: &FileConfig| {
+        if file
             .serve
             .root
             .as_ref()
@@ -704,9 +764,7 @@ pub fn serve(
                 "SIGHUP: this setting changes only on restart"
             );
         }
-        Ok(args
-            .downstream
-            .server_config(&given, &loaded.config.downstream))
+        args.downstream.reloaded(&given, file)
     });
     run("serve", common, ops, origin, loaded.map(|l| l.path), reload)
 }
@@ -722,7 +780,11 @@ pub fn check_config(args: CheckConfigArgs) -> Result<(), Box<dyn std::error::Err
         &proxy.ops,
         &Given::default(),
         &loaded.config,
-    );
+    )?;
+    if let Some(tls) = &common.tls {
+        // Reads the certificate files and checks each key against its certificate.
+        TlsAcceptor::new(tls).map_err(|e| format!("TLS: {e}"))?;
+    }
     let proxy_summary = if loaded.config.proxy.group.is_empty()
         && loaded.config.proxy.mode != Some(config::ProxyMode::Forward)
     {
@@ -836,7 +898,7 @@ pub fn main() -> i32 {
         Command::Serve(args) => serve(args, sub, loaded),
         Command::Get(args) => get::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Proxy(args) => proxy::run(args, sub, loaded),
+        Command::Proxy(args) => proxy::run(*args, sub, loaded),
         Command::Top(args) => top::run(args),
         Command::CheckConfig(args) => check_config(args),
     };

@@ -9,6 +9,7 @@ use clap::{Args, CommandFactory, FromArgMatches};
 use http::Uri;
 
 use super::get::ModeArg;
+use super::tls::{UpstreamTlsArgs, connector};
 use super::{
     Common, DownstreamArgs, Given, Ops, OpsArgs, Reload, parse_duration, run as run_server,
 };
@@ -48,7 +49,7 @@ pub struct ProxyArgs {
     /// This proxy's name in `Via` (and for loop detection) [default: hostname:port].
     #[arg(long)]
     pub name: Option<String>,
-    /// Do not add `X-Forwarded-For` and `Forwarded`.
+    /// Do not add `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded`.
     #[arg(long)]
     pub no_forwarded: bool,
     /// Upstream connection type.
@@ -79,6 +80,8 @@ pub struct ProxyArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
     #[command(flatten)]
+    pub upstream_tls: UpstreamTlsArgs,
+    #[command(flatten)]
     pub downstream: DownstreamArgs,
     #[command(flatten)]
     pub ops: OpsArgs,
@@ -89,13 +92,18 @@ impl ProxyArgs {
     pub fn parse_defaults() -> ProxyArgs {
         let matches = super::Cli::command().get_matches_from(["hopline", "proxy"]);
         match super::Cli::from_arg_matches(&matches).map(|cli| cli.command) {
-            Ok(super::Command::Proxy(args)) => args,
+            Ok(super::Command::Proxy(args)) => *args,
             _ => unreachable!("`hopline proxy` parses"),
         }
     }
 
     /// An upstream policy: typed flags, over `file`, over the defaults.
-    fn policy(&self, given: &Given, file: &PolicyFile, hooks: &Hooks) -> ClientOptions {
+    fn policy(
+        &self,
+        given: &Given,
+        file: &PolicyFile,
+        hooks: &Hooks,
+    ) -> Result<ClientOptions, String> {
         let dur = |d: Option<config::Dur>| d.map(|d| d.0);
         let depth = given.pick("upstream_depth", self.upstream_depth, file.depth);
         let mode_arg = given.pick(
@@ -149,7 +157,9 @@ impl ProxyArgs {
             options.conn.version = http::Version::HTTP_10;
         }
         options.conn.hooks = hooks.clone();
-        options
+        options.tls = connector(&self.upstream_tls.settings(given, &file.tls))
+            .map_err(|e| format!("upstream TLS: {e}"))?;
+        Ok(options)
     }
 
     /// The proxy settings of these flags over `file`; connections report to `hooks`.
@@ -200,11 +210,10 @@ impl ProxyArgs {
                         path_prefix: group.path_prefix.clone(),
                         upstreams: Upstreams::new(&urls, balance, down_for)
                             .map_err(|e| format!("group `{}`: {e}", group.name))?,
-                        policy: Some(self.policy(
-                            given,
-                            &group.policy.or(&section.upstream),
-                            hooks,
-                        )),
+                        policy: Some(
+                            self.policy(given, &group.policy.or(&section.upstream), hooks)
+                                .map_err(|e| format!("group `{}`: {e}", group.name))?,
+                        ),
                     })
                 })
                 .collect::<Result<Vec<_>, String>>()?;
@@ -225,7 +234,7 @@ impl ProxyArgs {
                 config.name
             ));
         }
-        config.upstream = self.policy(given, &section.upstream, hooks);
+        config.upstream = self.policy(given, &section.upstream, hooks)?;
         config.forwarded_headers = if given.typed("no_forwarded") {
             !self.no_forwarded
         } else {
@@ -299,7 +308,7 @@ pub fn run(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let empty = FileConfig::default();
     let file = loaded.as_ref().map_or(&empty, |l| &l.config);
-    let common = Common::resolve(args.listen, &args.downstream, &args.ops, &given, file);
+    let common = Common::resolve(args.listen, &args.downstream, &args.ops, &given, file)?;
     let ops = Ops::new(&common);
     let mut config = args.proxy_config(&given, file, &ops.hooks)?;
     config.note_upstream = common.access_log != config::AccessLogFormat::Off;
@@ -312,14 +321,13 @@ pub fn run(
     }
     let hooks = ops.hooks.clone();
     let reloaded = proxy.clone();
-    let reload: Reload = Box::new(move |loaded: &Loaded| {
-        let mut config = args.proxy_config(&given, &loaded.config, &hooks)?;
+    let reload: Reload = Box::new(move |file: &FileConfig| {
+        let mut config = args.proxy_config(&given, file, &hooks)?;
         config.note_upstream = note_upstream;
+        let downstream = args.downstream.reloaded(&given, file)?;
         tracing::info!("SIGHUP: {}", summary(&config));
         reloaded.reload(config);
-        Ok(args
-            .downstream
-            .server_config(&given, &loaded.config.downstream))
+        Ok(downstream)
     });
     run_server(&what, common, ops, proxy, loaded.map(|l| l.path), reload)
 }

@@ -35,9 +35,12 @@ use http::{Request, Response, Version};
 use tokio::time::Instant;
 
 use crate::conn::client::{ClientConfig, ClientConn, Persistence};
+use crate::conn::status::ConnSide;
 use crate::conn::{Body, Incoming};
 use crate::error::{BoxError, Error, ErrorKind, Side};
 use crate::pool::{Checkout, Key, Pool, PoolConfig, Poolable, Pooled};
+use crate::transport::tls::{ClientTls, TlsConnector};
+use crate::transport::{ConnectError, Dial};
 use exchange::{Attempt, Failure};
 use outgoing::{Outgoing, RequestBody, Upload, Whole};
 
@@ -87,6 +90,10 @@ pub struct ClientOptions {
     /// Largest request body of unknown length buffered for an HTTP/1.0 hop, which cannot
     /// take chunked (beyond it: an error with status 413). Default 16 MiB.
     pub max_buffered_body: u64,
+    /// How `https://` connections are opened and verified (trust, server name, client
+    /// certificate; its session cache lets new connections resume). Default: the
+    /// system's trusted authorities, built on the first `https://` request.
+    pub tls: Option<TlsConnector>,
 }
 
 impl Default for ClientOptions {
@@ -97,6 +104,7 @@ impl Default for ClientOptions {
             pool: PoolConfig::default(),
             connect_timeout: Duration::from_secs(10),
             max_buffered_body: 16 * 1024 * 1024,
+            tls: None,
         }
     }
 }
@@ -135,6 +143,8 @@ pub struct ClientCounts {
 
 struct Inner {
     options: ClientOptions,
+    /// The connector for `https://`: the options', or the default built when first needed.
+    tls: std::sync::OnceLock<Result<TlsConnector, String>>,
     pool: Pool<Key, Box<ClientConn>>,
     pipelines: pipeline::Pipelines,
     next_id: AtomicU64,
@@ -164,6 +174,10 @@ impl Client {
         let pipelines = pipeline::Pipelines::new(&options);
         Client {
             inner: Arc::new(Inner {
+                tls: match &options.tls {
+                    Some(connector) => Ok(connector.clone()).into(),
+                    None => std::sync::OnceLock::new(),
+                },
                 options,
                 pool,
                 pipelines,
@@ -212,7 +226,11 @@ impl Client {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = request.into_parts();
-        let head = Outgoing::from_parts(parts)?;
+        let tls = match parts.uri.scheme() {
+            Some(scheme) if *scheme == http::uri::Scheme::HTTPS => self.tls()?.fingerprint(),
+            _ => 0,
+        };
+        let head = Outgoing::from_parts(parts, tls)?;
         match RequestBody::probe(body, &head)? {
             RequestBody::Whole(body) => self.send_whole(Arc::new(Whole { head, body })).await,
             // The rarer paths are boxed: they must not grow every request's future.
@@ -349,15 +367,48 @@ impl Client {
     async fn open(&self, key: &Key) -> Result<ClientConn, Error> {
         let addr = resolve(key).await?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = ClientConn::connect(
+        let tls = if key.is_tls() {
+            Some(self.tls()?)
+        } else {
+            None
+        };
+        let host = key.host().trim_start_matches('[').trim_end_matches(']');
+        let dial = Dial {
             addr,
-            id,
-            self.inner.options.conn.clone(),
-            self.inner.options.connect_timeout,
-        )
-        .await?;
+            tls: tls.map(|connector| (connector, host)),
+            timeout: self.inner.options.connect_timeout,
+        };
+        let observer = &self.inner.options.conn.hooks.observer;
+        let (stream, handshake) = match crate::transport::connect(dial).await {
+            Ok(opened) => opened,
+            Err(ConnectError::Tls(failure)) => {
+                if let Some(observer) = observer {
+                    observer.tls_failure(ConnSide::Upstream, &failure);
+                }
+                return Err(Error::new(Side::Upstream, ErrorKind::Tls(failure)));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if let (Some(observer), Some(handshake)) = (observer, handshake) {
+            observer.tls_handshake(ConnSide::Upstream, &handshake);
+        }
+        let conn = ClientConn::from_stream(stream, addr, id, self.inner.options.conn.clone());
         self.inner.stats.connections.fetch_add(1, Ordering::Relaxed);
         Ok(conn)
+    }
+
+    /// The connector for `https://`.
+    fn tls(&self) -> Result<&TlsConnector, Error> {
+        self.inner
+            .tls
+            .get_or_init(|| TlsConnector::new(&ClientTls::default()).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|message| {
+                Error::new(
+                    Side::Local,
+                    ErrorKind::Body(format!("TLS configuration: {message}").into()),
+                )
+            })
     }
 
     /// One request on `lease`, counted; see [`exchange::run`].

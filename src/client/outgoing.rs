@@ -46,14 +46,21 @@ pub(crate) struct Outgoing {
 
 impl Outgoing {
     /// The request's head as this hop sends it; the URI must be absolute `http://`.
-    pub fn from_parts(parts: http::request::Parts) -> Result<Self, Error> {
+    pub fn from_parts(parts: http::request::Parts, tls: u64) -> Result<Self, Error> {
         let uri = &parts.uri;
         let key = Key::from_uri(uri)
             .filter(|_| uri.scheme().is_some())
-            .ok_or_else(|| local(format!("`{uri}` is not an absolute http:// URI")))?;
-        if key.scheme() != "http" {
-            return Err(local(format!("{uri}: only http:// is supported")));
+            .ok_or_else(|| {
+                local(format!(
+                    "`{uri}` is not an absolute http:// or https:// URI"
+                ))
+            })?;
+        if !matches!(key.scheme(), "http" | "https") {
+            return Err(local(format!(
+                "{uri}: only http:// and https:// are supported"
+            )));
         }
+        let key = key.with_tls(tls);
         let target = if parts.method == Method::CONNECT {
             let authority = uri.authority().map_or("", |a| a.as_str());
             Bytes::copy_from_slice(authority.as_bytes())

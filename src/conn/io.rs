@@ -11,8 +11,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+
+use crate::transport::Stream;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep, timeout_at};
 
 /// What a connection has to write, in order: small pieces copied into one buffer, then at
@@ -66,43 +67,41 @@ impl Output {
         self.after_large = after;
     }
 
-    /// Writes what the socket takes now. Ready once everything is written or a write
-    /// failed; `Pending` while the socket is full (registered for writability).
-    pub fn poll_write(&mut self, stream: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Writes what the stream takes now (for TLS, through to the socket). Ready once
+    /// everything is written or a write failed; `Pending` while the socket is full
+    /// (registered for writability).
+    pub fn poll_write(
+        &mut self,
+        stream: &mut Stream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
             if self.is_empty() {
-                return Poll::Ready(Ok(()));
+                return match stream.poll_flush_records(cx) {
+                    Poll::Ready(Err(error)) => self.fail(error),
+                    other => other,
+                };
             }
-            // One buffer goes out with `write` (cheaper in the kernel than `writev`).
-            let written = match self.large.as_deref() {
-                None => stream.try_write(&self.buf),
-                Some(large) => {
-                    stream.try_write_vectored(&[IoSlice::new(&self.buf), IoSlice::new(large)])
-                }
-            };
-            match written {
-                Ok(n) => {
+            let large = self.large.as_deref().unwrap_or_default();
+            let slices = [IoSlice::new(&self.buf), IoSlice::new(large)];
+            match stream.poll_write_slices(cx, &slices) {
+                Poll::Ready(Ok(0)) => return self.fail(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
                     self.writes += 1;
                     self.consume(n);
                     if let Some(timer) = self.timer.as_mut() {
                         timer.as_mut().reset(Instant::now() + self.timeout);
                     }
                 }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    match stream.poll_write_ready(cx) {
-                        Poll::Ready(Ok(())) => continue,
-                        Poll::Ready(Err(error)) => return self.fail(error),
-                        Poll::Pending => return Poll::Pending,
-                    }
-                }
-                Err(error) => return self.fail(error),
+                Poll::Ready(Err(error)) => return self.fail(error),
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
 
     /// Writes what the socket takes now if no write has failed yet; for writing while
     /// waiting on something else (a failure is reported by the next [`Output::flush`]).
-    pub fn poll_write_opportunistic(&mut self, stream: &TcpStream, cx: &mut Context<'_>) {
+    pub fn poll_write_opportunistic(&mut self, stream: &mut Stream, cx: &mut Context<'_>) {
         if !self.failed {
             let _ = self.poll_write(stream, cx);
         }
@@ -112,7 +111,7 @@ impl Output {
     /// `timeout`.
     pub fn poll_write_within(
         &mut self,
-        stream: &TcpStream,
+        stream: &mut Stream,
         timeout: Duration,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
@@ -134,7 +133,7 @@ impl Output {
 
     /// Writes everything, failing with `TimedOut` when the peer takes nothing for
     /// `timeout`. Costs no future state when the socket takes it all at once.
-    pub async fn flush(&mut self, stream: &TcpStream, timeout: Duration) -> io::Result<()> {
+    pub async fn flush(&mut self, stream: &mut Stream, timeout: Duration) -> io::Result<()> {
         if self.is_empty() {
             return Ok(());
         }
@@ -245,7 +244,7 @@ pub(crate) fn make_room(buf: &mut BytesMut, read_size: usize) {
     }
 }
 
-/// Reads what the socket holds right now into `buf` (reserving `read_size` of spare room
+/// Reads what the stream holds right now into `buf` (reserving `read_size` of spare room
 /// first), without waiting: `None` if nothing is there. `Some(Ok(0))` means the peer
 /// closed.
 ///
@@ -253,7 +252,7 @@ pub(crate) fn make_room(buf: &mut BytesMut, read_size: usize) {
 /// so asking an empty socket again costs no syscall (`try_read_buf` would make one and get
 /// `EAGAIN`). The no-op waker registered on `Pending` is replaced by whoever waits next.
 pub(crate) fn read_now(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     read_size: usize,
 ) -> Option<io::Result<usize>> {
@@ -265,13 +264,12 @@ pub(crate) fn read_now(
     }
 }
 
-/// Reads at least one byte into `buf` (reserving `read_size` of spare room first) from a
-/// stream the caller owns, through tokio's `poll_read`: a short read marks the socket
-/// drained, so the next call waits for readiness instead of making an `EAGAIN` syscall
-/// (a client reading a response right after sending its request would otherwise always
-/// make one). `Ok(0)` means the peer closed; `TimedOut` that `deadline` passed.
-pub(crate) async fn read_owned(
-    stream: &mut TcpStream,
+/// Reads at least one byte into `buf` (reserving `read_size` of spare room first), through
+/// tokio's `poll_read`: a short read marks the socket drained, so the next call waits for
+/// readiness instead of making an `EAGAIN` syscall. `Ok(0)` means the peer closed;
+/// `TimedOut` that `deadline` passed.
+pub(crate) async fn read_some(
+    stream: &mut Stream,
     buf: &mut BytesMut,
     read_size: usize,
     deadline: Instant,
@@ -280,27 +278,5 @@ pub(crate) async fn read_owned(
     match timeout_at(deadline, stream.read_buf(buf)).await {
         Ok(result) => result,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),
-    }
-}
-
-/// Reads what is available into `buf` (at least one byte, reserving `read_size` of spare
-/// room first). `Ok(0)` means the peer closed; `TimedOut` that `deadline` passed.
-pub(crate) async fn read_some(
-    stream: &TcpStream,
-    buf: &mut BytesMut,
-    read_size: usize,
-    deadline: Instant,
-) -> io::Result<usize> {
-    make_room(buf, read_size);
-    loop {
-        match stream.try_read_buf(buf) {
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                match timeout_at(deadline, stream.readable()).await {
-                    Ok(ready) => ready?,
-                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-                }
-            }
-            result => return result,
-        }
     }
 }

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode, Version};
 
+use crate::transport::tls::{Handshake, TlsFailure};
+use crate::transport::{Stream, TlsInfo};
+
 /// Which hop a connection belongs to, seen from this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -82,6 +85,8 @@ pub struct ConnStatus {
     id: u64,
     peer: SocketAddr,
     fd: RawFd,
+    /// What TLS negotiated (registration follows the handshake); `None` for plain TCP.
+    tls: Option<TlsInfo>,
     born: Instant,
     state: AtomicU8,
     requests: AtomicU64,
@@ -198,6 +203,8 @@ pub struct ConnView {
     pub requests: u64,
     /// The kernel's view; `None` if it could not be read.
     pub tcp: Option<TcpInfo>,
+    /// What TLS negotiated; `None` for plain TCP.
+    pub tls: Option<TlsInfo>,
 }
 
 /// The registry of open connections.
@@ -220,14 +227,15 @@ impl LiveConns {
         side: ConnSide,
         id: u64,
         peer: SocketAddr,
-        socket: &impl AsRawFd,
+        stream: &Stream,
         state: ConnState,
     ) -> LiveEntry {
         let status = Arc::new(ConnStatus {
             side,
             id,
             peer,
-            fd: socket.as_raw_fd(),
+            fd: stream.tcp().as_raw_fd(),
+            tls: stream.tls_info(),
             born: Instant::now(),
             state: AtomicU8::new(state as u8),
             requests: AtomicU64::new(0),
@@ -264,6 +272,7 @@ impl LiveConns {
                     // The lock is held: the owner cannot unregister, so cannot have closed
                     // the socket, while this reads it.
                     tcp: tcp_info_of(status.fd).ok(),
+                    tls: status.tls.clone(),
                 }
             })
             .collect();
@@ -371,6 +380,14 @@ pub trait Observer: Send + Sync + 'static {
     fn request(&self, record: &RequestRecord<'_>);
     /// A connection ended.
     fn closed(&self, record: &ClosedRecord);
+    /// A TLS handshake completed (before the connection is reported opened).
+    fn tls_handshake(&self, side: ConnSide, handshake: &Handshake) {
+        let _ = (side, handshake);
+    }
+    /// A TLS handshake failed; the connection is closed without being reported opened.
+    fn tls_failure(&self, side: ConnSide, failure: &TlsFailure) {
+        let _ = (side, failure);
+    }
 }
 
 /// What a server or client reports to, when anything is listening.
@@ -402,12 +419,12 @@ impl Hooks {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_registered_connection_is_listed_until_its_entry_drops() {
+    #[tokio::test]
+    async fn a_registered_connection_is_listed_until_its_entry_drops() {
         let registry = LiveConns::new();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let client = std::net::TcpStream::connect(addr).unwrap();
+        let client = Stream::Tcp(tokio::net::TcpStream::connect(addr).await.unwrap());
         let entry = registry.register(ConnSide::Upstream, 7, addr, &client, ConnState::Idle);
         entry.status().set_requests(3);
         let views = registry.snapshot();

@@ -16,17 +16,17 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use http::Response;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, ErrorKind, Side};
+use crate::transport::Stream;
 
 /// A connection that switched protocols: an IO object that first yields the bytes already
-/// read for the new protocol, then reads the socket.
+/// read for the new protocol, then reads the stream (TCP, or TLS over it).
 #[derive(Debug)]
 pub struct Upgraded {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The stream.
+    pub stream: Stream,
     /// Bytes already read from it that belong to the new protocol.
     pub read_buf: Bytes,
 }
@@ -120,13 +120,13 @@ impl Future for OnUpgrade {
     }
 }
 
-/// Copies bytes both ways between two sockets until both directions have ended, first
+/// Copies bytes both ways between two streams until both directions have ended, first
 /// delivering what each side had already sent. Memory stays bounded (a buffer per
 /// direction); returns the bytes carried each way (a → b, b → a).
 pub async fn splice(
-    mut a: TcpStream,
+    mut a: impl AsyncRead + AsyncWrite + Unpin,
     a_pending: Bytes,
-    mut b: TcpStream,
+    mut b: impl AsyncRead + AsyncWrite + Unpin,
     b_pending: Bytes,
 ) -> std::io::Result<(u64, u64)> {
     b.write_all(&a_pending).await?;

@@ -156,7 +156,9 @@ pub struct ForwardedFor<'a> {
 }
 
 /// Appends the client's address to `X-Forwarded-For` and this hop's element to
-/// `Forwarded` (RFC 7239). Every value is written per the field's grammar (a token, or a
+/// `Forwarded` (RFC 7239), and sets `X-Forwarded-Proto` to the protocol the request arrived
+/// with (replacing a received one, as nginx's `$scheme` and Envoy's edge do: a client must
+/// not claim `https` over plain HTTP). Every value is written per the field's grammar (a token, or a
 /// quoted-string with `"` and `\` escaped), so no value can add elements or parameters of
 /// its own; a value no quoted-string can carry is left out. A received `Forwarded` that
 /// does not parse is dropped rather than extended: appended to, an unterminated quote in it
@@ -193,6 +195,10 @@ pub fn add_forwarded(headers: &mut HeaderMap, hop: ForwardedFor<'_>) {
     }
     append_member_owned(headers, HeaderName::from_static("x-forwarded-for"), ip);
     append_member_owned(headers, header::FORWARDED, element);
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(hop.proto),
+    );
 }
 
 /// Appends `value` as a `Forwarded` parameter value (RFC 7239 §4: `token / quoted-string`):
@@ -456,6 +462,26 @@ mod tests {
         assert_eq!(
             headers["forwarded"],
             "for=127.0.0.1;proto=http;host=\"example.com:8080\""
+        );
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        let mut claimed = map(&[("x-forwarded-proto", "https")]);
+        let secure = ForwardedFor {
+            proto: "https",
+            ..hop("127.0.0.1:5000", None)
+        };
+        add_forwarded(&mut claimed, hop("127.0.0.1:5000", None));
+        assert_eq!(
+            claimed["x-forwarded-proto"], "http",
+            "a client's claim is replaced"
+        );
+        add_forwarded(&mut claimed, secure);
+        assert_eq!(claimed.get_all("x-forwarded-proto").iter().count(), 1);
+        assert_eq!(claimed["x-forwarded-proto"], "https");
+        assert!(
+            claimed["forwarded"]
+                .to_str()
+                .unwrap()
+                .ends_with("for=127.0.0.1;proto=https")
         );
         let mut v6 = HeaderMap::new();
         add_forwarded(&mut v6, hop("[::1]:80", Some("a")));

@@ -183,6 +183,8 @@ struct Destination<'a> {
 struct Hop {
     /// The client's address (`X-Forwarded-For`, `Forwarded`).
     peer: Option<SocketAddr>,
+    /// It arrived over TLS (`proto=https`, `X-Forwarded-Proto: https`).
+    secure: bool,
     /// The version the request came in (`Via`).
     received: Version,
     /// It asks to switch protocols on this hop (RFC 9110 §7.8): forwarded end to end.
@@ -200,6 +202,7 @@ impl Hop {
         let ctx = RequestCtx::of(request);
         Hop {
             peer: ctx.map(|ctx| ctx.conn.peer),
+            secure: ctx.is_some_and(|ctx| ctx.conn.secure),
             received: request.version(),
             wants_upgrade: ctx.is_some_and(|ctx| ctx.fields.wants_upgrade()),
             trailers_ok: accepts_trailers(request.headers()),
@@ -386,10 +389,10 @@ impl Policy {
                         "a forward proxy needs an absolute-form target (http://host/path)",
                     ));
                 };
-                if key.scheme() != "http" {
+                if !key.is_tls() && key.scheme() != "http" {
                     return Err(Refusal::local(
                         StatusCode::NOT_IMPLEMENTED,
-                        "only http:// targets are forwarded (use CONNECT for TLS)",
+                        "only http:// and https:// targets are forwarded",
                     ));
                 }
                 Ok(Destination {
@@ -434,7 +437,7 @@ impl Policy {
         if let (true, Some(client)) = (self.config.forwarded_headers, hop.peer) {
             let forwarded = ForwardedFor {
                 client,
-                proto: "http",
+                proto: if hop.secure { "https" } else { "http" },
                 host: client_host.as_ref().and_then(|h| h.to_str().ok()),
             };
             add_forwarded(headers, forwarded);
@@ -447,7 +450,11 @@ impl Policy {
             None => PathAndQuery::from_static("/"),
         };
         let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
+        uri.scheme = Some(if destination.key.is_tls() {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        });
         uri.authority = Some(destination.authority.clone());
         uri.path_and_query = Some(path);
         parts.uri = Uri::from_parts(uri).unwrap_or_else(|_| parts.uri.clone());

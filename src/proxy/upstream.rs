@@ -66,7 +66,7 @@ impl Drop for Pick {
 }
 
 impl Upstreams {
-    /// Upstreams from URLs (`http://host:port`).
+    /// Upstreams from URLs (`http://host:port`, `https://host:port`).
     pub fn new(urls: &[Uri], balance: Balance, down_for: Duration) -> Result<Self, String> {
         if urls.is_empty() {
             return Err("a reverse proxy needs at least one --upstream".into());
@@ -74,14 +74,16 @@ impl Upstreams {
         let list = urls
             .iter()
             .map(|url| {
-                let key = Key::from_uri(url).ok_or_else(|| format!("{url}: not an http:// URL"))?;
-                if key.scheme() != "http" {
-                    return Err(format!("{url}: only http:// upstreams are supported"));
+                let not_url = || format!("{url}: not an http:// or https:// URL");
+                let key = Key::from_uri(url)
+                    .filter(|_| url.scheme().is_some())
+                    .ok_or_else(not_url)?;
+                if !matches!(key.scheme(), "http" | "https") {
+                    return Err(format!(
+                        "{url}: only http:// and https:// upstreams are supported"
+                    ));
                 }
-                let authority = url
-                    .authority()
-                    .cloned()
-                    .ok_or_else(|| format!("{url}: not an http:// URL"))?;
+                let authority = url.authority().cloned().ok_or_else(not_url)?;
                 Ok(Arc::new(Upstream {
                     authority,
                     url: url.clone(),

@@ -19,13 +19,13 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use http_body::Frame;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::{Instant, Sleep};
 
-use crate::conn::io::{Output, make_room, read_owned};
+use crate::conn::io::{Output, make_room, read_some};
 use crate::conn::status::{self, ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, Observer};
 use crate::error::{Error, ErrorKind, Side};
+use crate::transport::{Dial, Stream};
 use crate::wire::chunked::{CHUNK_DATA_END, write_chunk_header, write_last_chunk};
 use crate::wire::head::{write_content_length, write_field, write_fields, write_request_line};
 use crate::wire::headers::list_members;
@@ -235,7 +235,7 @@ pub enum ContinueOutcome {
 pub struct ClientConn {
     /// Reports to the hooks, if any. First: it must drop before the socket closes.
     monitor: Option<Box<Monitor>>,
-    stream: TcpStream,
+    stream: Stream,
     rbuf: BytesMut,
     out: Output,
     parser: HeadParser,
@@ -263,24 +263,26 @@ pub struct ClientConn {
 }
 
 impl ClientConn {
-    /// Connects to `addr` (with `TCP_NODELAY`), giving up after `timeout`.
+    /// Connects to `addr` (plain TCP, `TCP_NODELAY`), giving up after `timeout`. For TLS,
+    /// open the stream with [`crate::transport::connect`] and wrap it with
+    /// [`ClientConn::from_stream`].
     pub async fn connect(
         addr: SocketAddr,
         id: u64,
         config: ClientConfig,
         timeout: Duration,
     ) -> Result<Self, Error> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => return Err(Error::new(Side::Upstream, error)),
-            Err(_) => return Err(Error::new(Side::Upstream, ErrorKind::Timeout("connecting"))),
+        let dial = Dial {
+            addr,
+            tls: None,
+            timeout,
         };
-        let _ = stream.set_nodelay(true);
+        let (stream, _) = crate::transport::connect(dial).await?;
         Ok(Self::from_stream(stream, addr, id, config))
     }
 
-    /// Wraps a connected stream.
-    pub fn from_stream(stream: TcpStream, peer: SocketAddr, id: u64, config: ClientConfig) -> Self {
+    /// Wraps a connected stream (TCP, or TLS with its handshake done).
+    pub fn from_stream(stream: Stream, peer: SocketAddr, id: u64, config: ClientConfig) -> Self {
         let now = Instant::now();
         let hooks = &config.hooks;
         let monitor = hooks.is_active().then(|| {
@@ -292,7 +294,7 @@ impl ClientConn {
                     live.register(ConnSide::Upstream, id, peer, &stream, ConnState::Idle)
                 }),
                 observer: hooks.observer.clone(),
-                fd: stream.as_raw_fd(),
+                fd: stream.tcp().as_raw_fd(),
                 created: now,
                 requests: 0,
                 reason: "discarded",
@@ -361,14 +363,14 @@ impl ClientConn {
         self.hint
     }
 
-    /// The underlying socket (for socket options and `TCP_INFO`).
-    pub fn stream(&self) -> &TcpStream {
+    /// The stream (its TCP socket for socket options and `TCP_INFO`; what TLS negotiated).
+    pub fn stream(&self) -> &Stream {
         &self.stream
     }
 
-    /// The socket and the bytes already read past the last response, for a connection that
+    /// The stream and the bytes already read past the last response, for a connection that
     /// switched protocols (101) or became a CONNECT tunnel.
-    pub fn into_parts(mut self) -> (TcpStream, Bytes) {
+    pub fn into_parts(mut self) -> (Stream, Bytes) {
         if let Some(mut monitor) = self.monitor.take() {
             monitor.reason = NotReusable::Upgraded.label();
         }
@@ -530,7 +532,7 @@ impl ClientConn {
     /// Writes what is queued, under the write timeout.
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let timeout = self.config.write_timeout;
-        match self.out.poll_write_within(&self.stream, timeout, cx) {
+        match self.out.poll_write_within(&mut self.stream, timeout, cx) {
             Poll::Ready(Ok(())) => {
                 if self.writing_body.is_none() && !self.in_flight.is_empty() {
                     self.set_state(ConnState::AwaitingResponse);
@@ -637,7 +639,7 @@ impl ClientConn {
     /// Reads what the server has sent into the read buffer. `Ok(0)` means it closed;
     /// `TimedOut` that `deadline` passed.
     async fn fill(&mut self, deadline: Instant) -> std::io::Result<usize> {
-        read_owned(
+        read_some(
             &mut self.stream,
             &mut self.rbuf,
             self.config.read_buffer,
@@ -917,8 +919,14 @@ impl ClientConn {
             return false;
         }
         let mut probe = [0u8; 1];
-        match self.stream.try_read(&mut probe) {
-            Ok(_) => {
+        let mut probe = tokio::io::ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let read = match Pin::new(&mut self.stream).poll_read(&mut cx, &mut probe) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
+        };
+        match read {
+            Ok(()) => {
                 // EOF (0) or unexpected bytes: either way, unusable.
                 self.mark(NotReusable::ExtraBytes);
                 false

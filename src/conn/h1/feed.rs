@@ -16,13 +16,13 @@ use std::time::Duration;
 use bytes::BytesMut;
 use http_body::Frame;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::conn::body::Incoming;
 use crate::conn::io::make_room;
 use crate::conn::pipe;
 use crate::error::{Error, ErrorKind, Side};
+use crate::transport::Stream;
 use crate::wire::{BodyDecoder, BodyEvent, BodyFraming, ChunkedLimits, ParseError};
 
 /// The interim response a client waiting with `Expect: 100-continue` gets.
@@ -117,7 +117,7 @@ impl BodyFeed {
     /// happened (a frame handed over, bytes read, `100 Continue` queued on `out`).
     pub fn poll(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut Stream,
         rbuf: &mut BytesMut,
         out: &mut Vec<u8>,
         cx: &mut Context<'_>,
@@ -180,7 +180,7 @@ impl BodyFeed {
     /// Reads more of the body into `rbuf`, under the body timeout.
     fn poll_read(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut Stream,
         rbuf: &mut BytesMut,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), BodyFailure>> {

@@ -32,7 +32,6 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body::Body as HttpBody;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
@@ -48,6 +47,7 @@ use crate::conn::status::{
 };
 use crate::conn::upgrade::{UpgradeSlot, Upgraded};
 use crate::error::BoxError;
+use crate::transport::Stream;
 use crate::wire::chunked::{CHUNK_DATA_END, write_chunk_header, write_last_chunk};
 use crate::wire::head::{write_content_length, write_decimal, write_fields, write_status_line};
 use crate::wire::headers::{fold_content_length, list_members};
@@ -153,6 +153,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The local address the client connected to.
     pub local: SocketAddr,
+    /// Whether the connection is TLS (`https`).
+    pub secure: bool,
 }
 
 /// What the connection knows about a request besides the request itself, parsed once, so
@@ -229,6 +231,8 @@ pub enum CloseReason {
     PipeliningRefused,
     /// The connection switched protocols (101, or a CONNECT tunnel) and was handed over.
     Upgraded,
+    /// The TLS handshake failed or did not finish in time (no request was read).
+    TlsHandshake,
     /// A socket error (reset, broken pipe). Keep it last: [`CloseReason::ALL`] is checked
     /// against it at compile time.
     Io,
@@ -238,7 +242,7 @@ const _: () = assert!(CloseReason::Io as usize + 1 == CloseReason::ALL.len());
 
 impl CloseReason {
     /// Every reason, in the order of [`CloseReason::index`] (for counting by reason).
-    pub const ALL: [CloseReason; 19] = [
+    pub const ALL: [CloseReason; 20] = [
         CloseReason::ClientClosed,
         CloseReason::ClientRequested,
         CloseReason::ShortLived,
@@ -257,6 +261,7 @@ impl CloseReason {
         CloseReason::ResponseAborted,
         CloseReason::PipeliningRefused,
         CloseReason::Upgraded,
+        CloseReason::TlsHandshake,
         CloseReason::Io,
     ];
 
@@ -319,6 +324,7 @@ impl CloseReason {
             CloseReason::ResponseAborted => "response_aborted",
             CloseReason::PipeliningRefused => "pipelining_refused",
             CloseReason::Upgraded => "upgraded",
+            CloseReason::TlsHandshake => "tls_handshake",
             CloseReason::Io => "error",
         }
     }
@@ -344,7 +350,7 @@ const SPINS: usize = 32;
 /// written if need be (a service may answer with the request body itself). Responses
 /// leave in request order; a burst of pipelined requests is answered in one write.
 pub async fn serve_connection<S, B>(
-    stream: TcpStream,
+    stream: Stream,
     info: ConnInfo,
     mut service: S,
     config: &ServerConfig,
@@ -412,7 +418,7 @@ struct Conn<'a> {
     sent_status: StatusCode,
     /// Body bytes of the response being written (for the observer).
     sent_body: u64,
-    stream: TcpStream,
+    stream: Stream,
     /// Bytes read but not yet parsed.
     rbuf: BytesMut,
     /// Response bytes not yet written.
@@ -458,7 +464,7 @@ impl Conn<'_> {
             reason,
         };
         if let Some(observer) = &self.hooks.observer {
-            let tcp = tcp_info(&self.stream).unwrap_or_default();
+            let tcp = tcp_info(self.stream.tcp()).unwrap_or_default();
             observer.closed(&ClosedRecord {
                 side: ConnSide::Downstream,
                 reason: reason.label(),
@@ -507,7 +513,7 @@ impl Conn<'_> {
             (deadline, reason) = (self.born + lifetime, CloseReason::MaxLifetime);
         }
         timer.as_mut().reset(deadline);
-        let stream = &self.stream;
+        let stream = &mut self.stream;
         let shutdown = &mut self.shutdown;
         poll_fn(|cx| {
             if shutdown.poll_started(cx).is_ready() {
@@ -795,7 +801,7 @@ impl Conn<'_> {
                     return Poll::Ready(Some(output));
                 }
                 if watch {
-                    match poll_client_signal(&self.stream, cx) {
+                    match poll_client_signal(self.stream.tcp(), cx) {
                         Poll::Ready(ClientSignal::Reset) => return Poll::Ready(None),
                         // Bytes of a next request, or a half-close (RFC 9112 §9.6: the
                         // client has sent all it will, and still waits for the answer).
@@ -806,7 +812,7 @@ impl Conn<'_> {
                     }
                 }
                 let fed = self.poll_feed(cx);
-                self.out.poll_write_opportunistic(&self.stream, cx);
+                self.out.poll_write_opportunistic(&mut self.stream, cx);
                 if !fed {
                     return Poll::Pending;
                 }
@@ -871,7 +877,7 @@ impl Conn<'_> {
     /// Waits for more bytes of an incomplete head, until `deadline`.
     async fn read_head_until(&mut self, deadline: Instant) -> Result<(), CloseReason> {
         match read_some(
-            &self.stream,
+            &mut self.stream,
             &mut self.rbuf,
             self.config.read_buffer,
             deadline,
@@ -1247,7 +1253,7 @@ impl Conn<'_> {
                 // point no large piece is pending.
                 if self.out.has_large() || self.out.pending() >= self.config.flush_threshold {
                     let timeout = self.config.write_timeout;
-                    match self.out.poll_write_within(&self.stream, timeout, cx) {
+                    match self.out.poll_write_within(&mut self.stream, timeout, cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(error)) => {
                             return Poll::Ready(Err(write_error_reason(error)));
@@ -1278,7 +1284,7 @@ impl Conn<'_> {
                     }
                     Poll::Pending => {
                         let fed = self.poll_feed(cx);
-                        self.out.poll_write_opportunistic(&self.stream, cx);
+                        self.out.poll_write_opportunistic(&mut self.stream, cx);
                         if !fed {
                             return Poll::Pending;
                         }
@@ -1353,7 +1359,7 @@ impl Conn<'_> {
     /// else waiting until the write timeout.
     async fn flush(&mut self) -> Result<(), CloseReason> {
         self.out
-            .flush(&self.stream, self.config.write_timeout)
+            .flush(&mut self.stream, self.config.write_timeout)
             .await
             .map_err(write_error_reason)
     }
@@ -1367,7 +1373,7 @@ impl Conn<'_> {
                 Ok(None) => {
                     let deadline = Instant::now() + self.config.body_timeout;
                     match read_some(
-                        &self.stream,
+                        &mut self.stream,
                         &mut self.rbuf,
                         self.config.read_buffer,
                         deadline,
@@ -1412,10 +1418,7 @@ impl Conn<'_> {
         if !linger {
             return;
         }
-        if socket2::SockRef::from(&self.stream)
-            .shutdown(std::net::Shutdown::Write)
-            .is_err()
-        {
+        if self.stream.shutdown_write().is_err() {
             return;
         }
         let deadline = Instant::now() + self.config.linger_timeout;
@@ -1423,7 +1426,7 @@ impl Conn<'_> {
         while drained < self.config.linger_max_bytes {
             self.rbuf.clear();
             match read_some(
-                &self.stream,
+                &mut self.stream,
                 &mut self.rbuf,
                 self.config.read_buffer,
                 deadline,
@@ -1530,7 +1533,7 @@ enum ClientSignal {
 
 /// Watches a client while its request is handled; `Pending` while nothing happens. Peeks,
 /// so nothing is consumed.
-fn poll_client_signal(stream: &TcpStream, cx: &mut Context<'_>) -> Poll<ClientSignal> {
+fn poll_client_signal(stream: &tokio::net::TcpStream, cx: &mut Context<'_>) -> Poll<ClientSignal> {
     loop {
         match stream.poll_read_ready(cx) {
             Poll::Pending => return Poll::Pending,
