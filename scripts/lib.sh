@@ -38,3 +38,29 @@ wait_ready() {
     echo "FAIL: nothing answered at $1 within 5 s" >&2
     return 1
 }
+
+# `make_pki DIR`: a throwaway certificate authority and a certificate it signs for
+# localhost and 127.0.0.1 (ECDSA P-256, valid two days): DIR/ca.pem, DIR/site.pem,
+# DIR/site.key. Made at run time; no key is ever kept in the repository.
+make_pki() {
+    local dir=$1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 2 -subj "/CN=hopline test CA" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+        2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$dir/site.key" -out "$dir/site.csr" -subj "/CN=localhost" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$dir/site.ext"
+    openssl x509 -req -in "$dir/site.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+        -CAcreateserial -out "$dir/site.pem" -days 2 -extfile "$dir/site.ext" 2>/dev/null
+}
+
+# `wait_ready_tls URL CA`: `wait_ready` for an https:// URL, verified against CA.
+wait_ready_tls() {
+    for _ in $(seq 100); do
+        curl -s -o /dev/null --cacert "$2" "$1" && return 0
+        sleep 0.05
+    done
+    echo "FAIL: nothing answered at $1 within 5 s" >&2
+    return 1
+}

@@ -1058,4 +1058,25 @@ mod tests {
         assert_eq!(key.port(), 8080);
         assert!(Key::from_uri(&"/relative".parse().unwrap()).is_none());
     }
+
+    #[test]
+    fn tls_keys_include_the_verification_settings() {
+        let https = Key::from_uri(&"https://example.com/".parse().unwrap()).unwrap();
+        assert_eq!(https.port(), 443);
+        assert!(https.is_tls());
+        assert_ne!(
+            https,
+            Key::new("http", "example.com", 443),
+            "the scheme counts"
+        );
+        let (one, two) = (https.clone().with_tls(1), https.clone().with_tls(2));
+        assert_ne!(one, two, "verified with other settings: another pool");
+        assert_eq!(one, https.clone().with_tls(1));
+        let plain = Key::new("http", "example.com", 80);
+        assert_eq!(
+            plain.clone().with_tls(7),
+            plain,
+            "plain HTTP has no TLS settings"
+        );
+    }
 }

@@ -49,6 +49,29 @@ struct Conn {
     idle_ms: u64,
     requests: u64,
     tcp: Option<Tcp>,
+    #[serde(default)]
+    tls: Option<Tls>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Tls {
+    version: String,
+    cipher: String,
+    alpn: Option<String>,
+    resumed: bool,
+}
+
+impl Tls {
+    /// `TLSv1.3 TLS13_AES_128_GCM_SHA256 http/1.1 resumed`.
+    fn describe(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.version,
+            self.cipher,
+            self.alpn.as_deref().unwrap_or("-"),
+            if self.resumed { "resumed" } else { "full" }
+        )
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,7 +109,7 @@ fn render(view: &View, limit: usize) -> String {
         view.downstream.open, view.downstream.idle, view.upstream.open, view.upstream.idle
     );
     out.push_str(&format!(
-        "{:<10} {:>6} {:<22} {:<17} {:>8} {:>8} {:>6} {:>9} {:>5} {:>7} {:>8}\n",
+        "{:<10} {:>6} {:<22} {:<17} {:>8} {:>8} {:>6} {:>9} {:>5} {:>7} {:>8}  {}\n",
         "side",
         "id",
         "peer",
@@ -97,7 +120,8 @@ fn render(view: &View, limit: usize) -> String {
         "rtt ms",
         "cwnd",
         "retrans",
-        "rate b/s"
+        "rate b/s",
+        "tls"
     ));
     for conn in view.connections.iter().take(limit) {
         let (rtt, cwnd, retrans, delivery) = match &conn.tcp {
@@ -114,7 +138,7 @@ fn render(view: &View, limit: usize) -> String {
             None => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
         out.push_str(&format!(
-            "{:<10} {:>6} {:<22} {:<17} {:>8} {:>8} {:>6} {:>9} {:>5} {:>7} {:>8}\n",
+            "{:<10} {:>6} {:<22} {:<17} {:>8} {:>8} {:>6} {:>9} {:>5} {:>7} {:>8}  {}\n",
             conn.side,
             conn.id,
             conn.peer,
@@ -125,7 +149,10 @@ fn render(view: &View, limit: usize) -> String {
             rtt,
             cwnd,
             retrans,
-            delivery
+            delivery,
+            conn.tls
+                .as_ref()
+                .map_or_else(|| "-".to_string(), Tls::describe)
         ));
     }
     if view.connections.len() > limit {
@@ -183,5 +210,25 @@ mod tests {
         assert_eq!(age(7_500_000), "2h05m");
         assert_eq!(rate(125_000_000), "1.0G");
         assert_eq!(rate(12_500), "100k");
+    }
+
+    #[test]
+    fn tls_connections_show_what_was_negotiated() {
+        let view: View = serde_json::from_str(
+            r#"{"downstream": {"open": 2, "idle": 0}, "upstream": {"open": 0, "idle": 0},
+                "connections": [
+                  {"side": "downstream", "id": 1, "peer": "127.0.0.1:5000", "state": "idle",
+                   "age_ms": 10, "idle_ms": 5, "requests": 3, "tcp": null,
+                   "tls": {"version": "TLSv1.3", "cipher": "TLS13_AES_128_GCM_SHA256",
+                           "alpn": "http/1.1", "resumed": true, "server_name": "localhost"}},
+                  {"side": "downstream", "id": 2, "peer": "127.0.0.1:5001", "state": "idle",
+                   "age_ms": 10, "idle_ms": 5, "requests": 3, "tcp": null, "tls": null}]}"#,
+        )
+        .unwrap();
+        let text = render(&view, 10);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[2].ends_with(" tls"));
+        assert!(lines[3].ends_with("TLSv1.3 TLS13_AES_128_GCM_SHA256 http/1.1 resumed"));
+        assert!(lines[4].ends_with("  -"), "plain TCP: {}", lines[4]);
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod desync;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use hopline::server::{
     ConfigHandle, ListenerConfig, RunSummary, Server, ServerStats, StatsSnapshot,
 };
 use hopline::service::Service;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hopline::transport::tls::TlsAcceptor;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -98,9 +100,40 @@ impl TestServer {
         listener: ListenerConfig,
         hooks: Hooks,
     ) -> Self {
+        Self::start_full(service, config, listener, hooks, None).await
+    }
+
+    /// A server speaking TLS with `acceptor`.
+    pub async fn start_tls<S: TestService>(
+        service: S,
+        config: ServerConfig,
+        acceptor: TlsAcceptor,
+        hooks: Hooks,
+    ) -> Self {
+        Self::start_full(
+            service,
+            config,
+            ListenerConfig::default(),
+            hooks,
+            Some(acceptor),
+        )
+        .await
+    }
+
+    async fn start_full<S: TestService>(
+        service: S,
+        config: ServerConfig,
+        listener: ListenerConfig,
+        hooks: Hooks,
+        tls: Option<TlsAcceptor>,
+    ) -> Self {
         let server = Server::bind("127.0.0.1:0".parse().unwrap(), service, config, listener)
             .expect("bind")
             .with_hooks(hooks);
+        let server = match tls {
+            Some(acceptor) => server.with_tls(acceptor),
+            None => server,
+        };
         let config = server.config_handle();
         let addr = server.local_addr().unwrap();
         let stats = server.stats();
@@ -188,9 +221,9 @@ impl RawResponse {
     }
 }
 
-/// A client speaking raw bytes.
-pub struct RawClient {
-    pub stream: TcpStream,
+/// A client speaking raw bytes, over TCP or (see [`tls`]) TLS.
+pub struct RawClient<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
@@ -199,7 +232,14 @@ impl RawClient {
         Self::from_stream(TcpStream::connect(addr).await.expect("connect"))
     }
 
-    pub fn from_stream(stream: TcpStream) -> Self {
+    /// Makes dropping the client send a reset instead of a close (`SO_LINGER` 0).
+    pub fn reset_on_drop(&self) {
+        reset_on_drop(&self.stream);
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
+    pub fn from_stream(stream: S) -> Self {
         RawClient {
             stream,
             buf: Vec::new(),
@@ -326,11 +366,6 @@ impl RawClient {
     /// answer).
     pub async fn half_close(&mut self) {
         self.stream.shutdown().await.expect("half-close");
-    }
-
-    /// Makes dropping the client send a reset instead of a close (`SO_LINGER` 0).
-    pub fn reset_on_drop(&self) {
-        reset_on_drop(&self.stream);
     }
 
     /// Everything until the server closes.
