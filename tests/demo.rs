@@ -178,7 +178,7 @@ async fn the_report_has_every_chart_and_needs_no_network() {
         assert!(!html.contains(needle), "the report references `{needle}`");
     }
     let json: serde_json::Value = serde_json::from_str(&report::json(&report)).unwrap();
-    assert_eq!(json["runs"].as_array().unwrap().len(), 14);
+    assert_eq!(json["runs"].as_array().unwrap().len(), 22);
     assert_eq!(
         json["runs"][0]["mode"], "http1.0-serial",
         "modes as the CLI names them"
@@ -188,5 +188,67 @@ async fn the_report_has_every_chart_and_needs_no_network() {
         let rtt = line.trim_start().split(" ms").next().unwrap_or("");
         rtt.parse::<f64>().is_ok()
     });
-    assert_eq!(rows.count(), 14);
+    assert_eq!(rows.count(), 22);
+    // TLS runs draw their TLS handshake after the TCP one; plaintext runs only the TCP one.
+    assert!(html.contains("data-handshake=\"TLS\""));
+}
+
+#[tokio::test(start_paused = true)]
+async fn tls_costs_a_round_trip_per_new_connection_and_resumption_saves_the_certificate() {
+    let n = 12;
+    let modes = [
+        ModeKind::ShortLivedX6,
+        ModeKind::TlsShortLivedX6,
+        ModeKind::TlsResumedX6,
+        ModeKind::PersistentX6,
+        ModeKind::TlsPersistentX6,
+        ModeKind::TlsPipelinedX1,
+    ];
+    let report = run(&[RTT], &modes, n).await;
+    for mode in modes {
+        let run = find(&report, mode);
+        assert_eq!(run.requests, n as u64 + 1, "{}", mode.name());
+        assert!(
+            (run.load_ms - run.model.load_ms).abs() < 10.0,
+            "{}: measured {} model {}",
+            mode.name(),
+            run.load_ms,
+            run.model.load_ms
+        );
+        if mode.is_tls() {
+            assert_eq!(run.tls_handshakes, run.connections, "{}", mode.name());
+        }
+    }
+    // Short-lived: a TLS round trip on each of the 3 connections in a chain (1 + 12 / 6).
+    let plain = find(&report, ModeKind::ShortLivedX6);
+    let full = find(&report, ModeKind::TlsShortLivedX6);
+    assert!(
+        (rtts(full) - rtts(plain) - 3.0).abs() < 0.2,
+        "{} {}",
+        rtts(full),
+        rtts(plain)
+    );
+    assert_eq!(full.tls_resumed, 0, "no session kept: every handshake full");
+    // With resumption, connections after the document's resume a session, as far as
+    // tickets go: TLS 1.3 tickets are single-use and the server hands out two per
+    // connection (as OpenSSL does), so of the first burst of six new connections two
+    // resume; later ones find tickets from the connections before them.
+    let resumed = find(&report, ModeKind::TlsResumedX6);
+    assert!(
+        resumed.tls_resumed >= resumed.connections / 2 && resumed.tls_resumed < resumed.connections,
+        "{} of {} resumed",
+        resumed.tls_resumed,
+        resumed.connections
+    );
+    // Persistent: the round trip only on the connections opened; pipelined: once.
+    let persistent = find(&report, ModeKind::PersistentX6);
+    let tls_persistent = find(&report, ModeKind::TlsPersistentX6);
+    assert!((rtts(tls_persistent) - rtts(persistent) - 2.0).abs() < 0.2);
+    assert_eq!(find(&report, ModeKind::TlsPipelinedX1).tls_handshakes, 1);
+    // The TLS bytes (certificate, handshake, record framing) are not body bytes.
+    assert!(full.header_bytes > plain.header_bytes);
+    assert!(
+        resumed.header_bytes < full.header_bytes,
+        "no certificate when resuming"
+    );
 }

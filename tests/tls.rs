@@ -480,3 +480,73 @@ async fn a_proxy_reuses_tls_upstream_connections() {
         "200 requests over at most 8 upstream TLS connections, not one each: {handshakes}"
     );
 }
+
+#[tokio::test]
+async fn a_forward_proxy_sends_https_targets_over_tls_and_still_tunnels_connect() {
+    let pki = Pki::new();
+    let acceptor = pki.acceptor(vec![pki.leaf(&["localhost"])]);
+    let origin = TestServer::start_tls(
+        answer_with(forwarded),
+        ServerConfig::default(),
+        acceptor,
+        Hooks::default(),
+    )
+    .await;
+    let port = origin.addr.port();
+    let mut config = ProxyConfig::forward();
+    config.upstream.tls = Some(pki.connector());
+    if let hopline::proxy::Target::Forward { connect_ports } = &mut config.target {
+        *connect_ports = vec![port];
+    }
+    let proxy = TestServer::start(Proxy::new(config), ServerConfig::default()).await;
+
+    // Absolute-form https://: the proxy opens TLS to the origin, verified for localhost.
+    let mut client = common::RawClient::connect(proxy.addr).await;
+    client
+        .send(
+            format!("GET https://localhost:{port}/ HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+    let response = client.response().await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(
+        response.text().ends_with("origin secure: true"),
+        "{}",
+        response.text()
+    );
+
+    // CONNECT stays a tunnel: the client's own TLS runs through it, end to end.
+    let mut tunnel = TcpStream::connect(proxy.addr).await.unwrap();
+    tunnel
+        .write_all(
+            format!("CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            tunnel.read(&mut byte).await.unwrap(),
+            1,
+            "the proxy closed the tunnel"
+        );
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let (stream, handshake) = pki.connector().connect(tunnel, "localhost").await.unwrap();
+    assert_eq!(handshake.info.server_name.as_deref(), Some("localhost"));
+    let mut inner = common::RawClient::from_stream(stream);
+    inner.get("/", "").await;
+    let text = inner.response().await.text();
+    assert!(
+        text.starts_with("- | - |"),
+        "nothing added inside the tunnel: {text}"
+    );
+}

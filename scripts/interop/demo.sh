@@ -18,13 +18,18 @@ python3 - "$work/demo.json" <<'PY' || fail "demo.json"
 import json, sys
 report = json.load(open(sys.argv[1]))
 runs = report["runs"]
-assert len(runs) == 14, len(runs)
+assert len(runs) == 22, len(runs)
 for run in runs:
     assert run["requests"] == 9, run
 serial = [r for r in runs if r["mode"] == "http1.0-serial"][0]
 assert serial["connections"] == 9 and serial["handshakes"] == 9, serial
+full = [r for r in runs if r["mode"] == "tls-short-lived-x6"][-1]
+assert full["tls_handshakes"] == full["connections"] == 9 and full["tls_resumed"] == 0, full
+persistent = [r for r in runs if r["mode"] == "tls-persistent-x6"][-1]
+assert persistent["tls_handshakes"] == persistent["connections"] <= 6, persistent
 PY
-echo "ok: hopline demo: 7 modes x 2 RTTs, table, report and JSON"
+grep -q 'data-handshake="TLS"' "$work/report.html" || fail "the report draws no TLS handshake"
+echo "ok: hopline demo: 11 modes (4 over TLS) x 2 RTTs, table, report and JSON"
 
 mkdir -p "$work/site" "$work/nginx"
 chmod 755 "$work" "$work/site"  # nginx workers drop root
@@ -49,6 +54,10 @@ pid=$!
 wait_ready "http://127.0.0.1:$port/"
 "$bin" demo --url "http://127.0.0.1:$port/index.html" --rtt 10 --modes persistent-x1,pipelined-x1,proxy-pooled \
     --report "$work/external.html" --json "$work/external.json" > "$work/external.txt"
+code=0
+"$bin" demo --url "http://127.0.0.1:$port/index.html" --rtt 10 --modes tls-persistent-x6 \
+    --report "$work/x.html" >/dev/null 2>"$work/tls-external.err" || code=$?
+[ "$code" != 0 ] && grep -q "embedded origin" "$work/tls-external.err" || fail "a TLS mode with --url must be refused"
 python3 - "$work/external.json" <<'PY' || fail "external demo: $(cat "$work/external.txt")"
 import json, sys
 runs = json.load(open(sys.argv[1]))["runs"]

@@ -30,9 +30,11 @@ pub struct DemoArgs {
     /// (instead of the median page's mix).
     #[arg(long, value_delimiter = ',')]
     pub sizes: Vec<u64>,
-    /// Connection types to compare, comma-separated [default: all]: http1.0-serial,
-    /// short-lived-x6, persistent-x1, persistent-x6, pipelined-x1, proxy-pooled,
-    /// proxy-short-lived.
+    /// Connection types to compare, comma-separated [default: all; without the TLS ones
+    /// for --url]: http1.0-serial, short-lived-x6, persistent-x1, persistent-x6,
+    /// pipelined-x1, proxy-pooled, proxy-short-lived, and over TLS (real rustls handshakes
+    /// against the embedded origin, a certificate made at start): tls-short-lived-x6 (a full
+    /// handshake per connection), tls-resumed-x6, tls-persistent-x6, tls-pipelined-x1.
     #[arg(long, value_delimiter = ',', value_parser = ModeKind::parse)]
     pub modes: Vec<ModeKind>,
     /// Requests in flight on the pipelined connection.
@@ -105,10 +107,13 @@ pub fn run(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         rtts: args.rtt.0.clone(),
         bandwidth: args.bandwidth,
         source,
-        modes: if args.modes.is_empty() {
-            ModeKind::ALL.to_vec()
-        } else {
+        modes: if !args.modes.is_empty() {
             args.modes.clone()
+        } else if args.url.is_some() {
+            // An external page is plain http://: the TLS modes need the embedded origin.
+            ModeKind::ALL.into_iter().filter(|m| !m.is_tls()).collect()
+        } else {
+            ModeKind::ALL.to_vec()
         },
         depth: args.depth.max(1),
     };

@@ -53,8 +53,9 @@ pub struct Cli {
 pub enum Command {
     /// Load a page shaped like the median web page in every connection type (HTTP/1.0
     /// short-lived, 6 short-lived, persistent, 6 persistent, pipelined, through a proxy with
-    /// pooled or short-lived upstream) over an emulated link at several round-trip times;
-    /// print a table and write an HTML report with charts and waterfalls.
+    /// pooled or short-lived upstream, and over TLS: short-lived with full or resumed
+    /// handshakes, persistent, pipelined) over an emulated link at several round-trip
+    /// times; print a table and write an HTML report with charts and waterfalls.
     Demo(DemoArgs),
     /// Serve HTTP/1.x: built-in test endpoints (/, /bytes/N, /delay/MS, /echo, /page) and,
     /// with --root, static files.

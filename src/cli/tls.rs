@@ -102,6 +102,10 @@ pub struct ClientTlsArgs {
     /// The private key of --cert.
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
+    /// Do not resume TLS sessions: every new connection makes a full handshake (to
+    /// measure them).
+    #[arg(long)]
+    pub no_tls_resumption: bool,
 }
 
 impl ClientTlsArgs {
@@ -118,7 +122,9 @@ impl ClientTlsArgs {
                 .zip(self.key.clone())
                 .map(|(cert, key)| CertificateFile { cert, key }),
         };
-        connector(&file)
+        let mut tls = client_tls(&file);
+        tls.resumption = !self.no_tls_resumption;
+        build(tls)
     }
 }
 
@@ -174,11 +180,19 @@ impl UpstreamTlsArgs {
 /// The connector of `settings`; `None` when they are the defaults (system trust, the
 /// URL's host, no client certificate), which the client builds when first needed.
 pub fn connector(settings: &UpstreamTlsFile) -> Result<Option<TlsConnector>, String> {
+    build(client_tls(settings))
+}
+
+fn client_tls(settings: &UpstreamTlsFile) -> ClientTls {
     let mut tls = ClientTls::default();
     tls.ca_file = settings.ca_file.clone();
     tls.insecure = settings.insecure.unwrap_or(false);
     tls.server_name = settings.server_name.clone();
     tls.client_certificate = settings.client_certificate.as_ref().map(files);
+    tls
+}
+
+fn build(tls: ClientTls) -> Result<Option<TlsConnector>, String> {
     if tls == ClientTls::default() {
         return Ok(None);
     }

@@ -17,10 +17,12 @@
 //! | [`load`] | loading a page like a browser, with per-request timings |
 //! | [`model`] | the model's prediction for each connection type |
 //! | [`report`] | the table, the HTML report with charts, JSON |
+//! | [`tls`] | the throwaway certificate authority of the TLS modes |
 
 pub mod load;
 pub mod model;
 pub mod report;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,7 +32,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::client::{Client, ClientOptions, Mode};
-use crate::conn::ServerConfig;
+use crate::conn::{ClosedRecord, ConnSide, Hooks, Observer, RequestRecord, ServerConfig};
 use crate::error::BoxError;
 use crate::netem::{Link, LinkStats, PathModel};
 use crate::origin::Origin;
@@ -39,8 +41,11 @@ use crate::pool::PoolConfig;
 use crate::proxy::upstream::Upstreams;
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::server::{ListenerConfig, Server};
+use crate::transport::tls::{Handshake, TlsAcceptor, TlsConnector};
 use load::{Fetching, PageLoad, RequestTiming, Target};
 use model::Prediction;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Connections per host a browser opens (Chrome, Firefox and Safari all use 6).
 pub const BROWSER_CONNECTIONS: usize = 6;
@@ -63,6 +68,25 @@ pub enum ModeKind {
     ProxyPooled,
     /// Through a proxy hop whose upstream connections are short-lived.
     ProxyShortLived,
+    /// Over TLS: short-lived connections, six in parallel, each a full handshake.
+    TlsShortLivedX6,
+    /// Over TLS: short-lived connections, six in parallel, resuming the first session.
+    TlsResumedX6,
+    /// Over TLS: six persistent connections.
+    TlsPersistentX6,
+    /// Over TLS: one pipelined connection.
+    TlsPipelinedX1,
+}
+
+/// Whether a connection type speaks TLS, and how its new connections shake hands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsUse {
+    /// Plain TCP.
+    Off,
+    /// TLS, every new connection a full handshake (no session kept).
+    FullHandshakes,
+    /// TLS, new connections resume the session of an earlier one.
+    Resumption,
 }
 
 impl Serialize for ModeKind {
@@ -82,6 +106,8 @@ pub struct Plan {
     pub connections: usize,
     /// Requests go out as HTTP/1.0.
     pub http10: bool,
+    /// TLS, and how new connections shake hands.
+    pub tls: TlsUse,
 }
 
 impl Plan {
@@ -92,8 +118,8 @@ impl Plan {
 }
 
 impl ModeKind {
-    /// Every connection type, slowest first.
-    pub const ALL: [ModeKind; 7] = [
+    /// Every connection type: plaintext slowest first, then over TLS.
+    pub const ALL: [ModeKind; 11] = [
         ModeKind::Http10Serial,
         ModeKind::ShortLivedX6,
         ModeKind::PersistentX1,
@@ -101,6 +127,10 @@ impl ModeKind {
         ModeKind::PipelinedX1,
         ModeKind::ProxyPooled,
         ModeKind::ProxyShortLived,
+        ModeKind::TlsShortLivedX6,
+        ModeKind::TlsResumedX6,
+        ModeKind::TlsPersistentX6,
+        ModeKind::TlsPipelinedX1,
     ];
 
     /// The name used on the command line and in reports.
@@ -113,6 +143,10 @@ impl ModeKind {
             ModeKind::PipelinedX1 => "pipelined-x1",
             ModeKind::ProxyPooled => "proxy-pooled",
             ModeKind::ProxyShortLived => "proxy-short-lived",
+            ModeKind::TlsShortLivedX6 => "tls-short-lived-x6",
+            ModeKind::TlsResumedX6 => "tls-resumed-x6",
+            ModeKind::TlsPersistentX6 => "tls-persistent-x6",
+            ModeKind::TlsPipelinedX1 => "tls-pipelined-x1",
         }
     }
 
@@ -128,6 +162,14 @@ impl ModeKind {
             ModeKind::ProxyShortLived => {
                 "6 keep-alive connections to a proxy with short-lived upstream connections"
             }
+            ModeKind::TlsShortLivedX6 => {
+                "TLS: a new connection per request, 6 in parallel, a full handshake each"
+            }
+            ModeKind::TlsResumedX6 => {
+                "TLS: a new connection per request, 6 in parallel, sessions resumed"
+            }
+            ModeKind::TlsPersistentX6 => "TLS: 6 keep-alive connections (a browser over HTTPS)",
+            ModeKind::TlsPipelinedX1 => "TLS: one connection, requests pipelined",
         }
     }
 
@@ -149,15 +191,24 @@ impl ModeKind {
             pipelined,
             connections,
             http10,
+            tls: TlsUse::Off,
         };
+        let tls = |plan: Plan, tls| Plan { tls, ..plan };
+        let six = BROWSER_CONNECTIONS;
         match self {
             ModeKind::Http10Serial => plan(false, false, 1, true),
-            ModeKind::ShortLivedX6 => plan(false, false, BROWSER_CONNECTIONS, false),
+            ModeKind::ShortLivedX6 => plan(false, false, six, false),
             ModeKind::PersistentX1 => plan(true, false, 1, false),
             ModeKind::PersistentX6 | ModeKind::ProxyPooled | ModeKind::ProxyShortLived => {
-                plan(true, false, BROWSER_CONNECTIONS, false)
+                plan(true, false, six, false)
             }
             ModeKind::PipelinedX1 => plan(true, true, 1, false),
+            ModeKind::TlsShortLivedX6 => {
+                tls(plan(false, false, six, false), TlsUse::FullHandshakes)
+            }
+            ModeKind::TlsResumedX6 => tls(plan(false, false, six, false), TlsUse::Resumption),
+            ModeKind::TlsPersistentX6 => tls(plan(true, false, six, false), TlsUse::Resumption),
+            ModeKind::TlsPipelinedX1 => tls(plan(true, true, 1, false), TlsUse::Resumption),
         }
     }
 
@@ -170,8 +221,13 @@ impl ModeKind {
         }
     }
 
-    /// The client for this connection type.
-    fn client(self, depth: usize) -> Client {
+    /// Whether it speaks TLS.
+    pub fn is_tls(self) -> bool {
+        self.plan().tls != TlsUse::Off
+    }
+
+    /// The client for this connection type (TLS through `connector`, for the TLS modes).
+    fn client(self, depth: usize, connector: Option<TlsConnector>, hooks: Hooks) -> Client {
         let plan = self.plan();
         let mut options = ClientOptions {
             mode: match (plan.persistent, plan.pipelined) {
@@ -188,6 +244,8 @@ impl ModeKind {
         if plan.http10 {
             options.conn.version = Version::HTTP_10;
         }
+        options.tls = connector;
+        options.conn.hooks = hooks;
         Client::new(options)
     }
 
@@ -257,6 +315,10 @@ pub struct Run {
     pub connections: u64,
     /// TCP handshakes over every emulated link (the proxy's upstream ones included).
     pub handshakes: u64,
+    /// TLS handshakes the client made, and how many of them resumed a session.
+    pub tls_handshakes: u64,
+    /// See `tls_handshakes`.
+    pub tls_resumed: u64,
     /// Requests (the document and its resources).
     pub requests: u64,
     /// Bytes of request and response heads on the client's link.
@@ -314,7 +376,7 @@ pub async fn run(
 ) -> Result<DemoReport, BoxError> {
     let (origin_addr, _origin, host, page) = match &config.source {
         PageSource::Embedded(spec) => {
-            let origin = spawn_server(Origin::new(), ServerConfig::default())?;
+            let origin = spawn_server(Origin::new(), ServerConfig::default(), None)?;
             (
                 origin.addr,
                 Some(origin),
@@ -328,6 +390,17 @@ pub async fn run(
             Some(HeaderValue::from_str(host)?),
             page.clone(),
         ),
+    };
+    // The TLS modes: the same origin behind a TLS listener, its certificate made now.
+    let tls = if config.modes.iter().any(|m| m.is_tls()) {
+        if matches!(config.source, PageSource::External { .. }) {
+            return Err("the TLS modes load the embedded origin's page only".into());
+        }
+        let tls = tls::DemoTls::new()?;
+        let origin = spawn_server(Origin::new(), ServerConfig::default(), Some(tls.acceptor()))?;
+        Some((tls, origin))
+    } else {
+        None
     };
     let total = config.rtts.len() * config.modes.len();
     let mut runs = Vec::with_capacity(total);
@@ -345,7 +418,11 @@ pub async fn run(
             let scenario = Scenario {
                 mode,
                 path,
-                origin: origin_addr,
+                origin: match (&tls, mode.is_tls()) {
+                    (Some((_, tls_origin)), true) => tls_origin.addr,
+                    _ => origin_addr,
+                },
+                tls: tls.as_ref().map(|(tls, _)| tls),
                 host: host.clone(),
                 page: page.clone(),
                 depth: config.depth,
@@ -370,16 +447,28 @@ pub async fn run(
 }
 
 /// One mode at one round-trip time, on fresh links (every connection starts cold).
-struct Scenario {
+struct Scenario<'a> {
     mode: ModeKind,
     path: PathModel,
     origin: SocketAddr,
+    /// The certificates, for the TLS modes.
+    tls: Option<&'a tls::DemoTls>,
     host: Option<HeaderValue>,
     page: String,
     depth: usize,
 }
 
-impl Scenario {
+impl Scenario<'_> {
+    /// A client of `mode` with a fresh TLS session cache (for the TLS modes).
+    fn client(&self, mode: ModeKind, hooks: Hooks) -> Result<Client, BoxError> {
+        let connector = match (mode.plan().tls, self.tls) {
+            (TlsUse::Off, _) => None,
+            (_, None) => return Err("a TLS mode without certificates".into()),
+            (use_tls, Some(tls)) => Some(tls.connector(use_tls == TlsUse::Resumption)?),
+        };
+        Ok(mode.client(self.depth, connector, hooks))
+    }
+
     async fn run(&self) -> Result<Run, BoxError> {
         let origin_link = Link::start(self.origin, self.path).await?;
         // Through a proxy: client --link--> proxy --link--> origin.
@@ -392,14 +481,15 @@ impl Scenario {
             None => None,
         };
         let near = client_link.as_ref().unwrap_or(&origin_link);
+        let scheme = if self.mode.is_tls() { "https" } else { "http" };
         let target = Target {
-            base: format!("http://{}", near.addr()),
+            base: format!("{scheme}://{}", near.addr()),
             page: self.page.clone(),
             host: self.host.clone(),
         };
         if proxy.is_some() {
             // A busy proxy's pool is warm: one page load by another client first.
-            let warm_up = ModeKind::PersistentX6.client(self.depth);
+            let warm_up = self.client(ModeKind::PersistentX6, Hooks::default())?;
             load::load_page(&warm_up, &target, ModeKind::PersistentX6.fetching()).await?;
         }
         let links: Vec<&Link> = [Some(&origin_link), client_link.as_ref()]
@@ -409,7 +499,12 @@ impl Scenario {
         let before: Vec<LinkStats> = links.iter().map(|l| l.stats()).collect();
         let near_before = near.stats();
 
-        let client = self.mode.client(self.depth);
+        let counted = Arc::new(HandshakeCount::default());
+        let hooks = Hooks {
+            live: None,
+            observer: Some(counted.clone()),
+        };
+        let client = self.client(self.mode, hooks)?;
         let load = load::load_page(&client, &target, self.mode.fetching()).await?;
 
         let handshakes = links
@@ -420,7 +515,11 @@ impl Scenario {
         let near_after = near.stats();
         let wire = (near_after.bytes_up - near_before.bytes_up)
             + (near_after.bytes_down - near_before.bytes_down);
-        Ok(self.summarise(load, client.stats().connections, handshakes, wire))
+        let mut run = self.summarise(load, client.stats().connections, handshakes, wire);
+        run.tls_handshakes =
+            counted.full.load(Ordering::Relaxed) + counted.resumed.load(Ordering::Relaxed);
+        run.tls_resumed = counted.resumed.load(Ordering::Relaxed);
+        Ok(run)
     }
 
     fn summarise(&self, load: PageLoad, connections: u64, handshakes: u64, wire: u64) -> Run {
@@ -439,6 +538,8 @@ impl Scenario {
             load_ms: load.total.as_secs_f64() * 1000.0,
             connections,
             handshakes,
+            tls_handshakes: 0,
+            tls_resumed: 0,
             requests: load.requests.len() as u64,
             header_bytes: wire.saturating_sub(body_bytes),
             body_bytes,
@@ -454,7 +555,11 @@ struct Running {
     _stop: oneshot::Sender<()>,
 }
 
-fn spawn_server<S, B>(service: S, config: ServerConfig) -> std::io::Result<Running>
+fn spawn_server<S, B>(
+    service: S,
+    config: ServerConfig,
+    tls: Option<TlsAcceptor>,
+) -> std::io::Result<Running>
 where
     S: crate::service::Service<
             http::Request<crate::conn::Incoming>,
@@ -474,6 +579,10 @@ where
         ListenerConfig::default(),
     )?;
     let addr = server.local_addr()?;
+    let server = match tls {
+        Some(acceptor) => server.with_tls(acceptor),
+        None => server,
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
         let _ = stopped.await;
@@ -486,5 +595,31 @@ fn spawn_proxy(upstream: SocketAddr, mode: Mode) -> Result<Running, BoxError> {
     let mut config = ProxyConfig::reverse(Upstreams::single(upstream));
     config.name = "demo-proxy".into();
     config.upstream.mode = mode;
-    Ok(spawn_server(Proxy::new(config), ServerConfig::default())?)
+    Ok(spawn_server(
+        Proxy::new(config),
+        ServerConfig::default(),
+        None,
+    )?)
+}
+
+/// Counts the TLS handshakes a client makes.
+#[derive(Debug, Default)]
+struct HandshakeCount {
+    full: AtomicU64,
+    resumed: AtomicU64,
+}
+
+impl Observer for HandshakeCount {
+    fn opened(&self, _side: ConnSide) {}
+    fn request(&self, _record: &RequestRecord<'_>) {}
+    fn closed(&self, _record: &ClosedRecord) {}
+
+    fn tls_handshake(&self, _side: ConnSide, handshake: &Handshake) {
+        let counter = if handshake.info.resumed {
+            &self.resumed
+        } else {
+            &self.full
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }

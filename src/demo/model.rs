@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::ModeKind;
+use super::{ModeKind, TlsUse};
 use crate::netem::{Delivery, Pacer, PathModel};
 
 /// Bytes of a request head as our client writes it (request line, `Host`, end of head).
@@ -28,6 +28,23 @@ pub struct Prediction {
     pub handshakes: u64,
 }
 
+/// A hop a connection is opened over: its path, and the round trips before the first
+/// request byte may leave (1 for TCP; 2 with TLS 1.3, full or resumed, without 0-RTT).
+#[derive(Debug, Clone, Copy)]
+struct Hop {
+    path: PathModel,
+    handshake_rtts: u32,
+}
+
+impl Hop {
+    fn of(path: PathModel, tls: bool) -> Hop {
+        Hop {
+            path,
+            handshake_rtts: if tls { 2 } else { 1 },
+        }
+    }
+}
+
 /// One emulated connection: a pacer each way.
 #[derive(Debug, Clone)]
 struct Conn {
@@ -38,11 +55,14 @@ struct Conn {
 }
 
 impl Conn {
-    /// A connection whose SYN leaves at `at`.
-    fn open(path: PathModel, at: Duration) -> Conn {
+    /// A connection whose SYN leaves at `at`: requests may leave once its handshakes
+    /// are done. (The TLS handshake's own bytes, a few KB at most, fit the initial
+    /// window and cost no extra round trip.)
+    fn open(hop: Hop, at: Duration) -> Conn {
+        let ready = at + hop.path.rtt * hop.handshake_rtts;
         Conn {
-            up: Pacer::new(path, at + path.rtt),
-            down: Pacer::new(path, at + path.rtt + path.rtt / 2),
+            up: Pacer::new(hop.path, ready),
+            down: Pacer::new(hop.path, ready + hop.path.rtt / 2),
             busy_until: at,
         }
     }
@@ -76,7 +96,7 @@ fn exchange(conn: &mut Conn, at: Duration, body: u64) -> Duration {
 /// The upstream side of a proxy: pooled (most recently used first) or a connection per
 /// request, over its own path.
 struct Upstream {
-    path: PathModel,
+    hop: Hop,
     pooled: bool,
     idle: Vec<Conn>,
     handshakes: u64,
@@ -93,7 +113,7 @@ impl Upstream {
             Some(i) if self.pooled => self.idle.remove(i),
             _ => {
                 self.handshakes += 1;
-                Conn::open(self.path, at_proxy)
+                Conn::open(self.hop, at_proxy)
             }
         };
         let at_origin = upstream.request(at_proxy, REQUEST_HEAD_BYTES);
@@ -131,13 +151,14 @@ pub fn predict(
             upstream == crate::client::Mode::KeepAlive,
         );
     }
-    let mut first = Conn::open(path, Duration::ZERO);
+    let hop = Hop::of(path, plan.tls != TlsUse::Off);
+    let mut first = Conn::open(hop, Duration::ZERO);
     let page_done = exchange(&mut first, Duration::ZERO, html);
     if plan.persistent && plan.pipelined {
         return pipelined(first, page_done, resources, depth);
     }
     let (load, connections) = load_resources(
-        path,
+        hop,
         first,
         page_done,
         resources,
@@ -192,7 +213,7 @@ fn through_proxy(
     pooled: bool,
 ) -> Prediction {
     let mut upstream = Upstream {
-        path,
+        hop: Hop::of(path, false),
         pooled,
         idle: Vec::new(),
         handshakes: 0,
@@ -225,10 +246,11 @@ fn load_via(
     resources: &[u64],
     workers: usize,
 ) -> (Duration, u64) {
-    let mut first = Conn::open(path, start);
+    let hop = Hop::of(path, false);
+    let mut first = Conn::open(hop, start);
     let page_done = upstream.relay(&mut first, start, html);
     load_resources(
-        path,
+        hop,
         first,
         page_done,
         resources,
@@ -253,7 +275,7 @@ struct Lane {
 /// ended. Returns when the last one ended and how many connections were opened, the
 /// document's included.
 fn load_resources(
-    path: PathModel,
+    hop: Hop,
     first: Conn,
     page_done: Duration,
     resources: &[u64],
@@ -282,7 +304,7 @@ fn load_resources(
             Some(conn) => conn,
             slot => {
                 connections += 1;
-                slot.insert(Conn::open(path, at))
+                slot.insert(Conn::open(hop, at))
             }
         };
         let end = exchange(conn, at, body);
@@ -343,6 +365,31 @@ mod tests {
         // Short-lived upstream: a handshake per request on the second hop.
         assert_eq!(short.handshakes, short.connections + 11);
         assert!(pooled.handshakes < short.handshakes);
+    }
+
+    #[test]
+    fn tls_adds_a_round_trip_per_new_connection_and_none_on_an_open_one() {
+        let n = 10;
+        let plain = predict_small(ModeKind::ShortLivedX6, n);
+        let full = predict_small(ModeKind::TlsShortLivedX6, n);
+        let resumed = predict_small(ModeKind::TlsResumedX6, n);
+        // 3 + ceil(10 / 6) × 3: TCP, TLS, then the exchange.
+        assert_eq!(rtts(full), 9.0);
+        assert_eq!(
+            rtts(full) - rtts(plain),
+            3.0,
+            "one more per connection in a chain of 3"
+        );
+        assert_eq!(
+            full, resumed,
+            "resumption saves computation, not round trips"
+        );
+        let persistent = predict_small(ModeKind::PersistentX6, n);
+        let tls_persistent = predict_small(ModeKind::TlsPersistentX6, n);
+        // Once per connection: on the document's, and on the five opened in parallel.
+        assert_eq!(rtts(tls_persistent) - rtts(persistent), 2.0);
+        let pipelined = predict_small(ModeKind::TlsPipelinedX1, n);
+        assert_eq!(rtts(pipelined), 4.0);
     }
 
     #[test]

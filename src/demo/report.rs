@@ -5,10 +5,25 @@ use std::fmt::Write as _;
 
 use super::{DemoReport, ModeKind, Run};
 
-/// One color per mode, in [`ModeKind::ALL`] order (colorblind-safe-ish Tableau 10).
-const COLORS: [&str; 7] = [
-    "#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd", "#8c564b", "#e377c2",
+/// One color per mode, in [`ModeKind::ALL`] order (Tableau 10, then a dark blue).
+const COLORS: [&str; 11] = [
+    "#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#393b79",
 ];
+
+/// The TCP handshake in the waterfalls.
+const TCP_COLOR: &str = "#f5a623";
+/// The TLS handshake in the waterfalls, after the TCP one.
+const TLS_COLOR: &str = "#6b3e26";
+
+/// `6 (5 resumed)` for a TLS run, `-` for plaintext.
+fn tls_handshakes(run: &Run) -> String {
+    if run.mode.is_tls() {
+        format!("{} ({} resumed)", run.tls_handshakes, run.tls_resumed)
+    } else {
+        "-".into()
+    }
+}
 
 fn color(mode: ModeKind) -> &'static str {
     let i = ModeKind::ALL.iter().position(|m| *m == mode).unwrap_or(0);
@@ -50,8 +65,8 @@ pub fn table(report: &DemoReport) -> String {
     .expect("write to a String");
     writeln!(
         out,
-        "{:>7}  {:<18} {:>9} {:>9} {:>6} {:>10} {:>8} {:>9} {:>11}",
-        "RTT", "mode", "load ms", "model ms", "conns", "handshakes", "req/conn", "head B", "body B"
+        "{:>7}  {:<18} {:>9} {:>9} {:>6} {:>10} {:>8} {:>9} {:>11}  TLS handshakes",
+        "RTT", "mode", "load ms", "model ms", "conns", "handshakes", "req/conn", "head B", "body B",
     )
     .expect("write to a String");
     let mut last_rtt = None;
@@ -62,7 +77,7 @@ pub fn table(report: &DemoReport) -> String {
         last_rtt = Some(run.rtt_ms);
         writeln!(
             out,
-            "{:>4} ms  {:<18} {:>9.0} {:>9.0} {:>6} {:>10} {:>8.1} {:>9} {:>11}",
+            "{:>4} ms  {:<18} {:>9.0} {:>9.0} {:>6} {:>10} {:>8.1} {:>9} {:>11}  {}",
             run.rtt_ms,
             run.mode.name(),
             run.load_ms,
@@ -72,6 +87,7 @@ pub fn table(report: &DemoReport) -> String {
             run.requests_per_connection(),
             grouped(run.header_bytes),
             grouped(run.body_bytes),
+            tls_handshakes(run),
         )
         .expect("write to a String");
     }
@@ -160,7 +176,10 @@ pub fn html(report: &DemoReport) -> String {
     out.push_str(
         "<h2>Waterfalls</h2>\n<p>One lane per client connection, one bar per request: \
          <span class=\"swatch\" style=\"background:#f5a623\"></span> the TCP handshake of a \
-         new connection (one round trip), a thin line while the request waits for its \
+         new connection (one round trip), over TLS then \
+         <span class=\"swatch\" style=\"background:#6b3e26\"></span> the TLS handshake (one \
+         more: a new TLS connection costs two round trips before its first request byte, a \
+         kept-alive one none), a thin line while the request waits for its \
          response, a solid bar while the response arrives. Through a proxy, the lanes are the \
          client's connections to the proxy; the proxy's upstream handshakes are counted in \
          the table, not drawn. Hover a bar for its details. Each waterfall has its own time \
@@ -192,8 +211,11 @@ Linux does with <code>tcp_slow_start_after_idle</code>. So a request on a new co
 costs about two round trips and on an open one about one; a cold connection needs about \
 log2(k)+1 round trips for a body of k initial windows, a warm one fewer.</p>\n<p>Not \
 modelled: loss, retransmission and congestion avoidance, receive windows, Nagle and \
-delayed ACKs, DNS and TLS (a TLS handshake would add one or two round trips per new \
-connection, making connection reuse matter more). The predictions add no processing \
+delayed ACKs and DNS. TLS 1.3 (the <code>tls-</code> modes, real rustls handshakes through \
+the same link) adds one round trip per new connection, full or resumed (no 0-RTT): \
+resumption saves the certificate and the signature, which is computation, not round \
+trips; its few kilobytes fit the initial window. \"head bytes\" of a TLS run are \
+everything but bodies: heads, handshakes and record framing. The predictions add no processing \
 time; the measured figures include the client, server, proxy and relay, on a shared \
 machine, and timers that fire to the millisecond.</p>\n";
 
@@ -300,8 +322,8 @@ fn summary_table(out: &mut String, report: &DemoReport, rtts: &[f64], modes: &[M
         write!(out, "<th>RTT {rtt} ms<br>measured (model)</th>").expect("write");
     }
     out.push_str(
-        "<th>connections</th><th>handshakes</th><th>requests / connection</th>\
-         <th>head bytes</th><th>body bytes</th></tr>\n",
+        "<th>connections</th><th>handshakes</th><th>TLS handshakes</th>\
+         <th>requests / connection</th><th>head bytes</th><th>body bytes</th></tr>\n",
     );
     for &mode in modes {
         let runs: Vec<&Run> = report.runs.iter().filter(|r| r.mode == mode).collect();
@@ -329,11 +351,12 @@ fn summary_table(out: &mut String, report: &DemoReport, rtts: &[f64], modes: &[M
         if let Some(r) = runs.last() {
             write!(
                 out,
-                "<td>{} ({})</td><td>{} ({})</td><td>{:.1}</td><td>{}</td><td>{}</td>",
+                "<td>{} ({})</td><td>{} ({})</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td>",
                 r.connections,
                 r.model.connections,
                 r.handshakes,
                 r.model.handshakes,
+                tls_handshakes(r),
                 r.requests_per_connection(),
                 grouped(r.header_bytes),
                 grouped(r.body_bytes)
@@ -476,17 +499,25 @@ fn waterfall(out: &mut String, run: &Run) {
         );
         let mut waiting_from = request.start_ms;
         if request.new_connection && run.rtt_ms > 0.0 {
-            let handshake_end = (request.start_ms + run.rtt_ms).min(request.head_ms);
-            writeln!(
-                out,
-                "<rect class=\"handshake\" x=\"{:.1}\" y=\"{}\" width=\"{:.1}\" height=\"12\" \
-                 fill=\"#f5a623\"><title>TCP handshake — {title}</title></rect>",
-                x(request.start_ms),
-                y + 4.0,
-                (x(handshake_end) - x(request.start_ms)).max(1.0)
-            )
-            .expect("write");
-            waiting_from = handshake_end;
+            let handshakes: &[(&str, &str)] = if run.mode.is_tls() {
+                &[("TCP", TCP_COLOR), ("TLS", TLS_COLOR)]
+            } else {
+                &[("TCP", TCP_COLOR)]
+            };
+            for (what, fill) in handshakes {
+                let end = (waiting_from + run.rtt_ms).min(request.head_ms);
+                writeln!(
+                    out,
+                    "<rect class=\"handshake\" data-handshake=\"{what}\" x=\"{:.1}\" y=\"{}\" \
+                     width=\"{:.1}\" height=\"12\" fill=\"{fill}\"><title>{what} handshake — \
+                     {title}</title></rect>",
+                    x(waiting_from),
+                    y + 4.0,
+                    (x(end) - x(waiting_from)).max(1.0)
+                )
+                .expect("write");
+                waiting_from = end;
+            }
         }
         writeln!(
             out,

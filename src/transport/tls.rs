@@ -330,8 +330,9 @@ impl TlsAcceptor {
 }
 
 /// A client's TLS settings, each with its default (`ClientTls::default()`: the system's
-/// trusted authorities, the URL's host as the name, no client certificate).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+/// trusted authorities, the URL's host as the name, no client certificate, sessions
+/// resumed).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct ClientTls {
     /// Trust the authorities in this PEM file instead of the system store (curl's
@@ -345,6 +346,22 @@ pub struct ClientTls {
     pub server_name: Option<String>,
     /// A certificate to present when the server asks (mutual TLS).
     pub client_certificate: Option<CertificateFiles>,
+    /// Keep sessions (up to 256 servers) so that a new connection to a known server
+    /// resumes: no certificate sent, no signature made. Default `true`; `false` makes every
+    /// handshake a full one (to measure them).
+    pub resumption: bool,
+}
+
+impl Default for ClientTls {
+    fn default() -> Self {
+        ClientTls {
+            ca_file: None,
+            insecure: false,
+            server_name: None,
+            client_certificate: None,
+            resumption: true,
+        }
+    }
 }
 
 /// Opens TLS connections with one set of client settings. Cheap to clone.
@@ -422,6 +439,9 @@ impl TlsConnector {
         };
         config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
         config.enable_early_data = false;
+        if !settings.resumption {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
         let server_name = settings
             .server_name
             .as_deref()
