@@ -11,7 +11,7 @@
 //! | [`transport`] | the byte streams: TCP, TLS over TCP (rustls); certificates, SNI, ALPN, resumption, handshakes in bounded time | know HTTP |
 //! | [`conn`] | one connection: the HTTP/1.x server loop (keep-alive, pipelining, timeouts, lingering close, full-duplex bodies) and client connection, the bodies at the boundary | know about listeners, pools or config files |
 //! | [`service`] | the server boundary: tower `Service`, `service_fn` | know about connections |
-//! | [`pool`] | idle client connections by (scheme, host, port): most recently used first, per-host caps with a fair queue, expiry, eviction of closed ones | parse HTTP |
+//! | [`pool`] | idle client connections by (scheme, host, port, TLS settings): most recently used first, per-host caps with a fair queue, expiry, eviction of closed ones | parse HTTP |
 //! | [`client`] | the HTTP client: `Client::send` owns the exchange; connection types (close, keep-alive, pipeline), safe retries | parse HTTP or order the pool |
 //! | [`proxy`] | one hop as a service: reverse/forward targets, hop-by-hop header rules, `Via` and forwarded fields, tunnels, failure mapping, over `Client::send` | touch connections, re-implement framing or pooling |
 //! | [`bench`] | the load generator behind `hopline bench`: connection types, pacing, HDR latency | — |

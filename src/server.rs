@@ -357,7 +357,13 @@ where
                     stats,
                     summary: None,
                 };
-                record.summary = Some(match handshake(tls, stream, &config, &hooks).await {
+                let stream = match tls {
+                    None => Ok(Stream::Tcp(stream)),
+                    // Boxed: a handshake's state is large and over once it is done; inline,
+                    // every connection's task, idle or not, would keep room for it.
+                    Some(acceptor) => Box::pin(handshake(acceptor, stream, &config, &hooks)).await,
+                };
+                record.summary = Some(match stream {
                     Ok(stream) => {
                         serve_connection(stream, info, service, &config, listener, &hooks).await
                     }
@@ -405,17 +411,14 @@ impl Drop for CloseRecord {
     }
 }
 
-/// The connection's stream: the TCP socket, or TLS over it once the handshake is done
-/// (within the header timeout). A failed handshake is reported, and ends the connection.
+/// TLS over the connection's socket once the handshake is done (within the header
+/// timeout). A failed handshake is reported, and ends the connection.
 async fn handshake(
-    tls: Option<TlsAcceptor>,
+    acceptor: TlsAcceptor,
     tcp: tokio::net::TcpStream,
     config: &ServerConfig,
     hooks: &Hooks,
 ) -> Result<Stream, ConnSummary> {
-    let Some(acceptor) = tls else {
-        return Ok(Stream::Tcp(tcp));
-    };
     let deadline = tokio::time::Instant::now() + config.header_timeout;
     match acceptor.accept(tcp, deadline).await {
         Ok((stream, handshake)) => {

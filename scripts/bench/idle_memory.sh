@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
 # Server memory per idle keep-alive connection: open N connections (default 10,000), one
 # request each, hold them idle, and report the server's RSS growth per connection, for
-# hopline serve, nginx (1 worker) and the minimal hyper server. Three interleaved rounds,
-# medians. Benchmarks are not tests: nothing is asserted.
+# hopline serve, nginx (1 worker) and the minimal hyper server. With TLS=1, over TLS
+# (hopline and nginx, an ECDSA P-256 certificate made for the run; the TLS handshake's
+# session state and record buffers are part of what an idle connection keeps). Three
+# interleaved rounds, medians. Benchmarks are not tests: nothing is asserted.
 #
 # Usage: scripts/bench/idle_memory.sh     (from the repo root; needs nginx and python3)
-#   CONNECTIONS=10000 ROUNDS=3 scripts/bench/idle_memory.sh
+#   CONNECTIONS=10000 ROUNDS=3 TLS=1 scripts/bench/idle_memory.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
 CONNECTIONS=${CONNECTIONS:-10000}
 ROUNDS=${ROUNDS:-3}
 PORT=${PORT:-18190}
+TLS=${TLS:-0}
 ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet
 cargo build --release --quiet --example hyper_hello
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+servers="hopline nginx hyper" scheme=http listen_tls= hopline_tls=() client_tls=() curl_tls=()
+make_pki "$work" # nginx's configuration names the certificate either way
+if [ "$TLS" = 1 ]; then
+    servers="hopline nginx" scheme=https listen_tls=ssl
+    hopline_tls=(--tls-cert "$work/site.pem" --tls-key "$work/site.key")
+    client_tls=("$work/ca.pem") curl_tls=(--cacert "$work/ca.pem")
+fi
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;
 worker_rlimit_nofile 30000;
@@ -27,7 +37,13 @@ events { worker_connections 20000; }
 http {
     access_log off;
     keepalive_timeout 300s;
-    server { listen 127.0.0.1:$PORT; location / { return 200 "Hello, world!"; } }
+    ssl_session_cache shared:SSL:10m;
+    server {
+        listen 127.0.0.1:$PORT $listen_tls;
+        ssl_certificate $work/site.pem;
+        ssl_certificate_key $work/site.key;
+        location / { return 200 "Hello, world!"; }
+    }
 }
 NGINX
 
@@ -36,18 +52,18 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 measure() { # server -> KiB per connection
     local pid measured
     case $1 in
-        hopline) taskset -c 1 target/release/hopline serve --listen "127.0.0.1:$PORT" --workers 1 --log warn --max-connections 20000 --keepalive-timeout 300s & pid=$! ;;
+        hopline) taskset -c 1 target/release/hopline serve --listen "127.0.0.1:$PORT" --workers 1 --log warn --max-connections 20000 --keepalive-timeout 300s "${hopline_tls[@]}" & pid=$! ;;
         nginx) taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" & pid=$! ;;
         hyper) taskset -c 1 target/release/examples/hyper_hello "127.0.0.1:$PORT" 2>/dev/null & pid=$! ;;
     esac
-    wait_ready "http://127.0.0.1:$PORT/"
+    if [ "$TLS" = 1 ]; then wait_ready_tls "https://localhost:$PORT/" "$work/ca.pem"; else wait_ready "http://127.0.0.1:$PORT/"; fi
     measured=$pid
     [ "$1" = nginx ] && measured=$(pgrep -P "$pid" | head -1)
     # warm up: a few connections' worth of buffers and allocator arenas
-    for _ in $(seq 20); do curl -s -o /dev/null "http://127.0.0.1:$PORT/"; done
+    for _ in $(seq 20); do curl -s -o /dev/null "${curl_tls[@]}" "$scheme://localhost:$PORT/"; done
     local before after
     before=$(rss_kib "$measured")
-    coproc CLIENT { taskset -c 0 python3 scripts/bench/idle_clients.py 127.0.0.1 "$PORT" "$CONNECTIONS"; }
+    coproc CLIENT { taskset -c 0 python3 scripts/bench/idle_clients.py 127.0.0.1 "$PORT" "$CONNECTIONS" "${client_tls[@]}"; }
     read -r ready count <&"${CLIENT[0]}"
     sleep 1
     after=$(rss_kib "$measured")
@@ -60,7 +76,7 @@ measure() { # server -> KiB per connection
 
 printf 'round\tserver\tkib_per_connection\n' > "$work/results.tsv"
 for round in $(seq "$ROUNDS"); do
-    for server in hopline nginx hyper; do
+    for server in $servers; do
         kib=$(measure $server)
         printf '%s\t%s\t%s\n' "$round" "$server" "$kib" | tee -a "$work/results.tsv"
         sleep 1
@@ -70,7 +86,7 @@ python3 - "$work/results.tsv" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter='\t'))
 print("\nmedian RSS growth per idle keep-alive connection")
-for s in ('hopline', 'nginx', 'hyper'):
+for s in dict.fromkeys(r['server'] for r in rows):
     vals = [float(r['kib_per_connection']) for r in rows if r['server'] == s]
     print(f"{s:<8} {statistics.median(vals):6.2f} KiB")
 PY

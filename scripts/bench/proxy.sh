@@ -9,11 +9,14 @@
 # Three interleaved rounds per layout; medians of requests/s, p99 latency, upstream
 # connections opened and the share of upstream requests on reused connections (from the
 # origin's stub_status), and the median latency added at one connection (wrk -c1 through the
-# proxy minus wrk -c1 direct). Nothing is asserted.
+# proxy minus wrk -c1 direct). With TLS=1 the proxies terminate TLS (an ECDSA P-256
+# certificate made for the run; wrk speaks https to them) and talk plain HTTP to the origin.
+# Nothing is asserted.
 #
 # Usage: scripts/bench/proxy.sh       (from the repo root; needs wrk, nginx, haproxy)
 #   DURATION=10s ROUNDS=3 LAYOUTS="alone shared" PROXIES="hopline haproxy" scripts/bench/proxy.sh
 #   HOPLINE_BEFORE=/tmp/old/hopline PROXIES="hopline hopline-before" scripts/bench/proxy.sh
+#   TLS=1 PROXIES="hopline haproxy" scripts/bench/proxy.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
@@ -24,6 +27,7 @@ LAYOUTS=${LAYOUTS:-alone shared}
 PROXIES=${PROXIES:-hopline hopline-pipelined nginx haproxy}
 ORIGIN=${ORIGIN:-18601}
 PROXY=${PROXY:-18602}
+TLS=${TLS:-0}
 OUT=${OUT:-target/bench/proxy-$(date +%Y%m%d-%H%M%S).tsv}
 for tool in wrk nginx haproxy taskset python3; do
     command -v $tool >/dev/null || { echo "needs $tool (apt-get install wrk nginx-light haproxy)" >&2; exit 1; }
@@ -33,6 +37,13 @@ cargo build --release --quiet
 mkdir -p "$(dirname "$OUT")"
 work=$(mktemp -d)
 mkdir -p "$work/origin" "$work/nginx-proxy"
+make_pki "$work"
+cat "$work/site.pem" "$work/site.key" > "$work/site-combined.pem" # HAProxy's crt format
+scheme=http listen_tls= bind_tls= hopline_tls=()
+if [ "$TLS" = 1 ]; then
+    scheme=https listen_tls=ssl bind_tls="ssl crt $work/site-combined.pem"
+    hopline_tls=(--tls-cert "$work/site.pem" --tls-key "$work/site.key")
+fi
 cat > "$work/origin/nginx.conf" <<NGINX
 worker_processes 1;
 daemon off;
@@ -59,8 +70,11 @@ http {
     access_log off;
     keepalive_requests 1000000;
     upstream origin { server 127.0.0.1:$ORIGIN; keepalive 32; keepalive_requests 1000000; }
+    ssl_session_cache shared:SSL:10m;
     server {
-        listen 127.0.0.1:$PROXY;
+        listen 127.0.0.1:$PROXY $listen_tls;
+        ssl_certificate $work/site.pem;
+        ssl_certificate_key $work/site.key;
         location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
@@ -81,7 +95,7 @@ defaults
     option http-keep-alive
     http-reuse safe
 frontend fe
-    bind 127.0.0.1:$PROXY
+    bind 127.0.0.1:$PROXY $bind_tls
     default_backend be
 backend be
     server origin 127.0.0.1:$ORIGIN
@@ -110,18 +124,22 @@ origin_counts() {
 start_proxy() {
     case $1 in
         hopline) taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$PROXY" \
-                    --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn & ;;
+                    --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn "${hopline_tls[@]}" & ;;
         # Another build of hopline (HOPLINE_BEFORE=path), to compare two versions side by side.
         hopline-before) taskset -c 1 "$HOPLINE_BEFORE" proxy --listen "127.0.0.1:$PROXY" \
-                    --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn & ;;
+                    --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn "${hopline_tls[@]}" & ;;
         hopline-pipelined) taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$PROXY" \
                     --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn \
-                    --upstream-mode pipeline --upstream-depth 8 & ;;
+                    --upstream-mode pipeline --upstream-depth 8 "${hopline_tls[@]}" & ;;
         nginx) taskset -c 1 nginx -c "$work/nginx-proxy/nginx.conf" -p "$work/nginx-proxy" & ;;
         haproxy) taskset -c 1 haproxy -f "$work/haproxy.cfg" -db & ;;
     esac
     proxy_pid=$!
-    wait_ready "http://127.0.0.1:$PROXY/"
+    if [ "$TLS" = 1 ]; then
+        wait_ready_tls "https://localhost:$PROXY/" "$work/ca.pem"
+    else
+        wait_ready "http://127.0.0.1:$PROXY/"
+    fi
 }
 
 stop_proxy() {
@@ -155,9 +173,9 @@ for layout in $LAYOUTS; do
     for proxy in $PROXIES; do
         start_proxy $proxy
         read -r accepts_before requests_before <<<"$(origin_counts)"
-        read -r rps _ p99 <<<"$(run_wrk 50 "$DURATION" "http://127.0.0.1:$PROXY/")"
+        read -r rps _ p99 <<<"$(run_wrk 50 "$DURATION" "$scheme://127.0.0.1:$PROXY/")"
         read -r accepts_after requests_after <<<"$(origin_counts)"
-        read -r _ p50_c1 _ <<<"$(run_wrk 1 "$LATENCY_DURATION" "http://127.0.0.1:$PROXY/")"
+        read -r _ p50_c1 _ <<<"$(run_wrk 1 "$LATENCY_DURATION" "$scheme://127.0.0.1:$PROXY/")"
         # the status request itself is one origin request on its own connection
         conns=$((accepts_after - accepts_before - 1))
         reqs=$((requests_after - requests_before - 1))

@@ -940,6 +940,51 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_come_from_typed_flags_or_the_file() {
+        let file = config::parse(
+            std::path::Path::new("t.toml"),
+            "[downstream.tls]\ncertificates = [{ cert = \"f.pem\", key = \"f.key\" }]\n\
+             session_cache = 5\ntickets = false\n",
+        )
+        .unwrap();
+        let tls_file = file.downstream.tls.as_ref();
+        let (args, given) = serve_matches(&[]);
+        let tls = args
+            .downstream
+            .tls
+            .server_tls(&given, tls_file)
+            .unwrap()
+            .unwrap();
+        assert_eq!(tls.certificates[0].cert, PathBuf::from("f.pem"));
+        assert_eq!((tls.session_cache, tls.tickets), (5, false));
+        let (args, given) = serve_matches(&["--tls-cert", "a.pem", "--tls-key", "a.key"]);
+        let tls = args
+            .downstream
+            .tls
+            .server_tls(&given, tls_file)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            tls.certificates.len(),
+            1,
+            "typed certificates replace the file's"
+        );
+        assert_eq!(tls.certificates[0].key, PathBuf::from("a.key"));
+        let (args, given) = serve_matches(&["--tls-cert", "a.pem"]);
+        let error = args.downstream.tls.server_tls(&given, None).unwrap_err();
+        assert!(error.contains("in pairs"), "{error}");
+        let (args, given) = serve_matches(&[]);
+        assert!(
+            args.downstream
+                .tls
+                .server_tls(&given, None)
+                .unwrap()
+                .is_none(),
+            "plain HTTP"
+        );
+    }
+
+    #[test]
     fn typed_flags_win_over_the_file_and_the_file_over_defaults() {
         let file = config::parse(
             std::path::Path::new("t.toml"),
