@@ -103,6 +103,23 @@ pub struct Latency {
     pub max: u64,
 }
 
+impl Latency {
+    /// The percentiles of `histogram` (all zero when it is empty).
+    fn of(histogram: &Histogram<u64>) -> Latency {
+        if histogram.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            mean: histogram.mean(),
+            p50: histogram.value_at_quantile(0.5),
+            p90: histogram.value_at_quantile(0.9),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+        }
+    }
+}
+
 /// What a run measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -346,18 +363,7 @@ pub async fn run(config: BenchConfig, on_tick: Option<Box<dyn Fn(u64) + Send>>) 
         bytes: total.bytes,
         requests_per_second: total.requests as f64 / seconds,
         bytes_per_second: total.bytes as f64 / seconds,
-        latency_us: if h.is_empty() {
-            Latency::default()
-        } else {
-            Latency {
-                mean: h.mean(),
-                p50: h.value_at_quantile(0.5),
-                p90: h.value_at_quantile(0.9),
-                p99: h.value_at_quantile(0.99),
-                p999: h.value_at_quantile(0.999),
-                max: h.max(),
-            }
-        },
+        latency_us: Latency::of(h),
         statuses: total.statuses,
         errors: total.errors,
         connections_opened: total.connections,

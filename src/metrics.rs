@@ -154,26 +154,7 @@ impl Metrics {
         });
         let request_duration = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
         let responses = Family::<ClassLabel, Counter>::default();
-        let handshakes = Family::<HandshakeLabels, Counter>::default();
-        let handshake_duration = Family::<SideLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0001, 2.5, 12))
-        });
-        let tls_failures = Family::<CloseLabels, Counter>::default();
-        registry.register(
-            "tls_handshakes",
-            "TLS handshakes completed, full or resumed",
-            handshakes.clone(),
-        );
-        registry.register(
-            "tls_handshake_duration_seconds",
-            "TLS handshake time (server: from the first byte; client: after the TCP connect)",
-            handshake_duration.clone(),
-        );
-        registry.register(
-            "tls_failures",
-            "TLS handshakes that failed, by reason",
-            tls_failures.clone(),
-        );
+        let tls = TlsFamilies::register(&mut registry);
         registry.register("connections_opened", "Connections opened", opened.clone());
         registry.register(
             "connections_closed",
@@ -216,14 +197,14 @@ impl Metrics {
             closed_bytes: Default::default(),
             handshakes: SIDES.map(|s| {
                 ["full", "resumed"].map(|kind| {
-                    handshakes.get_or_create_owned(&HandshakeLabels {
+                    tls.handshakes.get_or_create_owned(&HandshakeLabels {
                         side: s.as_str(),
                         kind,
                     })
                 })
             }),
-            handshake_duration: SIDES.map(|s| handshake_duration.get_or_create_owned(&side(s))),
-            tls_failures,
+            handshake_duration: SIDES.map(|s| tls.duration.get_or_create_owned(&side(s))),
+            tls_failures: tls.failures,
         });
         registry.register_collector(Box::new(ScrapeTime {
             live,
@@ -257,6 +238,41 @@ impl Metrics {
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
             .expect("writing to a String does not fail");
         out
+    }
+}
+
+/// The TLS metric families.
+struct TlsFamilies {
+    handshakes: Family<HandshakeLabels, Counter>,
+    duration: Family<SideLabel, Histogram>,
+    failures: Family<CloseLabels, Counter>,
+}
+
+impl TlsFamilies {
+    fn register(registry: &mut Registry) -> TlsFamilies {
+        let tls = TlsFamilies {
+            handshakes: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.5, 12))
+            }),
+            failures: Family::default(),
+        };
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes completed, full or resumed",
+            tls.handshakes.clone(),
+        );
+        registry.register(
+            "tls_handshake_duration_seconds",
+            "TLS handshake time (server: from the first byte; client: after the TCP connect)",
+            tls.duration.clone(),
+        );
+        registry.register(
+            "tls_failures",
+            "TLS handshakes that failed, by reason",
+            tls.failures.clone(),
+        );
+        tls
     }
 }
 

@@ -22,12 +22,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::conn::status::ConnSide;
 use crate::conn::{
-    CloseReason, ConnInfo, ConnSummary, Hooks, Incoming, ServerConfig, Shutdown, serve_connection,
+    CloseReason, ConnInfo, ConnSummary, Hooks, Incoming, ServerConfig, Shutdown, ShutdownListener,
+    serve_connection,
 };
 use crate::error::BoxError;
 use crate::service::Service;
@@ -297,10 +298,16 @@ where
             hooks,
             tls,
         } = self;
-        let hooks = Arc::new(hooks);
         let slots = Arc::new(Semaphore::new(listener_config.max_connections));
         let mut tasks = JoinSet::new();
-        let mut next_id: u64 = 0;
+        let mut connections = Connections {
+            service,
+            config,
+            hooks: Arc::new(hooks),
+            stats,
+            tls,
+            next_id: 0,
+        };
         let mut backoff = Duration::from_millis(1);
         let mut signal = std::pin::pin!(signal);
         loop {
@@ -323,7 +330,10 @@ where
                 }
                 Err(error) if is_per_connection(&error) => continue,
                 Err(error) => {
-                    stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    connections
+                        .stats
+                        .accept_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%error, ?backoff, "accept failed; backing off");
                     tokio::select! {
                         biased;
@@ -334,64 +344,101 @@ where
                     continue;
                 }
             };
-            let _ = stream.set_nodelay(true);
-            next_id += 1;
-            let info = ConnInfo {
-                id: next_id,
-                peer,
-                local: stream.local_addr().unwrap_or(peer),
-                secure: tls.is_some(),
-            };
-            stats.accepted.fetch_add(1, Ordering::Relaxed);
-            stats.active.fetch_add(1, Ordering::Relaxed);
-            let service = service.clone();
-            let config = config.get();
-            let hooks = hooks.clone();
-            let stats = stats.clone();
-            let listener = shutdown.listener();
-            let tls = tls.clone();
-            tasks.spawn(async move {
-                // Counts the connection as closed even if its task is aborted at the drain
-                // deadline (then as a shutdown close).
-                let mut record = CloseRecord {
-                    stats,
-                    summary: None,
-                };
-                let stream = match tls {
-                    None => Ok(Stream::Tcp(stream)),
-                    // Boxed: a handshake's state is large and over once it is done; inline,
-                    // every connection's task, idle or not, would keep room for it.
-                    Some(acceptor) => Box::pin(handshake(acceptor, stream, &config, &hooks)).await,
-                };
-                record.summary = Some(match stream {
-                    Ok(stream) => {
-                        serve_connection(stream, info, service, &config, listener, &hooks).await
-                    }
-                    Err(summary) => summary,
-                });
-                drop(slot);
-            });
+            tasks.spawn(connections.serve(stream, peer, shutdown.listener(), slot));
         }
 
         // Graceful shutdown: no new connections; every open one is told to finish.
         drop(listener);
         tracing::info!(open = tasks.len(), "shutting down: draining connections");
         shutdown.trigger();
-        let drained = tokio::time::timeout(listener_config.drain_timeout, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
-        let aborted = if drained.is_err() {
-            let left = tasks.len();
-            tracing::warn!(left, "drain deadline passed; aborting connections");
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
-            left
-        } else {
-            0
-        };
-        RunSummary { aborted }
+        RunSummary {
+            aborted: drain(tasks, listener_config.drain_timeout).await,
+        }
     }
+}
+
+/// What every accepted connection's task gets: the service to clone, the policy of the
+/// moment, where to report, TLS.
+struct Connections<S> {
+    service: S,
+    config: ConfigHandle,
+    hooks: Arc<Hooks>,
+    stats: Arc<ServerStats>,
+    tls: Option<TlsAcceptor>,
+    next_id: u64,
+}
+
+impl<S, B> Connections<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Future: Send> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// The task serving one accepted socket: the TLS handshake if any, then HTTP, its
+    /// close recorded however it ends; its connection slot is freed at the end. (Spawned
+    /// as it is: awaited inside another future, it would be stored twice.)
+    fn serve(
+        &mut self,
+        tcp: tokio::net::TcpStream,
+        peer: SocketAddr,
+        shutdown: ShutdownListener,
+        slot: OwnedSemaphorePermit,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let _ = tcp.set_nodelay(true);
+        self.next_id += 1;
+        let info = ConnInfo {
+            id: self.next_id,
+            peer,
+            local: tcp.local_addr().unwrap_or(peer),
+            secure: self.tls.is_some(),
+        };
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        self.stats.active.fetch_add(1, Ordering::Relaxed);
+        let service = self.service.clone();
+        let config = self.config.get();
+        let hooks = self.hooks.clone();
+        let tls = self.tls.clone();
+        let stats = self.stats.clone();
+        async move {
+            // Counts the connection as closed even if its task is aborted at the drain
+            // deadline (then as a shutdown close).
+            let mut record = CloseRecord {
+                stats,
+                summary: None,
+            };
+            let stream = match tls {
+                None => Ok(Stream::Tcp(tcp)),
+                // Boxed: a handshake's state is large and over once it is done; inline,
+                // every connection's task, idle or not, would keep room for it.
+                Some(acceptor) => Box::pin(handshake(acceptor, tcp, &config, &hooks)).await,
+            };
+            record.summary = Some(match stream {
+                Ok(stream) => {
+                    serve_connection(stream, info, service, &config, shutdown, &hooks).await
+                }
+                Err(summary) => summary,
+            });
+            drop(slot);
+        }
+    }
+}
+
+/// Waits up to `timeout` for the connections' tasks to end, then aborts the rest; how
+/// many were aborted.
+async fn drain(mut tasks: JoinSet<()>, timeout: Duration) -> usize {
+    let drained = tokio::time::timeout(timeout, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_ok() {
+        return 0;
+    }
+    let left = tasks.len();
+    tracing::warn!(left, "drain deadline passed; aborting connections");
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    left
 }
 
 /// Records a connection's close in the stats when its task ends, however it ends.

@@ -215,6 +215,12 @@ fn the_example_configuration_loads() {
         config.downstream.keepalive_timeout.unwrap().0,
         Duration::from_secs(30)
     );
-    assert_eq!(config.proxy.group.len(), 2);
+    assert_eq!(config.proxy.group.len(), 3);
     assert!(config.admin.is_some());
+    // An https:// group with its own TLS name, over the shared upstream TLS settings.
+    let secure = config.proxy.group[1].get_ref();
+    assert_eq!(secure.servers[0].0.scheme_str(), Some("https"));
+    let tls = secure.policy.or(&config.proxy.upstream).tls;
+    assert_eq!(tls.server_name.as_deref(), Some("origin.example.test"));
+    assert_eq!(tls.insecure, Some(false));
 }

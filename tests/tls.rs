@@ -550,3 +550,93 @@ async fn a_forward_proxy_sends_https_targets_over_tls_and_still_tunnels_connect(
         "nothing added inside the tunnel: {text}"
     );
 }
+
+/// A TLS server outside hopline (rustls alone) that requires a client certificate signed
+/// by `pki`'s authority and answers with how many it was shown.
+async fn mutual_tls_server(pki: &Pki) -> std::net::SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(
+        CertificateDer::pem_file_iter(pki.ca_file())
+            .unwrap()
+            .map(Result::unwrap),
+    );
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let files = pki.leaf(&["localhost"]);
+    let chain = CertificateDer::pem_file_iter(&files.cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&files.key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let shown = tls.get_ref().1.peer_certificates().map_or(0, <[_]>::len);
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    if tls.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let body = format!("client certificates: {shown}");
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_client_certificate_is_presented_when_the_server_asks() {
+    let pki = Pki::new();
+    let addr = mutual_tls_server(&pki).await;
+    let url = format!("https://localhost:{}/", addr.port());
+    let handshakes = Handshakes::new();
+    let without = client(&pki, Mode::KeepAlive, &handshakes);
+    let error = without.get(&url).await.unwrap_err();
+    assert!(
+        error.to_string().to_lowercase().contains("certificate"),
+        "{error}"
+    );
+
+    let mut settings = pki.client_settings();
+    settings.client_certificate = Some(pki.leaf(&["client.test"]));
+    let mut options = ClientOptions::with_mode(Mode::KeepAlive);
+    options.tls = Some(TlsConnector::new(&settings).unwrap());
+    let with = Client::new(options);
+    let response = with.get(&url).await.unwrap();
+    assert_eq!(body(response).await, "client certificates: 1");
+    // A key that does not match its certificate is refused when the connector is built.
+    settings.client_certificate = Some(hopline::transport::tls::CertificateFiles {
+        cert: pki.leaf(&["a.test"]).cert,
+        key: pki.leaf(&["b.test"]).key,
+    });
+    assert!(TlsConnector::new(&settings).is_err());
+}

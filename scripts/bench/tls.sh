@@ -3,6 +3,8 @@
 # ssl_session_cache and tickets on), each pinned to CPU 1 with the load on CPU 0, the same
 # ECDSA P-256 certificate (made for the run), three interleaved rounds:
 #   keepalive  wrk -t1 -c50 over https (TLS records on warm connections)
+#   keepalive-hopline-bench  the same with hopline bench -c50 as the client (rustls: a
+#              cheaper client than wrk's OpenSSL one, so the server is more likely the limit)
 #   full       hopline bench --mode close --no-tls-resumption -c50: a full TLS 1.3
 #              handshake per request
 #   resumed    hopline bench --mode close -c4: every connection resumes a session (4
@@ -88,6 +90,12 @@ run_load() {
 import re, sys
 t = sys.stdin.read()
 print(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1), re.search(r"(\d+) requests in", t).group(1))' <<<"$out" ;;
+        keepalive-hopline-bench)
+            out=$(taskset -c 0 "$bin" bench -c50 -t 1 -d "$DURATION" --cacert "$ca" --json "$url")
+            python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print(r["requests_per_second"], r["requests"])' <<<"$out" ;;
         full|resumed)
             local flags=(-c50 --no-tls-resumption)
             [ "$1" = resumed ] && flags=(-c4)
@@ -108,7 +116,7 @@ hz=$(getconf CLK_TCK)
 for round in $(seq "$ROUNDS"); do
     for server in hopline nginx; do
         start_server $server
-        for workload in keepalive full resumed; do
+        for workload in keepalive keepalive-hopline-bench full resumed; do
             before=$(cpu_ticks)
             read -r per_second count resumed <<<"$(run_load $workload)"
             after=$(cpu_ticks)
@@ -131,9 +139,9 @@ def ratio(w, f, invert=False):
     vals = [(by[k, 'nginx'] / by[k, 'hopline']) if invert else (by[k, 'hopline'] / by[k, 'nginx']) for k in rounds]
     return statistics.median(vals)
 print(f"\nmedians over {len(set(r['round'] for r in rows))} rounds ({sys.argv[1]})")
-print(f"{'workload':<10} {'hopline /s':>11} {'nginx /s':>10} {'ratio':>7}   {'hopline cpu':>12} {'nginx cpu':>10} {'capacity ratio':>15}")
-for w in ('keepalive', 'full', 'resumed'):
-    print(f"{w:<10} {med('hopline', w, 'per_second'):>11.0f} {med('nginx', w, 'per_second'):>10.0f} "
+print(f"{'workload':<24} {'hopline /s':>11} {'nginx /s':>10} {'ratio':>7}   {'hopline cpu':>12} {'nginx cpu':>10} {'capacity ratio':>15}")
+for w in ('keepalive', 'keepalive-hopline-bench', 'full', 'resumed'):
+    print(f"{w:<24} {med('hopline', w, 'per_second'):>11.0f} {med('nginx', w, 'per_second'):>10.0f} "
           f"{ratio(w, 'per_second'):>6.2f}x   {med('hopline', w, 'server_cpu_us_each'):>10.1f}us "
           f"{med('nginx', w, 'server_cpu_us_each'):>8.1f}us {ratio(w, 'server_cpu_us_each', invert=True):>14.2f}x")
 print("capacity ratio: nginx's server CPU per request / hopline's (per round, then the median):")

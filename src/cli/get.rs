@@ -158,28 +158,7 @@ async fn fetch_all(args: GetArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let headers = super::parse_header_lines(&args.headers)?;
     let body = Bytes::from(args.data.clone().unwrap_or_default());
-    let mut options = {
-        let mut client_options = ClientOptions::default();
-        client_options.mode = args.mode.mode(args.depth);
-        client_options.pool = {
-            let mut pool_config = PoolConfig::default();
-            pool_config.max_connections_per_host = Some(args.max_per_host.max(1));
-            pool_config
-        };
-        client_options
-    };
-    options.conn.response_timeout = args.timeout;
-    options.conn.read_timeout = args.timeout;
-    if args.http10 {
-        options.conn.version = http::Version::HTTP_10;
-    }
-    options.tls = args.tls.connector()?;
-    if args.verbose {
-        options.conn.hooks.observer = Some(Arc::new(ShowHandshakes {
-            insecure: args.tls.insecure,
-        }));
-    }
-    let client = Client::new(options);
+    let client = Client::new(client_options(&args)?);
     let to_stdout = args.output.as_deref() == Some(Path::new("-"));
     if let Some(dir) = &args.output
         && args.urls.len() > 1
@@ -211,42 +190,19 @@ async fn fetch_all(args: GetArgs) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         Box::new(std::io::stdout())
     };
-    let (mut failed, mut http_errors, mut reused, mut retried) = (0, 0, 0, 0);
-    let mut exit_code = 1;
+    let mut tally = Tally::default();
     for task in tasks {
-        let outcome = task.await?;
-        let millis = outcome.elapsed.as_secs_f64() * 1000.0;
-        match &outcome.result {
-            Ok(fetched) => {
-                let ex = fetched.exchange;
-                reused += u64::from(ex.reused);
-                retried += u64::from(ex.retried);
-                http_errors += u64::from(fetched.status >= 400);
-                writeln!(
-                    table,
-                    "{} {:>10} {:>9.2} ms  conn {} {}{}  {}",
-                    fetched.status,
-                    format!("{} B", fetched.size),
-                    millis,
-                    ex.connection,
-                    if ex.reused { "reused" } else { "new" },
-                    if ex.retried { " (retried)" } else { "" },
-                    outcome.url
-                )?;
-            }
-            Err(error) => {
-                failed += 1;
-                exit_code = error.exit_code;
-                writeln!(
-                    table,
-                    "ERR {:>10} {:>9.2} ms  {}  {}",
-                    "-", millis, error.message, outcome.url
-                )?;
-            }
-        }
+        tally.row(&mut table, &task.await?)?;
     }
     let counts = client.stats();
     let total = args.urls.len();
+    let Tally {
+        failed,
+        http_errors,
+        reused,
+        retried,
+        exit_code,
+    } = tally;
     writeln!(
         table,
         "{total} request{} over {} connection{} ({reused} reused, {retried} retried, {failed} failed) in {:.2} ms",
@@ -265,6 +221,86 @@ async fn fetch_all(args: GetArgs) -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(22);
     }
     Ok(())
+}
+
+/// The client `get`'s flags describe.
+fn client_options(args: &GetArgs) -> Result<ClientOptions, String> {
+    let mut options = ClientOptions::with_mode(args.mode.mode(args.depth));
+    options.pool = {
+        let mut pool_config = PoolConfig::default();
+        pool_config.max_connections_per_host = Some(args.max_per_host.max(1));
+        pool_config
+    };
+    options.conn.response_timeout = args.timeout;
+    options.conn.read_timeout = args.timeout;
+    if args.http10 {
+        options.conn.version = http::Version::HTTP_10;
+    }
+    options.tls = args.tls.connector()?;
+    if args.verbose {
+        options.conn.hooks.observer = Some(Arc::new(ShowHandshakes {
+            insecure: args.tls.insecure,
+        }));
+    }
+    Ok(options)
+}
+
+/// The fetches so far, for the summary line and the exit status.
+#[derive(Debug)]
+struct Tally {
+    failed: u64,
+    http_errors: u64,
+    reused: u64,
+    retried: u64,
+    /// The status a failure calls for (the last failure's).
+    exit_code: i32,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            failed: 0,
+            http_errors: 0,
+            reused: 0,
+            retried: 0,
+            exit_code: 1,
+        }
+    }
+}
+
+impl Tally {
+    /// Counts one fetch and writes its row of the table.
+    fn row(&mut self, table: &mut dyn Write, outcome: &Outcome) -> std::io::Result<()> {
+        let millis = outcome.elapsed.as_secs_f64() * 1000.0;
+        match &outcome.result {
+            Ok(fetched) => {
+                let ex = fetched.exchange;
+                self.reused += u64::from(ex.reused);
+                self.retried += u64::from(ex.retried);
+                self.http_errors += u64::from(fetched.status >= 400);
+                writeln!(
+                    table,
+                    "{} {:>10} {:>9.2} ms  conn {} {}{}  {}",
+                    fetched.status,
+                    format!("{} B", fetched.size),
+                    millis,
+                    ex.connection,
+                    if ex.reused { "reused" } else { "new" },
+                    if ex.retried { " (retried)" } else { "" },
+                    outcome.url
+                )
+            }
+            Err(error) => {
+                self.failed += 1;
+                self.exit_code = error.exit_code;
+                writeln!(
+                    table,
+                    "ERR {:>10} {:>9.2} ms  {}  {}",
+                    "-", millis, error.message, outcome.url
+                )
+            }
+        }
+    }
 }
 
 /// Fetches one URL, writing its body where `-o` says.

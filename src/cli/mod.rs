@@ -450,18 +450,7 @@ where
     B::Error: Into<hopline::error::BoxError>,
 {
     raise_open_file_limit();
-    let workers = common.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(1)
-    });
-    let per_core = common.layout == Layout::PerCore && workers > 1;
-    let mut listener = common.listener.clone();
-    if per_core {
-        listener.reuse_port = true;
-        // The connection limit is the process's: each listener gets its share.
-        listener.max_connections = listener.max_connections.div_ceil(workers);
-    }
+    let (workers, per_core, listener) = plan_workers(&common);
     // One acceptor for every listener: a reload reaches them all.
     let acceptor = common
         .tls
@@ -503,39 +492,10 @@ where
                 .with_config_handle(server.config_handle());
                 let server = secure(server);
                 all_stats.push(server.stats());
-                let mut stop = workers_stop.clone();
-                threads.push(
-                    std::thread::Builder::new()
-                        .name(format!("hopline-worker-{worker}"))
-                        .spawn(move || {
-                            let runtime = tokio::runtime::Builder::new_current_thread()
-                                .enable_all()
-                                .build()
-                                .expect("a worker runtime");
-                            runtime.block_on(server.run(async move {
-                                let _ = stop.wait_for(|stop| *stop).await;
-                            }))
-                        })?,
-                );
+                threads.push(spawn_worker(server, worker, workers_stop.clone())?);
             }
         }
-        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-        if let (Some(admin), Some(metrics), Some(live)) = (common.admin, ops.metrics, ops.live) {
-            let admin_server = Server::bind(
-                admin,
-                Admin::new(metrics, live),
-                ServerConfig::default(),
-                ListenerConfig::default(),
-            )
-            .map_err(|e| format!("cannot listen on {admin} (admin): {e}"))?;
-            tracing::info!(
-                "admin endpoint on http://{}/metrics and /connections",
-                admin_server.local_addr()?
-            );
-            tokio::spawn(admin_server.run(async {
-                let _ = admin_stopped.await;
-            }));
-        }
+        let stop_admin = start_admin(common.admin, ops.metrics, ops.live)?;
         tracing::info!(
             "hopline {what} listening on {}://{addr} ({}; {workers} worker(s), {})",
             if acceptor.is_some() { "https" } else { "http" },
@@ -563,16 +523,24 @@ where
             })
             .await;
         drop(stop_admin);
-        let mut aborted = summary.aborted;
-        for thread in threads {
-            aborted += thread.join().map_or(0, |summary| summary.aborted);
-        }
-        let totals = all_stats.iter().map(|s| s.snapshot());
-        let (connections, requests) =
-            totals.fold((0, 0), |(c, r), t| (c + t.accepted, r + t.requests));
-        tracing::info!(connections, requests, aborted, "stopped");
+        log_stopped(summary, threads, &all_stats);
         Ok(())
     })
+}
+
+/// Waits for the per-core workers and logs what every listener did.
+fn log_stopped(
+    summary: hopline::server::RunSummary,
+    threads: Vec<std::thread::JoinHandle<hopline::server::RunSummary>>,
+    all_stats: &[Arc<hopline::server::ServerStats>],
+) {
+    let mut aborted = summary.aborted;
+    for thread in threads {
+        aborted += thread.join().map_or(0, |summary| summary.aborted);
+    }
+    let totals = all_stats.iter().map(|s| s.snapshot());
+    let (connections, requests) = totals.fold((0, 0), |(c, r), t| (c + t.accepted, r + t.requests));
+    tracing::info!(connections, requests, aborted, "stopped");
 }
 
 /// What a SIGHUP can change in a running server.
@@ -581,6 +549,82 @@ struct Reloadable {
     server: hopline::server::ConfigHandle,
     /// The certificates new TLS connections get.
     tls: Option<TlsAcceptor>,
+}
+
+/// How many workers, whether each has its own `SO_REUSEPORT` listener (per core), and the
+/// listener settings each one gets.
+fn plan_workers(common: &Common) -> (usize, bool, ListenerConfig) {
+    let workers = common.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+    });
+    let per_core = common.layout == Layout::PerCore && workers > 1;
+    let mut listener = common.listener.clone();
+    if per_core {
+        listener.reuse_port = true;
+        // The connection limit is the process's: each listener gets its share.
+        listener.max_connections = listener.max_connections.div_ceil(workers);
+    }
+    (workers, per_core, listener)
+}
+
+/// Runs `server` on its own thread and single-threaded runtime until `stop` says so.
+fn spawn_worker<S, B>(
+    server: Server<S>,
+    worker: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<hopline::server::RunSummary>>
+where
+    S: hopline::service::Service<
+            http::Request<hopline::conn::Incoming>,
+            Response = http::Response<B>,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static,
+    S::Error: Into<hopline::error::BoxError>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<hopline::error::BoxError>,
+{
+    std::thread::Builder::new()
+        .name(format!("hopline-worker-{worker}"))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a worker runtime");
+            runtime.block_on(server.run(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            }))
+        })
+}
+
+/// Starts the admin endpoint when asked for (and metrics exist); dropping the returned
+/// sender stops it.
+fn start_admin(
+    admin: Option<SocketAddr>,
+    metrics: Option<Arc<Metrics>>,
+    live: Option<Arc<LiveConns>>,
+) -> Result<tokio::sync::oneshot::Sender<()>, Box<dyn std::error::Error>> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    if let (Some(admin), Some(metrics), Some(live)) = (admin, metrics, live) {
+        let admin_server = Server::bind(
+            admin,
+            Admin::new(metrics, live),
+            ServerConfig::default(),
+            ListenerConfig::default(),
+        )
+        .map_err(|e| format!("cannot listen on {admin} (admin): {e}"))?;
+        tracing::info!(
+            "admin endpoint on http://{}/metrics and /connections",
+            admin_server.local_addr()?
+        );
+        tokio::spawn(admin_server.run(async {
+            let _ = stopped.await;
+        }));
+    }
+    Ok(stop)
 }
 
 /// On every SIGHUP: re-reads the file (if any) and the certificate files, and applies them

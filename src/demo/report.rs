@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::load::RequestTiming;
 use super::{DemoReport, ModeKind, Run};
 
 /// One color per mode, in [`ModeKind::ALL`] order (Tableau 10, then a dark blue).
@@ -487,60 +488,73 @@ fn waterfall(out: &mut String, run: &Run) {
             .position(|c| *c == request.connection)
             .unwrap_or(0);
         let y = top + lane_height * lane as f64;
-        let title = format!(
-            "{} — {} bytes, conn {}{}, start {:.1} ms, first byte {:.1} ms, done {:.1} ms",
-            escape(&request.path),
-            grouped(request.body_bytes),
-            request.connection,
-            if request.new_connection { " (new)" } else { "" },
-            request.start_ms,
-            request.head_ms,
-            request.end_ms
-        );
-        let mut waiting_from = request.start_ms;
-        if request.new_connection && run.rtt_ms > 0.0 {
-            let handshakes: &[(&str, &str)] = if run.mode.is_tls() {
-                &[("TCP", TCP_COLOR), ("TLS", TLS_COLOR)]
-            } else {
-                &[("TCP", TCP_COLOR)]
-            };
-            for (what, fill) in handshakes {
-                let end = (waiting_from + run.rtt_ms).min(request.head_ms);
-                writeln!(
-                    out,
-                    "<rect class=\"handshake\" data-handshake=\"{what}\" x=\"{:.1}\" y=\"{}\" \
-                     width=\"{:.1}\" height=\"12\" fill=\"{fill}\"><title>{what} handshake — \
-                     {title}</title></rect>",
-                    x(waiting_from),
-                    y + 4.0,
-                    (x(end) - x(waiting_from)).max(1.0)
-                )
-                .expect("write");
-                waiting_from = end;
-            }
-        }
-        writeln!(
-            out,
-            "<rect x=\"{:.1}\" y=\"{}\" width=\"{:.1}\" height=\"2\" fill=\"#aaa\"><title>waiting — \
-             {title}</title></rect>",
-            x(waiting_from),
-            y + 9.0,
-            (x(request.head_ms) - x(waiting_from)).max(0.5)
-        )
-        .expect("write");
-        writeln!(
-            out,
-            "<rect x=\"{:.1}\" y=\"{}\" width=\"{:.1}\" height=\"12\" fill=\"{}\" \
-             fill-opacity=\"{}\"><title>{title}</title></rect>",
-            x(request.head_ms),
-            y + 4.0,
-            (x(request.end_ms) - x(request.head_ms)).max(1.0),
-            color(run.mode),
-            if i % 2 == 0 { "0.95" } else { "0.6" }
-        )
-        .expect("write");
+        request_bars(out, run, request, i, y, &x);
     }
     out.push_str("</svg>\n");
+}
+
+/// One request's bars in a waterfall lane at height `y`: the handshakes of a new connection
+/// (TCP, then TLS), the wait for the response, the response arriving.
+fn request_bars(
+    out: &mut String,
+    run: &Run,
+    request: &RequestTiming,
+    index: usize,
+    y: f64,
+    x: &impl Fn(f64) -> f64,
+) {
+    let title = format!(
+        "{} — {} bytes, conn {}{}, start {:.1} ms, first byte {:.1} ms, done {:.1} ms",
+        escape(&request.path),
+        grouped(request.body_bytes),
+        request.connection,
+        if request.new_connection { " (new)" } else { "" },
+        request.start_ms,
+        request.head_ms,
+        request.end_ms
+    );
+    let mut waiting_from = request.start_ms;
+    if request.new_connection && run.rtt_ms > 0.0 {
+        let handshakes: &[(&str, &str)] = if run.mode.is_tls() {
+            &[("TCP", TCP_COLOR), ("TLS", TLS_COLOR)]
+        } else {
+            &[("TCP", TCP_COLOR)]
+        };
+        for (what, fill) in handshakes {
+            let end = (waiting_from + run.rtt_ms).min(request.head_ms);
+            writeln!(
+                out,
+                "<rect class=\"handshake\" data-handshake=\"{what}\" x=\"{:.1}\" y=\"{}\" \
+                 width=\"{:.1}\" height=\"12\" fill=\"{fill}\"><title>{what} handshake — \
+                 {title}</title></rect>",
+                x(waiting_from),
+                y + 4.0,
+                (x(end) - x(waiting_from)).max(1.0)
+            )
+            .expect("write");
+            waiting_from = end;
+        }
+    }
+    writeln!(
+        out,
+        "<rect x=\"{:.1}\" y=\"{}\" width=\"{:.1}\" height=\"2\" fill=\"#aaa\"><title>waiting — \
+         {title}</title></rect>",
+        x(waiting_from),
+        y + 9.0,
+        (x(request.head_ms) - x(waiting_from)).max(0.5)
+    )
+    .expect("write");
+    writeln!(
+        out,
+        "<rect x=\"{:.1}\" y=\"{}\" width=\"{:.1}\" height=\"12\" fill=\"{}\" \
+         fill-opacity=\"{}\"><title>{title}</title></rect>",
+        x(request.head_ms),
+        y + 4.0,
+        (x(request.end_ms) - x(request.head_ms)).max(1.0),
+        color(run.mode),
+        if index.is_multiple_of(2) { "0.95" } else { "0.6" }
+    )
+    .expect("write");
 }
 
 #[cfg(test)]
