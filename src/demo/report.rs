@@ -552,7 +552,11 @@ fn request_bars(
         y + 4.0,
         (x(request.end_ms) - x(request.head_ms)).max(1.0),
         color(run.mode),
-        if index.is_multiple_of(2) { "0.95" } else { "0.6" }
+        if index.is_multiple_of(2) {
+            "0.95"
+        } else {
+            "0.6"
+        }
     )
     .expect("write");
 }
