@@ -31,7 +31,7 @@ use crate::conn::{
     serve_connection,
 };
 use crate::error::BoxError;
-use crate::service::Service;
+use crate::service::{HttpService, Service};
 use crate::transport::Stream;
 use crate::transport::tls::TlsAcceptor;
 
@@ -368,13 +368,7 @@ struct Connections<S> {
     next_id: u64,
 }
 
-impl<S, B> Connections<S>
-where
-    S: Service<Request<Incoming>, Response = Response<B>, Future: Send> + Clone + Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+impl<S: HttpService> Connections<S> {
     /// The task serving one accepted socket: the TLS handshake if any, then HTTP, its
     /// close recorded however it ends; its connection slot is freed at the end. (Spawned
     /// as it is: awaited inside another future, it would be stored twice.)

@@ -55,3 +55,39 @@ where
         (self.f)(request)
     }
 }
+
+/// What a [`crate::server::Server`] can run, in one bound: a service from
+/// `Request<Incoming>` to `Response<B>` with any `http_body::Body` `B`, its errors boxable,
+/// cloned for each connection and moved across threads. Every such service has it (a
+/// blanket implementation); write `S: HttpService` instead of spelling the bounds out.
+pub trait HttpService:
+    Service<
+        Request<Incoming>,
+        Response = Response<Self::ResponseBody>,
+        Error = Self::Failure,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static
+{
+    /// The response body.
+    type ResponseBody: http_body::Body<Data = bytes::Bytes, Error = Self::BodyError>
+        + Send
+        + 'static;
+    /// What the response body fails with.
+    type BodyError: Into<crate::error::BoxError>;
+    /// What the service fails with (answered 500).
+    type Failure: Into<crate::error::BoxError>;
+}
+
+impl<S, B> HttpService for S
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Future: Send> + Clone + Send + 'static,
+    S::Error: Into<crate::error::BoxError>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::error::BoxError>,
+{
+    type ResponseBody = B;
+    type BodyError = B::Error;
+    type Failure = S::Error;
+}

@@ -22,6 +22,11 @@ use http::{Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The built-in origin over TLS with `acceptor`, reporting to `hooks`.
+async fn tls_origin(acceptor: hopline::transport::tls::TlsAcceptor, hooks: Hooks) -> TestServer {
+    TestServer::start_tls(Origin::new(), ServerConfig::default(), acceptor, hooks).await
+}
+
 fn observed(handshakes: &Arc<Handshakes>) -> Hooks {
     Hooks {
         live: None,
@@ -47,13 +52,7 @@ async fn keep_alive_and_pipelining_over_tls() {
     let pki = Pki::new();
     let server_side = Handshakes::new();
     let acceptor = pki.acceptor(vec![pki.leaf(&["localhost"])]);
-    let server = TestServer::start_tls(
-        Origin::new(),
-        ServerConfig::default(),
-        acceptor,
-        observed(&server_side),
-    )
-    .await;
+    let server = tls_origin(acceptor, observed(&server_side)).await;
     let url = format!("https://localhost:{}/bytes/100", server.addr.port());
 
     let client_side = Handshakes::new();
@@ -101,13 +100,7 @@ async fn keep_alive_and_pipelining_over_tls() {
 async fn sni_picks_the_certificate_for_the_name_asked() {
     let pki = Pki::new();
     let acceptor = pki.acceptor(vec![pki.leaf(&["a.test"]), pki.leaf(&["b.test"])]);
-    let server = TestServer::start_tls(
-        Origin::new(),
-        ServerConfig::default(),
-        acceptor,
-        Hooks::default(),
-    )
-    .await;
+    let server = tls_origin(acceptor, Hooks::default()).await;
     for name in ["a.test", "b.test"] {
         let mut settings = pki.client_settings();
         settings.server_name = Some(name.into());
@@ -132,13 +125,7 @@ async fn a_second_connection_resumes_the_session() {
     let pki = Pki::new();
     let server_side = Handshakes::new();
     let acceptor = pki.acceptor(vec![pki.leaf(&["localhost"])]);
-    let server = TestServer::start_tls(
-        Origin::new(),
-        ServerConfig::default(),
-        acceptor,
-        observed(&server_side),
-    )
-    .await;
+    let server = tls_origin(acceptor, observed(&server_side)).await;
     let client_side = Handshakes::new();
     let close = client(&pki, Mode::Close, &client_side);
     let url = format!("https://localhost:{}/", server.addr.port());
@@ -157,13 +144,7 @@ async fn a_second_connection_resumes_the_session() {
 async fn the_pool_never_shares_a_connection_across_server_names() {
     let pki = Pki::new();
     let acceptor = pki.acceptor(vec![pki.leaf(&["localhost", "127.0.0.1"])]);
-    let server = TestServer::start_tls(
-        Origin::new(),
-        ServerConfig::default(),
-        acceptor,
-        Hooks::default(),
-    )
-    .await;
+    let server = tls_origin(acceptor, Hooks::default()).await;
     let port = server.addr.port();
     let handshakes = Handshakes::new();
     let client = client(&pki, Mode::KeepAlive, &handshakes);
@@ -200,13 +181,7 @@ async fn the_pool_never_shares_a_connection_across_server_names() {
 async fn a_reload_swaps_the_certificate_for_new_connections_only() {
     let pki = Pki::new();
     let acceptor = pki.acceptor(vec![pki.leaf(&["a.test"])]);
-    let server = TestServer::start_tls(
-        Origin::new(),
-        ServerConfig::default(),
-        acceptor.clone(),
-        Hooks::default(),
-    )
-    .await;
+    let server = tls_origin(acceptor.clone(), Hooks::default()).await;
     let named = |name: &str| {
         let mut settings = pki.client_settings();
         settings.server_name = Some(name.into());
@@ -279,13 +254,7 @@ async fn plaintext_and_garbage_on_the_tls_port_are_answered_or_closed() {
     let pki = Pki::new();
     let handshakes = Handshakes::new();
     let acceptor = pki.acceptor(vec![pki.leaf(&["localhost"])]);
-    let server = TestServer::start_tls(
-        Origin::new(),
-        ServerConfig::default(),
-        acceptor,
-        observed(&handshakes),
-    )
-    .await;
+    let server = tls_origin(acceptor, observed(&handshakes)).await;
     let mut plain = common::RawClient::connect(server.addr).await;
     plain.get("/", "").await;
     let response = plain.response().await;
@@ -336,13 +305,7 @@ async fn certificate_failures_are_told_apart() {
     ];
     for (what, certificate, is_certificate) in cases {
         let acceptor = pki.acceptor(vec![certificate]);
-        let server = TestServer::start_tls(
-            Origin::new(),
-            ServerConfig::default(),
-            acceptor,
-            Hooks::default(),
-        )
-        .await;
+        let server = tls_origin(acceptor, Hooks::default()).await;
         let handshakes = Handshakes::new();
         let client = client(&pki, Mode::KeepAlive, &handshakes);
         let url = format!("https://localhost:{}/", server.addr.port());
@@ -378,8 +341,7 @@ async fn the_live_view_shows_what_tls_negotiated() {
         observer: None,
     };
     let acceptor = pki.acceptor(vec![pki.leaf(&["localhost"])]);
-    let server =
-        TestServer::start_tls(Origin::new(), ServerConfig::default(), acceptor, hooks).await;
+    let server = tls_origin(acceptor, hooks).await;
     let mut raw = raw_client(server.addr, &pki.connector(), "localhost").await;
     raw.get("/", "").await;
     raw.response().await;

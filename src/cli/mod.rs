@@ -34,6 +34,7 @@ use hopline::conn::{Hooks, LiveConns, Observer, ServerConfig};
 use hopline::metrics::{AccessLog, Fanout, Metrics};
 use hopline::origin::Origin;
 use hopline::server::{ListenerConfig, Server};
+use hopline::service::HttpService;
 use hopline::transport::tls::{ServerTls, TlsAcceptor};
 
 /// hopline — an HTTP/1.x connection engine: short-lived, persistent and pipelined
@@ -429,26 +430,14 @@ type Reload =
 
 /// Runs `service` on the merged settings until SIGINT / SIGTERM, with the admin endpoint
 /// if asked for, reloading `file_path` on SIGHUP.
-fn run<S, B>(
+fn run<S: HttpService>(
     what: &str,
     common: Common,
     ops: Ops,
     service: S,
     file_path: Option<PathBuf>,
     reload: Reload,
-) -> Result<(), Box<dyn std::error::Error>>
-where
-    S: hopline::service::Service<
-            http::Request<hopline::conn::Incoming>,
-            Response = http::Response<B>,
-            Future: Send,
-        > + Clone
-        + Send
-        + 'static,
-    S::Error: Into<hopline::error::BoxError>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<hopline::error::BoxError>,
-{
+) -> Result<(), Box<dyn std::error::Error>> {
     raise_open_file_limit();
     let (workers, per_core, listener) = plan_workers(&common);
     // One acceptor for every listener: a reload reaches them all.
@@ -570,23 +559,11 @@ fn plan_workers(common: &Common) -> (usize, bool, ListenerConfig) {
 }
 
 /// Runs `server` on its own thread and single-threaded runtime until `stop` says so.
-fn spawn_worker<S, B>(
+fn spawn_worker<S: HttpService>(
     server: Server<S>,
     worker: usize,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<std::thread::JoinHandle<hopline::server::RunSummary>>
-where
-    S: hopline::service::Service<
-            http::Request<hopline::conn::Incoming>,
-            Response = http::Response<B>,
-            Future: Send,
-        > + Clone
-        + Send
-        + 'static,
-    S::Error: Into<hopline::error::BoxError>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<hopline::error::BoxError>,
-{
+) -> std::io::Result<std::thread::JoinHandle<hopline::server::RunSummary>> {
     std::thread::Builder::new()
         .name(format!("hopline-worker-{worker}"))
         .spawn(move || {

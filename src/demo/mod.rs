@@ -555,23 +555,11 @@ struct Running {
     _stop: oneshot::Sender<()>,
 }
 
-fn spawn_server<S, B>(
+fn spawn_server<S: crate::service::HttpService>(
     service: S,
     config: ServerConfig,
     tls: Option<TlsAcceptor>,
-) -> std::io::Result<Running>
-where
-    S: crate::service::Service<
-            http::Request<crate::conn::Incoming>,
-            Response = http::Response<B>,
-            Future: Send,
-        > + Clone
-        + Send
-        + 'static,
-    S::Error: Into<crate::error::BoxError>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<crate::error::BoxError>,
-{
+) -> std::io::Result<Running> {
     let server = Server::bind(
         "127.0.0.1:0".parse().expect("literal address"),
         service,

@@ -14,7 +14,6 @@ use hopline::conn::{Hooks, Incoming, ServerConfig};
 use hopline::server::{
     ConfigHandle, ListenerConfig, RunSummary, Server, ServerStats, StatsSnapshot,
 };
-use hopline::service::Service;
 use hopline::transport::tls::TlsAcceptor;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -50,35 +49,7 @@ pub fn ctx(request: &http::Request<Incoming>) -> &hopline::conn::RequestCtx {
 }
 
 /// What a test server can run: any service a [`Server`] can.
-pub trait TestService:
-    Service<
-        http::Request<Incoming>,
-        Response = http::Response<Self::Body>,
-        Error = Self::Failure,
-        Future: Send,
-    > + Clone
-    + Send
-    + 'static
-{
-    type Body: http_body::Body<Data = bytes::Bytes, Error = Self::BodyError> + Send + 'static;
-    type BodyError: Into<hopline::BoxError>;
-    type Failure: Into<hopline::BoxError>;
-}
-
-impl<S, B> TestService for S
-where
-    S: Service<http::Request<Incoming>, Response = http::Response<B>, Future: Send>
-        + Clone
-        + Send
-        + 'static,
-    S::Error: Into<hopline::BoxError>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<hopline::BoxError>,
-{
-    type Body = B;
-    type BodyError = B::Error;
-    type Failure = S::Error;
-}
+pub use hopline::service::HttpService as TestService;
 
 impl TestServer {
     pub async fn start<S: TestService>(service: S, config: ServerConfig) -> Self {
