@@ -26,6 +26,9 @@ use crate::client::Mode;
 use crate::conn::client::{
     ClientConfig, ClientConn, Persistence, PreparedRequest, host_value, origin_form,
 };
+use crate::conn::h2::Http2Config;
+use crate::conn::h2::client::H2Client;
+use crate::conn::status::Hooks;
 use crate::error::{Error, ErrorKind};
 use crate::transport::tls::TlsConnector;
 use crate::transport::{ConnectError, Dial};
@@ -67,6 +70,12 @@ pub struct BenchConfig {
     /// TLS for an `https://` URL: the connector (trust, client certificate, session cache
     /// shared by all connections, so new ones resume).
     pub tls: Option<TlsConnector>,
+    /// HTTP/2 with this many requests in flight per connection (h2load's `-m`); `None`
+    /// for HTTP/1.x in `mode`. Without a rate only (each stream sends as soon as its
+    /// previous response is read).
+    pub h2_streams: Option<usize>,
+    /// HTTP/2 settings of the connections.
+    pub http2: Http2Config,
 }
 
 /// The TLS handshakes of a run.
@@ -127,7 +136,7 @@ pub struct Report {
     pub url: String,
     /// `close`, `keepalive` or `pipeline`.
     pub mode: String,
-    /// Requests in flight per connection (1 except when pipelining).
+    /// Requests in flight per connection (pipelining depth, HTTP/2 streams; else 1).
     pub depth: usize,
     /// Concurrent connections.
     pub connections: usize,
@@ -234,6 +243,25 @@ impl Tally {
         }
     }
 
+    /// A response read whole at `bytes`, for a request sent (or due) at `sent`; not
+    /// counted if it finished after the end of the run (the run's time is fixed).
+    fn response(&mut self, shared: &Shared, sent: Instant, status: http::StatusCode, bytes: u64) {
+        let done = Instant::now();
+        if shared.deadline.is_some_and(|deadline| done > deadline) {
+            return;
+        }
+        let micros = done.saturating_duration_since(sent).as_micros() as u64;
+        self.samples.push(micros);
+        if self.samples.len() >= SAMPLE_BATCH {
+            shared.record(&mut self.samples);
+        }
+        self.requests += 1;
+        self.bytes += bytes;
+        let class = format!("{}xx", status.as_u16() / 100);
+        *self.statuses.entry(class).or_default() += 1;
+        shared.completed.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn add(&mut self, other: Tally) {
         self.requests += other.requests;
         self.bytes += other.bytes;
@@ -270,6 +298,7 @@ impl Tally {
             ErrorKind::Body(_) => "body",
             ErrorKind::Tls(failure) if failure.is_certificate() => "tls_certificate",
             ErrorKind::Tls(_) => "tls",
+            ErrorKind::Http2(_) => "http2",
         };
         *self.errors.entry(kind.to_string()).or_default() += 1;
     }
@@ -324,7 +353,10 @@ pub async fn run(config: BenchConfig, on_tick: Option<Box<dyn Fn(u64) + Send>>) 
         })
     });
     let workers: Vec<_> = (0..shared.config.connections.max(1))
-        .map(|index| tokio::spawn(worker(shared.clone(), index)))
+        .map(|index| match shared.config.h2_streams {
+            Some(streams) => tokio::spawn(h2_worker(shared.clone(), index, streams.max(1))),
+            None => tokio::spawn(worker(shared.clone(), index)),
+        })
         .collect();
     let mut total = Tally::new();
     for worker in workers {
@@ -347,14 +379,16 @@ pub async fn run(config: BenchConfig, on_tick: Option<Box<dyn Fn(u64) + Send>>) 
     let tls = config.tls.as_ref().map(|_| total.tls_report(seconds));
     Report {
         url: config.url.to_string(),
-        mode: match config.mode {
-            Mode::Close => "close",
-            Mode::KeepAlive => "keepalive",
-            Mode::Pipeline { .. } => "pipeline",
+        mode: match (config.h2_streams, config.mode) {
+            (Some(_), _) => "h2",
+            (None, Mode::Close) => "close",
+            (None, Mode::KeepAlive) => "keepalive",
+            (None, Mode::Pipeline { .. }) => "pipeline",
         }
         .to_string(),
-        depth: match config.mode {
-            Mode::Pipeline { depth } => depth,
+        depth: match (config.h2_streams, config.mode) {
+            (Some(streams), _) => streams,
+            (None, Mode::Pipeline { depth }) => depth,
             _ => 1,
         },
         connections: config.connections,
@@ -443,6 +477,97 @@ async fn worker(shared: Arc<Shared>, index: usize) -> Tally {
 /// Opens worker `index`'s connection (TCP, and TLS for `https://`), counting it and its
 /// handshake; `None` if it failed.
 async fn connect(config: &BenchConfig, index: usize, tally: &mut Tally) -> Option<ClientConn> {
+    let stream = open(config, tally).await?;
+    Some(ClientConn::from_stream(
+        stream,
+        config.addr,
+        index as u64,
+        config.client.clone(),
+    ))
+}
+
+/// One HTTP/2 connection's load: `streams` request loops sharing it (h2load's `-m`), a
+/// new connection if it fails while there is work left.
+async fn h2_worker(shared: Arc<Shared>, index: usize, streams: usize) -> Tally {
+    let mut tally = Tally::new();
+    loop {
+        let Some(conn) = h2_connect(&shared.config, index, &mut tally).await else {
+            let claimed = shared.claim(1);
+            if claimed == 0 {
+                return tally;
+            }
+            *tally.errors.entry("connect".to_string()).or_default() += claimed as u64;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let mut loops = tokio::task::JoinSet::new();
+        for _ in 0..streams {
+            loops.spawn(h2_stream(shared.clone(), conn.clone()));
+        }
+        let mut failed = false;
+        while let Some(Ok((stream_tally, stopped_by_error))) = loops.join_next().await {
+            failed |= stopped_by_error;
+            tally.add(stream_tally);
+        }
+        if !failed {
+            return tally;
+        }
+    }
+}
+
+/// Opens an HTTP/2 connection for a worker.
+async fn h2_connect(config: &BenchConfig, index: usize, tally: &mut Tally) -> Option<H2Client> {
+    let stream = open(config, tally).await?;
+    let hooks = Hooks::default();
+    let id = index as u64;
+    let timeout = config.client.write_timeout;
+    match H2Client::handshake(stream, id, config.addr, &config.http2, timeout, &hooks).await {
+        Ok(conn) => Some(conn),
+        Err(error) => {
+            tally.error(&error);
+            None
+        }
+    }
+}
+
+/// One stream's loop on a shared connection: a request, its whole response, the next.
+/// Also says whether it stopped on an error (rather than at the end of the run).
+async fn h2_stream(shared: Arc<Shared>, conn: H2Client) -> (Tally, bool) {
+    let mut tally = Tally::new();
+    let config = &shared.config;
+    while shared.claim(1) == 1 {
+        let mut request = http::Request::new(crate::conn::Body::from(config.body.clone()));
+        *request.method_mut() = config.method.clone();
+        *request.uri_mut() = config.url.clone();
+        *request.headers_mut() = config.headers.clone();
+        let sent = Instant::now();
+        let result = match conn.send(request, false).await {
+            Ok(response) => {
+                let status = response.status();
+                response
+                    .into_body()
+                    .discard()
+                    .await
+                    .map(|body| (status, body))
+            }
+            Err(failure) => Err(failure.error),
+        };
+        match result {
+            Ok((status, body)) => tally.response(&shared, sent, status, body),
+            Err(error) => {
+                tally.error(&error);
+                shared.record(&mut tally.samples);
+                return (tally, true);
+            }
+        }
+    }
+    shared.record(&mut tally.samples);
+    (tally, false)
+}
+
+/// Opens a connection's byte stream (TCP, and TLS for `https://`), counting it and its
+/// handshake; `None` if it failed.
+async fn open(config: &BenchConfig, tally: &mut Tally) -> Option<crate::transport::Stream> {
     let host = config.url.host().unwrap_or_default();
     let dial = Dial {
         addr: config.addr,
@@ -457,13 +582,7 @@ async fn connect(config: &BenchConfig, index: usize, tally: &mut Tally) -> Optio
                 tally.resumed += u64::from(handshake.info.resumed);
                 tally.handshake_us += handshake.duration.as_micros() as u64;
             }
-            let client = config.client.clone();
-            Some(ClientConn::from_stream(
-                stream,
-                config.addr,
-                index as u64,
-                client,
-            ))
+            Some(stream)
         }
         Err(error) => {
             if matches!(error, ConnectError::Tls(_)) {
@@ -485,21 +604,7 @@ async fn exchange(
     for &sent in sent_at {
         let head = conn.read_head().await?;
         let body = conn.discard_body().await?;
-        let done = Instant::now();
-        if shared.deadline.is_some_and(|deadline| done > deadline) {
-            // Finished after the end of the run: not counted (the run's time is fixed).
-            continue;
-        }
-        let micros = done.saturating_duration_since(sent).as_micros() as u64;
-        tally.samples.push(micros);
-        if tally.samples.len() >= SAMPLE_BATCH {
-            shared.record(&mut tally.samples);
-        }
-        tally.requests += 1;
-        tally.bytes += head.raw.len() as u64 + body;
-        let class = format!("{}xx", head.status.as_u16() / 100);
-        *tally.statuses.entry(class).or_default() += 1;
-        shared.completed.fetch_add(1, Ordering::Relaxed);
+        tally.response(shared, sent, head.status, head.raw.len() as u64 + body);
     }
     Ok(())
 }
@@ -509,10 +614,10 @@ impl Report {
     pub fn render(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let depth = if self.mode == "pipeline" {
-            format!(", {} deep", self.depth)
-        } else {
-            String::new()
+        let depth = match self.mode.as_str() {
+            "pipeline" => format!(", {} deep", self.depth),
+            "h2" => format!(", {} streams each", self.depth),
+            _ => String::new(),
         };
         let _ = writeln!(
             out,

@@ -169,6 +169,28 @@ pub struct DownstreamFile {
     pub drain_timeout: Option<Dur>,
     /// `[downstream.tls]`: speak HTTPS to clients.
     pub tls: Option<DownstreamTlsFile>,
+    /// `[downstream.http2]`: HTTP/2 towards clients.
+    pub http2: Option<Http2File>,
+}
+
+/// `[downstream.http2]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http2File {
+    /// `false`: `--no-http2`.
+    pub enabled: Option<bool>,
+    /// `--http2-max-streams`.
+    pub max_streams: Option<u32>,
+    /// `--http2-stream-window`.
+    pub stream_window: Option<u32>,
+    /// `--http2-connection-window`.
+    pub connection_window: Option<u32>,
+    /// `--http2-max-frame-size`.
+    pub max_frame_size: Option<u32>,
+    /// `--http2-max-header-list`.
+    pub max_header_list: Option<u32>,
+    /// `--http2-keepalive`.
+    pub keepalive: Option<Dur>,
 }
 
 /// A certificate chain and its key, as PEM files.
@@ -289,6 +311,31 @@ pub enum HttpVersion {
     Http11,
 }
 
+/// `protocol` of an upstream policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolName {
+    /// HTTP/1.1 (or 1.0 with `http_version`).
+    Http1,
+    /// HTTP/2 (ALPN `h2` to `https://` upstreams, prior knowledge to `http://` ones).
+    H2,
+    /// HTTP/2 with prior knowledge (the same as `h2`, for `http://` upstreams).
+    H2c,
+    /// HTTP/2 where ALPN agrees, else HTTP/1.1.
+    Auto,
+}
+
+impl From<ProtocolName> for crate::client::HopProtocol {
+    fn from(name: ProtocolName) -> Self {
+        use crate::client::HopProtocol;
+        match name {
+            ProtocolName::Http1 => HopProtocol::Http1,
+            ProtocolName::H2 | ProtocolName::H2c => HopProtocol::Http2,
+            ProtocolName::Auto => HopProtocol::Auto,
+        }
+    }
+}
+
 /// `balance` of a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -317,6 +364,8 @@ pub struct PolicyFile {
     pub max_requests: Option<u64>,
     /// `--upstream-http1.0`.
     pub http_version: Option<HttpVersion>,
+    /// `--upstream-protocol`: `http1`, `h2`, `h2c` or `auto`.
+    pub protocol: Option<ProtocolName>,
     /// `--upstream-timeout`.
     pub timeout: Option<Dur>,
     /// `--connect-timeout`.
@@ -338,6 +387,7 @@ impl PolicyFile {
             idle_timeout: self.idle_timeout.or(defaults.idle_timeout),
             max_requests: self.max_requests.or(defaults.max_requests),
             http_version: self.http_version.or(defaults.http_version),
+            protocol: self.protocol.or(defaults.protocol),
             timeout: self.timeout.or(defaults.timeout),
             connect_timeout: self.connect_timeout.or(defaults.connect_timeout),
             tls: self.tls.or(&defaults.tls),

@@ -53,6 +53,9 @@ pub enum ErrorKind {
     /// A TLS handshake failed (the certificate, the protocol).
     #[error("{0}")]
     Tls(#[from] TlsFailure),
+    /// HTTP/2 failed: a stream or the connection was reset, or the peer broke the protocol.
+    #[error("HTTP/2: {0}")]
+    Http2(#[from] h2::Error),
 }
 
 /// An error, and the side of the hop it came from.

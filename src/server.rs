@@ -25,15 +25,16 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::conn::status::ConnSide;
+use crate::conn::h2::{self, server::serve_h2};
+use crate::conn::status::{ClosedRecord, ConnSide};
 use crate::conn::{
     CloseReason, ConnInfo, ConnSummary, Hooks, Incoming, ServerConfig, Shutdown, ShutdownListener,
     serve_connection,
 };
 use crate::error::BoxError;
 use crate::service::{HttpService, Service};
-use crate::transport::Stream;
 use crate::transport::tls::TlsAcceptor;
+use crate::transport::{Stream, starts_with};
 
 /// Listener settings, each with its default. Build it from `ListenerConfig::default()`
 /// and set the fields that differ.
@@ -401,15 +402,26 @@ impl<S: HttpService> Connections<S> {
                 stats,
                 summary: None,
             };
-            let stream = match tls {
-                None => Ok(Stream::Tcp(tcp)),
+            let opened = match tls {
+                None if config.http2.enabled => {
+                    // h2c with prior knowledge: the client opens with HTTP/2's preface.
+                    let deadline = tokio::time::Instant::now() + config.header_timeout;
+                    match starts_with(&tcp, h2::PREFACE, deadline).await {
+                        Some(h2) => Ok((Stream::Tcp(tcp), h2)),
+                        None => Err(silent(&hooks)),
+                    }
+                }
+                None => Ok((Stream::Tcp(tcp), false)),
                 // Boxed: a handshake's state is large and over once it is done; inline,
                 // every connection's task, idle or not, would keep room for it.
                 Some(acceptor) => Box::pin(handshake(acceptor, tcp, &config, &hooks)).await,
             };
-            record.summary = Some(match stream {
-                Ok(stream) => {
+            record.summary = Some(match opened {
+                Ok((stream, false)) => {
                     serve_connection(stream, info, service, &config, shutdown, &hooks).await
+                }
+                Ok((stream, true)) => {
+                    Box::pin(serve_h2(stream, info, service, &config, shutdown, &hooks)).await
                 }
                 Err(summary) => summary,
             });
@@ -452,21 +464,45 @@ impl Drop for CloseRecord {
     }
 }
 
+/// A connection that sent nothing within the header timeout: closed, as HTTP/1.x closes
+/// a silent new connection, and reported.
+fn silent(hooks: &Hooks) -> ConnSummary {
+    let reason = CloseReason::HeaderTimeout;
+    if let Some(observer) = &hooks.observer {
+        observer.opened(ConnSide::Downstream);
+        observer.closed(&ClosedRecord {
+            side: ConnSide::Downstream,
+            reason: reason.label(),
+            requests: 0,
+            lifetime: Duration::ZERO,
+            bytes_in: 0,
+            bytes_out: 0,
+        });
+    }
+    ConnSummary {
+        requests: 0,
+        writes: 0,
+        reason,
+    }
+}
+
 /// TLS over the connection's socket once the handshake is done (within the header
-/// timeout). A failed handshake is reported, and ends the connection.
+/// timeout), and whether ALPN chose HTTP/2. A failed handshake is reported, and ends the
+/// connection.
 async fn handshake(
     acceptor: TlsAcceptor,
     tcp: tokio::net::TcpStream,
     config: &ServerConfig,
     hooks: &Hooks,
-) -> Result<Stream, ConnSummary> {
+) -> Result<(Stream, bool), ConnSummary> {
     let deadline = tokio::time::Instant::now() + config.header_timeout;
     match acceptor.accept(tcp, deadline).await {
         Ok((stream, handshake)) => {
             if let Some(observer) = &hooks.observer {
                 observer.tls_handshake(ConnSide::Downstream, &handshake);
             }
-            Ok(stream)
+            let h2 = handshake.info.alpn.as_deref().map(str::as_bytes) == Some(h2::ALPN_H2);
+            Ok((stream, h2))
         }
         Err(failure) => {
             tracing::debug!(%failure, "TLS handshake failed");

@@ -34,6 +34,8 @@ fn config(
         client: ClientConfig::default(),
         connect_timeout: Duration::from_secs(5),
         tls: None,
+        h2_streams: None,
+        http2: Default::default(),
     }
 }
 
@@ -170,8 +172,26 @@ async fn a_refusing_server_is_counted_not_spun_on() {
         client: ClientConfig::default(),
         connect_timeout: Duration::from_secs(1),
         tls: None,
+        h2_streams: None,
+        http2: Default::default(),
     };
     let report = run(server_like, None).await;
     assert_eq!(report.requests, 0);
     assert_eq!(report.errors.get("connect"), Some(&10));
+}
+
+#[tokio::test]
+async fn http2_streams_share_each_connection_like_h2load_m() {
+    let server = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let mut cfg = config(&server, "/", Mode::KeepAlive, 2, Limit::Requests(2_000));
+    cfg.h2_streams = Some(8);
+    let report = run(cfg, None).await;
+    check_clean(&report, 2_000);
+    assert_eq!(report.mode, "h2");
+    assert_eq!(report.depth, 8);
+    assert_eq!(
+        report.connections_opened, 2,
+        "two connections, eight streams each"
+    );
+    assert_eq!(server.snapshot().accepted, 2);
 }

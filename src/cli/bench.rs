@@ -12,7 +12,9 @@ use super::get::ModeArg;
 use super::tls::ClientTlsArgs;
 use super::{parse_duration, runtime};
 use hopline::bench::{BenchConfig, Limit, run as run_bench, version};
+use hopline::client::{HopProtocol, alpn_for};
 use hopline::conn::client::ClientConfig;
+use hopline::conn::h2::Http2Config;
 use hopline::pool::Key;
 use hopline::transport::tls::{ClientTls, TlsConnector};
 
@@ -59,6 +61,13 @@ pub struct BenchArgs {
     /// Speak HTTP/1.0.
     #[arg(long = "http1.0")]
     pub http10: bool,
+    /// Speak HTTP/2 (ALPN `h2` on https://, prior knowledge on http://), each connection
+    /// carrying --streams requests at once (h2load's -m).
+    #[arg(long, conflicts_with_all = ["http10", "rate", "mode"])]
+    pub h2: bool,
+    /// HTTP/2 requests in flight per connection.
+    #[arg(long, default_value_t = 1, requires = "h2")]
+    pub streams: usize,
     /// Print the report as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -72,11 +81,20 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let key = Key::from_uri(&url)
         .filter(|_| url.scheme().is_some())
         .ok_or_else(|| format!("{url}: not an absolute http:// or https:// URL"))?;
+    let protocol = if args.h2 {
+        HopProtocol::Http2
+    } else {
+        HopProtocol::Http1
+    };
     let tls = match key.scheme() {
         "http" => None,
-        "https" => Some(match args.tls.connector()? {
+        "https" => Some(match args.tls.connector(protocol)? {
             Some(connector) => connector,
-            None => TlsConnector::new(&ClientTls::default())?,
+            None => {
+                let mut settings = ClientTls::default();
+                settings.alpn = alpn_for(protocol);
+                TlsConnector::new(&settings)?
+            }
         }),
         _ => return Err(format!("{url}: only http:// and https:// are supported").into()),
     };
@@ -119,6 +137,8 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             },
             connect_timeout: args.timeout,
             tls,
+            h2_streams: args.h2.then_some(args.streams.max(1)),
+            http2: Http2Config::default(),
         };
         let bar = progress_bar(limit);
         let tick = bar.clone().map(|bar| {

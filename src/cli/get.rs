@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::parse_duration;
 use super::tls::ClientTlsArgs;
-use hopline::client::{Client, ClientOptions, Exchange, Mode};
+use hopline::client::{Client, ClientOptions, Exchange, HopProtocol, Mode};
 use hopline::conn::{ClosedRecord, ConnSide, Observer, RequestRecord};
 use hopline::error::ErrorKind;
 use hopline::pool::PoolConfig;
@@ -81,6 +81,13 @@ pub struct GetArgs {
     /// Speak HTTP/1.0 (keep-alive only when asked for; no chunked uploads).
     #[arg(long = "http1.0")]
     pub http10: bool,
+    /// HTTP/2 where the server agrees by ALPN (https://); http:// stays HTTP/1.1.
+    #[arg(long, conflicts_with_all = ["http10", "http2_prior_knowledge"])]
+    pub http2: bool,
+    /// HTTP/2 without asking: prior knowledge (h2c) on http://, ALPN `h2` alone on
+    /// https://. Requests to one server share one connection.
+    #[arg(long, conflicts_with = "http10")]
+    pub http2_prior_knowledge: bool,
     /// Exit with status 22 if any response is 400 or above.
     #[arg(short = 'f', long)]
     pub fail: bool,
@@ -236,13 +243,26 @@ fn client_options(args: &GetArgs) -> Result<ClientOptions, String> {
     if args.http10 {
         options.conn.version = http::Version::HTTP_10;
     }
-    options.tls = args.tls.connector()?;
+    options.protocol = protocol(args);
+    options.conn.write_timeout = args.timeout;
+    options.tls = args.tls.connector(options.protocol)?;
     if args.verbose {
         options.conn.hooks.observer = Some(Arc::new(ShowHandshakes {
             insecure: args.tls.insecure,
         }));
     }
     Ok(options)
+}
+
+/// The protocol `--http2` and `--http2-prior-knowledge` ask for.
+fn protocol(args: &GetArgs) -> HopProtocol {
+    if args.http2_prior_knowledge {
+        HopProtocol::Http2
+    } else if args.http2 {
+        HopProtocol::Auto
+    } else {
+        HopProtocol::Http1
+    }
 }
 
 /// The fetches so far, for the summary line and the exit status.
@@ -323,12 +343,12 @@ async fn fetch(
             .body(hopline::conn::Body::from(body))
             .map_err(|e| Failed::from(e.to_string()))?;
         if args.verbose {
-            let mut head = format!(
-                "> {} {} {:?}\n",
-                request.method(),
-                request.uri(),
-                client.options().conn.version
-            );
+            let version = match client.options().protocol {
+                HopProtocol::Http1 => format!("{:?}", client.options().conn.version),
+                HopProtocol::Http2 => "HTTP/2".to_string(),
+                HopProtocol::Auto => "(HTTP/2 if ALPN agrees)".to_string(),
+            };
+            let mut head = format!("> {} {} {version}\n", request.method(), request.uri());
             for (name, value) in request.headers() {
                 head.push_str(&format!(
                     "> {}: {}\n",

@@ -18,6 +18,7 @@ use demo::DemoArgs;
 pub mod bench;
 pub mod demo;
 pub mod get;
+pub mod h2;
 pub mod proxy;
 pub mod tls;
 pub mod top;
@@ -185,6 +186,8 @@ pub struct DownstreamArgs {
     pub layout: Layout,
     #[command(flatten)]
     pub tls: tls::ServerTlsArgs,
+    #[command(flatten)]
+    pub http2: h2::Http2Args,
 }
 
 /// Which flags were typed on the command line: those win over the file; the rest take the
@@ -293,6 +296,7 @@ impl DownstreamArgs {
             } else {
                 file.pipelining.unwrap_or(!self.no_pipelining)
             };
+            server_config.http2 = self.http2.config(given, file.http2.as_ref());
             server_config
         }
     }
@@ -303,8 +307,26 @@ impl DownstreamArgs {
         given: &Given,
         file: &FileConfig,
     ) -> Result<(ServerConfig, Option<ServerTls>), String> {
-        let tls = self.tls.server_tls(given, file.downstream.tls.as_ref())?;
-        Ok((self.server_config(given, &file.downstream), tls))
+        let server = self.server_config(given, &file.downstream);
+        let tls = self.server_tls(given, file, &server)?;
+        Ok((server, tls))
+    }
+
+    /// The TLS settings of these flags over `file`, offering `h2` by ALPN only when the
+    /// policy speaks HTTP/2.
+    fn server_tls(
+        &self,
+        given: &Given,
+        file: &FileConfig,
+        server: &ServerConfig,
+    ) -> Result<Option<ServerTls>, String> {
+        let mut tls = self.tls.server_tls(given, file.downstream.tls.as_ref())?;
+        if let Some(tls) = &mut tls
+            && !server.http2.enabled
+        {
+            tls.alpn = vec![b"http/1.1".to_vec()];
+        }
+        Ok(tls)
     }
 
     /// The listener settings of these flags over `file`.
@@ -373,17 +395,16 @@ impl Common {
         given: &Given,
         file: &FileConfig,
     ) -> Result<Common, String> {
+        let server = downstream.server_config(given, &file.downstream);
         Ok(Common {
+            tls: downstream.server_tls(given, file, &server)?,
             listen: given.pick("listen", listen, file.listen),
             workers: given.pick("workers", downstream.workers, file.workers.map(Some)),
             layout: given.pick("layout", downstream.layout, file.layout),
             admin: given.pick("admin", ops.admin, file.admin.map(Some)),
             access_log: given.pick("access_log", ops.access_log, file.access_log),
-            server: downstream.server_config(given, &file.downstream),
+            server,
             listener: downstream.listener_config(given, &file.downstream),
-            tls: downstream
-                .tls
-                .server_tls(given, file.downstream.tls.as_ref())?,
         })
     }
 }

@@ -13,7 +13,7 @@ use super::tls::{UpstreamTlsArgs, connector};
 use super::{
     Common, DownstreamArgs, Given, Ops, OpsArgs, Reload, parse_duration, run as run_server,
 };
-use hopline::client::{ClientOptions, Mode};
+use hopline::client::{ClientOptions, HopProtocol, Mode};
 use hopline::config::{
     self, BalanceName, FileConfig, HttpVersion, Loaded, PolicyFile, ProxyMode, UpstreamMode,
 };
@@ -73,6 +73,11 @@ pub struct ProxyArgs {
     /// Speak HTTP/1.0 upstream (keep-alive asked for; chunked bodies buffered).
     #[arg(long = "upstream-http1.0")]
     pub upstream_http10: bool,
+    /// Upstream protocol: `http1`; `h2` (ALPN to https:// upstreams, prior knowledge to
+    /// http:// ones; `h2c` says the same for plaintext); `auto` (h2 where ALPN agrees,
+    /// else HTTP/1.1). HTTP/2 connections are shared: many requests at once on each.
+    #[arg(long, default_value = "http1", value_parser = clap::value_parser!(HopProtocol))]
+    pub upstream_protocol: HopProtocol,
     /// Longest wait for an upstream response (504 after).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub upstream_timeout: Duration,
@@ -156,9 +161,17 @@ impl ProxyArgs {
         if http10 {
             options.conn.version = http::Version::HTTP_10;
         }
+        options.protocol = given.pick(
+            "upstream_protocol",
+            self.upstream_protocol,
+            file.protocol.map(HopProtocol::from),
+        );
         options.conn.hooks = hooks.clone();
-        options.tls = connector(&self.upstream_tls.settings(given, &file.tls))
-            .map_err(|e| format!("upstream TLS: {e}"))?;
+        options.tls = connector(
+            &self.upstream_tls.settings(given, &file.tls),
+            options.protocol,
+        )
+        .map_err(|e| format!("upstream TLS: {e}"))?;
         Ok(options)
     }
 

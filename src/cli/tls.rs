@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::Given;
+use hopline::client::{HopProtocol, alpn_for};
 use hopline::config::{CertificateFile, DownstreamTlsFile, UpstreamTlsFile};
 use hopline::transport::tls::{CertificateFiles, ClientTls, ServerTls, TlsConnector};
 
@@ -109,9 +110,10 @@ pub struct ClientTlsArgs {
 }
 
 impl ClientTlsArgs {
-    /// The connector these flags describe; `None` when they are all at their defaults
-    /// (the client then builds the system-trust connector on its first `https://` URL).
-    pub fn connector(&self) -> Result<Option<TlsConnector>, String> {
+    /// The connector these flags describe, offering ALPN for `protocol`; `None` when
+    /// they are all at their defaults (the client then builds the system-trust connector
+    /// on its first `https://` URL).
+    pub fn connector(&self, protocol: HopProtocol) -> Result<Option<TlsConnector>, String> {
         let file = UpstreamTlsFile {
             ca_file: self.cacert.clone(),
             insecure: Some(self.insecure),
@@ -124,7 +126,7 @@ impl ClientTlsArgs {
         };
         let mut tls = client_tls(&file);
         tls.resumption = !self.no_tls_resumption;
-        build(tls)
+        build(tls, protocol)
     }
 }
 
@@ -177,10 +179,14 @@ impl UpstreamTlsArgs {
     }
 }
 
-/// The connector of `settings`; `None` when they are the defaults (system trust, the
-/// URL's host, no client certificate), which the client builds when first needed.
-pub fn connector(settings: &UpstreamTlsFile) -> Result<Option<TlsConnector>, String> {
-    build(client_tls(settings))
+/// The connector of `settings`, offering ALPN for `protocol`; `None` when they are the
+/// defaults (system trust, the URL's host, no client certificate), which the client
+/// builds when first needed.
+pub fn connector(
+    settings: &UpstreamTlsFile,
+    protocol: HopProtocol,
+) -> Result<Option<TlsConnector>, String> {
+    build(client_tls(settings), protocol)
 }
 
 fn client_tls(settings: &UpstreamTlsFile) -> ClientTls {
@@ -192,9 +198,10 @@ fn client_tls(settings: &UpstreamTlsFile) -> ClientTls {
     tls
 }
 
-fn build(tls: ClientTls) -> Result<Option<TlsConnector>, String> {
+fn build(mut tls: ClientTls, protocol: HopProtocol) -> Result<Option<TlsConnector>, String> {
     if tls == ClientTls::default() {
         return Ok(None);
     }
+    tls.alpn = alpn_for(protocol);
     TlsConnector::new(&tls).map(Some).map_err(|e| e.to_string())
 }

@@ -19,8 +19,14 @@
 //! | `exchange` | one request on one connection, and the response body that reads it |
 //! | `outgoing` | a request as this hop sends it: target, `Host`, a body in memory or streamed |
 //! | `pipeline` | pipelined connections: one dispatcher task each |
+//! | `h2` | HTTP/2 hops: shared connections, unprocessed requests sent again, auto (ALPN) |
+//!
+//! The protocol is a setting of the hop too ([`HopProtocol`]): HTTP/1.x in the modes
+//! above, or HTTP/2, where one connection carries many requests at once (the mode then
+//! only says whether connections are kept: close opens one per request).
 
 mod exchange;
+mod h2;
 mod outgoing;
 mod pipeline;
 
@@ -35,12 +41,14 @@ use http::{Request, Response, Version};
 use tokio::time::Instant;
 
 use crate::conn::client::{ClientConfig, ClientConn, Persistence};
+use crate::conn::h2::Http2Config;
 use crate::conn::status::ConnSide;
 use crate::conn::{Body, Incoming};
 use crate::error::{BoxError, Error, ErrorKind, Side};
+use crate::pool::shared::SharedConfig;
 use crate::pool::{Checkout, Key, Pool, PoolConfig, Poolable, Pooled};
 use crate::transport::tls::{ClientTls, TlsConnector};
-use crate::transport::{ConnectError, Dial};
+use crate::transport::{ConnectError, Dial, Stream};
 use exchange::{Attempt, Failure};
 use outgoing::{Outgoing, RequestBody, Upload, Whole};
 
@@ -74,6 +82,30 @@ impl std::str::FromStr for Mode {
     }
 }
 
+/// Which HTTP a client speaks to its servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HopProtocol {
+    /// HTTP/1.1 (or 1.0, per [`ClientConfig::version`]).
+    #[default]
+    Http1,
+    /// HTTP/2: `h2` by ALPN over TLS, prior knowledge (h2c) over plain TCP.
+    Http2,
+    /// HTTP/2 where ALPN agrees (`https://`), HTTP/1.1 otherwise; learned per origin.
+    Auto,
+}
+
+impl std::str::FromStr for HopProtocol {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "http1" | "http/1.1" => Ok(HopProtocol::Http1),
+            "h2" | "h2c" | "http2" => Ok(HopProtocol::Http2),
+            "auto" => Ok(HopProtocol::Auto),
+            other => Err(format!("unknown protocol `{other}` (http1, h2, h2c, auto)")),
+        }
+    }
+}
+
 /// Client settings. Build them from `ClientOptions::default()` and set the fields that
 /// differ.
 #[derive(Debug, Clone)]
@@ -94,6 +126,12 @@ pub struct ClientOptions {
     /// certificate; its session cache lets new connections resume). Default: the
     /// system's trusted authorities, built on the first `https://` request.
     pub tls: Option<TlsConnector>,
+    /// HTTP/1.x or HTTP/2 (or ALPN's choice). Default HTTP/1.1.
+    pub protocol: HopProtocol,
+    /// HTTP/2 connection settings (windows, frame and header sizes).
+    pub http2: Http2Config,
+    /// How HTTP/2 connections are shared: per-host cap, what to do at the stream limit.
+    pub shared: SharedConfig,
 }
 
 impl Default for ClientOptions {
@@ -105,6 +143,9 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             max_buffered_body: 16 * 1024 * 1024,
             tls: None,
+            protocol: HopProtocol::Http1,
+            http2: Http2Config::default(),
+            shared: SharedConfig::default(),
         }
     }
 }
@@ -147,6 +188,7 @@ struct Inner {
     tls: std::sync::OnceLock<Result<TlsConnector, String>>,
     pool: Pool<Key, Box<ClientConn>>,
     pipelines: pipeline::Pipelines,
+    h2: h2::H2Hops,
     next_id: AtomicU64,
     stats: ClientStats,
 }
@@ -172,6 +214,7 @@ impl Client {
     pub fn new(options: ClientOptions) -> Self {
         let pool = Pool::new(options.pool.clone());
         let pipelines = pipeline::Pipelines::new(&options);
+        let h2 = h2::H2Hops::new(options.shared.clone());
         Client {
             inner: Arc::new(Inner {
                 tls: match &options.tls {
@@ -181,6 +224,7 @@ impl Client {
                 options,
                 pool,
                 pipelines,
+                h2,
                 next_id: AtomicU64::new(1),
                 stats: ClientStats::default(),
             }),
@@ -231,7 +275,23 @@ impl Client {
             _ => 0,
         };
         let head = Outgoing::from_parts(parts, tls)?;
-        match RequestBody::probe(body, &head)? {
+        let body = RequestBody::probe(body, &head)?;
+        if self.goes_h2(&head) {
+            match Box::pin(self.send_h2(&head, body)).await {
+                h2::H2Outcome::Done(sent) => return *sent,
+                h2::H2Outcome::Http1(body) => return self.send_h1(head, body).await,
+            }
+        }
+        self.send_h1(head, body).await
+    }
+
+    /// Sends over HTTP/1.x, in the client's connection type.
+    async fn send_h1(
+        &self,
+        head: Outgoing,
+        body: RequestBody,
+    ) -> Result<Response<Incoming>, Error> {
+        match body {
             RequestBody::Whole(body) => self.send_whole(Arc::new(Whole { head, body })).await,
             // The rarer paths are boxed: they must not grow every request's future.
             RequestBody::Stream(upload)
@@ -365,6 +425,15 @@ impl Client {
     }
 
     async fn open(&self, key: &Key) -> Result<ClientConn, Error> {
+        let (stream, addr, id) = self.dial(key).await?;
+        let conn = ClientConn::from_stream(stream, addr, id, self.inner.options.conn.clone());
+        self.inner.stats.connections.fetch_add(1, Ordering::Relaxed);
+        Ok(conn)
+    }
+
+    /// Opens the byte stream to `key`: resolved, connected, and for TLS the handshake done
+    /// (reported to the observer); with the address and the connection's number.
+    async fn dial(&self, key: &Key) -> Result<(Stream, SocketAddr, u64), Error> {
         let addr = resolve(key).await?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let tls = if key.is_tls() {
@@ -392,16 +461,20 @@ impl Client {
         if let (Some(observer), Some(handshake)) = (observer, handshake) {
             observer.tls_handshake(ConnSide::Upstream, &handshake);
         }
-        let conn = ClientConn::from_stream(stream, addr, id, self.inner.options.conn.clone());
-        self.inner.stats.connections.fetch_add(1, Ordering::Relaxed);
-        Ok(conn)
+        Ok((stream, addr, id))
     }
 
     /// The connector for `https://`.
     fn tls(&self) -> Result<&TlsConnector, Error> {
         self.inner
             .tls
-            .get_or_init(|| TlsConnector::new(&ClientTls::default()).map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                let settings = ClientTls {
+                    alpn: alpn_for(self.inner.options.protocol),
+                    ..ClientTls::default()
+                };
+                TlsConnector::new(&settings).map_err(|e| e.to_string())
+            })
             .as_ref()
             .map_err(|message| {
                 Error::new(
@@ -426,6 +499,15 @@ impl Client {
             Persistence::KeepAlive
         };
         exchange::run(lease, head, body, persistence, attempt).await
+    }
+}
+
+/// The ALPN protocols a client speaking `protocol` offers, most preferred first.
+pub fn alpn_for(protocol: HopProtocol) -> Vec<Vec<u8>> {
+    match protocol {
+        HopProtocol::Http1 => vec![b"http/1.1".to_vec()],
+        HopProtocol::Http2 => vec![b"h2".to_vec()],
+        HopProtocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
     }
 }
 

@@ -217,6 +217,47 @@ impl From<Bytes> for Upload {
     }
 }
 
+/// The frames already taken, then the rest of the body: how an HTTP/2 connection sends
+/// it.
+impl HttpBody for Upload {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        match self.body.as_mut() {
+            Some(body) => body.as_mut().poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pending.is_empty() && self.body.as_ref().is_none_or(|body| body.is_end_stream())
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let pending: u64 = self
+            .pending
+            .iter()
+            .filter_map(|frame| frame.data_ref().map(|d| d.len() as u64))
+            .sum();
+        match (self.length, &self.body) {
+            (Some(length), _) => http_body::SizeHint::with_exact(length),
+            (None, None) => http_body::SizeHint::with_exact(pending),
+            (None, Some(body)) => {
+                let mut hint = body.size_hint();
+                hint.set_lower(hint.lower() + pending);
+                hint
+            }
+        }
+    }
+}
+
 impl Upload {
     /// The body's exact length, if known.
     pub fn length(&self) -> Option<u64> {

@@ -3,6 +3,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`h1`] | HTTP/1.x: the server loop (requests to a tower `Service`) and the client connection |
+//! | [`h2`] | HTTP/2 (the `h2` crate): the server connection (streams to the same `Service`), the shared client connection, settings and defences |
 //! | [`body`] | the bodies at the boundary, as `http_body::Body`: [`Body`] to send, [`Incoming`] received |
 //! | `pipe` | the one-frame channel that hands body frames to an [`Incoming`], with a "want" signal |
 //! | [`shutdown`] | the graceful-shutdown signal connections listen to |
@@ -14,6 +15,7 @@
 
 pub mod body;
 pub mod h1;
+pub mod h2;
 mod io;
 pub(crate) mod pipe;
 pub mod shutdown;
@@ -30,7 +32,7 @@ pub use h1::server::{
 };
 pub use shutdown::{Shutdown, ShutdownListener};
 pub use status::{
-    ClosedRecord, ConnSide, ConnState, ConnView, Hooks, LiveConns, Observer, RequestRecord,
-    TcpInfo, UpstreamNote,
+    ClosedRecord, ConnSide, ConnState, ConnView, Hooks, LiveConns, Observer, Protocol,
+    RequestRecord, TcpInfo, UpstreamNote,
 };
 pub use upgrade::{OnUpgrade, UpgradeSlot, Upgraded, splice, upgrade_channel};

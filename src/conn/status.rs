@@ -29,6 +29,30 @@ pub enum ConnSide {
     Upstream,
 }
 
+/// The HTTP version a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[repr(u8)]
+pub enum Protocol {
+    /// HTTP/1.0 or HTTP/1.1.
+    #[default]
+    #[cfg_attr(feature = "serde", serde(rename = "http/1.1"))]
+    Http1 = 0,
+    /// HTTP/2, streams multiplexed.
+    #[cfg_attr(feature = "serde", serde(rename = "h2"))]
+    Http2 = 1,
+}
+
+impl Protocol {
+    /// The label used in metrics, JSON and `hopline top` (ALPN's names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http/1.1",
+            Protocol::Http2 => "h2",
+        }
+    }
+}
+
 impl ConnSide {
     /// The label used in metrics and JSON.
     pub fn as_str(self) -> &'static str {
@@ -90,6 +114,10 @@ pub struct ConnStatus {
     born: Instant,
     state: AtomicU8,
     requests: AtomicU64,
+    /// [`Protocol`] as its discriminant.
+    protocol: AtomicU8,
+    /// HTTP/2 streams open now.
+    streams: std::sync::atomic::AtomicU32,
     /// Milliseconds after `born` of the last state change.
     last_change_ms: AtomicU64,
 }
@@ -105,6 +133,16 @@ impl ConnStatus {
     /// The number of requests carried so far.
     pub fn set_requests(&self, requests: u64) {
         self.requests.store(requests, Ordering::Relaxed);
+    }
+
+    /// Says which protocol it speaks (HTTP/1.1 until told otherwise).
+    pub fn set_protocol(&self, protocol: Protocol) {
+        self.protocol.store(protocol as u8, Ordering::Relaxed);
+    }
+
+    /// The number of HTTP/2 streams open now.
+    pub fn set_streams(&self, open: u32) {
+        self.streams.store(open, Ordering::Relaxed);
     }
 
     /// When it was registered.
@@ -205,6 +243,10 @@ pub struct ConnView {
     pub tcp: Option<TcpInfo>,
     /// What TLS negotiated; `None` for plain TCP.
     pub tls: Option<TlsInfo>,
+    /// HTTP/1.x or HTTP/2.
+    pub protocol: Protocol,
+    /// HTTP/2 streams open (0 for HTTP/1.x).
+    pub streams: u32,
 }
 
 /// The registry of open connections.
@@ -239,6 +281,8 @@ impl LiveConns {
             born: Instant::now(),
             state: AtomicU8::new(state as u8),
             requests: AtomicU64::new(0),
+            protocol: AtomicU8::new(Protocol::Http1 as u8),
+            streams: std::sync::atomic::AtomicU32::new(0),
             last_change_ms: AtomicU64::new(0),
         });
         self.lock().insert((side, id), status.clone());
@@ -273,6 +317,12 @@ impl LiveConns {
                     // the socket, while this reads it.
                     tcp: tcp_info_of(status.fd).ok(),
                     tls: status.tls.clone(),
+                    protocol: if status.protocol.load(Ordering::Relaxed) == Protocol::Http2 as u8 {
+                        Protocol::Http2
+                    } else {
+                        Protocol::Http1
+                    },
+                    streams: status.streams.load(Ordering::Relaxed),
                 }
             })
             .collect();

@@ -102,11 +102,12 @@ pub fn is_valid_via_name(name: &str) -> bool {
                 .all(|&b| is_tchar(b) || matches!(b, b':' | b'[' | b']')))
 }
 
-/// This proxy's `Via` entries, made once: `1.1 name` and `1.0 name`.
+/// This proxy's `Via` entries, made once: `1.1 name`, `1.0 name` and `2 name`.
 #[derive(Debug, Clone)]
 pub struct ViaEntries {
     http11: HeaderValue,
     http10: HeaderValue,
+    http2: HeaderValue,
 }
 
 impl ViaEntries {
@@ -129,15 +130,16 @@ impl ViaEntries {
         ViaEntries {
             http11: entry("1.1"),
             http10: entry("1.0"),
+            http2: entry("2"),
         }
     }
 
     /// Appends this proxy to `Via` (RFC 9110 §7.6.3) for a message received in `version`.
     pub fn add(&self, headers: &mut HeaderMap, received: Version) {
-        let entry = if received == Version::HTTP_10 {
-            &self.http10
-        } else {
-            &self.http11
+        let entry = match received {
+            Version::HTTP_10 => &self.http10,
+            Version::HTTP_2 => &self.http2,
+            _ => &self.http11,
         };
         append_member(headers, header::VIA, entry.as_bytes());
     }

@@ -76,6 +76,39 @@ pub async fn connect(dial: Dial<'_>) -> Result<(Stream, Option<Handshake>), Conn
         .unwrap_or(Err(ConnectError::Timeout))
 }
 
+/// Whether the first bytes a peer sends on `tcp` are `prefix`, looked at without taking
+/// them (`MSG_PEEK`): a server tells a protocol by its opening bytes this way and hands the
+/// socket on untouched. `Some(false)` as soon as a byte differs, at end of stream or on an
+/// error (whoever reads next sees the same); `None` if nothing decided it by `deadline`. A
+/// peer that sends the prefix in pieces is looked at again after a pause doubling from
+/// 1 ms, so a stalled one costs a few wakeups, not a spin.
+pub async fn starts_with(
+    tcp: &TcpStream,
+    prefix: &[u8],
+    deadline: tokio::time::Instant,
+) -> Option<bool> {
+    let looking = async {
+        let mut seen = [0u8; 64];
+        let want = prefix.len().min(seen.len());
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let n = match tcp.peek(&mut seen[..want]).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => n,
+            };
+            if seen[..n] != prefix[..n] {
+                return false;
+            }
+            if n == want {
+                return true;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    };
+    tokio::time::timeout_at(deadline, looking).await.ok()
+}
+
 /// A connection's byte stream: TCP, or TLS over TCP (either side of the handshake).
 #[derive(Debug)]
 pub enum Stream {

@@ -35,8 +35,9 @@ use tokio::time::Instant;
 
 use super::Stream;
 
-/// ALPN protocol names this side speaks, most preferred first.
+/// ALPN's names for HTTP/1.1 and HTTP/2 (the protocols are named here, not spoken).
 const ALPN_HTTP1: &[u8] = b"http/1.1";
+const ALPN_H2: &[u8] = b"h2";
 
 /// The crypto provider: ring (see the module documentation).
 fn provider() -> Arc<CryptoProvider> {
@@ -105,7 +106,8 @@ pub struct ServerTls {
     /// Resumption by stateless tickets (encrypted with keys rotated every 6 hours). Default
     /// `true`.
     pub tickets: bool,
-    /// ALPN protocols offered, most preferred first. Default `http/1.1`.
+    /// ALPN protocols accepted, most preferred first. Default `h2`, `http/1.1`; a server
+    /// that does not speak HTTP/2 offers `http/1.1` alone.
     pub alpn: Vec<Vec<u8>>,
 }
 
@@ -116,7 +118,7 @@ impl ServerTls {
             certificates,
             session_cache: 10_000,
             tickets: true,
-            alpn: vec![ALPN_HTTP1.to_vec()],
+            alpn: vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()],
         }
     }
 
@@ -350,6 +352,9 @@ pub struct ClientTls {
     /// resumes: no certificate sent, no signature made. Default `true`; `false` makes every
     /// handshake a full one (to measure them).
     pub resumption: bool,
+    /// ALPN protocols offered, most preferred first. Default `http/1.1`; a client that
+    /// speaks HTTP/2 offers `h2` first.
+    pub alpn: Vec<Vec<u8>>,
 }
 
 impl Default for ClientTls {
@@ -360,6 +365,7 @@ impl Default for ClientTls {
             server_name: None,
             client_certificate: None,
             resumption: true,
+            alpn: vec![ALPN_HTTP1.to_vec()],
         }
     }
 }
@@ -437,7 +443,7 @@ impl TlsConnector {
             }
             None => builder.with_no_client_auth(),
         };
-        config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+        config.alpn_protocols = settings.alpn.clone();
         config.enable_early_data = false;
         if !settings.resumption {
             config.resumption = rustls::client::Resumption::disabled();

@@ -116,6 +116,10 @@ pub struct ServerConfig {
     /// (end of stream after a whole request) is not an abort: the request is answered,
     /// then the connection closes (RFC 9112 §9.6). Default `true`.
     pub abort_on_client_close: bool,
+    /// HTTP/2: whether it is spoken (h2 by ALPN, h2c by the preface) and its settings.
+    /// The policy above applies to HTTP/2 connections too: the keep-alive timeout while
+    /// no stream is open, maximum requests (streams) and lifetime by a graceful `GOAWAY`.
+    pub http2: crate::conn::h2::Http2Config,
 }
 
 impl Default for ServerConfig {
@@ -140,6 +144,7 @@ impl Default for ServerConfig {
             pipelining: true,
             request_ctx_in_extensions: false,
             abort_on_client_close: true,
+            http2: crate::conn::h2::Http2Config::default(),
         }
     }
 }
@@ -233,6 +238,13 @@ pub enum CloseReason {
     Upgraded,
     /// The TLS handshake failed or did not finish in time (no request was read).
     TlsHandshake,
+    /// HTTP/2: the peer broke the protocol (a `GOAWAY` with an error code, either way).
+    Http2Error,
+    /// HTTP/2: the peer flooded the connection (streams reset faster than served, too
+    /// many reset streams): `GOAWAY ENHANCE_YOUR_CALM`.
+    Abuse,
+    /// HTTP/2: a keep-alive PING went unanswered.
+    PingTimeout,
     /// A socket error (reset, broken pipe). Keep it last: [`CloseReason::ALL`] is checked
     /// against it at compile time.
     Io,
@@ -242,7 +254,7 @@ const _: () = assert!(CloseReason::Io as usize + 1 == CloseReason::ALL.len());
 
 impl CloseReason {
     /// Every reason, in the order of [`CloseReason::index`] (for counting by reason).
-    pub const ALL: [CloseReason; 20] = [
+    pub const ALL: [CloseReason; 23] = [
         CloseReason::ClientClosed,
         CloseReason::ClientRequested,
         CloseReason::ShortLived,
@@ -262,6 +274,9 @@ impl CloseReason {
         CloseReason::PipeliningRefused,
         CloseReason::Upgraded,
         CloseReason::TlsHandshake,
+        CloseReason::Http2Error,
+        CloseReason::Abuse,
+        CloseReason::PingTimeout,
         CloseReason::Io,
     ];
 
@@ -325,6 +340,9 @@ impl CloseReason {
             CloseReason::PipeliningRefused => "pipelining_refused",
             CloseReason::Upgraded => "upgraded",
             CloseReason::TlsHandshake => "tls_handshake",
+            CloseReason::Http2Error => "http2_error",
+            CloseReason::Abuse => "abuse",
+            CloseReason::PingTimeout => "ping_timeout",
             CloseReason::Io => "error",
         }
     }
@@ -1581,7 +1599,7 @@ thread_local! {
 /// Seconds since the epoch from the coarse real-time clock: a few nanoseconds (no TSC
 /// read), accurate to a few milliseconds, plenty for a `Date` field (Linux; elsewhere the
 /// standard clock).
-fn coarse_unix_seconds() -> u64 {
+pub(crate) fn coarse_unix_seconds() -> u64 {
     #[cfg(target_os = "linux")]
     {
         let mut now = libc::timespec {

@@ -8,6 +8,10 @@
 //! server's `Keep-Alive: timeout`), checks them at checkout, and evicts idle connections
 //! whose peer closed without waiting for a checkout. It must not parse HTTP: a connection
 //! answers for itself through [`Poolable`].
+//!
+//! HTTP/2 connections are shared rather than leased: [`shared`] has their pool.
+
+pub mod shared;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

@@ -1,0 +1,274 @@
+//! Bodies over HTTP/2 streams, with backpressure both ways: [`RecvBody`] hands a received
+//! body out as `http_body::Body` and reopens the peer's window only for what was handed
+//! out; [`send_body`] sends a body's frames only as the peer's window allows, waiting for
+//! capacity at most the write timeout (a peer that never opens its window is a slow
+//! reader, not a reason to buffer).
+
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::{RecvStream, SendStream};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+
+use crate::error::{BoxError, Error, ErrorKind, Side};
+use crate::wire::ParseError;
+
+/// A body received on an HTTP/2 stream: a server's request body, a client's response
+/// body. Errors are the peer's (`side`); more than `limit` bytes fails with 413's error.
+pub(crate) struct RecvBody {
+    stream: RecvStream,
+    side: Side,
+    /// The exact length, when `Content-Length` said it (`h2` holds the peer to it).
+    length: Option<u64>,
+    received: u64,
+    limit: Option<u64>,
+    data_done: bool,
+    /// Longest wait for the next frame, and its timer (made at the first wait).
+    timeout: Option<(Duration, Option<Pin<Box<tokio::time::Sleep>>>)>,
+    /// Counts the stream as in flight until the body is done with.
+    _in_flight: Option<InFlight>,
+}
+
+/// One request in flight on a shared connection; counted off when dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    pub(crate) fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl RecvBody {
+    pub(crate) fn new(
+        stream: RecvStream,
+        side: Side,
+        length: Option<u64>,
+        limit: Option<u64>,
+    ) -> Self {
+        RecvBody {
+            stream,
+            side,
+            length,
+            received: 0,
+            limit,
+            data_done: false,
+            timeout: None,
+            _in_flight: None,
+        }
+    }
+
+    /// Keeps `in_flight` until the body is done with.
+    pub(crate) fn counting(mut self, in_flight: InFlight) -> Self {
+        self._in_flight = Some(in_flight);
+        self
+    }
+
+    /// Fails the body if the peer sends nothing for `timeout` while it is being read (a
+    /// stalled upload is a slowloris too).
+    pub(crate) fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some((timeout, None));
+        self
+    }
+
+    /// Ready with the timeout's error once the peer has been silent too long.
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<Error> {
+        let Some((timeout, timer)) = &mut self.timeout else {
+            return Poll::Pending;
+        };
+        let deadline = tokio::time::Instant::now() + *timeout;
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        ready!(timer.as_mut().poll(cx));
+        Poll::Ready(Error::new(
+            self.side,
+            ErrorKind::Timeout("reading the body"),
+        ))
+    }
+
+    /// The peer sent something: the silence timer starts again at the next wait.
+    fn progressed(&mut self) {
+        if let Some((timeout, Some(timer))) = &mut self.timeout {
+            timer.as_mut().reset(tokio::time::Instant::now() + *timeout);
+        }
+    }
+
+    fn fail(&self, error: h2::Error) -> Error {
+        Error::new(self.side, ErrorKind::Http2(error))
+    }
+}
+
+impl HttpBody for RecvBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let polled = if self.data_done {
+            self.stream.poll_trailers(cx).map(Polled::Trailers)
+        } else {
+            self.stream.poll_data(cx).map(Polled::Data)
+        };
+        let Poll::Ready(polled) = polled else {
+            return self.poll_stalled(cx).map(|error| Some(Err(error)));
+        };
+        self.progressed();
+        Poll::Ready(match polled {
+            Polled::Data(Some(Ok(data))) => {
+                // The window reopens only for what the reader takes: backpressure.
+                let _ = self.stream.flow_control().release_capacity(data.len());
+                self.received += data.len() as u64;
+                match self.limit {
+                    Some(limit) if self.received > limit => {
+                        let error = ParseError::BodyTooLarge { limit };
+                        Some(Err(Error::new(self.side, error)))
+                    }
+                    _ => Some(Ok(Frame::data(data))),
+                }
+            }
+            Polled::Data(Some(Err(error))) | Polled::Trailers(Err(error)) => {
+                Some(Err(self.fail(error)))
+            }
+            Polled::Data(None) => {
+                self.data_done = true;
+                return self.poll_frame(cx);
+            }
+            Polled::Trailers(Ok(trailers)) => trailers.map(|t| Ok(Frame::trailers(t))),
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.stream.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.length {
+            Some(length) => SizeHint::with_exact(length.saturating_sub(self.received)),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// What one poll of the stream gave.
+enum Polled {
+    Data(Option<Result<Bytes, h2::Error>>),
+    Trailers(Result<Option<http::HeaderMap>, h2::Error>),
+}
+
+/// Why a body could not be sent whole.
+#[derive(Debug)]
+pub(crate) enum SendFailure {
+    /// The body's source failed; the stream was reset (`INTERNAL_ERROR`), so the peer never
+    /// takes a truncated body for a whole one.
+    Source(BoxError),
+    /// The peer reset the stream or the connection went away.
+    Peer(h2::Error),
+    /// The peer's window stayed shut for the write timeout; the stream was reset (`CANCEL`).
+    Stalled,
+}
+
+/// Sends `body` on `send` to its end (trailers included), each piece only when the peer's
+/// window has room for it; returns the data bytes sent.
+pub(crate) async fn send_body<B>(
+    send: &mut SendStream<Bytes>,
+    body: B,
+    write_timeout: Duration,
+) -> Result<u64, SendFailure>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut body = pin!(body);
+    let mut sent = 0;
+    loop {
+        let frame = poll_fn(|cx| {
+            if let Poll::Ready(reset) = send.poll_reset(cx) {
+                return Poll::Ready(Err(peer_failure(reset)));
+            }
+            let frame = ready!(body.as_mut().poll_frame(cx));
+            Poll::Ready(Ok(frame.map(|f| f.map_err(Into::<BoxError>::into))))
+        })
+        .await?;
+        let frame = match frame {
+            None => {
+                send.send_data(Bytes::new(), true)
+                    .map_err(SendFailure::Peer)?;
+                return Ok(sent);
+            }
+            Some(Err(error)) => {
+                send.send_reset(h2::Reason::INTERNAL_ERROR);
+                return Err(SendFailure::Source(error));
+            }
+            Some(Ok(frame)) => frame,
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                sent += data.len() as u64;
+                let last = body.is_end_stream();
+                send_data(send, data, last, write_timeout).await?;
+                if last {
+                    return Ok(sent);
+                }
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    send.send_trailers(trailers).map_err(SendFailure::Peer)?;
+                    return Ok(sent);
+                }
+            }
+        }
+    }
+}
+
+/// Sends one piece of data as the window opens, `end` on its last frame.
+async fn send_data(
+    send: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    end: bool,
+    write_timeout: Duration,
+) -> Result<(), SendFailure> {
+    if data.is_empty() {
+        return send.send_data(data, end).map_err(SendFailure::Peer);
+    }
+    while !data.is_empty() {
+        send.reserve_capacity(data.len());
+        let capacity = tokio::time::timeout(write_timeout, poll_fn(|cx| send.poll_capacity(cx)))
+            .await
+            .map_err(|_| {
+                send.send_reset(h2::Reason::CANCEL);
+                SendFailure::Stalled
+            })?;
+        let capacity = match capacity {
+            Some(Ok(n)) => n,
+            Some(Err(error)) => return Err(SendFailure::Peer(error)),
+            None => return Err(peer_failure(Ok(h2::Reason::CANCEL))),
+        };
+        if capacity == 0 {
+            continue;
+        }
+        let piece = data.split_to(capacity.min(data.len()));
+        send.send_data(piece, end && data.is_empty())
+            .map_err(SendFailure::Peer)?;
+    }
+    Ok(())
+}
+
+fn peer_failure(reset: Result<h2::Reason, h2::Error>) -> SendFailure {
+    SendFailure::Peer(match reset {
+        Ok(reason) => h2::Error::from(reason),
+        Err(error) => error,
+    })
+}

@@ -1,0 +1,600 @@
+//! The HTTP/2 server connection: streams accepted from `h2` and each served by a clone of
+//! the connection's tower `Service` in its own task (so one slow response holds back no
+//! other), with the policy HTTP/1.x connections have — idle timeout (no open stream),
+//! maximum requests and lifetime (a graceful `GOAWAY`, RFC 9113 §6.8, in two steps), the
+//! listener's drain, write and body timeouts — and the defences `h2` leaves to its user.
+//!
+//! Owns one connection's streams from accept to the last frame of their responses. It
+//! must not know about listeners, pools or configuration files.
+//!
+//! Defences, each with its bound (`h2` does the framing ones):
+//! - **Rapid reset** (CVE-2023-44487): streams reset before they are accepted count against
+//!   [`Http2Config::max_pending_reset_streams`] (`h2`: `GOAWAY ENHANCE_YOUR_CALM`); a stream
+//!   reset after it was accepted stops its service at once; and the streams still being
+//!   served may be at most twice `max_concurrent_streams`, else `GOAWAY ENHANCE_YOUR_CALM`.
+//! - **CONTINUATION flood, oversized headers**: `h2` bounds the header block by
+//!   `max_header_list_size` while it is still arriving.
+//! - **SETTINGS and PING floods, window-update overflow**: `h2` answers without queueing
+//!   (one pending PONG, SETTINGS acknowledged in order) and treats an overflowing window as
+//!   a `FLOW_CONTROL_ERROR`.
+//! - **A shut window** (a reader that never reads): each response waits for window at
+//!   most the write timeout, then its stream is reset (`CANCEL`).
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::server::{Connection, SendResponse};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as HttpBody;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::Http2Config;
+use super::body::{RecvBody, SendFailure, send_body};
+use super::fields::{check_request, strip_connection_specific};
+use crate::conn::Incoming;
+use crate::conn::h1::server::{
+    CloseReason, ConnInfo, ConnSummary, RequestCtx, ServerConfig, error_response,
+};
+use crate::conn::shutdown::ShutdownListener;
+use crate::conn::status::{
+    ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, Observer, Protocol, RequestRecord,
+    UpstreamNote, tcp_info_of,
+};
+use crate::error::{BoxError, Side};
+use crate::transport::Stream;
+
+/// Serves one HTTP/2 connection (after the preface was seen, or `h2` agreed by ALPN) with
+/// `service` until it closes, and says how it went (to `hooks` too).
+///
+/// Every stream reaches the service as a `Request<Incoming>` (version `HTTP/2.0`, a `Host`
+/// field made from `:authority` where the client sent none, a [`RequestCtx`] with the
+/// fields parsed once) and is answered in its own task; the response loses the fields
+/// HTTP/2 does not have (`Connection` and what it names, `Keep-Alive`,
+/// `Transfer-Encoding`, ...) and gains `Date` and, when the body's length is known,
+/// `Content-Length`.
+pub async fn serve_h2<S, B>(
+    stream: Stream,
+    info: ConnInfo,
+    service: S,
+    config: &ServerConfig,
+    shutdown: ShutdownListener,
+    hooks: &Hooks,
+) -> ConnSummary
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Future: Send> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let live = hooks.live.as_ref().map(|live| {
+        let entry = live.register(
+            ConnSide::Downstream,
+            info.id,
+            info.peer,
+            &stream,
+            ConnState::Idle,
+        );
+        entry.status().set_protocol(Protocol::Http2);
+        entry
+    });
+    if let Some(observer) = &hooks.observer {
+        observer.opened(ConnSide::Downstream);
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(stream.tcp());
+    let born = Instant::now();
+    let mut conn = H2Conn {
+        live,
+        info,
+        config,
+        policy: Arc::new(StreamPolicy::new(config, hooks)),
+        requests: 0,
+        born,
+    };
+    let handshake = builder(&config.http2).handshake::<_, Bytes>(stream);
+    let reason = match tokio::time::timeout(config.header_timeout, handshake).await {
+        Err(_) => CloseReason::HeaderTimeout,
+        Ok(Err(error)) => close_reason(&error),
+        Ok(Ok(mut h2)) => {
+            let reason = conn.drive(&mut h2, service, shutdown).await;
+            // The socket is still open here (`h2` owns it): read the kernel's figures now.
+            conn.report_closed(reason, fd);
+            return conn.summary(reason);
+        }
+    };
+    conn.report_closed(reason, fd);
+    conn.summary(reason)
+}
+
+/// `h2`'s server settings from ours.
+fn builder(settings: &Http2Config) -> h2::server::Builder {
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .initial_window_size(settings.stream_window)
+        .initial_connection_window_size(settings.connection_window)
+        .max_frame_size(settings.max_frame_size)
+        .max_header_list_size(settings.max_header_list_size)
+        .max_pending_accept_reset_streams(settings.max_pending_reset_streams)
+        .max_send_buffer_size(settings.max_frame_size as usize * 4);
+    builder
+}
+
+/// What each stream's task needs from its connection (shared, read-only).
+struct StreamPolicy {
+    write_timeout: Duration,
+    body_timeout: Duration,
+    max_body: Option<u64>,
+    ctx_in_extensions: bool,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl StreamPolicy {
+    fn new(config: &ServerConfig, hooks: &Hooks) -> Self {
+        StreamPolicy {
+            write_timeout: config.write_timeout,
+            body_timeout: config.body_timeout,
+            max_body: config.max_body_bytes,
+            ctx_in_extensions: config.request_ctx_in_extensions,
+            observer: hooks.observer.clone(),
+        }
+    }
+}
+
+/// One HTTP/2 connection's state outside `h2`.
+struct H2Conn<'a> {
+    live: Option<LiveEntry>,
+    info: ConnInfo,
+    config: &'a ServerConfig,
+    policy: Arc<StreamPolicy>,
+    /// Streams accepted so far.
+    requests: u64,
+    born: Instant,
+}
+
+/// Why the connection is ending while its last streams finish (after a graceful GOAWAY).
+type Ending = Option<CloseReason>;
+
+impl H2Conn<'_> {
+    /// Accepts streams and runs them until the connection ends; why it ended.
+    async fn drive<T, S, B>(
+        &mut self,
+        h2: &mut Connection<T, Bytes>,
+        service: S,
+        mut shutdown: ShutdownListener,
+    ) -> CloseReason
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+        S: Service<Request<Incoming>, Response = Response<B>, Future: Send>
+            + Clone
+            + Send
+            + 'static,
+        S::Error: Into<BoxError>,
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let settings = &self.config.http2;
+        let mut streams = JoinSet::new();
+        let mut ending: Ending = None;
+        let mut idle_since = Instant::now();
+        let mut keepalive = settings
+            .keepalive_interval
+            .and_then(|every| Some((h2.ping_pong()?, every)));
+        let mut awaiting_pong = false;
+        let mut next_ping = keepalive.as_ref().map(|(_, every)| Instant::now() + *every);
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        loop {
+            let (deadline, why) = self.next_deadline(streams.is_empty(), idle_since, ending);
+            let deadline = match next_ping {
+                Some(at) if deadline.is_none_or(|d| at < d) => Some(at),
+                _ => deadline,
+            };
+            if let Some(deadline) = deadline {
+                timer.as_mut().reset(deadline);
+            }
+            tokio::select! {
+                biased;
+                () = poll_fn(|cx| shutdown.poll_started(cx)), if ending.is_none() => {
+                    h2.graceful_shutdown();
+                    ending = Some(CloseReason::Shutdown);
+                }
+                Some(_) = streams.join_next(), if !streams.is_empty() => {
+                    if streams.is_empty() {
+                        idle_since = Instant::now();
+                    }
+                    self.show(streams.len());
+                }
+                accepted = h2.accept() => match accepted {
+                    Some(Ok((request, respond))) => {
+                        self.requests += 1;
+                        if streams.len() >= 2 * settings.max_concurrent_streams as usize {
+                            // Streams reset and reopened faster than they are served.
+                            h2.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                            ending = Some(CloseReason::Abuse);
+                            continue;
+                        }
+                        let job = self.stream_job(request, respond, service.clone());
+                        streams.spawn(job);
+                        self.show(streams.len());
+                        if ending.is_none() && self.at_max_requests() {
+                            h2.graceful_shutdown();
+                            ending = Some(CloseReason::MaxRequests);
+                        }
+                    }
+                    Some(Err(error)) => return ending.unwrap_or_else(|| close_reason(&error)),
+                    None => return ending.unwrap_or(CloseReason::ClientClosed),
+                },
+                Some(pong) = poll_pong(&mut keepalive), if awaiting_pong => {
+                    awaiting_pong = false;
+                    if pong.is_err() {
+                        return ending.unwrap_or(CloseReason::Io);
+                    }
+                }
+                () = &mut timer, if deadline.is_some() => {
+                    if next_ping.is_some_and(|at| at <= Instant::now()) {
+                        if awaiting_pong {
+                            return CloseReason::PingTimeout;
+                        }
+                        if let Some((pings, every)) = &mut keepalive {
+                            let _ = pings.send_ping(h2::Ping::opaque());
+                            awaiting_pong = true;
+                            next_ping = Some(Instant::now() + *every);
+                        }
+                        continue;
+                    }
+                    h2.graceful_shutdown();
+                    ending = why;
+                }
+            }
+        }
+    }
+
+    /// Whether the stream just accepted is the last one (maximum requests; a short-lived
+    /// policy serves one stream per connection).
+    fn at_max_requests(&self) -> bool {
+        let max = if self.config.keep_alive {
+            self.config.max_requests
+        } else {
+            Some(1)
+        };
+        max.is_some_and(|max| self.requests >= max)
+    }
+
+    /// When the connection should start ending, and why: idle too long with no stream
+    /// open, or at its maximum lifetime. `None` once it is ending already.
+    fn next_deadline(
+        &self,
+        idle: bool,
+        idle_since: Instant,
+        ending: Ending,
+    ) -> (Option<Instant>, Ending) {
+        if ending.is_some() {
+            return (None, None);
+        }
+        let idle_at = idle.then(|| idle_since + self.config.keepalive_timeout);
+        let lifetime_at = self
+            .config
+            .max_lifetime
+            .map(|lifetime| self.born + lifetime);
+        match (idle_at, lifetime_at) {
+            (Some(i), Some(l)) if l <= i => (Some(l), Some(CloseReason::MaxLifetime)),
+            (Some(i), _) => (Some(i), Some(CloseReason::IdleTimeout)),
+            (None, Some(l)) => (Some(l), Some(CloseReason::MaxLifetime)),
+            (None, None) => (None, None),
+        }
+    }
+
+    /// The task that serves one stream.
+    fn stream_job<S, B>(
+        &self,
+        request: Request<h2::RecvStream>,
+        respond: SendResponse<Bytes>,
+        service: S,
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        S: Service<Request<Incoming>, Response = Response<B>, Future: Send> + Send + 'static,
+        S::Error: Into<BoxError>,
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let job = StreamJob {
+            policy: self.policy.clone(),
+            conn: self.info,
+            number: self.requests,
+            started: Instant::now(),
+        };
+        job.run(request, respond, service)
+    }
+
+    /// Updates the live view: open streams, busy or idle.
+    fn show(&self, open: usize) {
+        if let Some(live) = &self.live {
+            let status = live.status();
+            status.set_streams(open as u32);
+            status.set_requests(self.requests);
+            status.set_state(if open == 0 {
+                ConnState::Idle
+            } else {
+                ConnState::InRequest
+            });
+        }
+    }
+
+    fn report_closed(&self, reason: CloseReason, fd: std::os::fd::RawFd) {
+        if let Some(observer) = &self.policy.observer {
+            let tcp = tcp_info_of(fd).unwrap_or_default();
+            observer.closed(&ClosedRecord {
+                side: ConnSide::Downstream,
+                reason: reason.label(),
+                requests: self.requests,
+                lifetime: self.born.elapsed(),
+                bytes_in: tcp.bytes_received,
+                bytes_out: tcp.bytes_acked,
+            });
+        }
+    }
+
+    fn summary(&self, reason: CloseReason) -> ConnSummary {
+        ConnSummary {
+            requests: self.requests,
+            writes: 0,
+            reason,
+        }
+    }
+}
+
+/// Waits for the answer to a keep-alive PING, when pings are on.
+async fn poll_pong(
+    keepalive: &mut Option<(h2::PingPong, Duration)>,
+) -> Option<Result<h2::Pong, h2::Error>> {
+    match keepalive {
+        Some((pings, _)) => Some(poll_fn(|cx| pings.poll_pong(cx)).await),
+        None => None,
+    }
+}
+
+/// Why a connection `h2` ended with an error closed.
+fn close_reason(error: &h2::Error) -> CloseReason {
+    if error.is_io() {
+        return CloseReason::Io;
+    }
+    match error.reason() {
+        Some(h2::Reason::ENHANCE_YOUR_CALM) => CloseReason::Abuse,
+        Some(h2::Reason::NO_ERROR) => CloseReason::ClientClosed,
+        _ => CloseReason::Http2Error,
+    }
+}
+
+/// One stream being served.
+struct StreamJob {
+    policy: Arc<StreamPolicy>,
+    conn: ConnInfo,
+    number: u64,
+    started: Instant,
+}
+
+/// What answering a stream came to, for the observer.
+struct Answered {
+    status: StatusCode,
+    body_bytes: u64,
+    upstream: Option<UpstreamNote>,
+}
+
+impl StreamJob {
+    async fn run<S, B>(
+        self,
+        request: Request<h2::RecvStream>,
+        mut respond: SendResponse<Bytes>,
+        service: S,
+    ) where
+        S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+        S::Error: Into<BoxError>,
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let method = request.method().clone();
+        let target = self.policy.observer.as_ref().map(|_| {
+            request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned()
+        });
+        let answered = match self.admit(request) {
+            Ok(request) => self.answer(request, &method, &mut respond, service).await,
+            Err(status) => respond_error(&mut respond, status, &self.policy).await,
+        };
+        if let (Some(observer), Some(answered)) = (&self.policy.observer, answered) {
+            observer.request(&RequestRecord {
+                conn: self.conn.id,
+                peer: self.conn.peer,
+                number: self.number,
+                method: Some(&method),
+                target: target.as_deref().unwrap_or(""),
+                version: Version::HTTP_2,
+                status: answered.status,
+                body_bytes: answered.body_bytes,
+                duration: self.started.elapsed(),
+                upstream: answered.upstream,
+            });
+        }
+    }
+
+    /// The request as the service gets it, or the status refusing it.
+    fn admit(&self, request: Request<h2::RecvStream>) -> Result<Request<Incoming>, StatusCode> {
+        let (mut parts, recv) = request.into_parts();
+        let (fields, target_form) = check_request(&mut parts).map_err(|e| e.status())?;
+        let length = fields
+            .content_length
+            .as_ref()
+            .and_then(|l| l.as_ref().ok().copied());
+        if let (Some(length), Some(max)) = (length, self.policy.max_body)
+            && length > max
+        {
+            return Err(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        let ctx = RequestCtx {
+            conn: self.conn,
+            number: self.number,
+            raw_head: Bytes::new(),
+            fields,
+            target_form,
+        };
+        if self.policy.ctx_in_extensions {
+            parts.extensions.insert(ctx.clone());
+        }
+        let body = if recv.is_end_stream() {
+            Incoming::empty()
+        } else {
+            let body = RecvBody::new(recv, Side::Client, length, self.policy.max_body)
+                .with_timeout(self.policy.body_timeout);
+            Incoming::owned(body)
+        };
+        Ok(Request::from_parts(parts, body.with_ctx(ctx)))
+    }
+
+    /// Runs the service (stopping it if the client resets the stream) and sends its answer.
+    async fn answer<S, B>(
+        &self,
+        request: Request<Incoming>,
+        method: &Method,
+        respond: &mut SendResponse<Bytes>,
+        mut service: S,
+    ) -> Option<Answered>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>>,
+        S::Error: Into<BoxError>,
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let call = async {
+            poll_fn(|cx| service.poll_ready(cx)).await?;
+            service.call(request).await
+        };
+        let response: Result<Response<B>, BoxError> = tokio::select! {
+            biased;
+            _ = poll_fn(|cx| respond.poll_reset(cx)) => return None,
+            response = call => response.map_err(Into::into),
+        };
+        match response {
+            Ok(response) => self.send(response, method, respond).await,
+            Err(error) => {
+                tracing::debug!(%error, "service failed; answering 500");
+                respond_error(respond, StatusCode::INTERNAL_SERVER_ERROR, &self.policy).await
+            }
+        }
+    }
+
+    async fn send<B>(
+        &self,
+        response: Response<B>,
+        method: &Method,
+        respond: &mut SendResponse<Bytes>,
+    ) -> Option<Answered>
+    where
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let upstream = response.extensions().get::<UpstreamNote>().copied();
+        let (parts, body) = response.into_parts();
+        let status = parts.status;
+        let bodiless = *method == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let head = response_head(parts, &body, bodiless);
+        let end = bodiless || body.is_end_stream();
+        let mut send = respond.send_response(head, end).ok()?;
+        let mut body_bytes = 0;
+        if !end {
+            match send_body(&mut send, body, self.policy.write_timeout).await {
+                Ok(sent) => body_bytes = sent,
+                Err(SendFailure::Source(error)) => {
+                    tracing::debug!(%error, "response body failed; stream reset");
+                }
+                Err(SendFailure::Peer(error)) => {
+                    tracing::trace!(%error, "client went away mid-response");
+                }
+                Err(SendFailure::Stalled) => {
+                    tracing::debug!("client's window stayed shut; stream reset");
+                }
+            }
+        }
+        Some(Answered {
+            status,
+            body_bytes,
+            upstream,
+        })
+    }
+}
+
+/// The head of a response as HTTP/2 sends it: no connection-specific fields, a `Date`,
+/// and `Content-Length` when the body's length is known and the handler did not say it.
+fn response_head<B: HttpBody>(
+    mut parts: http::response::Parts,
+    body: &B,
+    bodiless: bool,
+) -> Response<()> {
+    strip_connection_specific(&mut parts.headers);
+    if !parts.headers.contains_key(header::DATE) {
+        parts.headers.insert(header::DATE, date_value());
+    }
+    let no_length = matches!(
+        parts.status,
+        StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+    ) || parts.status.is_informational();
+    if !no_length
+        && !parts.headers.contains_key(header::CONTENT_LENGTH)
+        && let Some(length) = body.size_hint().exact()
+        && !(bodiless && length == 0)
+    {
+        parts.headers.insert(header::CONTENT_LENGTH, length.into());
+    }
+    parts.version = Version::HTTP_2;
+    Response::from_parts(parts, ())
+}
+
+/// Answers with an error status of our own (a malformed request, a failed service).
+async fn respond_error(
+    respond: &mut SendResponse<Bytes>,
+    status: StatusCode,
+    policy: &StreamPolicy,
+) -> Option<Answered> {
+    let (parts, body) = error_response(status).into_parts();
+    let head = response_head(parts, &body, false);
+    let mut send = respond.send_response(head, false).ok()?;
+    let body_bytes = send_body(&mut send, body, policy.write_timeout)
+        .await
+        .ok()?;
+    Some(Answered {
+        status,
+        body_bytes,
+        upstream: None,
+    })
+}
+
+thread_local! {
+    /// The `Date` value for the current second.
+    static DATE: RefCell<(u64, HeaderValue)> =
+        const { RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
+}
+
+/// The current `Date` value, formatted once a second per thread.
+fn date_value() -> HeaderValue {
+    let now = crate::conn::h1::server::coarse_unix_seconds();
+    DATE.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.0 != now {
+            let text = crate::wire::date::format_http_date(now);
+            cell.1 = HeaderValue::from_bytes(&text).expect("an HTTP date is a valid value");
+            cell.0 = now;
+        }
+        cell.1.clone()
+    })
+}
