@@ -21,6 +21,11 @@
 //! | `hopline_tls_handshakes_total` | counter | `side`, `kind` (`full`, `resumed`) |
 //! | `hopline_tls_handshake_duration_seconds` | histogram | `side` |
 //! | `hopline_tls_failures_total` | counter | `side`, `reason` (`bad_certificate`, `unknown_ca`, `protocol`, `timeout`, `plain_http`, `io`) |
+//! | `hopline_http2_streams_open` | gauge | `side` (downstream streams being served) |
+//! | `hopline_http2_streams_total` | counter | `side` |
+//! | `hopline_http2_streams_per_connection` | histogram | `side` (streams an HTTP/2 connection carried, at close) |
+//! | `hopline_http2_goaways_total` | counter | `side`, `direction` (`sent`, `received`), `reason` (a close reason sent; an error code received) |
+//! | `hopline_http2_resets_total` | counter | `side`, `by` (`peer`, `local`) |
 //!
 //! `side` is `downstream` (clients of this process) or `upstream` (servers it connects
 //! to). Bytes come from the kernel (`TCP_INFO`: received, and sent and acknowledged).
@@ -36,7 +41,9 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::conn::{ClosedRecord, ConnSide, LiveConns, Observer, RequestRecord};
+use crate::conn::{
+    ClosedRecord, ConnSide, Http2Event, LiveConns, Observer, Protocol, RequestRecord,
+};
 use crate::transport::tls::{Handshake, TlsFailure};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,6 +61,19 @@ struct CloseLabels {
 struct HandshakeLabels {
     side: &'static str,
     kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GoAwayLabels {
+    side: &'static str,
+    direction: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResetLabels {
+    side: &'static str,
+    by: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -137,6 +157,7 @@ pub struct Recorder {
     handshakes: [[Counter; 2]; 2],
     handshake_duration: [Histogram; 2],
     tls_failures: Family<CloseLabels, Counter>,
+    http2: Http2Families,
 }
 
 impl Metrics {
@@ -205,6 +226,7 @@ impl Metrics {
             }),
             handshake_duration: SIDES.map(|s| tls.duration.get_or_create_owned(&side(s))),
             tls_failures: tls.failures,
+            http2: Http2Families::register(&mut registry),
         });
         registry.register_collector(Box::new(ScrapeTime {
             live,
@@ -276,6 +298,81 @@ impl TlsFamilies {
     }
 }
 
+/// The HTTP/2 metric families.
+struct Http2Families {
+    open: Family<SideLabel, Gauge>,
+    streams: Family<SideLabel, Counter>,
+    per_connection: Family<SideLabel, Histogram>,
+    goaways: Family<GoAwayLabels, Counter>,
+    resets: Family<ResetLabels, Counter>,
+}
+
+impl Http2Families {
+    fn register(registry: &mut Registry) -> Http2Families {
+        let http2 = Http2Families {
+            open: Family::default(),
+            streams: Family::default(),
+            per_connection: Family::new_with_constructor(|| {
+                Histogram::new([1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0, 10_000.0])
+            }),
+            goaways: Family::default(),
+            resets: Family::default(),
+        };
+        registry.register(
+            "http2_streams_open",
+            "HTTP/2 streams being served",
+            http2.open.clone(),
+        );
+        registry.register(
+            "http2_streams",
+            "HTTP/2 streams started",
+            http2.streams.clone(),
+        );
+        registry.register(
+            "http2_streams_per_connection",
+            "Streams an HTTP/2 connection carried, observed when it closed",
+            http2.per_connection.clone(),
+        );
+        registry.register(
+            "http2_goaways",
+            "HTTP/2 GOAWAY frames sent and received, by reason",
+            http2.goaways.clone(),
+        );
+        registry.register(
+            "http2_resets",
+            "HTTP/2 streams reset before completing, by who reset them",
+            http2.resets.clone(),
+        );
+        http2
+    }
+
+    fn record(&self, side: ConnSide, event: Http2Event) {
+        let side = side.as_str();
+        match event {
+            Http2Event::StreamOpened => {
+                self.open.get_or_create(&SideLabel { side }).inc();
+                self.streams.get_or_create(&SideLabel { side }).inc();
+            }
+            Http2Event::StreamClosed => {
+                self.open.get_or_create(&SideLabel { side }).dec();
+            }
+            Http2Event::GoAway { sent, reason } => {
+                let direction = if sent { "sent" } else { "received" };
+                let labels = GoAwayLabels {
+                    side,
+                    direction,
+                    reason,
+                };
+                self.goaways.get_or_create(&labels).inc();
+            }
+            Http2Event::Reset { by_peer } => {
+                let by = if by_peer { "peer" } else { "local" };
+                self.resets.get_or_create(&ResetLabels { side, by }).inc();
+            }
+        }
+    }
+}
+
 impl Observer for Recorder {
     fn opened(&self, side: ConnSide) {
         let i = side_index(side);
@@ -302,6 +399,17 @@ impl Observer for Recorder {
         self.conn_duration[i].observe(record.lifetime.as_secs_f64());
         self.closed_bytes[i][0].fetch_add(record.bytes_in, Ordering::Relaxed);
         self.closed_bytes[i][1].fetch_add(record.bytes_out, Ordering::Relaxed);
+        if record.protocol == Protocol::Http2 {
+            let side = SideLabel {
+                side: record.side.as_str(),
+            };
+            let per_connection = self.http2.per_connection.get_or_create(&side);
+            per_connection.observe(record.requests as f64);
+        }
+    }
+
+    fn http2(&self, side: ConnSide, event: Http2Event) {
+        self.http2.record(side, event);
     }
 
     fn tls_handshake(&self, side: ConnSide, handshake: &Handshake) {
@@ -461,6 +569,10 @@ impl Observer for Fanout {
 
     fn tls_failure(&self, side: ConnSide, failure: &TlsFailure) {
         self.0.iter().for_each(|o| o.tls_failure(side, failure));
+    }
+
+    fn http2(&self, side: ConnSide, event: Http2Event) {
+        self.0.iter().for_each(|o| o.http2(side, event));
     }
 }
 

@@ -477,6 +477,7 @@ fn silent(hooks: &Hooks) -> ConnSummary {
             lifetime: Duration::ZERO,
             bytes_in: 0,
             bytes_out: 0,
+            protocol: crate::conn::Protocol::Http1,
         });
     }
     ConnSummary {

@@ -570,3 +570,50 @@ async fn a_plaintext_http1_request_is_still_served_beside_h2c() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn over_tls_alpn_chooses_h2_and_auto_learns_an_http1_only_origin() {
+    let pki = common::tls::Pki::new();
+    let leaf = pki.leaf(&["localhost"]);
+    let server = TestServer::start_tls(
+        origin(),
+        ServerConfig::default(),
+        pki.acceptor(vec![leaf.clone()]),
+        Default::default(),
+    )
+    .await;
+    for protocol in [HopProtocol::Http2, HopProtocol::Auto] {
+        let mut settings = pki.client_settings();
+        settings.alpn = hopline::client::alpn_for(protocol);
+        let mut options = ClientOptions::default();
+        options.protocol = protocol;
+        options.tls = Some(hopline::transport::tls::TlsConnector::new(&settings).unwrap());
+        let client = Client::new(options);
+        let url = format!("https://localhost:{}/x", server.addr.port());
+        let response = client.get(&url).await.unwrap();
+        assert_eq!(response.version(), Version::HTTP_2, "{protocol:?}");
+        assert_eq!(text(response).await, "/x");
+    }
+    // A server that offers only http/1.1: auto falls back (and remembers), h2 refuses.
+    let mut tls = hopline::transport::tls::ServerTls::new(vec![leaf]);
+    tls.alpn = vec![b"http/1.1".to_vec()];
+    let acceptor = hopline::transport::tls::TlsAcceptor::new(&tls).unwrap();
+    let mut config = ServerConfig::default();
+    config.http2.enabled = false;
+    let server = TestServer::start_tls(origin(), config, acceptor, Default::default()).await;
+    let url = format!("https://localhost:{}/x", server.addr.port());
+    for (protocol, works) in [(HopProtocol::Auto, true), (HopProtocol::Http2, false)] {
+        let mut settings = pki.client_settings();
+        settings.alpn = hopline::client::alpn_for(protocol);
+        let mut options = ClientOptions::default();
+        options.protocol = protocol;
+        options.tls = Some(hopline::transport::tls::TlsConnector::new(&settings).unwrap());
+        let client = Client::new(options);
+        let first = client.get(&url).await;
+        assert_eq!(first.is_ok(), works, "{protocol:?}");
+        if works {
+            assert_eq!(first.unwrap().version(), Version::HTTP_11);
+            assert_eq!(client.get(&url).await.unwrap().version(), Version::HTTP_11);
+        }
+    }
+}

@@ -224,3 +224,56 @@ fn the_example_configuration_loads() {
     assert_eq!(tls.server_name.as_deref(), Some("origin.example.test"));
     assert_eq!(tls.insecure, Some(false));
 }
+
+#[tokio::test]
+async fn http2_connections_are_counted_by_stream_goaway_and_shown_with_their_protocol() {
+    let (hooks, admin) = observed().await;
+    let mut config = ServerConfig::default();
+    config.max_requests = Some(3);
+    let server =
+        TestServer::start_hooked(Origin::new(), config, ListenerConfig::default(), hooks).await;
+    let mut options = ClientOptions::default();
+    options.protocol = hopline::client::HopProtocol::Http2;
+    let client = hopline::client::Client::new(options);
+    for _ in 0..3 {
+        let response = client
+            .get(&format!("http://{}/", server.addr))
+            .await
+            .unwrap();
+        response.into_body().discard().await.unwrap();
+    }
+    server.closed(1).await;
+    // A second connection, left open: the live view shows it as HTTP/2.
+    let response = client
+        .get(&format!("http://{}/", server.addr))
+        .await
+        .unwrap();
+    response.into_body().discard().await.unwrap();
+    let connections = get(&admin, "/connections").await;
+    assert!(connections.contains(r#""protocol": "h2""#), "{connections}");
+
+    let metrics = get(&admin, "/metrics").await;
+    let expect = [
+        ("hopline_http2_streams_total{side=\"downstream\"}", 4.0),
+        ("hopline_http2_streams_open{side=\"downstream\"}", 0.0),
+        (
+            "hopline_http2_goaways_total{side=\"downstream\",direction=\"sent\",reason=\"max_requests\"}",
+            1.0,
+        ),
+        (
+            "hopline_http2_streams_per_connection_count{side=\"downstream\"}",
+            1.0,
+        ),
+        (
+            "hopline_http2_streams_per_connection_sum{side=\"downstream\"}",
+            3.0,
+        ),
+        (
+            "hopline_connections_closed_total{side=\"downstream\",reason=\"max_requests\"}",
+            1.0,
+        ),
+    ];
+    for (series, value) in expect {
+        assert_eq!(sample(&metrics, series), value, "{series}\n{metrics}");
+    }
+}

@@ -51,6 +51,22 @@ struct Conn {
     tcp: Option<Tcp>,
     #[serde(default)]
     tls: Option<Tls>,
+    /// `http/1.1` or `h2` (older servers do not say: HTTP/1.1).
+    #[serde(default)]
+    protocol: Option<String>,
+    /// HTTP/2 streams open.
+    #[serde(default)]
+    streams: u32,
+}
+
+impl Conn {
+    /// `h1`, or `h2:N` with N streams open.
+    fn protocol(&self) -> String {
+        match self.protocol.as_deref() {
+            Some("h2") => format!("h2:{}", self.streams),
+            _ => "h1".to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,11 +125,12 @@ fn render(view: &View, limit: usize) -> String {
         view.downstream.open, view.downstream.idle, view.upstream.open, view.upstream.idle
     );
     out.push_str(&format!(
-        "{:<10} {:>6} {:<22} {:<17} {:>8} {:>8} {:>6} {:>9} {:>5} {:>7} {:>8}  {}\n",
+        "{:<10} {:>6} {:<22} {:<17} {:<6} {:>8} {:>8} {:>6} {:>9} {:>5} {:>7} {:>8}  {}\n",
         "side",
         "id",
         "peer",
         "state",
+        "proto",
         "age",
         "idle",
         "reqs",
@@ -138,11 +155,12 @@ fn render(view: &View, limit: usize) -> String {
             None => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
         out.push_str(&format!(
-            "{:<10} {:>6} {:<22} {:<17} {:>8} {:>8} {:>6} {:>9} {:>5} {:>7} {:>8}  {}\n",
+            "{:<10} {:>6} {:<22} {:<17} {:<6} {:>8} {:>8} {:>6} {:>9} {:>5} {:>7} {:>8}  {}\n",
             conn.side,
             conn.id,
             conn.peer,
             conn.state,
+            conn.protocol(),
             age(conn.age_ms),
             age(conn.idle_ms),
             conn.requests,
@@ -221,8 +239,9 @@ mod tests {
                    "age_ms": 10, "idle_ms": 5, "requests": 3, "tcp": null,
                    "tls": {"version": "TLSv1.3", "cipher": "TLS13_AES_128_GCM_SHA256",
                            "alpn": "http/1.1", "resumed": true, "server_name": "localhost"}},
-                  {"side": "downstream", "id": 2, "peer": "127.0.0.1:5001", "state": "idle",
-                   "age_ms": 10, "idle_ms": 5, "requests": 3, "tcp": null, "tls": null}]}"#,
+                  {"side": "downstream", "id": 2, "peer": "127.0.0.1:5001", "state": "in_request",
+                   "age_ms": 10, "idle_ms": 5, "requests": 3, "tcp": null, "tls": null,
+                   "protocol": "h2", "streams": 7}]}"#,
         )
         .unwrap();
         let text = render(&view, 10);
@@ -230,5 +249,11 @@ mod tests {
         assert!(lines[2].ends_with(" tls"));
         assert!(lines[3].ends_with("TLSv1.3 TLS13_AES_128_GCM_SHA256 http/1.1 resumed"));
         assert!(lines[4].ends_with("  -"), "plain TCP: {}", lines[4]);
+        assert!(lines[3].contains(" h1 "), "{}", lines[3]);
+        assert!(
+            lines[4].contains(" h2:7 "),
+            "HTTP/2 with its open streams: {}",
+            lines[4]
+        );
     }
 }

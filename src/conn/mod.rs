@@ -32,7 +32,7 @@ pub use h1::server::{
 };
 pub use shutdown::{Shutdown, ShutdownListener};
 pub use status::{
-    ClosedRecord, ConnSide, ConnState, ConnView, Hooks, LiveConns, Observer, Protocol,
+    ClosedRecord, ConnSide, ConnState, ConnView, Hooks, Http2Event, LiveConns, Observer, Protocol,
     RequestRecord, TcpInfo, UpstreamNote,
 };
 pub use upgrade::{OnUpgrade, UpgradeSlot, Upgraded, splice, upgrade_channel};

@@ -420,6 +420,8 @@ pub struct ClosedRecord {
     pub bytes_in: u64,
     /// See `bytes_in`.
     pub bytes_out: u64,
+    /// HTTP/1.x or HTTP/2 (`requests` are then streams).
+    pub protocol: Protocol,
 }
 
 /// Receives what connections report: implemented by metrics and the access log.
@@ -438,6 +440,32 @@ pub trait Observer: Send + Sync + 'static {
     fn tls_failure(&self, side: ConnSide, failure: &TlsFailure) {
         let _ = (side, failure);
     }
+    /// Something happened on an HTTP/2 connection.
+    fn http2(&self, side: ConnSide, event: Http2Event) {
+        let _ = (side, event);
+    }
+}
+
+/// What an HTTP/2 connection reports besides requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http2Event {
+    /// A stream started (a request accepted or sent).
+    StreamOpened,
+    /// A stream ended.
+    StreamClosed,
+    /// A `GOAWAY`: sent by this side or received, with its reason (a close reason's
+    /// label when sent, the error code's name when received).
+    GoAway {
+        /// Sent by this side.
+        sent: bool,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A stream reset before it completed.
+    Reset {
+        /// By the peer (else by this side: a failed body, a shut window).
+        by_peer: bool,
+    },
 }
 
 /// What a server or client reports to, when anything is listening.

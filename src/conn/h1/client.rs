@@ -159,6 +159,7 @@ impl Drop for Monitor {
                 lifetime: self.created.elapsed(),
                 bytes_in: tcp.bytes_received,
                 bytes_out: tcp.bytes_acked,
+                protocol: crate::conn::Protocol::Http1,
             });
         }
     }

@@ -490,6 +490,7 @@ impl Conn<'_> {
                 lifetime: self.born.elapsed(),
                 bytes_in: tcp.bytes_received,
                 bytes_out: tcp.bytes_acked,
+                protocol: crate::conn::Protocol::Http1,
             });
         }
         if let Some(handover) = self.upgrade.take() {

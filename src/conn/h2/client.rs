@@ -25,7 +25,7 @@ use super::body::{InFlight, RecvBody, send_body};
 use super::fields::strip_connection_specific;
 use crate::conn::Incoming;
 use crate::conn::body::Exchange;
-use crate::conn::status::{ClosedRecord, ConnSide, Hooks};
+use crate::conn::status::{ClosedRecord, ConnSide, Hooks, Http2Event};
 use crate::error::{BoxError, Error, ErrorKind, Side};
 use crate::transport::Stream;
 
@@ -103,6 +103,18 @@ impl H2Client {
             let ended = connection.await;
             task.closed.store(true, Ordering::Release);
             if let Some(observer) = observer {
+                if let Err(error) = &ended
+                    && error.is_go_away()
+                    && error.is_remote()
+                {
+                    observer.http2(
+                        ConnSide::Upstream,
+                        Http2Event::GoAway {
+                            sent: false,
+                            reason: error.reason().map_or("other", super::reason_label),
+                        },
+                    );
+                }
                 observer.closed(&ClosedRecord {
                     side: ConnSide::Upstream,
                     reason: match &ended {
@@ -113,6 +125,7 @@ impl H2Client {
                     lifetime: task.created.elapsed(),
                     bytes_in: 0,
                     bytes_out: 0,
+                    protocol: crate::conn::Protocol::Http2,
                 });
             }
         });
@@ -215,8 +228,10 @@ fn builder(settings: &Http2Config) -> h2::client::Builder {
 }
 
 /// The request as HTTP/2 sends it: `:authority` from `Host` if there is one (a proxy's
-/// client keeps the name it was asked for), else the URI's; no HTTP/1.x-only fields.
-fn into_h2<B>(request: Request<B>) -> Result<(Request<()>, B), Error> {
+/// client keeps the name it was asked for), else the URI's; no HTTP/1.x-only fields;
+/// `Content-Length` when the body's length is known (so an HTTP/1.1 hop behind the server
+/// need not chunk it).
+fn into_h2<B: HttpBody>(request: Request<B>) -> Result<(Request<()>, B), Error> {
     let (mut parts, body) = request.into_parts();
     let invalid = |what: String| Error::new(Side::Local, ErrorKind::Body(what.into()));
     if parts.uri.scheme().is_none() || parts.uri.authority().is_none() {
@@ -239,6 +254,12 @@ fn into_h2<B>(request: Request<B>) -> Result<(Request<()>, B), Error> {
         parts.uri = Uri::from_parts(uri).map_err(|e| invalid(e.to_string()))?;
     }
     strip_connection_specific(&mut parts.headers);
+    if let Some(length) = body.size_hint().exact()
+        && (length > 0 || !body.is_end_stream())
+        && !parts.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        parts.headers.insert(header::CONTENT_LENGTH, length.into());
+    }
     parts.version = Version::HTTP_2;
     Ok((Request::from_parts(parts, ()), body))
 }

@@ -44,8 +44,8 @@ use crate::conn::h1::server::{
 };
 use crate::conn::shutdown::ShutdownListener;
 use crate::conn::status::{
-    ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, Observer, Protocol, RequestRecord,
-    UpstreamNote, tcp_info_of,
+    ClosedRecord, ConnSide, ConnState, Hooks, Http2Event, LiveEntry, Observer, Protocol,
+    RequestRecord, UpstreamNote, tcp_info_of,
 };
 use crate::error::{BoxError, Side};
 use crate::transport::Stream;
@@ -179,31 +179,22 @@ impl H2Conn<'_> {
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let settings = &self.config.http2;
         let mut streams = JoinSet::new();
         let mut ending: Ending = None;
         let mut idle_since = Instant::now();
-        let mut keepalive = settings
-            .keepalive_interval
-            .and_then(|every| Some((h2.ping_pong()?, every)));
-        let mut awaiting_pong = false;
-        let mut next_ping = keepalive.as_ref().map(|(_, every)| Instant::now() + *every);
+        let mut keepalive = Keepalive::new(h2, &self.config.http2);
         let timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(timer);
         loop {
             let (deadline, why) = self.next_deadline(streams.is_empty(), idle_since, ending);
-            let deadline = match next_ping {
-                Some(at) if deadline.is_none_or(|d| at < d) => Some(at),
-                _ => deadline,
-            };
+            let deadline = keepalive.sooner(deadline);
             if let Some(deadline) = deadline {
                 timer.as_mut().reset(deadline);
             }
             tokio::select! {
                 biased;
                 () = poll_fn(|cx| shutdown.poll_started(cx)), if ending.is_none() => {
-                    h2.graceful_shutdown();
-                    ending = Some(CloseReason::Shutdown);
+                    ending = self.go_away(h2, CloseReason::Shutdown);
                 }
                 Some(_) = streams.join_next(), if !streams.is_empty() => {
                     if streams.is_empty() {
@@ -214,45 +205,72 @@ impl H2Conn<'_> {
                 accepted = h2.accept() => match accepted {
                     Some(Ok((request, respond))) => {
                         self.requests += 1;
-                        if streams.len() >= 2 * settings.max_concurrent_streams as usize {
+                        if streams.len() >= 2 * self.config.http2.max_concurrent_streams as usize {
                             // Streams reset and reopened faster than they are served.
-                            h2.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
-                            ending = Some(CloseReason::Abuse);
+                            ending = self.go_away(h2, CloseReason::Abuse);
                             continue;
                         }
-                        let job = self.stream_job(request, respond, service.clone());
-                        streams.spawn(job);
+                        streams.spawn(self.stream_job(request, respond, service.clone()));
                         self.show(streams.len());
                         if ending.is_none() && self.at_max_requests() {
-                            h2.graceful_shutdown();
-                            ending = Some(CloseReason::MaxRequests);
+                            ending = self.go_away(h2, CloseReason::MaxRequests);
                         }
                     }
-                    Some(Err(error)) => return ending.unwrap_or_else(|| close_reason(&error)),
+                    Some(Err(error)) => return ending.unwrap_or_else(|| self.failed(&error)),
                     None => return ending.unwrap_or(CloseReason::ClientClosed),
                 },
-                Some(pong) = poll_pong(&mut keepalive), if awaiting_pong => {
-                    awaiting_pong = false;
-                    if pong.is_err() {
-                        return ending.unwrap_or(CloseReason::Io);
+                pong = keepalive.pong() => {
+                    if let Err(reason) = pong {
+                        return ending.unwrap_or(reason);
                     }
                 }
                 () = &mut timer, if deadline.is_some() => {
-                    if next_ping.is_some_and(|at| at <= Instant::now()) {
-                        if awaiting_pong {
-                            return CloseReason::PingTimeout;
+                    if keepalive.due() {
+                        if let Err(reason) = keepalive.ping() {
+                            return reason;
                         }
-                        if let Some((pings, every)) = &mut keepalive {
-                            let _ = pings.send_ping(h2::Ping::opaque());
-                            awaiting_pong = true;
-                            next_ping = Some(Instant::now() + *every);
-                        }
-                        continue;
+                    } else {
+                        ending = why.and_then(|why| self.go_away(h2, why));
                     }
-                    h2.graceful_shutdown();
-                    ending = why;
                 }
             }
+        }
+    }
+
+    /// Ends the connection for `why`: a graceful `GOAWAY` in two steps (open streams
+    /// finish), or at once with `ENHANCE_YOUR_CALM` for abuse. Reported; returns the
+    /// reason the connection is ending for.
+    fn go_away<T: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        h2: &mut Connection<T, Bytes>,
+        why: CloseReason,
+    ) -> Ending {
+        if why == CloseReason::Abuse {
+            h2.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+        } else {
+            h2.graceful_shutdown();
+        }
+        self.event(Http2Event::GoAway {
+            sent: true,
+            reason: why.label(),
+        });
+        Some(why)
+    }
+
+    /// Why a connection `h2` ended with an error closed; a `GOAWAY` received is reported.
+    fn failed(&self, error: &h2::Error) -> CloseReason {
+        if error.is_go_away() && error.is_remote() {
+            self.event(Http2Event::GoAway {
+                sent: false,
+                reason: error.reason().map_or("other", super::reason_label),
+            });
+        }
+        close_reason(error)
+    }
+
+    fn event(&self, event: Http2Event) {
+        if let Some(observer) = &self.policy.observer {
+            observer.http2(ConnSide::Downstream, event);
         }
     }
 
@@ -337,6 +355,7 @@ impl H2Conn<'_> {
                 lifetime: self.born.elapsed(),
                 bytes_in: tcp.bytes_received,
                 bytes_out: tcp.bytes_acked,
+                protocol: crate::conn::Protocol::Http2,
             });
         }
     }
@@ -350,13 +369,66 @@ impl H2Conn<'_> {
     }
 }
 
-/// Waits for the answer to a keep-alive PING, when pings are on.
-async fn poll_pong(
-    keepalive: &mut Option<(h2::PingPong, Duration)>,
-) -> Option<Result<h2::Pong, h2::Error>> {
-    match keepalive {
-        Some((pings, _)) => Some(poll_fn(|cx| pings.poll_pong(cx)).await),
-        None => None,
+/// Keep-alive PINGs, when they are on: one every interval; the connection closes if the
+/// answer to the last has not come by the next.
+struct Keepalive {
+    pings: Option<(h2::PingPong, Duration)>,
+    next: Option<Instant>,
+    awaiting: bool,
+}
+
+impl Keepalive {
+    fn new<T: AsyncRead + AsyncWrite + Unpin>(
+        h2: &mut Connection<T, Bytes>,
+        settings: &Http2Config,
+    ) -> Self {
+        let pings = settings
+            .keepalive_interval
+            .and_then(|every| Some((h2.ping_pong()?, every)));
+        Keepalive {
+            next: pings.as_ref().map(|(_, every)| Instant::now() + *every),
+            pings,
+            awaiting: false,
+        }
+    }
+
+    /// The earlier of `deadline` and the next ping.
+    fn sooner(&self, deadline: Option<Instant>) -> Option<Instant> {
+        match (self.next, deadline) {
+            (Some(ping), Some(other)) => Some(ping.min(other)),
+            (ping, other) => ping.or(other),
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.next.is_some_and(|at| at <= Instant::now())
+    }
+
+    /// Sends the next ping; an error if the last one went unanswered.
+    fn ping(&mut self) -> Result<(), CloseReason> {
+        if self.awaiting {
+            return Err(CloseReason::PingTimeout);
+        }
+        if let Some((pings, every)) = &mut self.pings {
+            let _ = pings.send_ping(h2::Ping::opaque());
+            self.awaiting = true;
+            self.next = Some(Instant::now() + *every);
+        }
+        Ok(())
+    }
+
+    /// Ready when an awaited answer arrives (pending forever otherwise).
+    async fn pong(&mut self) -> Result<(), CloseReason> {
+        match &mut self.pings {
+            Some((pings, _)) if self.awaiting => {
+                poll_fn(|cx| pings.poll_pong(cx))
+                    .await
+                    .map_err(|_| CloseReason::Io)?;
+                self.awaiting = false;
+                Ok(())
+            }
+            _ => std::future::pending().await,
+        }
     }
 }
 
@@ -380,6 +452,14 @@ struct StreamJob {
     started: Instant,
 }
 
+impl StreamJob {
+    fn event(&self, event: Http2Event) {
+        if let Some(observer) = &self.policy.observer {
+            observer.http2(ConnSide::Downstream, event);
+        }
+    }
+}
+
 /// What answering a stream came to, for the observer.
 struct Answered {
     status: StatusCode,
@@ -399,6 +479,7 @@ impl StreamJob {
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        self.event(Http2Event::StreamOpened);
         let method = request.method().clone();
         let target = self.policy.observer.as_ref().map(|_| {
             request
@@ -411,6 +492,7 @@ impl StreamJob {
             Ok(request) => self.answer(request, &method, &mut respond, service).await,
             Err(status) => respond_error(&mut respond, status, &self.policy).await,
         };
+        self.event(Http2Event::StreamClosed);
         if let (Some(observer), Some(answered)) = (&self.policy.observer, answered) {
             observer.request(&RequestRecord {
                 conn: self.conn.id,
@@ -480,7 +562,10 @@ impl StreamJob {
         };
         let response: Result<Response<B>, BoxError> = tokio::select! {
             biased;
-            _ = poll_fn(|cx| respond.poll_reset(cx)) => return None,
+            _ = poll_fn(|cx| respond.poll_reset(cx)) => {
+                self.event(Http2Event::Reset { by_peer: true });
+                return None;
+            }
             response = call => response.map_err(Into::into),
         };
         match response {
@@ -517,12 +602,17 @@ impl StreamJob {
                 Ok(sent) => body_bytes = sent,
                 Err(SendFailure::Source(error)) => {
                     tracing::debug!(%error, "response body failed; stream reset");
+                    self.event(Http2Event::Reset { by_peer: false });
                 }
                 Err(SendFailure::Peer(error)) => {
                     tracing::trace!(%error, "client went away mid-response");
+                    if error.is_reset() {
+                        self.event(Http2Event::Reset { by_peer: true });
+                    }
                 }
                 Err(SendFailure::Stalled) => {
                     tracing::debug!("client's window stayed shut; stream reset");
+                    self.event(Http2Event::Reset { by_peer: false });
                 }
             }
         }
