@@ -31,5 +31,27 @@ for row in rows:
         for prefix in (bytes([0]), bytes([3, 1, 2, 5])):
             put("chunked", prefix + body)
             counts["chunked"] = counts.get("chunked", 0) + 1
+# HTTP/2 frames after the preface (the target sends the preface): settings, requests with
+# and without bodies, resets, pings, window updates, a CONTINUATION, a GOAWAY.
+def frame(kind, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+def literal(name, value):
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+get = b"".join(literal(n, v) for n, v in [(b":method", b"GET"), (b":scheme", b"http"),
+                                          (b":authority", b"a"), (b":path", b"/echo")])
+post = get.replace(b"GET", b"POST") + literal(b"content-length", b"5")
+seeds = [
+    frame(4, 0, 0) + frame(1, 5, 1, get),
+    frame(4, 0, 0) + frame(1, 4, 1, post) + frame(0, 1, 1, b"hello"),
+    frame(4, 0, 0) + frame(1, 5, 1, get) + frame(3, 0, 1, b"\x00\x00\x00\x08"),
+    frame(4, 0, 0) + frame(6, 0, 0, b"\x00" * 8) + frame(8, 0, 0, b"\x00\x00\x10\x00"),
+    frame(4, 0, 0) + frame(1, 0, 1, get[:20]) + frame(9, 4, 1, get[20:]),
+    frame(4, 0, 0, b"\x00\x03\x00\x00\x00\x01") + frame(1, 5, 1, get) + frame(1, 5, 3, get),
+    frame(4, 0, 0) + frame(7, 0, 0, b"\x00" * 8),
+]
+for seed in seeds:
+    for control in (0, 7, 64):
+        put("h2_server_conn", bytes([control]) + seed)
+        counts["h2_server_conn"] = counts.get("h2_server_conn", 0) + 1
 print("seeded:", ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
 PY

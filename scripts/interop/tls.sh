@@ -29,8 +29,8 @@ out=$(curl -sv --cacert "$ca" "https://localhost:$base/" "https://localhost:$bas
 grep -q "SSL connection using TLSv1.3" <<<"$out" || fail "curl: not TLS 1.3: $out"
 grep -q "SSL certificate verify ok" <<<"$out" || fail "curl: certificate not verified: $out"
 grep -q "Re-using existing connection" <<<"$out" || fail "curl: the TLS connection was not reused: $out"
-grep -q "ALPN.*http/1.1" <<<"$out" || fail "curl: no ALPN http/1.1: $out"
-pass "curl --cacert: TLS 1.3 verified, ALPN http/1.1, the connection reused"
+grep -q "ALPN: server accepted h2" <<<"$out" || fail "curl: ALPN did not choose h2: $out"
+pass "curl --cacert: TLS 1.3 verified, ALPN h2, the connection reused"
 out=$(curl -sv --cacert "$ca" --tls-max 1.2 "https://localhost:$base/" 2>&1)
 grep -q "SSL connection using TLSv1.2" <<<"$out" || fail "curl --tls-max 1.2: $out"
 pass "curl --tls-max 1.2: TLS 1.2"
