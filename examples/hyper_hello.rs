@@ -2,22 +2,26 @@
 //! current-thread runtime with `pipeline_flush(true)`, answering every request with the same
 //! 13-byte body as nginx's `return 200 "Hello, world!"` and `hopline serve`'s `/`.
 //!
-//! Usage: cargo run --release --example hyper_hello -- 127.0.0.1:8081
+//! With `h2` after the address it speaks HTTP/2 with prior knowledge instead (hyper's
+//! `http2::Builder`, the reference for `scripts/bench/h2.sh`).
+//!
+//! Usage: cargo run --release --example hyper_hello -- 127.0.0.1:8081 [h2]
 
 use std::convert::Infallible;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 fn main() {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8081".to_string());
+    let h2 = std::env::args().nth(2).as_deref() == Some("h2");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -36,10 +40,17 @@ fn main() {
                         b"Hello, world!",
                     ))))
                 });
-                let _ = http1::Builder::new()
-                    .pipeline_flush(true)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let io = TokioIo::new(stream);
+                if h2 {
+                    let _ = http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, service)
+                        .await;
+                } else {
+                    let _ = http1::Builder::new()
+                        .pipeline_flush(true)
+                        .serve_connection(io, service)
+                        .await;
+                }
             });
         }
     });

@@ -12,8 +12,8 @@
 //! | `/echo` | any | the request head exactly as received, then the body (≤ 1 MiB) |
 //! | `/echo/stream` | any | the request body, streamed back while it arrives (any size: full duplex) |
 //! | `/sink` | any | reads the whole body, of any size, and says how long it was and its checksum |
-//! | `/page` | GET, HEAD | the synthetic page ([`crate::page`]): `?resources=N&sizes=B1,B2` |
-//! | `/page/r/B/NAME.EXT` | GET, HEAD | one of its resources: B bytes with the type of EXT |
+//! | `/page` | GET, HEAD | the synthetic page ([`crate::page`]): `?resources=N&sizes=B1,B2&slow=MS` |
+//! | `/page/r/B/NAME.EXT` | GET, HEAD | one of its resources: B bytes with the type of EXT (after MS with `?delay=MS`) |
 //! | anything else | GET, HEAD | a file under `--root`, else 404 |
 //!
 //! With `--root`, the root directory owns every path, and the endpoints move under
@@ -37,7 +37,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::conn::{Body, Incoming, RequestCtx, error_response};
 use crate::error::BoxError;
-use crate::page::{PageSpec, parse_resource_path};
+use crate::page::{PageSpec, parse_resource_path, resource_delay};
 use crate::service::Service;
 use crate::wire::date::{format_http_date, parse_http_date};
 
@@ -92,7 +92,7 @@ impl Origin {
             Some(Route::Echo) => OriginFuture::boxed(echo(request)),
             Some(Route::StreamEcho) => OriginFuture::ready(stream_echo(request)),
             Some(Route::Sink) => OriginFuture::boxed(sink(request)),
-            Some(Route::Delay(delay)) => OriginFuture::boxed(delayed(delay)),
+            Some(Route::Later(delay, answer)) => OriginFuture::boxed(later(delay, answer)),
             Some(Route::Other) | None => match &self.root {
                 Some(root) => OriginFuture::boxed(static_file(root.clone(), request)),
                 None => OriginFuture::ready(
@@ -189,8 +189,8 @@ enum Route {
     StreamEcho,
     /// `/sink`: reads the body, however large, and counts it.
     Sink,
-    /// `/delay/MS`: answers after this long.
-    Delay(Duration),
+    /// `/delay/MS`, or a page resource with `?delay=MS`: this answer, after this long.
+    Later(Duration, Response<Body>),
     /// Not an endpoint: a file, or 404.
     Other,
 }
@@ -245,7 +245,12 @@ impl Origin {
                         header::CONTENT_TYPE,
                         HeaderValue::from_static(kind.content_type()),
                     );
-                    read_only(response)
+                    match (read_only(response), resource_delay(query)) {
+                        (Route::Ready(answer), Some(delay)) if answer.status().is_success() => {
+                            Route::Later(delay, answer)
+                        }
+                        (route, _) => route,
+                    }
                 }
                 None => Route::Ready(error_response(StatusCode::NOT_FOUND)),
             };
@@ -254,20 +259,24 @@ impl Origin {
             return match (millis.parse::<u64>(), read_only_method(method)) {
                 (Err(_), _) => Route::Ready(error_response(StatusCode::BAD_REQUEST)),
                 (_, Some(refusal)) => Route::Ready(refusal),
-                (Ok(millis), None) => Route::Delay(Duration::from_millis(millis).min(MAX_DELAY)),
+                (Ok(millis), None) => {
+                    let delay = Duration::from_millis(millis).min(MAX_DELAY);
+                    let answer = text(
+                        StatusCode::OK,
+                        Body::from(format!("delayed {} ms\n", delay.as_millis())),
+                    );
+                    Route::Later(delay, answer)
+                }
             };
         }
         Route::Other
     }
 }
 
-/// `/delay/MS`.
-async fn delayed(delay: Duration) -> Response<Body> {
+/// An answer given after a while (`/delay/MS`, a slow page resource).
+async fn later(delay: Duration, answer: Response<Body>) -> Response<Body> {
     tokio::time::sleep(delay).await;
-    text(
-        StatusCode::OK,
-        Body::from(format!("delayed {} ms\n", delay.as_millis())),
-    )
+    answer
 }
 
 /// `/echo`: the head as received, then the body.

@@ -104,18 +104,22 @@ pub struct Resource {
     pub kind: Kind,
     /// Its body size in bytes.
     pub bytes: u64,
-    /// Its path on the origin: `/page/r/<bytes>/<name>.<ext>`.
+    /// Its path on the origin: `/page/r/<bytes>/<name>.<ext>` (and `?delay=MS` for the
+    /// slow one).
     pub path: String,
 }
 
-/// How a page is made, from the `/page` query: `resources=N` and `sizes=B1,B2,...` (bytes,
-/// cycled over the resources instead of the median mix).
+/// How a page is made, from the `/page` query: `resources=N`, `sizes=B1,B2,...` (bytes,
+/// cycled over the resources instead of the median mix) and `slow=MS` (the first resource
+/// answered that much later: a slow backend behind one resource, the head-of-line case).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageSpec {
     /// Number of subresources.
     pub resources: usize,
     /// Explicit sizes, cycled; empty for the median mix.
     pub sizes: Vec<u64>,
+    /// Milliseconds the first resource (in document order) waits before it is answered.
+    pub slow_ms: Option<u64>,
 }
 
 impl Default for PageSpec {
@@ -123,6 +127,7 @@ impl Default for PageSpec {
         PageSpec {
             resources: DEFAULT_RESOURCES,
             sizes: Vec::new(),
+            slow_ms: None,
         }
     }
 }
@@ -152,6 +157,10 @@ impl PageSpec {
                         })
                         .collect::<Result<_, _>>()?;
                 }
+                "slow" => {
+                    let ms = value.parse::<u64>().ok().filter(|ms| *ms <= MAX_SLOW_MS);
+                    spec.slow_ms = Some(ms.ok_or_else(|| format!("slow: 0 to {MAX_SLOW_MS} ms"))?);
+                }
                 _ => return Err(format!("unknown page parameter `{key}`")),
             }
         }
@@ -164,6 +173,9 @@ impl PageSpec {
         if !self.sizes.is_empty() {
             let sizes: Vec<String> = self.sizes.iter().map(u64::to_string).collect();
             write!(query, "&sizes={}", sizes.join(",")).expect("write to a String");
+        }
+        if let Some(ms) = self.slow_ms {
+            write!(query, "&slow={ms}").expect("write to a String");
         }
         query
     }
@@ -184,7 +196,10 @@ impl PageSpec {
                     Kind::Script => "app",
                     Kind::Image => "photo",
                 };
-                let path = format!("/page/r/{bytes}/{name}-{i}.{}", kind.extension());
+                let mut path = format!("/page/r/{bytes}/{name}-{i}.{}", kind.extension());
+                if let (true, Some(ms)) = (resources.is_empty(), self.slow_ms) {
+                    write!(path, "?delay={ms}").expect("write to a String");
+                }
                 resources.push(Resource { kind, bytes, path });
             }
         }
@@ -246,6 +261,19 @@ fn kind_counts(n: usize) -> [usize; 4] {
     counts
 }
 
+/// Longest `slow=MS`.
+pub const MAX_SLOW_MS: u64 = 60_000;
+
+/// How long a resource's query asks it to wait (`delay=MS`, at most [`MAX_SLOW_MS`]).
+pub fn resource_delay(query: Option<&str>) -> Option<std::time::Duration> {
+    let ms = query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("delay="))?
+        .parse::<u64>()
+        .ok()?;
+    Some(std::time::Duration::from_millis(ms.min(MAX_SLOW_MS)))
+}
+
 /// A resource path's kind and size, if it is one: `/page/r/<bytes>/<name>.<ext>`.
 pub fn parse_resource_path(path: &str) -> Option<(Kind, u64)> {
     let rest = path.strip_prefix("/page/r/")?;
@@ -289,7 +317,7 @@ mod tests {
     fn the_mix_follows_the_median_page() {
         let page = PageSpec {
             resources: 52,
-            sizes: Vec::new(),
+            ..PageSpec::default()
         };
         let resources = page.resources();
         let count = |kind| resources.iter().filter(|r| r.kind == kind).count();
@@ -322,7 +350,7 @@ mod tests {
             assert_eq!(
                 PageSpec {
                     resources: n,
-                    sizes: vec![]
+                    ..PageSpec::default()
                 }
                 .resources()
                 .len(),
@@ -348,8 +376,19 @@ mod tests {
         let page = PageSpec {
             resources: 10,
             sizes: vec![1000, 20_000],
+            slow_ms: Some(250),
         };
         assert_eq!(PageSpec::from_query(Some(&page.query())).unwrap(), page);
+        // Only the first resource is slow, and says so in its query.
+        let paths: Vec<String> = page.resources().into_iter().map(|r| r.path).collect();
+        assert!(paths[0].ends_with("?delay=250"), "{}", paths[0]);
+        assert!(paths[1..].iter().all(|p| !p.contains('?')));
+        assert_eq!(
+            resource_delay(Some("delay=250")),
+            Some(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(resource_delay(Some("x=1")), None);
+        assert!(PageSpec::from_query(Some("slow=99999999")).is_err());
         assert_eq!(
             page.resources().iter().map(|r| r.bytes).collect::<Vec<_>>(),
             [1000, 20_000].repeat(5)

@@ -18,6 +18,7 @@ async fn run(rtts: &[Duration], modes: &[ModeKind], resources: usize) -> DemoRep
             // Small resources: every response fits one initial window, so an exchange is
             // pure round trips.
             sizes: vec![1000],
+            slow_ms: None,
         }),
         modes: modes.to_vec(),
         depth: 32,
@@ -178,7 +179,8 @@ async fn the_report_has_every_chart_and_needs_no_network() {
         assert!(!html.contains(needle), "the report references `{needle}`");
     }
     let json: serde_json::Value = serde_json::from_str(&report::json(&report)).unwrap();
-    assert_eq!(json["runs"].as_array().unwrap().len(), 22);
+    let runs = rtts.len() * ModeKind::ALL.len();
+    assert_eq!(json["runs"].as_array().unwrap().len(), runs);
     assert_eq!(
         json["runs"][0]["mode"], "http1.0-serial",
         "modes as the CLI names them"
@@ -188,7 +190,7 @@ async fn the_report_has_every_chart_and_needs_no_network() {
         let rtt = line.trim_start().split(" ms").next().unwrap_or("");
         rtt.parse::<f64>().is_ok()
     });
-    assert_eq!(rows.count(), 22);
+    assert_eq!(rows.count(), runs);
     // TLS runs draw their TLS handshake after the TCP one; plaintext runs only the TCP one.
     assert!(html.contains("data-handshake=\"TLS\""));
 }
@@ -251,4 +253,72 @@ async fn tls_costs_a_round_trip_per_new_connection_and_resumption_saves_the_cert
         resumed.header_bytes < full.header_bytes,
         "no certificate when resuming"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn http2_multiplexes_like_pipelining_and_goes_past_a_slow_response() {
+    let n = 10;
+    let modes = [
+        ModeKind::PipelinedX1,
+        ModeKind::H2X1,
+        ModeKind::TlsH2X1,
+        ModeKind::HolPipelinedX1,
+        ModeKind::HolH2X1,
+    ];
+    let report = run(&[RTT], &modes, n).await;
+    let pipelined = find(&report, ModeKind::PipelinedX1);
+    let h2 = find(&report, ModeKind::H2X1);
+    // One connection, the document then every resource in one more round trip.
+    assert_eq!((h2.connections, h2.handshakes), (1, 1));
+    assert!(
+        (rtts(h2) - rtts(pipelined)).abs() < 0.5,
+        "{} vs {}",
+        rtts(h2),
+        rtts(pipelined)
+    );
+    assert!(
+        h2.header_bytes < pipelined.header_bytes,
+        "HPACK: fewer head bytes"
+    );
+    let tls = find(&report, ModeKind::TlsH2X1);
+    assert!(
+        (rtts(tls) - rtts(h2) - 1.0).abs() < 0.5,
+        "TLS: one more round trip"
+    );
+    assert_eq!(tls.tls_handshakes, 1);
+    // The first resource 300 ms slow: every pipelined response waits behind it; over
+    // HTTP/2 the others are done long before it, and the page ends with it.
+    let hol_pipelined = find(&report, ModeKind::HolPipelinedX1);
+    let hol_h2 = find(&report, ModeKind::HolH2X1);
+    let slow = |run: &Run| {
+        run.timeline
+            .iter()
+            .find(|r| r.path.contains("delay="))
+            .map(|r| r.end_ms)
+            .unwrap()
+    };
+    let others_done = |run: &Run| {
+        run.timeline[1..]
+            .iter()
+            .filter(|r| !r.path.contains("delay="))
+            .map(|r| r.end_ms)
+            .fold(0.0, f64::max)
+    };
+    assert!(
+        others_done(hol_pipelined) >= slow(hol_pipelined),
+        "pipelining: stalled behind it"
+    );
+    assert!(
+        others_done(hol_h2) + 250.0 < slow(hol_h2),
+        "HTTP/2: the rest went past it"
+    );
+    for run in [hol_pipelined, hol_h2] {
+        assert!(
+            (run.load_ms - run.model.load_ms).abs() < 10.0,
+            "{:?}: {} vs model {}",
+            run.mode,
+            run.load_ms,
+            run.model.load_ms
+        );
+    }
 }

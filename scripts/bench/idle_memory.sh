@@ -3,11 +3,14 @@
 # request each, hold them idle, and report the server's RSS growth per connection, for
 # hopline serve, nginx (1 worker) and the minimal hyper server. With TLS=1, over TLS
 # (hopline and nginx, an ECDSA P-256 certificate made for the run; the TLS handshake's
-# session state and record buffers are part of what an idle connection keeps). Three
+# session state and record buffers are part of what an idle connection keeps). With H2=1,
+# over HTTP/2 with prior knowledge (h2c: nginx `listen ... http2`, hyper's HTTP/2 server):
+# an idle HTTP/2 connection also keeps its HPACK tables and stream state. Three
 # interleaved rounds, medians. Benchmarks are not tests: nothing is asserted.
 #
 # Usage: scripts/bench/idle_memory.sh     (from the repo root; needs nginx and python3)
 #   CONNECTIONS=10000 ROUNDS=3 TLS=1 scripts/bench/idle_memory.sh
+#   CONNECTIONS=10000 ROUNDS=3 H2=1 scripts/bench/idle_memory.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
@@ -15,6 +18,8 @@ CONNECTIONS=${CONNECTIONS:-10000}
 ROUNDS=${ROUNDS:-3}
 PORT=${PORT:-18190}
 TLS=${TLS:-0}
+H2=${H2:-0}
+export H2
 ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet
 cargo build --release --quiet --example hyper_hello
@@ -22,6 +27,11 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 servers="hopline nginx hyper" scheme=http listen_tls= hopline_tls=() client_tls=() curl_tls=()
 make_pki "$work" # nginx's configuration names the certificate either way
+hyper_h2=
+if [ "$H2" = 1 ]; then
+    [ "$TLS" = 1 ] && { echo "H2=1 measures h2c; TLS=1 with it is not supported" >&2; exit 1; }
+    listen_tls=http2 hyper_h2=h2 curl_tls=(--http2-prior-knowledge)
+fi
 if [ "$TLS" = 1 ]; then
     servers="hopline nginx" scheme=https listen_tls=ssl
     hopline_tls=(--tls-cert "$work/site.pem" --tls-key "$work/site.key")
@@ -54,9 +64,13 @@ measure() { # server -> KiB per connection
     case $1 in
         hopline) taskset -c 1 target/release/hopline serve --listen "127.0.0.1:$PORT" --workers 1 --log warn --max-connections 20000 --keepalive-timeout 300s "${hopline_tls[@]}" & pid=$! ;;
         nginx) taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" & pid=$! ;;
-        hyper) taskset -c 1 target/release/examples/hyper_hello "127.0.0.1:$PORT" 2>/dev/null & pid=$! ;;
+        hyper) taskset -c 1 target/release/examples/hyper_hello "127.0.0.1:$PORT" $hyper_h2 2>/dev/null & pid=$! ;;
     esac
-    if [ "$TLS" = 1 ]; then wait_ready_tls "https://localhost:$PORT/" "$work/ca.pem"; else wait_ready "http://127.0.0.1:$PORT/"; fi
+    if [ "$TLS" = 1 ]; then
+        wait_ready_tls "https://localhost:$PORT/" "$work/ca.pem"
+    else
+        for _ in $(seq 100); do curl -s -o /dev/null "${curl_tls[@]}" "http://127.0.0.1:$PORT/" && break; sleep 0.05; done
+    fi
     measured=$pid
     [ "$1" = nginx ] && measured=$(pgrep -P "$pid" | head -1)
     # warm up: a few connections' worth of buffers and allocator arenas

@@ -30,11 +30,13 @@ pub struct DemoArgs {
     /// (instead of the median page's mix).
     #[arg(long, value_delimiter = ',')]
     pub sizes: Vec<u64>,
-    /// Connection types to compare, comma-separated [default: all; without the TLS ones
-    /// for --url]: http1.0-serial, short-lived-x6, persistent-x1, persistent-x6,
-    /// pipelined-x1, proxy-pooled, proxy-short-lived, and over TLS (real rustls handshakes
-    /// against the embedded origin, a certificate made at start): tls-short-lived-x6 (a full
-    /// handshake per connection), tls-resumed-x6, tls-persistent-x6, tls-pipelined-x1.
+    /// Connection types to compare, comma-separated [default: all; without the TLS and
+    /// head-of-line ones for --url]: http1.0-serial, short-lived-x6, persistent-x1,
+    /// persistent-x6, pipelined-x1, h2-x1 (one HTTP/2 connection, h2c), proxy-pooled,
+    /// proxy-short-lived; over TLS (real rustls handshakes against the embedded origin, a
+    /// certificate made at start): tls-short-lived-x6 (a full handshake per connection),
+    /// tls-resumed-x6, tls-persistent-x6, tls-pipelined-x1, tls-h2-x1; and head-of-line,
+    /// the page's first resource 300 ms slow: hol-pipelined-x1, hol-h2-x1.
     #[arg(long, value_delimiter = ',', value_parser = ModeKind::parse)]
     pub modes: Vec<ModeKind>,
     /// Requests in flight on the pipelined connection.
@@ -100,6 +102,7 @@ pub fn run(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         None => PageSource::Embedded(PageSpec {
             resources: args.resources,
             sizes: args.sizes.clone(),
+            slow_ms: None,
         }),
         Some(url) => external(url, &runtime)?,
     };
@@ -110,8 +113,12 @@ pub fn run(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         modes: if !args.modes.is_empty() {
             args.modes.clone()
         } else if args.url.is_some() {
-            // An external page is plain http://: the TLS modes need the embedded origin.
-            ModeKind::ALL.into_iter().filter(|m| !m.is_tls()).collect()
+            // An external page is plain http://, its resources as fast as they are: the TLS
+            // and head-of-line modes need the embedded origin.
+            ModeKind::ALL
+                .into_iter()
+                .filter(|m| !m.needs_embedded_origin())
+                .collect()
         } else {
             ModeKind::ALL.to_vec()
         },

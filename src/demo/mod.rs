@@ -76,7 +76,20 @@ pub enum ModeKind {
     TlsPersistentX6,
     /// Over TLS: one pipelined connection.
     TlsPipelinedX1,
+    /// One HTTP/2 connection (h2c), every request multiplexed on it.
+    H2X1,
+    /// Over TLS: one HTTP/2 connection (ALPN h2).
+    TlsH2X1,
+    /// Head-of-line: the first resource answered [`HOL_DELAY_MS`] late, one pipelined
+    /// connection (every response behind it waits).
+    HolPipelinedX1,
+    /// Head-of-line: the first resource answered [`HOL_DELAY_MS`] late, one HTTP/2
+    /// connection (the other responses go past it).
+    HolH2X1,
 }
+
+/// How late the head-of-line modes' first resource is answered (a slow backend).
+pub const HOL_DELAY_MS: u64 = 300;
 
 /// Whether a connection type speaks TLS, and how its new connections shake hands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +121,8 @@ pub struct Plan {
     pub http10: bool,
     /// TLS, and how new connections shake hands.
     pub tls: TlsUse,
+    /// HTTP/2: requests multiplexed on the connection.
+    pub h2: bool,
 }
 
 impl Plan {
@@ -118,19 +133,24 @@ impl Plan {
 }
 
 impl ModeKind {
-    /// Every connection type: plaintext slowest first, then over TLS.
-    pub const ALL: [ModeKind; 11] = [
+    /// Every connection type: plaintext slowest first, then over TLS, then the
+    /// head-of-line pair.
+    pub const ALL: [ModeKind; 15] = [
         ModeKind::Http10Serial,
         ModeKind::ShortLivedX6,
         ModeKind::PersistentX1,
         ModeKind::PersistentX6,
         ModeKind::PipelinedX1,
+        ModeKind::H2X1,
         ModeKind::ProxyPooled,
         ModeKind::ProxyShortLived,
         ModeKind::TlsShortLivedX6,
         ModeKind::TlsResumedX6,
         ModeKind::TlsPersistentX6,
         ModeKind::TlsPipelinedX1,
+        ModeKind::TlsH2X1,
+        ModeKind::HolPipelinedX1,
+        ModeKind::HolH2X1,
     ];
 
     /// The name used on the command line and in reports.
@@ -147,6 +167,10 @@ impl ModeKind {
             ModeKind::TlsResumedX6 => "tls-resumed-x6",
             ModeKind::TlsPersistentX6 => "tls-persistent-x6",
             ModeKind::TlsPipelinedX1 => "tls-pipelined-x1",
+            ModeKind::H2X1 => "h2-x1",
+            ModeKind::TlsH2X1 => "tls-h2-x1",
+            ModeKind::HolPipelinedX1 => "hol-pipelined-x1",
+            ModeKind::HolH2X1 => "hol-h2-x1",
         }
     }
 
@@ -170,6 +194,14 @@ impl ModeKind {
             }
             ModeKind::TlsPersistentX6 => "TLS: 6 keep-alive connections (a browser over HTTPS)",
             ModeKind::TlsPipelinedX1 => "TLS: one connection, requests pipelined",
+            ModeKind::H2X1 => "one HTTP/2 connection (h2c), every request multiplexed",
+            ModeKind::TlsH2X1 => "TLS: one HTTP/2 connection (ALPN h2), every request multiplexed",
+            ModeKind::HolPipelinedX1 => {
+                "first resource 300 ms slow: one pipelined connection, every response waits behind it"
+            }
+            ModeKind::HolH2X1 => {
+                "first resource 300 ms slow: one HTTP/2 connection, the others go past it"
+            }
         }
     }
 
@@ -192,6 +224,11 @@ impl ModeKind {
             connections,
             http10,
             tls: TlsUse::Off,
+            h2: false,
+        };
+        let h2 = Plan {
+            h2: true,
+            ..plan(true, false, 1, false)
         };
         let tls = |plan: Plan, tls| Plan { tls, ..plan };
         let six = BROWSER_CONNECTIONS;
@@ -202,7 +239,9 @@ impl ModeKind {
             ModeKind::PersistentX6 | ModeKind::ProxyPooled | ModeKind::ProxyShortLived => {
                 plan(true, false, six, false)
             }
-            ModeKind::PipelinedX1 => plan(true, true, 1, false),
+            ModeKind::PipelinedX1 | ModeKind::HolPipelinedX1 => plan(true, true, 1, false),
+            ModeKind::H2X1 | ModeKind::HolH2X1 => h2,
+            ModeKind::TlsH2X1 => tls(h2, TlsUse::Resumption),
             ModeKind::TlsShortLivedX6 => {
                 tls(plan(false, false, six, false), TlsUse::FullHandshakes)
             }
@@ -226,6 +265,17 @@ impl ModeKind {
         self.plan().tls != TlsUse::Off
     }
 
+    /// How late its page's first resource is answered (the head-of-line modes).
+    pub fn slow_first_resource(self) -> Option<Duration> {
+        matches!(self, ModeKind::HolPipelinedX1 | ModeKind::HolH2X1)
+            .then(|| Duration::from_millis(HOL_DELAY_MS))
+    }
+
+    /// Whether it needs the embedded origin (TLS certificates made here, a slow resource).
+    pub fn needs_embedded_origin(self) -> bool {
+        self.is_tls() || self.slow_first_resource().is_some()
+    }
+
     /// The client for this connection type (TLS through `connector`, for the TLS modes).
     fn client(self, depth: usize, connector: Option<TlsConnector>, hooks: Hooks) -> Client {
         let plan = self.plan();
@@ -244,6 +294,9 @@ impl ModeKind {
         if plan.http10 {
             options.conn.version = Version::HTTP_10;
         }
+        if plan.h2 {
+            options.protocol = crate::client::HopProtocol::Http2;
+        }
         options.tls = connector;
         options.conn.hooks = hooks;
         Client::new(options)
@@ -251,7 +304,7 @@ impl ModeKind {
 
     fn fetching(self) -> Fetching {
         let plan = self.plan();
-        if plan.pipelined {
+        if plan.pipelined || plan.h2 {
             Fetching::AllAtOnce
         } else {
             Fetching::Workers(plan.workers())
@@ -392,10 +445,16 @@ pub async fn run(
         ),
     };
     // The TLS modes: the same origin behind a TLS listener, its certificate made now.
+    if matches!(config.source, PageSource::External { .. })
+        && let Some(mode) = config.modes.iter().find(|m| m.needs_embedded_origin())
+    {
+        return Err(format!(
+            "{} (TLS, head-of-line) loads the embedded origin's page only",
+            mode.name()
+        )
+        .into());
+    }
     let tls = if config.modes.iter().any(|m| m.is_tls()) {
-        if matches!(config.source, PageSource::External { .. }) {
-            return Err("the TLS modes load the embedded origin's page only".into());
-        }
         let tls = tls::DemoTls::new()?;
         let origin = spawn_server(Origin::new(), ServerConfig::default(), Some(tls.acceptor()))?;
         Some((tls, origin))
@@ -424,7 +483,10 @@ pub async fn run(
                 },
                 tls: tls.as_ref().map(|(tls, _)| tls),
                 host: host.clone(),
-                page: page.clone(),
+                page: match mode.slow_first_resource() {
+                    Some(delay) => format!("{page}&slow={}", delay.as_millis()),
+                    None => page.clone(),
+                },
                 depth: config.depth,
             };
             runs.push(scenario.run().await?);
@@ -464,7 +526,14 @@ impl Scenario<'_> {
         let connector = match (mode.plan().tls, self.tls) {
             (TlsUse::Off, _) => None,
             (_, None) => return Err("a TLS mode without certificates".into()),
-            (use_tls, Some(tls)) => Some(tls.connector(use_tls == TlsUse::Resumption)?),
+            (use_tls, Some(tls)) => {
+                let protocol = if mode.plan().h2 {
+                    crate::client::HopProtocol::Http2
+                } else {
+                    crate::client::HopProtocol::Http1
+                };
+                Some(tls.connector(use_tls == TlsUse::Resumption, protocol)?)
+            }
         };
         Ok(mode.client(self.depth, connector, hooks))
     }
@@ -526,12 +595,19 @@ impl Scenario<'_> {
         let body_bytes = load.body_bytes();
         let html = load.requests.first().map_or(0, |r| r.body_bytes);
         // Resources in document order for the model (the timeline is in completion order).
-        let mut resources: Vec<(f64, u64)> = load.requests[1..]
+        let mut resources: Vec<(f64, &str, u64)> = load.requests[1..]
             .iter()
-            .map(|r| (r.start_ms, r.body_bytes))
+            .map(|r| (r.start_ms, r.path.as_str(), r.body_bytes))
             .collect();
         resources.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let sizes: Vec<u64> = resources.into_iter().map(|(_, b)| b).collect();
+        let sizes: Vec<u64> = resources.iter().map(|(_, _, b)| *b).collect();
+        // The slow resource, by its place in the order the requests went out.
+        let slow = self.mode.slow_first_resource().and_then(|delay| {
+            let index = resources
+                .iter()
+                .position(|(_, path, _)| path.contains("delay="))?;
+            Some((index, delay))
+        });
         Run {
             mode: self.mode,
             rtt_ms: self.path.rtt.as_secs_f64() * 1000.0,
@@ -543,7 +619,7 @@ impl Scenario<'_> {
             requests: load.requests.len() as u64,
             header_bytes: wire.saturating_sub(body_bytes),
             body_bytes,
-            model: model::predict(self.mode, self.path, html, &sizes, self.depth),
+            model: model::predict(self.mode, self.path, html, &sizes, self.depth, slow),
             timeline: load.requests,
         }
     }

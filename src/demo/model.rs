@@ -140,6 +140,7 @@ pub fn predict(
     html: u64,
     resources: &[u64],
     depth: usize,
+    slow: Option<(usize, Duration)>,
 ) -> Prediction {
     let plan = mode.plan();
     if let Some(upstream) = mode.upstream_mode() {
@@ -154,8 +155,15 @@ pub fn predict(
     let hop = Hop::of(path, plan.tls != TlsUse::Off);
     let mut first = Conn::open(hop, Duration::ZERO);
     let page_done = exchange(&mut first, Duration::ZERO, html);
+    let wait = |i: usize| match slow {
+        Some((index, delay)) if index == i => delay,
+        _ => Duration::ZERO,
+    };
+    if plan.h2 {
+        return multiplexed(first, page_done, resources, wait);
+    }
     if plan.persistent && plan.pipelined {
-        return pipelined(first, page_done, resources, depth);
+        return pipelined(first, page_done, resources, depth, wait);
     }
     let (load, connections) = load_resources(
         hop,
@@ -174,8 +182,15 @@ pub fn predict(
 }
 
 /// Pipelined over the document's connection: every request leaves at once (at most
-/// `depth` unanswered), the server answers in order.
-fn pipelined(mut conn: Conn, page_done: Duration, resources: &[u64], depth: usize) -> Prediction {
+/// `depth` unanswered), the server answers in order: a response that takes `wait(i)`
+/// longer holds back every one behind it.
+fn pipelined(
+    mut conn: Conn,
+    page_done: Duration,
+    resources: &[u64],
+    depth: usize,
+    wait: impl Fn(usize) -> Duration,
+) -> Prediction {
     let depth = depth.max(1);
     let mut ends: Vec<Duration> = Vec::with_capacity(resources.len());
     let mut server_free = page_done;
@@ -187,7 +202,7 @@ fn pipelined(mut conn: Conn, page_done: Duration, resources: &[u64], depth: usiz
             page_done
         };
         let arrived = conn.request(sent, REQUEST_HEAD_BYTES);
-        let answered = arrived.max(server_free);
+        let answered = arrived.max(server_free) + wait(i);
         server_free = answered;
         let end = conn
             .respond(answered, RESPONSE_HEAD_BYTES + body)
@@ -197,6 +212,37 @@ fn pipelined(mut conn: Conn, page_done: Duration, resources: &[u64], depth: usiz
     }
     Prediction {
         load_ms: millis(ends.iter().copied().max().unwrap_or(page_done)),
+        connections: 1,
+        handshakes: 1,
+    }
+}
+
+/// HTTP/2 over the document's connection: every request leaves at once; each response
+/// leaves as soon as it is ready (`wait(i)` after its request arrived), sharing the one
+/// connection's window in the order they are ready: a slow one holds back no other.
+fn multiplexed(
+    mut conn: Conn,
+    page_done: Duration,
+    resources: &[u64],
+    wait: impl Fn(usize) -> Duration,
+) -> Prediction {
+    let mut ready: Vec<(Duration, u64)> = resources
+        .iter()
+        .enumerate()
+        .map(|(i, &body)| (conn.request(page_done, REQUEST_HEAD_BYTES) + wait(i), body))
+        .collect();
+    ready.sort_by_key(|(at, _)| *at);
+    let end = ready
+        .into_iter()
+        .filter_map(|(at, body)| {
+            conn.respond(at, RESPONSE_HEAD_BYTES + body)
+                .last()
+                .map(|d| d.at)
+        })
+        .max()
+        .unwrap_or(page_done);
+    Prediction {
+        load_ms: millis(end),
         connections: 1,
         handshakes: 1,
     }
@@ -329,7 +375,14 @@ mod tests {
 
     fn predict_small(mode: ModeKind, n: usize) -> Prediction {
         // Everything fits one initial window: each exchange is pure round trips.
-        predict(mode, PathModel::with_rtt(RTT), 1000, &vec![1000; n], 32)
+        predict(
+            mode,
+            PathModel::with_rtt(RTT),
+            1000,
+            &vec![1000; n],
+            32,
+            None,
+        )
     }
 
     fn rtts(p: Prediction) -> f64 {
@@ -393,11 +446,43 @@ mod tests {
     }
 
     #[test]
+    fn http2_multiplexes_like_pipelining_but_a_slow_response_holds_back_only_itself() {
+        let n = 10;
+        // No slow resource: the document, then every response in one more round trip.
+        let h2 = predict_small(ModeKind::H2X1, n);
+        assert_eq!((rtts(h2), h2.connections), (3.0, 1));
+        assert_eq!(rtts(predict_small(ModeKind::TlsH2X1, n)), 4.0);
+        // The first resource 300 ms (6 RTT) slow.
+        let slow = Some((0, Duration::from_millis(300)));
+        let path = PathModel::with_rtt(RTT);
+        let small = vec![1000; n];
+        let pipelined = predict(ModeKind::HolPipelinedX1, path, 1000, &small, 32, slow);
+        let h2 = predict(ModeKind::HolH2X1, path, 1000, &small, 32, slow);
+        // Both end with the slow one: 3 RTT + 300 ms...
+        assert_eq!(rtts(h2), 9.0);
+        assert_eq!(rtts(pipelined), 9.0);
+        // ...but with the slow one last in the page, pipelining still waits for it
+        // before the rest, HTTP/2 does not: the others are done 300 ms earlier.
+        let last = Some((n - 1, Duration::from_millis(300)));
+        let h2_last = predict(ModeKind::HolH2X1, path, 1000, &small, 32, last);
+        assert_eq!(rtts(h2_last), 9.0);
+        let big = vec![4 * path.initial_window(); n];
+        let pipelined = predict(ModeKind::HolPipelinedX1, path, 1000, &big, 32, slow);
+        let h2 = predict(ModeKind::HolH2X1, path, 1000, &big, 32, slow);
+        // With real bodies behind it, pipelining idles the connection for 300 ms; HTTP/2
+        // fills that time with the other responses.
+        assert!(
+            pipelined.load_ms - h2.load_ms >= 200.0,
+            "{pipelined:?} {h2:?}"
+        );
+    }
+
+    #[test]
     fn large_resources_pay_slow_start_on_cold_connections() {
         let path = PathModel::with_rtt(RTT);
         let big = vec![7 * path.initial_window(); 4];
-        let serial = predict(ModeKind::Http10Serial, path, 1000, &big, 32);
-        let persistent = predict(ModeKind::PersistentX1, path, 1000, &big, 32);
+        let serial = predict(ModeKind::Http10Serial, path, 1000, &big, 32, None);
+        let persistent = predict(ModeKind::PersistentX1, path, 1000, &big, 32, None);
         // Cold: handshake + 4 rounds each (the heads tip 7 windows over); warm: fewer.
         assert!(serial.load_ms >= 2.0 * 50.0 + 4.0 * 5.0 * 50.0);
         assert!(

@@ -6,10 +6,11 @@ use std::fmt::Write as _;
 use super::load::RequestTiming;
 use super::{DemoReport, ModeKind, Run};
 
-/// One color per mode, in [`ModeKind::ALL`] order (Tableau 10, then a dark blue).
-const COLORS: [&str; 11] = [
-    "#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#393b79",
+/// One color per mode, in [`ModeKind::ALL`] order (Tableau 10, then Tableau 20's darker
+/// and lighter companions).
+const COLORS: [&str; 15] = [
+    "#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd", "#00a383", "#8c564b", "#e377c2",
+    "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#ad494a", "#3182bd",
 ];
 
 /// The TCP handshake in the waterfalls.

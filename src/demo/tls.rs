@@ -68,12 +68,17 @@ impl DemoTls {
         self.acceptor.clone()
     }
 
-    /// A new client (an empty session cache) trusting the authority; `resume`: whether
-    /// its later connections resume the first one's session.
-    pub fn connector(&self, resume: bool) -> Result<TlsConnector, BoxError> {
+    /// A new client (an empty session cache) trusting the authority, offering ALPN for
+    /// `protocol`; `resume`: whether its later connections resume the first one's session.
+    pub fn connector(
+        &self,
+        resume: bool,
+        protocol: crate::client::HopProtocol,
+    ) -> Result<TlsConnector, BoxError> {
         let settings = ClientTls {
             ca_file: Some(self.dir.join("ca.pem")),
             resumption: resume,
+            alpn: crate::client::alpn_for(protocol),
             ..ClientTls::default()
         };
         Ok(TlsConnector::new(&settings)?)

@@ -25,6 +25,13 @@ const CONNECTION_SPECIFIC: [&str; 5] = [
 /// Removes what an HTTP/2 message must not carry (RFC 9113 §8.2.2): the fields named by
 /// `Connection`, the connection-specific fields, and `TE` unless it is exactly `trailers`.
 pub(crate) fn strip_connection_specific(headers: &mut HeaderMap) {
+    // Most messages have none: one pass over the names, no lookups.
+    let any = headers
+        .keys()
+        .any(|name| *name == header::TE || CONNECTION_SPECIFIC.contains(&name.as_str()));
+    if !any {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

@@ -30,8 +30,9 @@ use h2::server::{Connection, SendResponse};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as HttpBody;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::task::JoinSet;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -158,6 +159,38 @@ struct H2Conn<'a> {
     born: Instant,
 }
 
+/// The streams of a connection still being served (their tasks run on their own; the
+/// connection hears only when the last one ends, to start its idle timer).
+#[derive(Debug, Default)]
+struct OpenStreams {
+    count: AtomicUsize,
+    none_left: Notify,
+}
+
+impl OpenStreams {
+    fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+}
+
+/// One stream counted as open while this lives (however its task ends).
+struct StreamGuard(Arc<OpenStreams>);
+
+impl StreamGuard {
+    fn open(streams: &Arc<OpenStreams>) -> Self {
+        streams.count.fetch_add(1, Ordering::AcqRel);
+        StreamGuard(streams.clone())
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_left.notify_one();
+        }
+    }
+}
+
 /// Why the connection is ending while its last streams finish (after a graceful GOAWAY).
 type Ending = Option<CloseReason>;
 
@@ -179,14 +212,14 @@ impl H2Conn<'_> {
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let mut streams = JoinSet::new();
+        let streams = Arc::new(OpenStreams::default());
         let mut ending: Ending = None;
         let mut idle_since = Instant::now();
         let mut keepalive = Keepalive::new(h2, &self.config.http2);
         let timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(timer);
         loop {
-            let (deadline, why) = self.next_deadline(streams.is_empty(), idle_since, ending);
+            let (deadline, why) = self.next_deadline(streams.count() == 0, idle_since, ending);
             let deadline = keepalive.sooner(deadline);
             if let Some(deadline) = deadline {
                 timer.as_mut().reset(deadline);
@@ -196,22 +229,23 @@ impl H2Conn<'_> {
                 () = poll_fn(|cx| shutdown.poll_started(cx)), if ending.is_none() => {
                     ending = self.go_away(h2, CloseReason::Shutdown);
                 }
-                Some(_) = streams.join_next(), if !streams.is_empty() => {
-                    if streams.is_empty() {
+                () = streams.none_left.notified(), if streams.count() > 0 => {
+                    if streams.count() == 0 {
                         idle_since = Instant::now();
+                        self.show(0);
                     }
-                    self.show(streams.len());
                 }
                 accepted = h2.accept() => match accepted {
                     Some(Ok((request, respond))) => {
                         self.requests += 1;
-                        if streams.len() >= 2 * self.config.http2.max_concurrent_streams as usize {
+                        if streams.count() >= 2 * self.config.http2.max_concurrent_streams as usize {
                             // Streams reset and reopened faster than they are served.
                             ending = self.go_away(h2, CloseReason::Abuse);
                             continue;
                         }
-                        streams.spawn(self.stream_job(request, respond, service.clone()));
-                        self.show(streams.len());
+                        let open = StreamGuard::open(&streams);
+                        tokio::spawn(self.stream_job(request, respond, service.clone(), open));
+                        self.show(streams.count());
                         if ending.is_none() && self.at_max_requests() {
                             ending = self.go_away(h2, CloseReason::MaxRequests);
                         }
@@ -309,12 +343,13 @@ impl H2Conn<'_> {
         }
     }
 
-    /// The task that serves one stream.
+    /// The task that serves one stream; it counts as open until it ends (`open`).
     fn stream_job<S, B>(
         &self,
         request: Request<h2::RecvStream>,
         respond: SendResponse<Bytes>,
         service: S,
+        open: StreamGuard,
     ) -> impl Future<Output = ()> + Send + 'static
     where
         S: Service<Request<Incoming>, Response = Response<B>, Future: Send> + Send + 'static,
@@ -328,7 +363,10 @@ impl H2Conn<'_> {
             number: self.requests,
             started: Instant::now(),
         };
-        job.run(request, respond, service)
+        async move {
+            job.run(request, respond, service).await;
+            drop(open);
+        }
     }
 
     /// Updates the live view: open streams, busy or idle.
