@@ -194,12 +194,13 @@ where
     let mut body = pin!(body);
     let mut sent = 0;
     loop {
-        let frame = poll_fn(|cx| {
-            if let Poll::Ready(reset) = send.poll_reset(cx) {
-                return Poll::Ready(Err(peer_failure(reset)));
-            }
-            let frame = ready!(body.as_mut().poll_frame(cx));
-            Poll::Ready(Ok(frame.map(|f| f.map_err(Into::<BoxError>::into))))
+        let frame = poll_fn(|cx| match body.as_mut().poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(Ok(frame.map(|f| f.map_err(Into::<BoxError>::into)))),
+            // While the body has nothing, watch for the peer giving up on the stream.
+            Poll::Pending => match send.poll_reset(cx) {
+                Poll::Ready(reset) => Poll::Ready(Err(peer_failure(reset))),
+                Poll::Pending => Poll::Pending,
+            },
         })
         .await?;
         let frame = match frame {
@@ -245,16 +246,11 @@ async fn send_data(
     }
     while !data.is_empty() {
         send.reserve_capacity(data.len());
-        let capacity = tokio::time::timeout(write_timeout, poll_fn(|cx| send.poll_capacity(cx)))
-            .await
-            .map_err(|_| {
-                send.send_reset(h2::Reason::CANCEL);
-                SendFailure::Stalled
-            })?;
-        let capacity = match capacity {
-            Some(Ok(n)) => n,
-            Some(Err(error)) => return Err(SendFailure::Peer(error)),
-            None => return Err(peer_failure(Ok(h2::Reason::CANCEL))),
+        // Usually the window has room at once: no wait, no timer (the wait is boxed, so
+        // that every response's future does not keep room for it).
+        let capacity = match send.capacity() {
+            0 => Box::pin(wait_for_capacity(send, write_timeout)).await?,
+            n => n,
         };
         if capacity == 0 {
             continue;
@@ -264,6 +260,24 @@ async fn send_data(
             .map_err(SendFailure::Peer)?;
     }
     Ok(())
+}
+
+/// Waits at most `write_timeout` for the peer's window to open; the capacity it gave.
+async fn wait_for_capacity(
+    send: &mut SendStream<Bytes>,
+    write_timeout: Duration,
+) -> Result<usize, SendFailure> {
+    let capacity = tokio::time::timeout(write_timeout, poll_fn(|cx| send.poll_capacity(cx)))
+        .await
+        .map_err(|_| {
+            send.send_reset(h2::Reason::CANCEL);
+            SendFailure::Stalled
+        })?;
+    match capacity {
+        Some(Ok(n)) => Ok(n),
+        Some(Err(error)) => Err(SendFailure::Peer(error)),
+        None => Err(peer_failure(Ok(h2::Reason::CANCEL))),
+    }
 }
 
 fn peer_failure(reset: Result<h2::Reason, h2::Error>) -> SendFailure {

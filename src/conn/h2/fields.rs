@@ -7,7 +7,7 @@
 //! other than `trailers`, upper-case names, CR, LF or NUL in a value, pseudo-header misuse,
 //! and a `Content-Length` that disagrees with the DATA received.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName};
 use http::request::Parts;
 use http::{Method, Version};
 
@@ -61,13 +61,14 @@ pub(crate) fn strip_connection_specific(headers: &mut HeaderMap) {
 /// 2. `Host` and `:authority` both present and different → 400 (§8.3.1).
 /// 3. Neither `:authority` nor `Host` (except `CONNECT`, whose `:authority` `h2` checks)
 ///    → 400, as an HTTP/1.1 request without `Host` (RFC 9112 §3.2).
-/// 4. `Host` absent → added from `:authority`, so every layer (and an HTTP/1.1 next hop)
-///    finds the authority where HTTP/1.1 puts it (§8.3.1).
+/// 4. The authority stays in the URI, as hyper hands it over (a `Host` field only if the
+///    client sent one): the proxy reads the URI's authority first, and writes `Host` from
+///    it for an HTTP/1.1 next hop (§8.3.1).
 /// 5. The target form: `CONNECT` → authority-form, `:path` `*` → asterisk-form (`OPTIONS`
 ///    only, else 400), otherwise origin-form (`:scheme` and `:authority` are not a proxy
 ///    request's absolute-form in HTTP/2).
 /// 6. `Content-Length`, when sent, is the exact body length (`h2` enforced it).
-pub(crate) fn check_request(parts: &mut Parts) -> Result<(MessageFields, TargetForm), ParseError> {
+pub(crate) fn check_request(parts: &Parts) -> Result<(MessageFields, TargetForm), ParseError> {
     if parts
         .headers
         .values()
@@ -77,26 +78,22 @@ pub(crate) fn check_request(parts: &mut Parts) -> Result<(MessageFields, TargetF
             "field value with leading or trailing whitespace",
         ));
     }
-    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+    let authority = parts.uri.authority();
     let mut fields = MessageFields::new(Version::HTTP_2);
     let host_lines = parts.headers.get_all(header::HOST).iter().count();
     fields.host_count = host_lines.max(usize::from(authority.is_some())) as u32;
     match (authority, parts.headers.get(header::HOST)) {
         (Some(authority), Some(host))
-            if !host.as_bytes().eq_ignore_ascii_case(authority.as_bytes()) =>
+            if !host
+                .as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes()) =>
         {
             return Err(ParseError::Host("differs from :authority"));
         }
         (None, None) if parts.method != Method::CONNECT => {
             return Err(ParseError::Host("missing"));
         }
-        (None, None) => {}
-        (Some(authority), None) => {
-            let host = HeaderValue::from_str(&authority)
-                .map_err(|_| ParseError::Host("invalid :authority"))?;
-            parts.headers.insert(header::HOST, host);
-        }
-        (_, Some(_)) => {}
+        _ => {}
     }
     if host_lines > 1 {
         return Err(ParseError::Host("repeated"));
@@ -126,6 +123,7 @@ fn has_outer_whitespace(value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
     use http::Request;
 
     fn parts(method: &str, uri: &str, fields: &[(&str, &str)]) -> Parts {
@@ -195,7 +193,7 @@ mod tests {
                 p.headers
                     .append(*name, HeaderValue::from_str(value).unwrap());
             }
-            let got = check_request(&mut p)
+            let got = check_request(&p)
                 .map(|(_, form)| form)
                 .map_err(|e| e.status().as_u16());
             assert_eq!(got, expected, "{method} {uri} {fields:?}");
@@ -203,14 +201,14 @@ mod tests {
     }
 
     #[test]
-    fn host_is_added_from_the_authority_and_content_length_is_read() {
-        let mut p = parts(
+    fn the_authority_counts_as_the_host_and_content_length_is_read() {
+        let p = parts(
             "POST",
             "https://a.test:8443/up",
             &[("content-length", "12")],
         );
-        let (fields, _) = check_request(&mut p).unwrap();
-        assert_eq!(p.headers["host"], "a.test:8443");
+        let (fields, _) = check_request(&p).unwrap();
+        assert_eq!(fields.host_count, 1);
         assert_eq!(fields.content_length, Some(Ok(12)));
         assert_eq!(fields.version, Version::HTTP_2);
     }

@@ -22,7 +22,11 @@
 
 use std::cell::RefCell;
 use std::future::poll_fn;
+use std::pin::Pin;
+use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,9 +34,7 @@ use h2::server::{Connection, SendResponse};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as HttpBody;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -54,9 +56,9 @@ use crate::transport::Stream;
 /// Serves one HTTP/2 connection (after the preface was seen, or `h2` agreed by ALPN) with
 /// `service` until it closes, and says how it went (to `hooks` too).
 ///
-/// Every stream reaches the service as a `Request<Incoming>` (version `HTTP/2.0`, a `Host`
-/// field made from `:authority` where the client sent none, a [`RequestCtx`] with the
-/// fields parsed once) and is answered in its own task; the response loses the fields
+/// Every stream reaches the service as a `Request<Incoming>` (version `HTTP/2.0`, the
+/// authority in its URI as hyper hands it over, a [`RequestCtx`] with the fields parsed
+/// once) and is answered in its own task; the response loses the fields
 /// HTTP/2 does not have (`Connection` and what it names, `Keep-Alive`,
 /// `Transfer-Encoding`, ...) and gains `Date` and, when the body's length is known,
 /// `Content-Length`.
@@ -130,9 +132,6 @@ fn builder(settings: &Http2Config) -> h2::server::Builder {
 /// What each stream's task needs from its connection (shared, read-only).
 struct StreamPolicy {
     write_timeout: Duration,
-    body_timeout: Duration,
-    max_body: Option<u64>,
-    ctx_in_extensions: bool,
     observer: Option<Arc<dyn Observer>>,
 }
 
@@ -140,9 +139,6 @@ impl StreamPolicy {
     fn new(config: &ServerConfig, hooks: &Hooks) -> Self {
         StreamPolicy {
             write_timeout: config.write_timeout,
-            body_timeout: config.body_timeout,
-            max_body: config.max_body_bytes,
-            ctx_in_extensions: config.request_ctx_in_extensions,
             observer: hooks.observer.clone(),
         }
     }
@@ -159,17 +155,38 @@ struct H2Conn<'a> {
     born: Instant,
 }
 
-/// The streams of a connection still being served (their tasks run on their own; the
-/// connection hears only when the last one ends, to start its idle timer).
-#[derive(Debug, Default)]
+/// The streams of a connection still being served. Their tasks run on their own and
+/// wake nobody when they end: they note when, and the connection reads it when its idle
+/// timer fires (no work per stream in the connection's task).
+#[derive(Debug)]
 struct OpenStreams {
     count: AtomicUsize,
-    none_left: Notify,
+    born: Instant,
+    /// When the last stream ended, milliseconds after `born`.
+    last_end_ms: AtomicU64,
 }
 
 impl OpenStreams {
+    fn new() -> Self {
+        OpenStreams {
+            count: AtomicUsize::new(0),
+            born: Instant::now(),
+            last_end_ms: AtomicU64::new(0),
+        }
+    }
+
     fn count(&self) -> usize {
         self.count.load(Ordering::Acquire)
+    }
+
+    /// When the connection last had something to do, if later than `since`: now while a
+    /// stream is open, else when the last one ended.
+    fn active_after(&self, since: Instant) -> Option<Instant> {
+        if self.count() > 0 {
+            return Some(Instant::now());
+        }
+        let ended = self.born + Duration::from_millis(self.last_end_ms.load(Ordering::Acquire));
+        (ended > since).then_some(ended)
     }
 }
 
@@ -185,9 +202,9 @@ impl StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.none_left.notify_one();
-        }
+        let ended = self.0.born.elapsed().as_millis() as u64;
+        self.0.last_end_ms.fetch_max(ended, Ordering::AcqRel);
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -212,28 +229,27 @@ impl H2Conn<'_> {
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let streams = Arc::new(OpenStreams::default());
+        let streams = Arc::new(OpenStreams::new());
         let mut ending: Ending = None;
         let mut idle_since = Instant::now();
         let mut keepalive = Keepalive::new(h2, &self.config.http2);
         let timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(timer);
+        // The deadline the timer is set for (reset only when it changes or has fired).
+        let mut armed = None;
         loop {
-            let (deadline, why) = self.next_deadline(streams.count() == 0, idle_since, ending);
+            let (deadline, why) = self.next_deadline(idle_since, ending);
             let deadline = keepalive.sooner(deadline);
-            if let Some(deadline) = deadline {
-                timer.as_mut().reset(deadline);
+            if deadline != armed {
+                if let Some(deadline) = deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                armed = deadline;
             }
             tokio::select! {
                 biased;
                 () = poll_fn(|cx| shutdown.poll_started(cx)), if ending.is_none() => {
                     ending = self.go_away(h2, CloseReason::Shutdown);
-                }
-                () = streams.none_left.notified(), if streams.count() > 0 => {
-                    if streams.count() == 0 {
-                        idle_since = Instant::now();
-                        self.show(0);
-                    }
                 }
                 accepted = h2.accept() => match accepted {
                     Some(Ok((request, respond))) => {
@@ -259,10 +275,17 @@ impl H2Conn<'_> {
                     }
                 }
                 () = &mut timer, if deadline.is_some() => {
+                    armed = None;
                     if keepalive.due() {
                         if let Err(reason) = keepalive.ping() {
                             return reason;
                         }
+                    } else if why == Some(CloseReason::IdleTimeout)
+                        && let Some(active) = streams.active_after(idle_since)
+                    {
+                        // Not idle all this time: count again from its last activity.
+                        idle_since = active;
+                        self.show(streams.count());
                     } else {
                         ending = why.and_then(|why| self.go_away(h2, why));
                     }
@@ -319,18 +342,14 @@ impl H2Conn<'_> {
         max.is_some_and(|max| self.requests >= max)
     }
 
-    /// When the connection should start ending, and why: idle too long with no stream
-    /// open, or at its maximum lifetime. `None` once it is ending already.
-    fn next_deadline(
-        &self,
-        idle: bool,
-        idle_since: Instant,
-        ending: Ending,
-    ) -> (Option<Instant>, Ending) {
+    /// When the connection should start ending, and why: idle (as far as it knows:
+    /// [`OpenStreams::active_after`] is asked when the time comes) for the keep-alive
+    /// timeout, or at its maximum lifetime. `None` once it is ending already.
+    fn next_deadline(&self, idle_since: Instant, ending: Ending) -> (Option<Instant>, Ending) {
         if ending.is_some() {
             return (None, None);
         }
-        let idle_at = idle.then(|| idle_since + self.config.keepalive_timeout);
+        let idle_at = Some(idle_since + self.config.keepalive_timeout);
         let lifetime_at = self
             .config
             .max_lifetime
@@ -357,16 +376,62 @@ impl H2Conn<'_> {
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        let target = self.policy.observer.as_ref().map(|_| {
+            let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            Box::from(target)
+        });
         let job = StreamJob {
             policy: self.policy.clone(),
-            conn: self.info,
+            respond,
+            method: request.method().clone(),
+            target,
+            conn: self.info.id,
+            peer: self.info.peer,
             number: self.requests,
             started: Instant::now(),
+            _open: open,
         };
-        async move {
-            job.run(request, respond, service).await;
-            drop(open);
+        // The request is checked and handed to the service here, in the connection's
+        // task, as hyper does: the stream's task holds only the service's future.
+        let called = match self.admit(request) {
+            Ok(request) => call(service, request),
+            Err(status) => Called::Refused(status),
+        };
+        job.run(called)
+    }
+
+    /// The request as the service gets it, or the status refusing it.
+    fn admit(&self, request: Request<h2::RecvStream>) -> Result<Request<Incoming>, StatusCode> {
+        let (mut parts, recv) = request.into_parts();
+        let (fields, target_form) = check_request(&parts).map_err(|e| e.status())?;
+        let length = fields
+            .content_length
+            .as_ref()
+            .and_then(|l| l.as_ref().ok().copied());
+        let max_body = self.config.max_body_bytes;
+        if let (Some(length), Some(max)) = (length, max_body)
+            && length > max
+        {
+            return Err(StatusCode::PAYLOAD_TOO_LARGE);
         }
+        let ctx = RequestCtx {
+            conn: self.info,
+            number: self.requests,
+            raw_head: Bytes::new(),
+            fields,
+            target_form,
+        };
+        if self.config.request_ctx_in_extensions {
+            parts.extensions.insert(ctx.clone());
+        }
+        let body = if recv.is_end_stream() {
+            Incoming::empty()
+        } else {
+            let body = RecvBody::new(recv, Side::Client, length, max_body)
+                .with_timeout(self.config.body_timeout);
+            Incoming::owned(body)
+        };
+        Ok(Request::from_parts(parts, body.with_ctx(ctx)))
     }
 
     /// Updates the live view: open streams, busy or idle.
@@ -482,19 +547,54 @@ fn close_reason(error: &h2::Error) -> CloseReason {
     }
 }
 
-/// One stream being served.
+/// One stream being served: what its task keeps beside the service's future and the
+/// response body (kept small: the task is allocated, and moved, once per stream).
 struct StreamJob {
     policy: Arc<StreamPolicy>,
-    conn: ConnInfo,
+    respond: SendResponse<Bytes>,
+    method: Method,
+    /// Path and query, for the observer (only when there is one).
+    target: Option<Box<str>>,
+    conn: u64,
+    peer: std::net::SocketAddr,
     number: u64,
     started: Instant,
+    _open: StreamGuard,
 }
 
-impl StreamJob {
-    fn event(&self, event: Http2Event) {
-        if let Some(observer) = &self.policy.observer {
-            observer.http2(ConnSide::Downstream, event);
+/// The service's future for a stream, or why there is none.
+enum Called<F, B> {
+    /// Called at once (the service was ready).
+    Now(F),
+    /// The service was not ready: waiting for it, then calling it (boxed: rare).
+    Later(LaterAnswer<B>),
+    /// The request was refused before the service.
+    Refused(StatusCode),
+}
+
+type LaterAnswer<B> = Pin<Box<dyn Future<Output = Result<Response<B>, BoxError>> + Send>>;
+
+/// Calls `service` with `request` now if it is ready (as it nearly always is: each stream
+/// has its own clone), else later, once it is.
+fn call<S, B>(mut service: S, request: Request<Incoming>) -> Called<S::Future, B>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Future: Send> + Send + 'static,
+    S::Error: Into<BoxError>,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+{
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match service.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => Called::Now(service.call(request)),
+        Poll::Ready(Err(error)) => {
+            let error: BoxError = error.into();
+            Called::Later(Box::pin(std::future::ready(Err(error))))
         }
+        Poll::Pending => Called::Later(Box::pin(async move {
+            poll_fn(|cx| service.poll_ready(cx))
+                .await
+                .map_err(Into::into)?;
+            service.call(request).await.map_err(Into::into)
+        })),
     }
 }
 
@@ -506,38 +606,39 @@ struct Answered {
 }
 
 impl StreamJob {
-    async fn run<S, B>(
-        self,
-        request: Request<h2::RecvStream>,
-        mut respond: SendResponse<Bytes>,
-        service: S,
-    ) where
-        S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-        S::Error: Into<BoxError>,
-        B: HttpBody<Data = Bytes> + Send + 'static,
+    fn event(&self, event: Http2Event) {
+        if let Some(observer) = &self.policy.observer {
+            observer.http2(ConnSide::Downstream, event);
+        }
+    }
+
+    /// Serves the stream: the service's answer to an admitted request, or a refusal.
+    async fn run<F, E, B>(mut self, called: Called<F, B>)
+    where
+        F: Future<Output = Result<Response<B>, E>>,
+        E: Into<BoxError>,
+        B: HttpBody<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
         self.event(Http2Event::StreamOpened);
-        let method = request.method().clone();
-        let target = self.policy.observer.as_ref().map(|_| {
-            request
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned()
-        });
-        let answered = match self.admit(request) {
-            Ok(request) => self.answer(request, &method, &mut respond, service).await,
-            Err(status) => respond_error(&mut respond, status, &self.policy).await,
+        let answered = match called {
+            Called::Now(answer) => self.answer(answer).await,
+            Called::Later(answer) => self.answer(answer).await,
+            // Rare: boxed, so that every stream's task does not keep room for it.
+            Called::Refused(status) => Box::pin(self.refuse(status)).await,
         };
         self.event(Http2Event::StreamClosed);
+        self.observe(answered);
+    }
+
+    fn observe(&self, answered: Option<Answered>) {
         if let (Some(observer), Some(answered)) = (&self.policy.observer, answered) {
             observer.request(&RequestRecord {
-                conn: self.conn.id,
-                peer: self.conn.peer,
+                conn: self.conn,
+                peer: self.peer,
                 number: self.number,
-                method: Some(&method),
-                target: target.as_deref().unwrap_or(""),
+                method: Some(&self.method),
+                target: self.target.as_deref().unwrap_or(""),
                 version: Version::HTTP_2,
                 status: answered.status,
                 body_bytes: answered.body_bytes,
@@ -547,80 +648,38 @@ impl StreamJob {
         }
     }
 
-    /// The request as the service gets it, or the status refusing it.
-    fn admit(&self, request: Request<h2::RecvStream>) -> Result<Request<Incoming>, StatusCode> {
-        let (mut parts, recv) = request.into_parts();
-        let (fields, target_form) = check_request(&mut parts).map_err(|e| e.status())?;
-        let length = fields
-            .content_length
-            .as_ref()
-            .and_then(|l| l.as_ref().ok().copied());
-        if let (Some(length), Some(max)) = (length, self.policy.max_body)
-            && length > max
-        {
-            return Err(StatusCode::PAYLOAD_TOO_LARGE);
-        }
-        let ctx = RequestCtx {
-            conn: self.conn,
-            number: self.number,
-            raw_head: Bytes::new(),
-            fields,
-            target_form,
-        };
-        if self.policy.ctx_in_extensions {
-            parts.extensions.insert(ctx.clone());
-        }
-        let body = if recv.is_end_stream() {
-            Incoming::empty()
-        } else {
-            let body = RecvBody::new(recv, Side::Client, length, self.policy.max_body)
-                .with_timeout(self.policy.body_timeout);
-            Incoming::owned(body)
-        };
-        Ok(Request::from_parts(parts, body.with_ctx(ctx)))
-    }
-
-    /// Runs the service (stopping it if the client resets the stream) and sends its answer.
-    async fn answer<S, B>(
-        &self,
-        request: Request<Incoming>,
-        method: &Method,
-        respond: &mut SendResponse<Bytes>,
-        mut service: S,
-    ) -> Option<Answered>
+    /// Waits for the service's answer (dropping it if the client resets the stream
+    /// first) and sends it.
+    async fn answer<F, E, B>(&mut self, answer: F) -> Option<Answered>
     where
-        S: Service<Request<Incoming>, Response = Response<B>>,
-        S::Error: Into<BoxError>,
+        F: Future<Output = Result<Response<B>, E>>,
+        E: Into<BoxError>,
         B: HttpBody<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        let call = async {
-            poll_fn(|cx| service.poll_ready(cx)).await?;
-            service.call(request).await
-        };
-        let response: Result<Response<B>, BoxError> = tokio::select! {
-            biased;
-            _ = poll_fn(|cx| respond.poll_reset(cx)) => {
-                self.event(Http2Event::Reset { by_peer: true });
-                return None;
-            }
-            response = call => response.map_err(Into::into),
-        };
+        let mut answer = pin!(answer);
+        let respond = &mut self.respond;
+        // The answer first (often ready at once); the reset only while waiting.
+        let response = poll_fn(|cx| match answer.as_mut().poll(cx) {
+            Poll::Ready(answer) => Poll::Ready(Some(answer.map_err(Into::into))),
+            Poll::Pending => respond.poll_reset(cx).map(|_| None),
+        })
+        .await;
         match response {
-            Ok(response) => self.send(response, method, respond).await,
-            Err(error) => {
+            Some(Ok(response)) => self.send(response).await,
+            Some(Err(error)) => {
+                let error: BoxError = error;
                 tracing::debug!(%error, "service failed; answering 500");
-                respond_error(respond, StatusCode::INTERNAL_SERVER_ERROR, &self.policy).await
+                Box::pin(self.refuse(StatusCode::INTERNAL_SERVER_ERROR)).await
+            }
+            None => {
+                self.event(Http2Event::Reset { by_peer: true });
+                None
             }
         }
     }
 
-    async fn send<B>(
-        &self,
-        response: Response<B>,
-        method: &Method,
-        respond: &mut SendResponse<Bytes>,
-    ) -> Option<Answered>
+    async fn send<B>(&mut self, response: Response<B>) -> Option<Answered>
     where
         B: HttpBody<Data = Bytes>,
         B::Error: Into<BoxError>,
@@ -628,37 +687,50 @@ impl StreamJob {
         let upstream = response.extensions().get::<UpstreamNote>().copied();
         let (parts, body) = response.into_parts();
         let status = parts.status;
-        let bodiless = *method == Method::HEAD
+        let bodiless = self.method == Method::HEAD
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
         let head = response_head(parts, &body, bodiless);
         let end = bodiless || body.is_end_stream();
-        let mut send = respond.send_response(head, end).ok()?;
-        let mut body_bytes = 0;
-        if !end {
-            match send_body(&mut send, body, self.policy.write_timeout).await {
-                Ok(sent) => body_bytes = sent,
-                Err(SendFailure::Source(error)) => {
-                    tracing::debug!(%error, "response body failed; stream reset");
-                    self.event(Http2Event::Reset { by_peer: false });
-                }
-                Err(SendFailure::Peer(error)) => {
-                    tracing::trace!(%error, "client went away mid-response");
-                    if error.is_reset() {
-                        self.event(Http2Event::Reset { by_peer: true });
-                    }
-                }
-                Err(SendFailure::Stalled) => {
-                    tracing::debug!("client's window stayed shut; stream reset");
-                    self.event(Http2Event::Reset { by_peer: false });
-                }
-            }
-        }
+        let mut send = self.respond.send_response(head, end).ok()?;
+        let body_bytes = if end {
+            0
+        } else {
+            let sent = send_body(&mut send, body, self.policy.write_timeout).await;
+            self.sent(sent)
+        };
         Some(Answered {
             status,
             body_bytes,
             upstream,
         })
+    }
+
+    /// The body bytes sent; a failure logged and counted.
+    fn sent(&self, sent: Result<u64, SendFailure>) -> u64 {
+        match sent {
+            Ok(bytes) => return bytes,
+            Err(SendFailure::Source(error)) => {
+                tracing::debug!(%error, "response body failed; stream reset");
+                self.event(Http2Event::Reset { by_peer: false });
+            }
+            Err(SendFailure::Peer(error)) => {
+                tracing::trace!(%error, "client went away mid-response");
+                if error.is_reset() {
+                    self.event(Http2Event::Reset { by_peer: true });
+                }
+            }
+            Err(SendFailure::Stalled) => {
+                tracing::debug!("client's window stayed shut; stream reset");
+                self.event(Http2Event::Reset { by_peer: false });
+            }
+        }
+        0
+    }
+
+    /// Answers with an error status of our own (a malformed request, a failed service).
+    async fn refuse(&mut self, status: StatusCode) -> Option<Answered> {
+        self.send(error_response(status)).await
     }
 }
 
@@ -686,25 +758,6 @@ fn response_head<B: HttpBody>(
     }
     parts.version = Version::HTTP_2;
     Response::from_parts(parts, ())
-}
-
-/// Answers with an error status of our own (a malformed request, a failed service).
-async fn respond_error(
-    respond: &mut SendResponse<Bytes>,
-    status: StatusCode,
-    policy: &StreamPolicy,
-) -> Option<Answered> {
-    let (parts, body) = error_response(status).into_parts();
-    let head = response_head(parts, &body, false);
-    let mut send = respond.send_response(head, false).ok()?;
-    let body_bytes = send_body(&mut send, body, policy.write_timeout)
-        .await
-        .ok()?;
-    Some(Answered {
-        status,
-        body_bytes,
-        upstream: None,
-    })
 }
 
 thread_local! {
