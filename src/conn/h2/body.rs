@@ -118,16 +118,16 @@ impl HttpBody for RecvBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let polled = if self.data_done {
-            self.stream.poll_trailers(cx).map(Polled::Trailers)
+            self.stream.poll_trailers(cx).map(Received::Trailers)
         } else {
-            self.stream.poll_data(cx).map(Polled::Data)
+            self.stream.poll_data(cx).map(Received::Data)
         };
         let Poll::Ready(polled) = polled else {
             return self.poll_stalled(cx).map(|error| Some(Err(error)));
         };
         self.progressed();
         Poll::Ready(match polled {
-            Polled::Data(Some(Ok(data))) => {
+            Received::Data(Some(Ok(data))) => {
                 // The window reopens only for what the reader takes: backpressure.
                 let _ = self.stream.flow_control().release_capacity(data.len());
                 self.received += data.len() as u64;
@@ -139,14 +139,14 @@ impl HttpBody for RecvBody {
                     _ => Some(Ok(Frame::data(data))),
                 }
             }
-            Polled::Data(Some(Err(error))) | Polled::Trailers(Err(error)) => {
+            Received::Data(Some(Err(error))) | Received::Trailers(Err(error)) => {
                 Some(Err(self.fail(error)))
             }
-            Polled::Data(None) => {
+            Received::Data(None) => {
                 self.data_done = true;
                 return self.poll_frame(cx);
             }
-            Polled::Trailers(Ok(trailers)) => trailers.map(|t| Ok(Frame::trailers(t))),
+            Received::Trailers(Ok(trailers)) => trailers.map(|t| Ok(Frame::trailers(t))),
         })
     }
 
@@ -163,7 +163,7 @@ impl HttpBody for RecvBody {
 }
 
 /// What one poll of the stream gave.
-enum Polled {
+enum Received {
     Data(Option<Result<Bytes, h2::Error>>),
     Trailers(Result<Option<http::HeaderMap>, h2::Error>),
 }
@@ -180,11 +180,59 @@ pub(crate) enum SendFailure {
     Stalled,
 }
 
+/// A body frame as polled: `None` at the end of the body.
+pub(crate) type Polled = Option<Result<Frame<Bytes>, BoxError>>;
+
+/// What [`finish_now`] did.
+pub(crate) enum Finished {
+    /// The body is sent whole: its data bytes.
+    Sent(u64),
+    /// It failed (the stream is reset or gone).
+    Failed(SendFailure),
+    /// Not the last frame, or no window for it yet: [`send_body`] goes on with it.
+    NotYet(Polled),
+}
+
+/// Ends the stream at once if `frame` is the body's last (`last`) and the window has
+/// room for it: a body in memory answered without a task or a wait.
+pub(crate) fn finish_now(send: &mut SendStream<Bytes>, frame: Polled, last: bool) -> Finished {
+    let frame = match frame {
+        None => {
+            return match send.send_data(Bytes::new(), true) {
+                Ok(()) => Finished::Sent(0),
+                Err(error) => Finished::Failed(SendFailure::Peer(error)),
+            };
+        }
+        Some(Err(error)) => {
+            send.send_reset(h2::Reason::INTERNAL_ERROR);
+            return Finished::Failed(SendFailure::Source(error));
+        }
+        Some(Ok(frame)) if last => frame,
+        other => return Finished::NotYet(other),
+    };
+    match frame.into_data() {
+        Ok(data) => {
+            send.reserve_capacity(data.len());
+            if send.capacity() < data.len() {
+                return Finished::NotYet(Some(Ok(Frame::data(data))));
+            }
+            let length = data.len() as u64;
+            match send.send_data(data, true) {
+                Ok(()) => Finished::Sent(length),
+                Err(error) => Finished::Failed(SendFailure::Peer(error)),
+            }
+        }
+        Err(frame) => Finished::NotYet(Some(Ok(frame))),
+    }
+}
+
 /// Sends `body` on `send` to its end (trailers included), each piece only when the peer's
-/// window has room for it; returns the data bytes sent.
+/// window has room for it, starting with `first` if a frame was already taken from it;
+/// returns the data bytes sent.
 pub(crate) async fn send_body<B>(
     send: &mut SendStream<Bytes>,
     body: B,
+    mut first: Option<Polled>,
     write_timeout: Duration,
 ) -> Result<u64, SendFailure>
 where
@@ -194,6 +242,13 @@ where
     let mut body = pin!(body);
     let mut sent = 0;
     loop {
+        if let Some(frame) = first.take() {
+            let last = body.is_end_stream();
+            if let Some(done) = send_frame(send, frame, last, write_timeout, &mut sent).await? {
+                return Ok(done);
+            }
+            continue;
+        }
         let frame = poll_fn(|cx| match body.as_mut().poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(Ok(frame.map(|f| f.map_err(Into::<BoxError>::into)))),
             // While the body has nothing, watch for the peer giving up on the stream.
@@ -203,34 +258,47 @@ where
             },
         })
         .await?;
-        let frame = match frame {
-            None => {
-                send.send_data(Bytes::new(), true)
-                    .map_err(SendFailure::Peer)?;
-                return Ok(sent);
-            }
-            Some(Err(error)) => {
-                send.send_reset(h2::Reason::INTERNAL_ERROR);
-                return Err(SendFailure::Source(error));
-            }
-            Some(Ok(frame)) => frame,
-        };
-        match frame.into_data() {
-            Ok(data) => {
-                sent += data.len() as u64;
-                let last = body.is_end_stream();
-                send_data(send, data, last, write_timeout).await?;
-                if last {
-                    return Ok(sent);
-                }
-            }
-            Err(frame) => {
-                if let Ok(trailers) = frame.into_trailers() {
-                    send.send_trailers(trailers).map_err(SendFailure::Peer)?;
-                    return Ok(sent);
-                }
-            }
+        let last = body.is_end_stream();
+        if let Some(done) = send_frame(send, frame, last, write_timeout, &mut sent).await? {
+            return Ok(done);
         }
+    }
+}
+
+/// Sends one polled frame (`last`: the body has nothing after it), counting data bytes
+/// into `sent`; `Some(total)` once the stream has ended.
+async fn send_frame(
+    send: &mut SendStream<Bytes>,
+    frame: Polled,
+    last: bool,
+    write_timeout: Duration,
+    sent: &mut u64,
+) -> Result<Option<u64>, SendFailure> {
+    let frame = match frame {
+        None => {
+            send.send_data(Bytes::new(), true)
+                .map_err(SendFailure::Peer)?;
+            return Ok(Some(*sent));
+        }
+        Some(Err(error)) => {
+            send.send_reset(h2::Reason::INTERNAL_ERROR);
+            return Err(SendFailure::Source(error));
+        }
+        Some(Ok(frame)) => frame,
+    };
+    match frame.into_data() {
+        Ok(data) => {
+            *sent += data.len() as u64;
+            send_data(send, data, last, write_timeout).await?;
+            Ok(last.then_some(*sent))
+        }
+        Err(frame) => match frame.into_trailers() {
+            Ok(trailers) => {
+                send.send_trailers(trailers).map_err(SendFailure::Peer)?;
+                Ok(Some(*sent))
+            }
+            Err(_) => Ok(None),
+        },
     }
 }
 

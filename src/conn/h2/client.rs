@@ -198,7 +198,7 @@ impl H2Client {
         if !end {
             let write_timeout = self.shared.write_timeout;
             tokio::spawn(async move {
-                if let Err(error) = send_body(&mut stream, body, write_timeout).await {
+                if let Err(error) = send_body(&mut stream, body, None, write_timeout).await {
                     tracing::debug!(?error, "HTTP/2 request body not sent whole");
                 }
             });

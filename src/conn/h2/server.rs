@@ -23,13 +23,13 @@
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use h2::SendStream;
 use h2::server::{Connection, SendResponse};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::Http2Config;
-use super::body::{RecvBody, SendFailure, send_body};
+use super::body::{Finished, Polled, RecvBody, SendFailure, finish_now, send_body};
 use super::fields::{check_request, strip_connection_specific};
 use crate::conn::Incoming;
 use crate::conn::h1::server::{
@@ -260,7 +260,9 @@ impl H2Conn<'_> {
                             continue;
                         }
                         let open = StreamGuard::open(&streams);
-                        tokio::spawn(self.stream_job(request, respond, service.clone(), open));
+                        if let Some(task) = self.stream_job(request, respond, service.clone(), open) {
+                            tokio::spawn(task);
+                        }
                         self.show(streams.count());
                         if ending.is_none() && self.at_max_requests() {
                             ending = self.go_away(h2, CloseReason::MaxRequests);
@@ -362,14 +364,15 @@ impl H2Conn<'_> {
         }
     }
 
-    /// The task that serves one stream; it counts as open until it ends (`open`).
+    /// Serves one stream as far as it can at once; the task that goes on with it, if any.
+    /// The stream counts as open until it is served (`open`).
     fn stream_job<S, B>(
         &self,
         request: Request<h2::RecvStream>,
         respond: SendResponse<Bytes>,
         service: S,
         open: StreamGuard,
-    ) -> impl Future<Output = ()> + Send + 'static
+    ) -> Option<impl Future<Output = ()> + Send + 'static>
     where
         S: Service<Request<Incoming>, Response = Response<B>, Future: Send> + Send + 'static,
         S::Error: Into<BoxError>,
@@ -392,12 +395,8 @@ impl H2Conn<'_> {
             _open: open,
         };
         // The request is checked and handed to the service here, in the connection's
-        // task, as hyper does: the stream's task holds only the service's future.
-        let called = match self.admit(request) {
-            Ok(request) => call(service, request),
-            Err(status) => Called::Refused(status),
-        };
-        job.run(called)
+        // task, as hyper does; what cannot finish at once goes on in a task.
+        job.serve_now(self.admit(request), service)
     }
 
     /// The request as the service gets it, or the status refusing it.
@@ -562,40 +561,22 @@ struct StreamJob {
     _open: StreamGuard,
 }
 
-/// The service's future for a stream, or why there is none.
-enum Called<F, B> {
-    /// Called at once (the service was ready).
-    Now(F),
-    /// The service was not ready: waiting for it, then calling it (boxed: rare).
-    Later(LaterAnswer<B>),
-    /// The request was refused before the service.
-    Refused(StatusCode),
-}
+/// The service's answer, boxed once polled (it may not move after that).
+type PendingAnswer<B> = Pin<Box<dyn Future<Output = Result<Response<B>, BoxError>> + Send>>;
 
-type LaterAnswer<B> = Pin<Box<dyn Future<Output = Result<Response<B>, BoxError>> + Send>>;
-
-/// Calls `service` with `request` now if it is ready (as it nearly always is: each stream
-/// has its own clone), else later, once it is.
-fn call<S, B>(mut service: S, request: Request<Incoming>) -> Called<S::Future, B>
-where
-    S: Service<Request<Incoming>, Response = Response<B>, Future: Send> + Send + 'static,
-    S::Error: Into<BoxError>,
-    B: HttpBody<Data = Bytes> + Send + 'static,
-{
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    match service.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => Called::Now(service.call(request)),
-        Poll::Ready(Err(error)) => {
-            let error: BoxError = error.into();
-            Called::Later(Box::pin(std::future::ready(Err(error))))
-        }
-        Poll::Pending => Called::Later(Box::pin(async move {
-            poll_fn(|cx| service.poll_ready(cx))
-                .await
-                .map_err(Into::into)?;
-            service.call(request).await.map_err(Into::into)
-        })),
-    }
+/// Where a stream's task takes over (when it was not served at once).
+enum Stage<B> {
+    /// The service's answer is pending.
+    Answer(PendingAnswer<B>),
+    /// Refused before the service, or the service failed: an error status.
+    Refuse(StatusCode),
+    /// The head is sent; the body goes on (starting with `first` if a frame was taken).
+    Body {
+        send: SendStream<Bytes>,
+        body: Pin<Box<B>>,
+        first: Option<Polled>,
+        answered: Answered,
+    },
 }
 
 /// What answering a stream came to, for the observer.
@@ -605,6 +586,20 @@ struct Answered {
     upstream: Option<UpstreamNote>,
 }
 
+/// A context for polling what is often ready at once, in the connection's task: whatever
+/// is not ready is polled again in its own task, with a waker that works.
+fn polling_once() -> Context<'static> {
+    Context::from_waker(std::task::Waker::noop())
+}
+
+/// A response whose head is sent.
+enum Headed<B> {
+    /// Nothing follows (HEAD, 204, 304, an empty body).
+    Done(Answered),
+    /// The body follows.
+    Body(SendStream<Bytes>, B, Answered),
+}
+
 impl StreamJob {
     fn event(&self, event: Http2Event) {
         if let Some(observer) = &self.policy.observer {
@@ -612,65 +607,151 @@ impl StreamJob {
         }
     }
 
-    /// Serves the stream: the service's answer to an admitted request, or a refusal.
-    async fn run<F, E, B>(mut self, called: Called<F, B>)
+    /// Serves the stream as far as it can without waiting, in the connection's task: the
+    /// service called (it is nearly always ready: each stream has its own clone), its
+    /// answer polled once, and a body in memory sent whole if the window has room. What
+    /// must wait goes on in a task of its own, returned. (A task per stream costs an
+    /// aligned allocation and a scheduling, which most answers — a small body, a static
+    /// file's head, an error — do not need.)
+    fn serve_now<S, B>(
+        mut self,
+        admitted: Result<Request<Incoming>, StatusCode>,
+        service: S,
+    ) -> Option<impl Future<Output = ()> + Send + 'static>
     where
-        F: Future<Output = Result<Response<B>, E>>,
-        E: Into<BoxError>,
-        B: HttpBody<Data = Bytes>,
+        S: Service<Request<Incoming>, Response = Response<B>, Future: Send> + Send + 'static,
+        S::Error: Into<BoxError>,
+        B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         self.event(Http2Event::StreamOpened);
-        let answered = match called {
-            Called::Now(answer) => self.answer(answer).await,
-            Called::Later(answer) => self.answer(answer).await,
-            // Rare: boxed, so that every stream's task does not keep room for it.
-            Called::Refused(status) => Box::pin(self.refuse(status)).await,
+        let stage = match admitted {
+            Ok(request) => self.answer_now(request, service)?,
+            Err(status) => Stage::Refuse(status),
         };
-        self.event(Http2Event::StreamClosed);
-        self.observe(answered);
+        Some(self.run(stage))
     }
 
-    fn observe(&self, answered: Option<Answered>) {
-        if let (Some(observer), Some(answered)) = (&self.policy.observer, answered) {
-            observer.request(&RequestRecord {
-                conn: self.conn,
-                peer: self.peer,
-                number: self.number,
-                method: Some(&self.method),
-                target: self.target.as_deref().unwrap_or(""),
-                version: Version::HTTP_2,
-                status: answered.status,
-                body_bytes: answered.body_bytes,
-                duration: self.started.elapsed(),
-                upstream: answered.upstream,
-            });
+    /// Calls the service and polls its answer once; `None` if the stream is served.
+    fn answer_now<S, B>(&mut self, request: Request<Incoming>, mut service: S) -> Option<Stage<B>>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>, Future: Send> + Send + 'static,
+        S::Error: Into<BoxError>,
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let mut answer: Pin<Box<dyn Future<Output = _> + Send>> =
+            match service.poll_ready(&mut polling_once()) {
+                Poll::Ready(Ok(())) => {
+                    let answer = service.call(request);
+                    Box::pin(async move { answer.await.map_err(Into::into) })
+                }
+                Poll::Ready(Err(error)) => {
+                    let error: BoxError = error.into();
+                    tracing::debug!(%error, "service not ready; answering 500");
+                    return Some(Stage::Refuse(StatusCode::INTERNAL_SERVER_ERROR));
+                }
+                Poll::Pending => Box::pin(async move {
+                    poll_fn(|cx| service.poll_ready(cx))
+                        .await
+                        .map_err(Into::into)?;
+                    service.call(request).await.map_err(Into::into)
+                }),
+            };
+        match answer.as_mut().poll(&mut polling_once()) {
+            Poll::Ready(Ok(response)) => self.respond_now(response),
+            Poll::Ready(Err(error)) => {
+                tracing::debug!(%error, "service failed; answering 500");
+                Some(Stage::Refuse(StatusCode::INTERNAL_SERVER_ERROR))
+            }
+            Poll::Pending => Some(Stage::Answer(answer)),
         }
+    }
+
+    /// Sends a ready response: whole at once if its body is in memory and the window has
+    /// room, else the head now and the body in a task. `None` if the stream is served.
+    fn respond_now<B>(&mut self, response: Response<B>) -> Option<Stage<B>>
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (mut send, body, answered) = match self.send_head(response) {
+            None => return self.done(None),
+            Some(Headed::Done(answered)) => return self.done(Some(answered)),
+            Some(Headed::Body(send, body, answered)) => (send, body, answered),
+        };
+        let mut body = Box::pin(body);
+        let first = match body.as_mut().poll_frame(&mut polling_once()) {
+            Poll::Pending => None,
+            Poll::Ready(frame) => {
+                let frame = frame.map(|f| f.map_err(Into::<BoxError>::into));
+                match finish_now(&mut send, frame, body.is_end_stream()) {
+                    Finished::Sent(body_bytes) => {
+                        return self.done(Some(Answered {
+                            body_bytes,
+                            ..answered
+                        }));
+                    }
+                    Finished::Failed(failure) => {
+                        self.sent(Err(failure));
+                        return self.done(Some(answered));
+                    }
+                    Finished::NotYet(frame) => Some(frame),
+                }
+            }
+        };
+        Some(Stage::Body {
+            send,
+            body,
+            first,
+            answered,
+        })
+    }
+
+    /// The stream's task, from where it took over.
+    async fn run<B>(mut self, stage: Stage<B>)
+    where
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let answered = match stage {
+            Stage::Answer(answer) => self.answer(answer).await,
+            // Rare: boxed, so that every stream's task does not keep room for it.
+            Stage::Refuse(status) => Box::pin(self.send(error_response(status))).await,
+            Stage::Body {
+                mut send,
+                body,
+                first,
+                answered,
+            } => {
+                let sent = send_body(&mut send, body, first, self.policy.write_timeout).await;
+                Some(Answered {
+                    body_bytes: self.sent(sent),
+                    ..answered
+                })
+            }
+        };
+        self.done::<()>(answered);
     }
 
     /// Waits for the service's answer (dropping it if the client resets the stream
     /// first) and sends it.
-    async fn answer<F, E, B>(&mut self, answer: F) -> Option<Answered>
+    async fn answer<B>(&mut self, mut answer: PendingAnswer<B>) -> Option<Answered>
     where
-        F: Future<Output = Result<Response<B>, E>>,
-        E: Into<BoxError>,
         B: HttpBody<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        let mut answer = pin!(answer);
         let respond = &mut self.respond;
-        // The answer first (often ready at once); the reset only while waiting.
         let response = poll_fn(|cx| match answer.as_mut().poll(cx) {
-            Poll::Ready(answer) => Poll::Ready(Some(answer.map_err(Into::into))),
+            Poll::Ready(answer) => Poll::Ready(Some(answer)),
             Poll::Pending => respond.poll_reset(cx).map(|_| None),
         })
         .await;
         match response {
             Some(Ok(response)) => self.send(response).await,
             Some(Err(error)) => {
-                let error: BoxError = error;
                 tracing::debug!(%error, "service failed; answering 500");
-                Box::pin(self.refuse(StatusCode::INTERNAL_SERVER_ERROR)).await
+                Box::pin(self.send(error_response(StatusCode::INTERNAL_SERVER_ERROR))).await
             }
             None => {
                 self.event(Http2Event::Reset { by_peer: true });
@@ -679,11 +760,27 @@ impl StreamJob {
         }
     }
 
+    /// Sends a response, head then body.
     async fn send<B>(&mut self, response: Response<B>) -> Option<Answered>
     where
         B: HttpBody<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
+        match self.send_head(response)? {
+            Headed::Done(answered) => Some(answered),
+            Headed::Body(mut send, body, answered) => {
+                let sent = send_body(&mut send, body, None, self.policy.write_timeout).await;
+                Some(Answered {
+                    body_bytes: self.sent(sent),
+                    ..answered
+                })
+            }
+        }
+    }
+
+    /// Sends the head: HTTP/2's fields, `end` at once if nothing follows. `None` if the
+    /// stream is gone.
+    fn send_head<B: HttpBody>(&mut self, response: Response<B>) -> Option<Headed<B>> {
         let upstream = response.extensions().get::<UpstreamNote>().copied();
         let (parts, body) = response.into_parts();
         let status = parts.status;
@@ -692,17 +789,16 @@ impl StreamJob {
             || status == StatusCode::NOT_MODIFIED;
         let head = response_head(parts, &body, bodiless);
         let end = bodiless || body.is_end_stream();
-        let mut send = self.respond.send_response(head, end).ok()?;
-        let body_bytes = if end {
-            0
-        } else {
-            let sent = send_body(&mut send, body, self.policy.write_timeout).await;
-            self.sent(sent)
-        };
-        Some(Answered {
+        let send = self.respond.send_response(head, end).ok()?;
+        let answered = Answered {
             status,
-            body_bytes,
+            body_bytes: 0,
             upstream,
+        };
+        Some(if end {
+            Headed::Done(answered)
+        } else {
+            Headed::Body(send, body, answered)
         })
     }
 
@@ -728,9 +824,24 @@ impl StreamJob {
         0
     }
 
-    /// Answers with an error status of our own (a malformed request, a failed service).
-    async fn refuse(&mut self, status: StatusCode) -> Option<Answered> {
-        self.send(error_response(status)).await
+    /// The stream is over: reported (`None` for the stage, to make returns short).
+    fn done<T>(&self, answered: Option<Answered>) -> Option<T> {
+        self.event(Http2Event::StreamClosed);
+        if let (Some(observer), Some(answered)) = (&self.policy.observer, answered) {
+            observer.request(&RequestRecord {
+                conn: self.conn,
+                peer: self.peer,
+                number: self.number,
+                method: Some(&self.method),
+                target: self.target.as_deref().unwrap_or(""),
+                version: Version::HTTP_2,
+                status: answered.status,
+                body_bytes: answered.body_bytes,
+                duration: self.started.elapsed(),
+                upstream: answered.upstream,
+            });
+        }
+        None
     }
 }
 
@@ -742,19 +853,21 @@ fn response_head<B: HttpBody>(
     bodiless: bool,
 ) -> Response<()> {
     strip_connection_specific(&mut parts.headers);
-    if !parts.headers.contains_key(header::DATE) {
-        parts.headers.insert(header::DATE, date_value());
-    }
+    // One lookup per field (`entry`).
+    parts.headers.entry(header::DATE).or_insert_with(date_value);
     let no_length = matches!(
         parts.status,
         StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
     ) || parts.status.is_informational();
     if !no_length
-        && !parts.headers.contains_key(header::CONTENT_LENGTH)
         && let Some(length) = body.size_hint().exact()
         && !(bodiless && length == 0)
     {
-        parts.headers.insert(header::CONTENT_LENGTH, length.into());
+        let value = || content_length_value(length);
+        parts
+            .headers
+            .entry(header::CONTENT_LENGTH)
+            .or_insert_with(value);
     }
     parts.version = Version::HTTP_2;
     Response::from_parts(parts, ())
@@ -764,6 +877,26 @@ thread_local! {
     /// The `Date` value for the current second.
     static DATE: RefCell<(u64, HeaderValue)> =
         const { RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
+}
+
+/// A `Content-Length` value; the last one made on this thread is reused (a server answers
+/// many responses of the same size in a row: one asset, one error page): a counted
+/// reference instead of a formatted allocation.
+fn content_length_value(length: u64) -> HeaderValue {
+    thread_local! {
+        static LAST: RefCell<Option<(u64, HeaderValue)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        match &*cell {
+            Some((last, value)) if *last == length => value.clone(),
+            _ => {
+                let value = HeaderValue::from(length);
+                *cell = Some((length, value.clone()));
+                value
+            }
+        }
+    })
 }
 
 /// The current `Date` value, formatted once a second per thread.
