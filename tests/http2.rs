@@ -617,3 +617,40 @@ async fn over_tls_alpn_chooses_h2_and_auto_learns_an_http1_only_origin() {
         }
     }
 }
+
+#[tokio::test]
+async fn bodies_in_memory_larger_than_the_window_and_slow_answers_finish_in_their_own_task() {
+    let big = bytes::Bytes::from(vec![b'q'; 3 * 1024 * 1024]);
+    let server = TestServer::start(
+        answer_with(move |request: Request<Incoming>| {
+            let big = big.clone();
+            async move {
+                match request.uri().path() {
+                    // Whole in memory, but more than the stream's window (256 KiB): the
+                    // head goes at once, the rest as the client reads.
+                    "/big" => Response::new(Body::from(big)),
+                    // Not ready at once: answered from the stream's task.
+                    _ => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Response::new(Body::from("late"))
+                    }
+                }
+            }
+        }),
+        ServerConfig::default(),
+    )
+    .await;
+    let client = h2_client(SharedConfig::default());
+    let (big_url, late_url) = (
+        format!("http://{}/big", server.addr),
+        format!("http://{}/late", server.addr),
+    );
+    let (big, late) = tokio::join!(client.get(&big_url), client.get(&late_url));
+    let big = big.unwrap();
+    assert_eq!(big.headers()["content-length"], "3145728");
+    assert_eq!(
+        big.into_body().collect().await.unwrap().to_bytes().len(),
+        3 * 1024 * 1024
+    );
+    assert_eq!(text(late.unwrap()).await, "late");
+}

@@ -237,6 +237,7 @@ impl H2Conn<'_> {
         tokio::pin!(timer);
         // The deadline the timer is set for (reset only when it changes or has fired).
         let mut armed = None;
+        let mut batch = Vec::new();
         loop {
             let (deadline, why) = self.next_deadline(idle_since, ending);
             let deadline = keepalive.sooner(deadline);
@@ -252,20 +253,31 @@ impl H2Conn<'_> {
                     ending = self.go_away(h2, CloseReason::Shutdown);
                 }
                 accepted = h2.accept() => match accepted {
-                    Some(Ok((request, respond))) => {
-                        self.requests += 1;
-                        if streams.count() >= 2 * self.config.http2.max_concurrent_streams as usize {
-                            // Streams reset and reopened faster than they are served.
-                            ending = self.go_away(h2, CloseReason::Abuse);
-                            continue;
+                    Some(Ok(first)) => {
+                        // Every stream that has arrived is taken before any is answered:
+                        // their answers then leave in one write (each accept flushes).
+                        batch.push(first);
+                        let ended = take_arrived(h2, &mut batch);
+                        for (request, respond) in batch.drain(..) {
+                            self.requests += 1;
+                            if streams.count() >= 2 * self.config.http2.max_concurrent_streams as usize {
+                                // Streams reset and reopened faster than they are served.
+                                ending = self.go_away(h2, CloseReason::Abuse);
+                                break;
+                            }
+                            let open = StreamGuard::open(&streams);
+                            if let Some(task) = self.stream_job(request, respond, service.clone(), open) {
+                                tokio::spawn(task);
+                            }
+                            if ending.is_none() && self.at_max_requests() {
+                                ending = self.go_away(h2, CloseReason::MaxRequests);
+                            }
                         }
-                        let open = StreamGuard::open(&streams);
-                        if let Some(task) = self.stream_job(request, respond, service.clone(), open) {
-                            tokio::spawn(task);
-                        }
+                        batch.clear();
                         self.show(streams.count());
-                        if ending.is_none() && self.at_max_requests() {
-                            ending = self.go_away(h2, CloseReason::MaxRequests);
+                        if let Some(end) = ended {
+                            let why = || end.map_or(CloseReason::ClientClosed, |e| self.failed(&e));
+                            return ending.unwrap_or_else(why);
                         }
                     }
                     Some(Err(error)) => return ending.unwrap_or_else(|| self.failed(&error)),
@@ -469,6 +481,29 @@ impl H2Conn<'_> {
             reason,
         }
     }
+}
+
+/// Streams taken with the one just accepted, at most.
+const BATCH: usize = 64;
+
+/// Takes the streams that have arrived already (no waiting) into `batch`, up to
+/// [`BATCH`]. `Some` if the connection ended meanwhile (with its error, if any).
+fn take_arrived<T: AsyncRead + AsyncWrite + Unpin>(
+    h2: &mut Connection<T, Bytes>,
+    batch: &mut Vec<(Request<h2::RecvStream>, SendResponse<Bytes>)>,
+) -> Option<Option<h2::Error>> {
+    // A context that wakes nobody is enough: the connection is polled again with the real
+    // one right after the batch, before the task sleeps.
+    let mut cx = polling_once();
+    while batch.len() < BATCH {
+        match h2.poll_accept(&mut cx) {
+            Poll::Ready(Some(Ok(stream))) => batch.push(stream),
+            Poll::Ready(Some(Err(error))) => return Some(Some(error)),
+            Poll::Ready(None) => return Some(None),
+            Poll::Pending => break,
+        }
+    }
+    None
 }
 
 /// Keep-alive PINGs, when they are on: one every interval; the connection closes if the
