@@ -58,8 +58,10 @@ pub struct ProxyArgs {
     /// Requests in flight per upstream connection when pipelining.
     #[arg(long, default_value_t = 8)]
     pub upstream_depth: usize,
-    /// Idle upstream connections kept per upstream.
-    #[arg(long, default_value_t = 64)]
+    /// Idle upstream connections kept per upstream (they close after
+    /// --upstream-idle-timeout). High by default: a burst of concurrent requests (an HTTP/2
+    /// client's streams) should find its connections again, not open new ones each time.
+    #[arg(long, default_value_t = 1024)]
     pub upstream_max_idle: usize,
     /// Upstream connections per upstream, busy or idle [default: unlimited].
     #[arg(long)]

@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::Http2Config;
-use super::body::{Finished, Polled, RecvBody, SendFailure, finish_now, send_body};
+use super::body::{Finished, Polled, RecvBody, SendFailure, finish_now, see_end, send_body};
 use super::fields::{check_request, strip_connection_specific};
 use crate::conn::Incoming;
 use crate::conn::h1::server::{
@@ -722,6 +722,7 @@ impl StreamJob {
                 let frame = frame.map(|f| f.map_err(Into::<BoxError>::into));
                 match finish_now(&mut send, frame, body.is_end_stream()) {
                     Finished::Sent(body_bytes) => {
+                        see_end(body.as_mut());
                         return self.done(Some(Answered {
                             body_bytes,
                             ..answered

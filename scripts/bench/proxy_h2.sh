@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# A proxy speaking HTTP/2 to its clients and HTTP/1.1 to a pooled upstream: hopline proxy
+# (1 worker, h2c downstream, keep-alive upstream) against HAProxy 2.6 (1 thread,
+# `bind ... proto h2`, `http-reuse safe`), in front of an nginx origin (1 worker,
+# `return 200 "Hello, world!"`), h2load -c50 -m16 pinned to CPU 0. Two layouts:
+#   alone   the origin on CPU 0 with h2load: the proxy has CPU 1 to itself (its own cost)
+#   shared  the origin on CPU 1 with the proxy
+# Three interleaved rounds per layout; medians of requests/s and the ratio. Nothing is
+# asserted.
+#
+# Usage: scripts/bench/proxy_h2.sh     (from the repo root; needs h2load, nginx, haproxy)
+#   DURATION=10 ROUNDS=3 LAYOUTS="alone shared" scripts/bench/proxy_h2.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. scripts/lib.sh
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+LAYOUTS=${LAYOUTS:-alone shared}
+ORIGIN=${ORIGIN:-18701}
+PROXY=${PROXY:-18702}
+OUT=${OUT:-target/bench/proxy-h2-$(date +%Y%m%d-%H%M%S).tsv}
+for tool in h2load nginx haproxy taskset python3; do
+    command -v $tool >/dev/null || { echo "needs $tool (apt-get install nghttp2-client nginx-light haproxy)" >&2; exit 1; }
+done
+ulimit -n "$(ulimit -Hn)"
+cargo build --release --quiet
+mkdir -p "$(dirname "$OUT")"
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+error_log $work/error.log warn;
+pid $work/nginx.pid;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$ORIGIN;
+        location / { return 200 "Hello, world!"; }
+    }
+}
+NGINX
+cat > "$work/haproxy.cfg" <<HAPROXY
+global
+    nbthread 1
+    maxconn 5000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse safe
+frontend fe
+    bind 127.0.0.1:$PROXY proto h2
+    default_backend be
+backend be
+    server origin 127.0.0.1:$ORIGIN
+HAPROXY
+
+h2c_ready() {
+    for _ in $(seq 100); do
+        curl -sf --http2-prior-knowledge -o /dev/null "http://127.0.0.1:$1/" && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+printf 'layout\tround\tproxy\trequests_per_s\n' > "$OUT"
+for layout in $LAYOUTS; do
+    origin_cpu=0
+    [ "$layout" = shared ] && origin_cpu=1
+    taskset -c "$origin_cpu" nginx -c "$work/nginx.conf" -p "$work" &
+    wait_ready "http://127.0.0.1:$ORIGIN/"
+    for round in $(seq "$ROUNDS"); do
+        for proxy in hopline haproxy; do
+            case $proxy in
+                hopline) taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$PROXY" \
+                    --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn & ;;
+                haproxy) taskset -c 1 haproxy -f "$work/haproxy.cfg" -db & ;;
+            esac
+            pid=$!
+            h2c_ready "$PROXY"
+            rps=$(taskset -c 0 h2load -c50 -m16 -D "$DURATION" --warm-up-time=1 "http://127.0.0.1:$PROXY/" 2>/dev/null \
+                | awk '/^finished in/ {gsub(",", "", $4); print $4}')
+            kill "$pid"; wait "$pid" 2>/dev/null || true
+            sleep 0.3
+            printf '%s\t%s\t%s\t%s\n' "$layout" "$round" "$proxy" "$rps" | tee -a "$OUT"
+        done
+    done
+    kill "$(cat "$work/nginx.pid")"; sleep 0.5
+done
+python3 - "$OUT" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+print("\nh2load -c50 -m16 through the proxy (HTTP/2 downstream, pooled HTTP/1.1 upstream): median requests/s")
+for layout in dict.fromkeys(r["layout"] for r in rows):
+    rps = lambda p: statistics.median(float(r["requests_per_s"]) for r in rows if r["layout"] == layout and r["proxy"] == p)
+    h, a = rps("hopline"), rps("haproxy")
+    print(f"{layout:<7} hopline {h:>9.0f}  haproxy {a:>9.0f}  ({h/a:.2f}x)")
+PY
