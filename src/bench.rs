@@ -369,6 +369,11 @@ pub async fn run(config: BenchConfig, on_tick: Option<Box<dyn Fn(u64) + Send>>) 
     if let Some(ticker) = ticker {
         ticker.abort();
     }
+    report(&shared, total)
+}
+
+/// The report of a finished run.
+fn report(shared: &Shared, total: Tally) -> Report {
     let elapsed = match shared.config.limit {
         Limit::Duration(duration) => duration,
         Limit::Requests(_) => shared.start.elapsed(),

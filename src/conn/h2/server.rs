@@ -258,23 +258,7 @@ impl H2Conn<'_> {
                         // their answers then leave in one write (each accept flushes).
                         batch.push(first);
                         let ended = take_arrived(h2, &mut batch);
-                        for (request, respond) in batch.drain(..) {
-                            self.requests += 1;
-                            if streams.count() >= 2 * self.config.http2.max_concurrent_streams as usize {
-                                // Streams reset and reopened faster than they are served.
-                                ending = self.go_away(h2, CloseReason::Abuse);
-                                break;
-                            }
-                            let open = StreamGuard::open(&streams);
-                            if let Some(task) = self.stream_job(request, respond, service.clone(), open) {
-                                tokio::spawn(task);
-                            }
-                            if ending.is_none() && self.at_max_requests() {
-                                ending = self.go_away(h2, CloseReason::MaxRequests);
-                            }
-                        }
-                        batch.clear();
-                        self.show(streams.count());
+                        ending = self.serve_batch(h2, &mut batch, &streams, &service, ending);
                         if let Some(end) = ended {
                             let why = || end.map_or(CloseReason::ClientClosed, |e| self.failed(&e));
                             return ending.unwrap_or_else(why);
@@ -306,6 +290,47 @@ impl H2Conn<'_> {
                 }
             }
         }
+    }
+
+    /// Serves the streams taken together (each as far as it can at once, the rest in a
+    /// task); why the connection is ending, if it now is: streams still being served past
+    /// twice the stream limit are streams reset and reopened faster than served (rapid
+    /// reset), and the last request allowed ends it gracefully.
+    fn serve_batch<T, S, B>(
+        &mut self,
+        h2: &mut Connection<T, Bytes>,
+        batch: &mut Vec<(Request<h2::RecvStream>, SendResponse<Bytes>)>,
+        streams: &Arc<OpenStreams>,
+        service: &S,
+        mut ending: Ending,
+    ) -> Ending
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+        S: Service<Request<Incoming>, Response = Response<B>, Future: Send>
+            + Clone
+            + Send
+            + 'static,
+        S::Error: Into<BoxError>,
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let flood = 2 * self.config.http2.max_concurrent_streams as usize;
+        for (request, respond) in batch.drain(..) {
+            self.requests += 1;
+            if streams.count() >= flood {
+                // The rest of the batch is dropped: its streams are reset.
+                return self.go_away(h2, CloseReason::Abuse);
+            }
+            let open = StreamGuard::open(streams);
+            if let Some(task) = self.stream_job(request, respond, service.clone(), open) {
+                tokio::spawn(task);
+            }
+            if ending.is_none() && self.at_max_requests() {
+                ending = self.go_away(h2, CloseReason::MaxRequests);
+            }
+        }
+        self.show(streams.count());
+        ending
     }
 
     /// Ends the connection for `why`: a graceful `GOAWAY` in two steps (open streams
