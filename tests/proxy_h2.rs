@@ -257,13 +257,7 @@ async fn what_http1_cannot_carry_is_refused_at_the_http2_edge_never_forwarded() 
     // A body longer than its Content-Length: the stream is reset, and the origin never
     // gets a complete request.
     let mut h2 = RawH2::client(TcpStream::connect(proxy.addr).await.unwrap()).await;
-    let block = raw::block(&[
-        (b":method", b"POST"),
-        (b":scheme", b"http"),
-        (b":authority", b"localhost"),
-        (b":path", b"/"),
-        (b"content-length", b"3"),
-    ]);
+    let block = raw::post_block(b"3");
     h2.send(&raw::frame(raw::HEADERS, raw::END_HEADERS, 1, &block))
         .await;
     h2.send(&raw::frame(raw::DATA, raw::END_STREAM, 1, b"abcdefgh"))

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use hopline::conn::h2::PREFACE;
 use hopline::conn::h2::server::serve_h2;
-use hopline::conn::{ConnInfo, Hooks, ServerConfig, Shutdown};
+use hopline::conn::{Hooks, Shutdown};
 use hopline::origin::Origin;
-use hopline_fuzz::loopback;
+use hopline_fuzz::{conn_info, loopback, piece_size, quick_server_config};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -23,31 +23,15 @@ fuzz_target!(|data: &[u8]| {
     let Some((&first, input)) = data.split_first() else {
         return;
     };
-    let piece = if first == 0 {
-        input.len().max(1)
-    } else {
-        usize::from(first)
-    };
+    let piece = piece_size(first, input);
     let h = loopback();
     h.runtime.block_on(async {
         let mut client = TcpStream::connect(h.addr).await.unwrap();
         let (stream, peer) = h.listener.accept().await.unwrap();
-        let config = {
-            let mut server_config = ServerConfig::default();
-            server_config.keepalive_timeout = Duration::from_secs(1);
-            server_config.header_timeout = Duration::from_secs(1);
-            server_config.body_timeout = Duration::from_secs(1);
-            server_config.write_timeout = Duration::from_secs(1);
-            server_config
-        };
+        let config = quick_server_config();
         let server = tokio::spawn(async move {
             let shutdown = Shutdown::new();
-            let info = ConnInfo {
-                id: 1,
-                peer,
-                local: peer,
-                secure: false,
-            };
+            let info = conn_info(peer);
             serve_h2(
                 stream.into(),
                 info,

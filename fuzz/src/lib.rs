@@ -40,6 +40,38 @@ pub fn loopback() -> &'static Loopback {
     })
 }
 
+/// The size of the pieces a connection target writes its input in: the first input byte,
+/// or the whole input at once when it is 0.
+pub fn piece_size(first: u8, input: &[u8]) -> usize {
+    if first == 0 {
+        input.len().max(1)
+    } else {
+        usize::from(first)
+    }
+}
+
+/// A server policy whose every timer is a second (on the paused clock: at once, once
+/// nothing else can happen), for the server connection targets.
+pub fn quick_server_config() -> hopline::conn::ServerConfig {
+    let mut config = hopline::conn::ServerConfig::default();
+    let second = std::time::Duration::from_secs(1);
+    config.keepalive_timeout = second;
+    config.header_timeout = second;
+    config.body_timeout = second;
+    config.write_timeout = second;
+    config
+}
+
+/// The connection under test, as accepted from `peer`.
+pub fn conn_info(peer: SocketAddr) -> hopline::conn::ConnInfo {
+    hopline::conn::ConnInfo {
+        id: 1,
+        peer,
+        local: peer,
+        secure: false,
+    }
+}
+
 /// What a head parser concludes about `input` fed in two pieces cut at `split` and then
 /// finished with an empty line (a verdict on a complete message, not on how far an
 /// unfinished one had been looked at): the parsed head as `describe` prints it with the

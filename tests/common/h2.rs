@@ -116,6 +116,17 @@ pub fn get_block(path: &str, extra: &[(&[u8], &[u8])]) -> Vec<u8> {
     block(&fields)
 }
 
+/// The block of a `POST /` at `localhost` saying its body is `content_length` bytes.
+pub fn post_block(content_length: &[u8]) -> Vec<u8> {
+    block(&[
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":authority", b"localhost"),
+        (b":path", b"/"),
+        (b"content-length", content_length),
+    ])
+}
+
 /// A raw HTTP/2 peer over any stream.
 pub struct RawH2<S> {
     pub io: S,
