@@ -1,4 +1,4 @@
-//! hopline — an HTTP/1.x connection engine: short-lived, persistent and pipelined
+//! hopline — an HTTP connection engine: short-lived, persistent, pipelined and HTTP/2
 //! connections, hop by hop. Its boundary is the Rust HTTP ecosystem's: a server runs any
 //! tower `Service<Request<Incoming>>` ([`service`]), bodies are `http_body::Body` both ways
 //! ([`Body`], [`Incoming`]), and [`client::Client::send`] takes any request body.
@@ -9,10 +9,10 @@
 //! |---|---|---|
 //! | [`wire`] | bytes ↔ messages: heads, header rules, framing, chunked, persistence intent | touch sockets, tokio or clocks |
 //! | [`transport`] | the byte streams: TCP, TLS over TCP (rustls); certificates, SNI, ALPN, resumption, handshakes in bounded time | know HTTP |
-//! | [`conn`] | one connection: the HTTP/1.x server loop (keep-alive, pipelining, timeouts, lingering close, full-duplex bodies) and client connection, the bodies at the boundary | know about listeners, pools or config files |
+//! | [`conn`] | one connection: the HTTP/1.x server loop (keep-alive, pipelining, timeouts, lingering close, full-duplex bodies) and client connection, HTTP/2 on the `h2` crate (server streams to the same service, a shared client connection, the defences), the bodies at the boundary | know about listeners, pools or config files |
 //! | [`service`] | the server boundary: tower `Service`, `service_fn` | know about connections |
-//! | [`pool`] | idle client connections by (scheme, host, port, TLS settings): most recently used first, per-host caps with a fair queue, expiry, eviction of closed ones | parse HTTP |
-//! | [`client`] | the HTTP client: `Client::send` owns the exchange; connection types (close, keep-alive, pipeline), safe retries | parse HTTP or order the pool |
+//! | [`pool`] | idle client connections by (scheme, host, port, TLS settings): most recently used first, per-host caps with a fair queue, expiry, eviction of closed ones; shared (HTTP/2) connections: the least loaded with a free stream, one negotiation per origin | parse HTTP |
+//! | [`client`] | the HTTP client: `Client::send` owns the exchange; connection types (close, keep-alive, pipeline) and the protocol (HTTP/1.1, HTTP/2, ALPN's choice), safe retries | parse HTTP or order the pool |
 //! | [`proxy`] | one hop as a service: reverse/forward targets, hop-by-hop header rules, `Via` and forwarded fields, tunnels, failure mapping, over `Client::send` | touch connections, re-implement framing or pooling |
 //! | [`bench`] | the load generator behind `hopline bench`: connection types, pacing, HDR latency | — |
 //! | [`netem`] | the link emulator: round trip, handshake, slow start, bandwidth, relayed in process | parse HTTP |
