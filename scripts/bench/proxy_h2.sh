@@ -26,7 +26,7 @@ ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet
 mkdir -p "$(dirname "$OUT")"
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; kill "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$work"' EXIT
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;
 daemon off;

@@ -8,7 +8,7 @@ work=$(mktemp -d)
 . "$(dirname "$0")/../lib.sh"
 port=$(free_ports 1)
 pid=
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 "$bin" demo --rtt 0,10 --resources 8 --report "$work/report.html" --json "$work/demo.json" > "$work/table.txt"

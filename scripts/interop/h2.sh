@@ -15,7 +15,7 @@ base=$(free_ports 5)
 serve=127.0.0.1:$base tls_port=$((base + 1)) nginx_h2=$((base + 2))
 proxy=127.0.0.1:$((base + 3)) proxy_h1=127.0.0.1:$((base + 4))
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; kill "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }
 

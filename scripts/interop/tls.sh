@@ -14,7 +14,7 @@ base=$(free_ports 6)
 serve=127.0.0.1:$base admin=127.0.0.1:$((base + 1)) nginx_tls=$((base + 2))
 proxy_plain=127.0.0.1:$((base + 3)) proxy_tls=$((base + 4)) nginx_front=$((base + 5))
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; kill "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }
 
