@@ -648,3 +648,132 @@ async fn bodies_in_memory_larger_than_the_window_and_slow_answers_finish_in_thei
     );
     assert_eq!(text(late.unwrap()).await, "late");
 }
+
+/// A server whose `/echo` answers with the request body and `/big` with 1 MiB, with the
+/// policy `configure` sets.
+async fn timed_server(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    let mut config = ServerConfig::default();
+    configure(&mut config);
+    let big = Bytes::from(vec![b'b'; 1024 * 1024]);
+    let service = answer_with(move |request: Request<Incoming>| {
+        let big = big.clone();
+        async move {
+            match request.uri().path() {
+                "/big" => Response::new(Body::from(big)),
+                _ => Response::new(Body::new(request.into_body())),
+            }
+        }
+    });
+    TestServer::start(service, config).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn keepalive_pings_close_a_connection_whose_peer_does_not_answer() {
+    let server = timed_server(|c| c.http2.keepalive_interval = Some(Duration::from_secs(4))).await;
+    // A peer that does not answer is closed at the next interval.
+    let mut silent = RawH2::client(TcpStream::connect(server.addr).await.unwrap()).await;
+    let started = tokio::time::Instant::now();
+    assert!(silent.closes().await);
+    assert!(started.elapsed() >= Duration::from_secs(8));
+    let closed = server.closed(1).await;
+    assert_eq!(closed.closed(CloseReason::PingTimeout), 1);
+    // A peer that answers its PINGs stays, and is served.
+    let mut answering = RawH2::client(TcpStream::connect(server.addr).await.unwrap()).await;
+    for _ in 0..3 {
+        let ping = answering
+            .until(|f| f.kind == raw::PING && f.flags & raw::ACK == 0)
+            .await;
+        let ping = ping.expect("a PING every interval");
+        answering
+            .send(&raw::frame(raw::PING, raw::ACK, 0, &ping.payload))
+            .await;
+    }
+    answering
+        .send(&raw::frame(
+            raw::HEADERS,
+            raw::END_HEADERS | raw::END_STREAM,
+            1,
+            &raw::get_block("/big", &[]),
+        ))
+        .await;
+    assert!(
+        answering
+            .until(|f| f.kind == raw::HEADERS && f.stream == 1)
+            .await
+            .is_some()
+    );
+    assert_eq!(server.snapshot().closed(CloseReason::PingTimeout), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_lifetime_ends_an_http2_connection_with_a_graceful_goaway() {
+    let server = timed_server(|c| c.max_lifetime = Some(Duration::from_secs(5))).await;
+    let mut h2 = RawH2::client(TcpStream::connect(server.addr).await.unwrap()).await;
+    let started = tokio::time::Instant::now();
+    assert_eq!(h2.goaway().await, Some((0x7fff_ffff, 0)));
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    // This peer never answers the GOAWAY's PING: the connection is closed after the
+    // linger time all the same, not kept open forever.
+    assert!(h2.closes().await);
+    let closed = server.closed(1).await;
+    assert_eq!(closed.closed(CloseReason::MaxLifetime), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_upload_is_cut_at_the_body_timeout() {
+    let server = timed_server(|c| c.body_timeout = Duration::from_secs(5)).await;
+    let mut h2 = RawH2::client(TcpStream::connect(server.addr).await.unwrap()).await;
+    let block = raw::block(&[
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":authority", b"localhost"),
+        (b":path", b"/echo"),
+    ]);
+    h2.send(&raw::frame(raw::HEADERS, raw::END_HEADERS, 1, &block))
+        .await;
+    h2.send(&raw::frame(raw::DATA, 0, 1, b"abc")).await;
+    let started = tokio::time::Instant::now();
+    // The echo's body fails when the upload stalls: the stream is reset, never ended
+    // as if the body were whole.
+    let reset = h2
+        .until(|f| f.stream == 1 && (f.kind == raw::RST_STREAM || f.flags & raw::END_STREAM != 0))
+        .await;
+    let reset = reset.expect("the stream ends");
+    assert_eq!(reset.kind, raw::RST_STREAM, "{reset:?}");
+    assert!(started.elapsed() >= Duration::from_secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_window_that_never_opens_resets_the_stream_at_the_write_timeout() {
+    let server = timed_server(|c| c.write_timeout = Duration::from_secs(5)).await;
+    let mut h2 = RawH2::new(TcpStream::connect(server.addr).await.unwrap());
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may receive a byte of DATA.
+    let mut hello = raw::PREFACE.to_vec();
+    hello.extend(raw::frame(raw::SETTINGS, 0, 0, &[0x00, 0x04, 0, 0, 0, 0]));
+    hello.extend(raw::frame(
+        raw::HEADERS,
+        raw::END_HEADERS | raw::END_STREAM,
+        1,
+        &raw::get_block("/big", &[]),
+    ));
+    h2.send(&hello).await;
+    let started = tokio::time::Instant::now();
+    let reset = h2
+        .until(|f| f.stream == 1 && f.kind == raw::RST_STREAM)
+        .await;
+    assert_eq!(reset.and_then(|f| f.reset()), Some(0x8), "CANCEL");
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    // The connection itself serves on.
+    h2.send(&raw::frame(
+        raw::HEADERS,
+        raw::END_HEADERS | raw::END_STREAM,
+        3,
+        &raw::get_block("/echo", &[]),
+    ))
+    .await;
+    assert!(
+        h2.until(|f| f.kind == raw::HEADERS && f.stream == 3)
+            .await
+            .is_some()
+    );
+}

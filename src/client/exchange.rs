@@ -244,11 +244,23 @@ impl http_body::Body for ResponseBody {
         }
         match lease.conn_mut().poll_frame(cx, &mut this.timer) {
             Poll::Ready(Ok(Some(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    if let Some(remaining) = this.remaining.as_mut() {
-                        *remaining = remaining.saturating_sub(data.len() as u64);
-                    }
-                } else {
+                let Some(data) = frame.data_ref() else {
+                    this.end();
+                    return Poll::Ready(Some(Ok(frame)));
+                };
+                let last = this.remaining.as_mut().is_some_and(|remaining| {
+                    *remaining = remaining.saturating_sub(data.len() as u64);
+                    *remaining == 0
+                });
+                // The last byte of a body of known length: its end is at hand (the decoder
+                // needs no more input), so the connection goes back now and the body says
+                // it has ended with its last frame (a server can mark that frame final).
+                if last
+                    && matches!(
+                        lease.conn_mut().poll_frame(cx, &mut this.timer),
+                        Poll::Ready(Ok(None))
+                    )
+                {
                     this.end();
                 }
                 Poll::Ready(Some(Ok(frame)))

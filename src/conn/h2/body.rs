@@ -180,14 +180,6 @@ pub(crate) enum SendFailure {
     Stalled,
 }
 
-/// Lets a body that says it has ended (`is_end_stream`) see its end: one more poll, which
-/// then returns at once. A body that reads from a pooled connection hands the connection
-/// back only when it has seen its end; dropped before, the connection is closed.
-pub(crate) fn see_end<B: HttpBody>(body: Pin<&mut B>) {
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    let _ = body.poll_frame(&mut cx);
-}
-
 /// A body frame as polled: `None` at the end of the body.
 pub(crate) type Polled = Option<Result<Frame<Bytes>, BoxError>>;
 
@@ -253,9 +245,6 @@ where
         if let Some(frame) = first.take() {
             let last = body.is_end_stream();
             if let Some(done) = send_frame(send, frame, last, write_timeout, &mut sent).await? {
-                if last {
-                    see_end(body.as_mut());
-                }
                 return Ok(done);
             }
             continue;
@@ -271,9 +260,6 @@ where
         .await?;
         let last = body.is_end_stream();
         if let Some(done) = send_frame(send, frame, last, write_timeout, &mut sent).await? {
-            if last {
-                see_end(body.as_mut());
-            }
             return Ok(done);
         }
     }

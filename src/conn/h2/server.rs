@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::Http2Config;
-use super::body::{Finished, Polled, RecvBody, SendFailure, finish_now, see_end, send_body};
+use super::body::{Finished, Polled, RecvBody, SendFailure, finish_now, send_body};
 use super::fields::{check_request, strip_connection_specific};
 use crate::conn::Incoming;
 use crate::conn::h1::server::{
@@ -238,7 +238,14 @@ impl H2Conn<'_> {
         // The deadline the timer is set for (reset only when it changes or has fired).
         let mut armed = None;
         let mut batch = Vec::new();
+        // Whether a GOAWAY went out: from then on `idle_since` counts the grace given to
+        // the peer to finish (and to answer the GOAWAY's PING).
+        let mut going = false;
         loop {
+            if ending.is_some() && !going {
+                going = true;
+                idle_since = Instant::now();
+            }
             let (deadline, why) = self.next_deadline(idle_since, ending);
             let deadline = keepalive.sooner(deadline);
             if deadline != armed {
@@ -278,12 +285,16 @@ impl H2Conn<'_> {
                         if let Err(reason) = keepalive.ping() {
                             return reason;
                         }
-                    } else if why == Some(CloseReason::IdleTimeout)
+                    } else if (going || why == Some(CloseReason::IdleTimeout))
                         && let Some(active) = streams.active_after(idle_since)
                     {
                         // Not idle all this time: count again from its last activity.
                         idle_since = active;
                         self.show(streams.count());
+                    } else if going {
+                        // Nothing left to finish, and the peer did not close after the
+                        // GOAWAY (nor answer its PING): close without waiting for it.
+                        h2.abrupt_shutdown(h2::Reason::NO_ERROR);
                     } else {
                         ending = why.and_then(|why| self.go_away(h2, why));
                     }
@@ -383,10 +394,12 @@ impl H2Conn<'_> {
 
     /// When the connection should start ending, and why: idle (as far as it knows:
     /// [`OpenStreams::active_after`] is asked when the time comes) for the keep-alive
-    /// timeout, or at its maximum lifetime. `None` once it is ending already.
+    /// timeout, or at its maximum lifetime. Once it is ending, when to stop waiting for
+    /// the peer: the linger timeout after the GOAWAY, or after the last stream ended.
     fn next_deadline(&self, idle_since: Instant, ending: Ending) -> (Option<Instant>, Ending) {
         if ending.is_some() {
-            return (None, None);
+            // Ending: the peer has the linger time to finish (open streams extend it).
+            return (Some(idle_since + self.config.linger_timeout), None);
         }
         let idle_at = Some(idle_since + self.config.keepalive_timeout);
         let lifetime_at = self
@@ -747,7 +760,6 @@ impl StreamJob {
                 let frame = frame.map(|f| f.map_err(Into::<BoxError>::into));
                 match finish_now(&mut send, frame, body.is_end_stream()) {
                     Finished::Sent(body_bytes) => {
-                        see_end(body.as_mut());
                         return self.done(Some(Answered {
                             body_bytes,
                             ..answered
