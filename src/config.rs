@@ -14,37 +14,90 @@ use http::Uri;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-/// A duration written as in flags: `500ms`, `10s`, `2m`, `1h` (a bare number is seconds).
+/// A duration written as in flags: `500ms`, `10s`, `1h30m` (a bare number is seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        parse_duration(&text)
+        parse_duration(&number_or_text(deserializer)?)
             .map(Dur)
             .map_err(serde::de::Error::custom)
     }
 }
 
-/// Parses `500ms`, `10s`, `2m`, `1h`, `1.5s` (a bare number is seconds).
+/// A value the file may give as a number (`8192`, `30`) or as text with a unit (`"8k"`, `"30s"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrText {
+    Number(u64),
+    Text(String),
+}
+
+/// Parses a duration as humantime writes it (`500ms`, `10s`, `2m`, `1h30m`, `1day`); a bare
+/// number, `1.5` too, is seconds (the form every earlier release took).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (try 500ms, 10s, 2m)"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("unknown unit `{other}` (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}; try 500ms, 10s, 1h30m)"))
+}
+
+/// Sizes as nginx reads them: the units are powers of 1024 whichever way they are written
+/// (`64k` = `64K` = `64KB` = `64KiB` = 65,536).
+const SIZES: parse_size::Config = parse_size::Config::new().with_binary();
+
+/// Parses a size: `8192`, `64k`, `10m`, `1g`, `1.5MiB` (units are powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    SIZES
+        .parse_size(text.trim())
+        .map_err(|e| format!("`{text}` is not a size ({e}; try 8192, 64k, 10m, 1g)"))
+}
+
+/// [`parse_size`] into a flag's integer type (`value_parser = size::<usize>`).
+pub fn size<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
+    let bytes = parse_size(text)?;
+    T::try_from(bytes).map_err(|_| format!("`{text}` ({bytes} bytes) is too large here"))
+}
+
+/// An HTTP/2 frame payload limit: a size from 16k to 16m - 1 (RFC 9113 §6.5.2; the `h2`
+/// crate asserts it).
+pub fn frame_size(text: &str) -> Result<u32, String> {
+    let bytes = size::<u32>(text)?;
+    if !(16_384..=16_777_215).contains(&bytes) {
+        return Err(format!(
+            "`{text}`: a frame size is 16384 (16k) to 16777215 (16m - 1) bytes"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The text of a key the file may give as a number or as text with a unit.
+fn number_or_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(match NumberOrText::deserialize(deserializer)? {
+        NumberOrText::Number(number) => number.to_string(),
+        NumberOrText::Text(text) => text,
+    })
+}
+
+/// `#[serde(deserialize_with = "opt_size")]`: a size key, as a number or as text with a unit.
+fn opt_size<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    size(&number_or_text(deserializer)?)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// `#[serde(deserialize_with = "opt_frame_size")]`: [`frame_size`] in the file.
+fn opt_frame_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    frame_size(&number_or_text(deserializer)?)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// An `http://host:port` or `https://host:port` upstream URL.
@@ -148,16 +201,21 @@ pub struct DownstreamFile {
     /// `--max-connections`.
     pub max_connections: Option<usize>,
     /// `--max-body`.
+    #[serde(default, deserialize_with = "opt_size")]
     pub max_body: Option<u64>,
     /// `--max-request-line`.
+    #[serde(default, deserialize_with = "opt_size")]
     pub max_request_line: Option<usize>,
     /// `--max-head-bytes`.
+    #[serde(default, deserialize_with = "opt_size")]
     pub max_head_bytes: Option<usize>,
     /// `--max-headers`.
     pub max_headers: Option<usize>,
     /// `--max-chunk-line`.
+    #[serde(default, deserialize_with = "opt_size")]
     pub max_chunk_line: Option<usize>,
     /// `--max-trailer-bytes`.
+    #[serde(default, deserialize_with = "opt_size")]
     pub max_trailer_bytes: Option<usize>,
     /// `false`: `--no-keepalive`.
     pub keepalive: Option<bool>,
@@ -182,12 +240,16 @@ pub struct Http2File {
     /// `--http2-max-streams`.
     pub max_streams: Option<u32>,
     /// `--http2-stream-window`.
+    #[serde(default, deserialize_with = "opt_size")]
     pub stream_window: Option<u32>,
     /// `--http2-connection-window`.
+    #[serde(default, deserialize_with = "opt_size")]
     pub connection_window: Option<u32>,
     /// `--http2-max-frame-size`.
+    #[serde(default, deserialize_with = "opt_frame_size")]
     pub max_frame_size: Option<u32>,
     /// `--http2-max-header-list`.
+    #[serde(default, deserialize_with = "opt_size")]
     pub max_header_list: Option<u32>,
     /// `--http2-keepalive`.
     pub keepalive: Option<Dur>,
@@ -589,8 +651,66 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1h 30m 5s"), Ok(Duration::from_secs(5405)));
+        assert_eq!(parse_duration("1day"), Ok(Duration::from_secs(86_400)));
         assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_as_nginx_reads_them() {
+        for (text, bytes) in [
+            ("8192", 8192),
+            ("64k", 64 << 10),
+            ("64K", 64 << 10),
+            ("64KB", 64 << 10),
+            ("64KiB", 64 << 10),
+            ("10m", 10 << 20),
+            (" 1g ", 1 << 30),
+            ("1.5m", 3 << 19),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "ten", "10 parsecs", "-1k"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert!(size::<u32>("4g").unwrap_err().contains("too large"));
+        assert_eq!(size::<u32>("3g"), Ok(3 << 30));
+        assert_eq!(frame_size("16k"), Ok(16_384));
+        assert_eq!(frame_size("16777215"), Ok(16_777_215));
+        assert!(frame_size("8k").is_err());
+        assert!(frame_size("16m").is_err());
+    }
+
+    #[test]
+    fn the_file_takes_units_and_the_old_numbers() {
+        let config = parse_str(
+            "[downstream]\nmax_body = \"100m\"\nmax_head_bytes = 65536\n\
+             max_request_line = \"8k\"\nkeepalive_timeout = \"1h30m\"\n\
+             header_timeout = 10\n[downstream.http2]\nstream_window = \"1MiB\"\n",
+        )
+        .unwrap();
+        let down = &config.downstream;
+        assert_eq!(down.max_body, Some(100 << 20));
+        assert_eq!(down.max_head_bytes, Some(65_536));
+        assert_eq!(down.max_request_line, Some(8192));
+        assert_eq!(down.keepalive_timeout, Some(Dur(Duration::from_secs(5400))));
+        assert_eq!(down.header_timeout, Some(Dur(Duration::from_secs(10))));
+        assert_eq!(down.http2.as_ref().unwrap().stream_window, Some(1 << 20));
+
+        let error = parse_str("[downstream]\nmax_body = \"lots\"\n").unwrap_err();
+        assert_eq!(
+            (error.line, error.key.as_str()),
+            (2, "[downstream] max_body: ")
+        );
+        assert!(error.message.contains("not a size"), "{error}");
+        let error = parse_str("[downstream.http2]\nmax_frame_size = 100\n").unwrap_err();
+        assert!(error.message.contains("16384"), "{error}");
+        let error = parse_str("[downstream.http2]\nmax_streams = \"8k\"\n").unwrap_err();
+        assert_eq!(error.line, 2, "{error}");
     }
 
     #[test]
@@ -602,7 +722,7 @@ mod tests {
             (error.line, error.key.as_str()),
             (3, "[downstream] keepalive_timeout: ")
         );
-        assert!(error.message.contains("unknown unit"), "{error}");
+        assert!(error.message.contains("not a duration"), "{error}");
         assert!(
             error
                 .to_string()

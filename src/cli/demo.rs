@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::parse_duration;
+use super::{parse_duration, size};
 use hopline::demo::{self, DemoConfig, ModeKind, PageSource, report};
 use hopline::page::{DEFAULT_RESOURCES, PageSpec};
 
@@ -26,9 +26,9 @@ pub struct DemoArgs {
     /// Subresources on the synthetic page (kinds and sizes from the median web page).
     #[arg(long, default_value_t = DEFAULT_RESOURCES)]
     pub resources: usize,
-    /// Explicit resource sizes in bytes, comma-separated, cycled over the resources
+    /// Explicit resource sizes, comma-separated (`2k,150k,1m`), cycled over the resources
     /// (instead of the median page's mix).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = size::<u64>)]
     pub sizes: Vec<u64>,
     /// Connection types to compare, comma-separated [default: all; without the TLS and
     /// head-of-line ones for --url]: http1.0-serial, short-lived-x6, persistent-x1,

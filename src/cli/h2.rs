@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{Given, parse_duration};
+use super::{Given, parse_duration, size};
 use hopline::config::Http2File;
+use hopline::config::frame_size;
 use hopline::conn::h2::Http2Config;
 
 /// HTTP/2 towards clients: h2 by ALPN over TLS, h2c (prior knowledge) on plain TCP.
@@ -17,17 +18,17 @@ pub struct Http2Args {
     /// HTTP/2 streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
     #[arg(long, default_value_t = 128)]
     pub http2_max_streams: u32,
-    /// HTTP/2 flow-control window of each stream, bytes.
-    #[arg(long, default_value_t = 256 * 1024)]
+    /// HTTP/2 flow-control window of each stream (`256k`).
+    #[arg(long, default_value_t = 256 * 1024, value_parser = size::<u32>)]
     pub http2_stream_window: u32,
-    /// HTTP/2 flow-control window of a whole connection, bytes.
-    #[arg(long, default_value_t = 1024 * 1024)]
+    /// HTTP/2 flow-control window of a whole connection (`1m`).
+    #[arg(long, default_value_t = 1024 * 1024, value_parser = size::<u32>)]
     pub http2_connection_window: u32,
-    /// Largest HTTP/2 frame payload accepted, bytes (16384 to 16777215).
-    #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(16_384..16_777_216))]
+    /// Largest HTTP/2 frame payload accepted, 16k to 16m - 1 (16384 to 16777215 bytes).
+    #[arg(long, default_value_t = 16 * 1024, value_parser = frame_size)]
     pub http2_max_frame_size: u32,
-    /// Largest HTTP/2 header section accepted, decoded, bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
+    /// Largest HTTP/2 header section accepted, decoded (`64k`).
+    #[arg(long, default_value_t = 64 * 1024, value_parser = size::<u32>)]
     pub http2_max_header_list: u32,
     /// Send a PING after this long and close the connection if it goes unanswered as
     /// long [default: off].

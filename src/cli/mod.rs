@@ -29,8 +29,8 @@ pub use proxy::ProxyArgs;
 
 use hopline::admin::Admin;
 pub use hopline::config::Layout;
-pub use hopline::config::parse_duration;
 use hopline::config::{self, AccessLogFormat, DownstreamFile, FileConfig, Loaded};
+pub use hopline::config::{parse_duration, size};
 use hopline::conn::{Hooks, LiveConns, Observer, ServerConfig};
 use hopline::metrics::{AccessLog, Fanout, Metrics};
 use hopline::origin::Origin;
@@ -144,23 +144,24 @@ pub struct DownstreamArgs {
     /// dropped.
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
-    /// Largest request body in bytes (413) [default: unlimited, bodies are streamed].
-    #[arg(long)]
+    /// Largest request body (413): bytes, or `64k`, `10m`, `1g` (powers of 1024)
+    /// [default: unlimited, bodies are streamed].
+    #[arg(long, value_parser = size::<u64>)]
     pub max_body: Option<u64>,
-    /// Longest request line in bytes (414).
-    #[arg(long, default_value_t = 8 * 1024)]
+    /// Longest request line (414), bytes or with a unit (`8k`).
+    #[arg(long, default_value_t = 8 * 1024, value_parser = size::<usize>)]
     pub max_request_line: usize,
-    /// Largest request head (request line and header section) in bytes (431).
-    #[arg(long, default_value_t = 64 * 1024)]
+    /// Largest request head (request line and header section) (431), bytes or with a unit.
+    #[arg(long, default_value_t = 64 * 1024, value_parser = size::<usize>)]
     pub max_head_bytes: usize,
     /// Most header field lines in a request (431; at most 256).
     #[arg(long, default_value_t = 100)]
     pub max_headers: usize,
     /// Longest chunk-size line, extensions included, in a chunked body (400).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = size::<usize>)]
     pub max_chunk_line: usize,
-    /// Largest trailer section of a chunked body in bytes (400).
-    #[arg(long, default_value_t = 8192)]
+    /// Largest trailer section of a chunked body (400), bytes or with a unit.
+    #[arg(long, default_value_t = 8192, value_parser = size::<usize>)]
     pub max_trailer_bytes: usize,
     /// Short-lived connections: every response closes its connection (HTTP/1.0 style).
     #[arg(long)]
@@ -979,6 +980,36 @@ mod tests {
             .server_config(&given, &DownstreamFile::default());
         assert!(!config.keep_alive);
         assert_eq!(config.max_requests, Some(5));
+    }
+
+    #[test]
+    fn size_and_duration_flags_take_units() {
+        let (args, given) = serve_matches(&[
+            "--max-body",
+            "10m",
+            "--max-head-bytes",
+            "32k",
+            "--keepalive-timeout",
+            "1h30m",
+            "--http2-stream-window",
+            "512KiB",
+        ]);
+        let config = args
+            .downstream
+            .server_config(&given, &DownstreamFile::default());
+        assert_eq!(config.max_body_bytes, Some(10 << 20));
+        assert_eq!(config.head_limits.max_head_bytes, 32 << 10);
+        assert_eq!(config.keepalive_timeout, Duration::from_secs(5400));
+        assert_eq!(config.http2.stream_window, 512 << 10);
+        let refused = |args: &[&str]| {
+            let mut argv = vec!["hopline", "serve"];
+            argv.extend_from_slice(args);
+            Cli::command().try_get_matches_from(argv).unwrap_err()
+        };
+        let error = refused(&["--max-body", "lots"]).to_string();
+        assert!(error.contains("not a size"), "{error}");
+        let error = refused(&["--http2-max-frame-size", "1k"]).to_string();
+        assert!(error.contains("16384"), "{error}");
     }
 
     #[test]
