@@ -96,10 +96,12 @@ pub struct TlsReport {
 }
 
 /// Latency percentiles, in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct Latency {
     /// Mean.
     pub mean: f64,
+    /// Standard deviation.
+    pub stdev: f64,
     /// Median.
     pub p50: u64,
     /// 90th percentile.
@@ -110,7 +112,24 @@ pub struct Latency {
     pub p999: u64,
     /// Largest.
     pub max: u64,
+    /// Smallest.
+    pub min: u64,
+    /// How the latencies spread: [`HISTOGRAM_BARS`] buckets, spaced evenly on a log scale
+    /// from the smallest to the largest (latencies have long tails).
+    pub histogram: Vec<LatencyBucket>,
 }
+
+/// One bar of the latency histogram: responses at most `up_to` µs (and above the bar before).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LatencyBucket {
+    /// Upper bound, microseconds.
+    pub up_to: u64,
+    /// Responses in it.
+    pub count: u64,
+}
+
+/// Bars in the latency histogram.
+pub const HISTOGRAM_BARS: u32 = 10;
 
 impl Latency {
     /// The percentiles of `histogram` (all zero when it is empty).
@@ -120,13 +139,42 @@ impl Latency {
         }
         Latency {
             mean: histogram.mean(),
+            stdev: histogram.stdev(),
             p50: histogram.value_at_quantile(0.5),
             p90: histogram.value_at_quantile(0.9),
             p99: histogram.value_at_quantile(0.99),
             p999: histogram.value_at_quantile(0.999),
             max: histogram.max(),
+            min: histogram.min(),
+            histogram: log_buckets(histogram),
         }
     }
+}
+
+/// [`HISTOGRAM_BARS`] buckets from the smallest latency to the largest, log-spaced (bounds
+/// that round to the same microsecond are merged). Each bar holds what is new up to its
+/// bound, so the bars add up to every response.
+fn log_buckets(histogram: &Histogram<u64>) -> Vec<LatencyBucket> {
+    let (min, max) = (histogram.min().max(1), histogram.max().max(1));
+    let ratio = (max as f64 / min as f64).powf(1.0 / f64::from(HISTOGRAM_BARS));
+    let mut buckets = Vec::new();
+    let (mut low, mut below) = (0, 0);
+    for bar in 1..=HISTOGRAM_BARS {
+        let up_to = match bar {
+            HISTOGRAM_BARS => max,
+            _ => (min as f64 * ratio.powi(bar as i32)).round() as u64,
+        };
+        if up_to <= low {
+            continue;
+        }
+        let up_to_here = histogram.count_between(0, up_to);
+        buckets.push(LatencyBucket {
+            up_to,
+            count: up_to_here - below,
+        });
+        (low, below) = (up_to, up_to_here);
+    }
+    buckets
 }
 
 /// What a run measured.
@@ -154,6 +202,8 @@ pub struct Report {
     pub latency_us: Latency,
     /// Responses by status class (`2xx`, `3xx`, ...).
     pub statuses: BTreeMap<String, u64>,
+    /// Responses by status code (`200`, `404`, ...).
+    pub status_codes: BTreeMap<u16, u64>,
     /// Failed requests by kind (`connect`, `timeout`, `closed`, `io`, `parse`).
     pub errors: BTreeMap<String, u64>,
     /// Connections opened.
@@ -218,7 +268,8 @@ struct Tally {
     samples: Vec<u64>,
     requests: u64,
     bytes: u64,
-    statuses: BTreeMap<String, u64>,
+    /// Responses by status code (100 to 999).
+    codes: Box<[u64; 1000]>,
     errors: BTreeMap<String, u64>,
     connections: u64,
     handshakes: u64,
@@ -233,7 +284,7 @@ impl Tally {
             samples: Vec::with_capacity(SAMPLE_BATCH),
             requests: 0,
             bytes: 0,
-            statuses: BTreeMap::new(),
+            codes: Box::new([0; 1000]),
             errors: BTreeMap::new(),
             connections: 0,
             handshakes: 0,
@@ -257,8 +308,7 @@ impl Tally {
         }
         self.requests += 1;
         self.bytes += bytes;
-        let class = format!("{}xx", status.as_u16() / 100);
-        *self.statuses.entry(class).or_default() += 1;
+        self.codes[usize::from(status.as_u16())] += 1;
         shared.completed.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -270,8 +320,8 @@ impl Tally {
         self.resumed += other.resumed;
         self.handshake_us += other.handshake_us;
         self.handshake_failures += other.handshake_failures;
-        for (k, v) in other.statuses {
-            *self.statuses.entry(k).or_default() += v;
+        for (mine, theirs) in self.codes.iter_mut().zip(other.codes.iter()) {
+            *mine += theirs;
         }
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;
@@ -403,12 +453,31 @@ fn report(shared: &Shared, total: Tally) -> Report {
         requests_per_second: total.requests as f64 / seconds,
         bytes_per_second: total.bytes as f64 / seconds,
         latency_us: Latency::of(h),
-        statuses: total.statuses,
+        statuses: status_classes(&total.codes),
+        status_codes: (100..1000u16)
+            .zip(&total.codes[100..])
+            .filter(|&(_, &n)| n > 0)
+            .map(|(code, &n)| (code, n))
+            .collect(),
         errors: total.errors,
         connections_opened: total.connections,
         rate: config.rate,
         tls,
     }
+}
+
+/// Responses by class (`2xx`), from counts by code.
+fn status_classes(codes: &[u64; 1000]) -> BTreeMap<String, u64> {
+    (1..10)
+        .map(|class| {
+            (
+                class,
+                codes[class * 100..(class + 1) * 100].iter().sum::<u64>(),
+            )
+        })
+        .filter(|&(_, n)| n > 0)
+        .map(|(class, n)| (format!("{class}xx"), n))
+        .collect()
 }
 
 /// One connection's loop.
@@ -615,6 +684,18 @@ async fn exchange(
 }
 
 impl Report {
+    /// Responses that succeeded: 2xx and 3xx (what wrk does not call "non-2xx or 3xx").
+    pub fn succeeded(&self) -> u64 {
+        self.status_codes.range(200..400).map(|(_, n)| n).sum()
+    }
+
+    /// Requests that failed: no complete response (the `errors`), or a 4xx or 5xx.
+    pub fn failed(&self) -> u64 {
+        let errors: u64 = self.errors.values().sum();
+        let refused: u64 = self.status_codes.range(400..).map(|(_, n)| n).sum();
+        errors + refused
+    }
+
     /// The report as text, for a terminal.
     pub fn render(&self) -> String {
         use std::fmt::Write;
@@ -644,22 +725,38 @@ impl Report {
             human_bytes(self.bytes_per_second)
         );
         let l = &self.latency_us;
-        let _ = writeln!(
-            out,
-            "  latency  mean {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-            micros(l.mean as u64),
-            micros(l.p50),
-            micros(l.p90),
-            micros(l.p99),
-            micros(l.p999),
-            micros(l.max)
-        );
+        if self.requests > 0 {
+            let _ = writeln!(
+                out,
+                "  latency  mean {} ± {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+                micros(l.mean as u64),
+                micros(l.stdev as u64),
+                micros(l.p50),
+                micros(l.p90),
+                micros(l.p99),
+                micros(l.p999),
+                micros(l.max)
+            );
+        }
+        out.push_str(&l.render_histogram());
         let statuses: Vec<String> = self
             .statuses
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
-        let _ = writeln!(out, "  responses  {}", statuses.join(", "));
+        let statuses = match statuses.is_empty() {
+            true => "none".to_string(),
+            false => statuses.join(", "),
+        };
+        let _ = writeln!(out, "  responses  {statuses}");
+        if self.status_codes.len() > 1 || self.status_codes.keys().any(|&code| code >= 400) {
+            let codes: Vec<String> = self
+                .status_codes
+                .iter()
+                .map(|(code, n)| format!("{code} {n}"))
+                .collect();
+            let _ = writeln!(out, "  status codes  {}", codes.join(", "));
+        }
         if !self.errors.is_empty() {
             let errors: Vec<String> = self
                 .errors
@@ -683,6 +780,29 @@ impl Report {
                 } else {
                     String::new()
                 }
+            );
+        }
+        out
+    }
+}
+
+impl Latency {
+    /// The histogram as bars of `■` (wrk's and oha's readers know the shape), widest 40.
+    fn render_histogram(&self) -> String {
+        use std::fmt::Write;
+        let widest = self.histogram.iter().map(|b| b.count).max().unwrap_or(0);
+        if widest == 0 {
+            return String::new();
+        }
+        let mut out = String::from("  latency histogram (responses up to each bound)\n");
+        for bucket in &self.histogram {
+            let bar = (bucket.count * 40).div_ceil(widest) as usize;
+            let _ = writeln!(
+                out,
+                "    {:>9}  {:>9}  {}",
+                micros(bucket.up_to),
+                bucket.count,
+                "■".repeat(bar)
             );
         }
         out

@@ -26,6 +26,7 @@
 //! | `hopline_http2_streams_per_connection` | histogram | `side` (streams an HTTP/2 connection carried, at close) |
 //! | `hopline_http2_goaways_total` | counter | `side`, `direction` (`sent`, `received`), `reason` (a close reason sent; an error code received) |
 //! | `hopline_http2_resets_total` | counter | `side`, `by` (`peer`, `local`) |
+//! | `hopline_handler_panics_total` | counter | — (a service or its body panicked; the server went on) |
 //!
 //! `side` is `downstream` (clients of this process) or `upstream` (servers it connects
 //! to). Bytes come from the kernel (`TCP_INFO`: received, and sent and acknowledged).
@@ -158,6 +159,7 @@ pub struct Recorder {
     handshake_duration: [Histogram; 2],
     tls_failures: Family<CloseLabels, Counter>,
     http2: Http2Families,
+    panics: Counter,
 }
 
 impl Metrics {
@@ -176,6 +178,12 @@ impl Metrics {
         let request_duration = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
         let responses = Family::<ClassLabel, Counter>::default();
         let tls = TlsFamilies::register(&mut registry);
+        let panics = Counter::default();
+        registry.register(
+            "handler_panics",
+            "Panics in a service or its response body (the request failed, the server went on)",
+            panics.clone(),
+        );
         registry.register("connections_opened", "Connections opened", opened.clone());
         registry.register(
             "connections_closed",
@@ -227,6 +235,7 @@ impl Metrics {
             handshake_duration: SIDES.map(|s| tls.duration.get_or_create_owned(&side(s))),
             tls_failures: tls.failures,
             http2: Http2Families::register(&mut registry),
+            panics,
         });
         registry.register_collector(Box::new(ScrapeTime {
             live,
@@ -412,6 +421,10 @@ impl Observer for Recorder {
         self.http2.record(side, event);
     }
 
+    fn panicked(&self, _side: ConnSide) {
+        self.panics.inc();
+    }
+
     fn tls_handshake(&self, side: ConnSide, handshake: &Handshake) {
         let i = side_index(side);
         self.handshakes[i][usize::from(handshake.info.resumed)].inc();
@@ -573,6 +586,10 @@ impl Observer for Fanout {
 
     fn http2(&self, side: ConnSide, event: Http2Event) {
         self.0.iter().for_each(|o| o.http2(side, event));
+    }
+
+    fn panicked(&self, side: ConnSide) {
+        self.0.iter().for_each(|o| o.panicked(side));
     }
 }
 

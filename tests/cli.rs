@@ -56,6 +56,71 @@ async fn bench_runs_a_bounded_load_and_reports_json() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("\"requests\": 200,"), "{stdout}");
     assert!(stdout.contains("\"2xx\": 200"), "{stdout}");
+    assert!(stdout.contains("\"200\": 200"), "per status code: {stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let latency = &report["latency_us"];
+    assert!(latency["stdev"].as_f64().unwrap() >= 0.0, "{latency}");
+    let bars = latency["histogram"].as_array().unwrap();
+    let counted: u64 = bars.iter().map(|bar| bar["count"].as_u64().unwrap()).sum();
+    assert_eq!(
+        counted, 200,
+        "the histogram's bars hold every response: {latency}"
+    );
+
+    let (ok, stdout, stderr) = hopline(&["bench", "-c", "2", "-n", "50", &url]).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("latency histogram"), "{stdout}");
+    assert!(
+        stdout.contains(" ± "),
+        "mean and standard deviation: {stdout}"
+    );
+}
+
+#[tokio::test]
+async fn bench_fails_when_no_request_succeeds_or_on_errors_when_asked() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = format!("http://{}/", listener.local_addr().unwrap());
+    drop(listener);
+    let (ok, stdout, stderr) = hopline(&["bench", "-c", "2", "-n", "20", &closed]).await;
+    assert!(!ok, "every request failed: {stdout}");
+    assert!(stderr.contains("no request succeeded"), "{stderr}");
+    assert!(stdout.contains("errors  connect 20"), "{stdout}");
+
+    let origin = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let missing = format!("http://{}/no/such/file", origin.addr);
+    let found = format!("http://{}/", origin.addr);
+    let (ok, stdout, _) = hopline(&["bench", "-c", "1", "-n", "5", &missing]).await;
+    assert!(!ok, "only 404s: {stdout}");
+    assert!(stdout.contains("status codes  404 5"), "{stdout}");
+    let (ok, stdout, stderr) =
+        hopline(&["bench", "-c", "1", "-n", "5", "--fail-on-errors", &found]).await;
+    assert!(ok, "{stdout}{stderr}");
+    // Every other answer a 503: the run succeeds, unless errors are failures.
+    let turn = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let flaky = TestServer::start(
+        common::answer_with(move |_| {
+            let turn = turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                let mut response = http::Response::new(hopline::Body::from("x"));
+                if turn % 2 == 1 {
+                    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                response
+            }
+        }),
+        ServerConfig::default(),
+    )
+    .await;
+    let flaky = format!("http://{}/", flaky.addr);
+    let (ok, stdout, _) = hopline(&["bench", "-c", "1", "-n", "10", &flaky]).await;
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("status codes  200 5, 503 5"), "{stdout}");
+    let (ok, _, stderr) =
+        hopline(&["bench", "-c", "1", "-n", "10", "--fail-on-errors", &flaky]).await;
+    assert!(
+        !ok && stderr.contains("5 of 10 requests failed (--fail-on-errors)"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

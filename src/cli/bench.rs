@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// Print the report as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Exit with status 1 if any request failed (no complete response, or a 4xx or 5xx);
+    /// without it, only a run in which no request succeeded does.
+    #[arg(long)]
+    pub fail_on_errors: bool,
     #[command(flatten)]
     pub tls: ClientTlsArgs,
 }
@@ -161,6 +165,21 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.render());
+    }
+    if report.succeeded() == 0 {
+        return Err(format!(
+            "no request succeeded ({} failed; see the report)",
+            report.failed()
+        )
+        .into());
+    }
+    if args.fail_on_errors && report.failed() > 0 {
+        return Err(format!(
+            "{} of {} requests failed (--fail-on-errors)",
+            report.failed(),
+            report.failed() + report.succeeded()
+        )
+        .into());
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! | `pipe` | the one-frame channel that hands body frames to an [`Incoming`], with a "want" signal |
 //! | [`shutdown`] | the graceful-shutdown signal connections listen to |
 //! | [`status`] | the live registry of open connections, `TCP_INFO`, the observer hooks |
+//! | [`panic`] | panics in a service or its body caught and turned into errors ([`panic::Panicked`]) |
 //! | [`upgrade`] | protocol switches and CONNECT tunnels: the socket handed over, the splice |
 //! | `io` | syscall loops and a connection's pending output |
 //!
@@ -17,6 +18,7 @@ pub mod body;
 pub mod h1;
 pub mod h2;
 mod io;
+pub mod panic;
 pub(crate) mod pipe;
 pub mod shutdown;
 pub mod status;

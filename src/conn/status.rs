@@ -444,6 +444,11 @@ pub trait Observer: Send + Sync + 'static {
     fn http2(&self, side: ConnSide, event: Http2Event) {
         let _ = (side, event);
     }
+    /// A service or its response body panicked: its request was answered 500 (if nothing
+    /// of the response had left) or cut short, and the server went on.
+    fn panicked(&self, side: ConnSide) {
+        let _ = side;
+    }
 }
 
 /// What an HTTP/2 connection reports besides requests.

@@ -41,6 +41,7 @@ use crate::conn::body::{Body, Incoming};
 use crate::conn::io::{
     Output, read_now, read_some, recycle_read_buf, recycle_write_buf, reserve_write,
 };
+use crate::conn::panic::{CatchPanic, Panicked};
 use crate::conn::shutdown::ShutdownListener;
 use crate::conn::status::{
     ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, RequestRecord, UpstreamNote, tcp_info,
@@ -224,6 +225,9 @@ pub enum CloseReason {
     HandlerRequested,
     /// The service failed (an error instead of a response): answered 500.
     HandlerFailed,
+    /// The service or its response body panicked: answered 500 if nothing of the
+    /// response was sent yet, else cut short.
+    HandlerPanicked,
     /// The response body had no length and the client cannot take chunked (HTTP/1.0): it
     /// ends with the connection.
     CloseDelimited,
@@ -254,7 +258,7 @@ const _: () = assert!(CloseReason::Io as usize + 1 == CloseReason::ALL.len());
 
 impl CloseReason {
     /// Every reason, in the order of [`CloseReason::index`] (for counting by reason).
-    pub const ALL: [CloseReason; 23] = [
+    pub const ALL: [CloseReason; 24] = [
         CloseReason::ClientClosed,
         CloseReason::ClientRequested,
         CloseReason::ShortLived,
@@ -268,6 +272,7 @@ impl CloseReason {
         CloseReason::BadRequest,
         CloseReason::HandlerRequested,
         CloseReason::HandlerFailed,
+        CloseReason::HandlerPanicked,
         CloseReason::CloseDelimited,
         CloseReason::BodyUnread,
         CloseReason::ResponseAborted,
@@ -299,6 +304,7 @@ impl CloseReason {
                 | CloseReason::BadRequest
                 | CloseReason::HandlerRequested
                 | CloseReason::HandlerFailed
+                | CloseReason::HandlerPanicked
                 | CloseReason::CloseDelimited
                 | CloseReason::BodyUnread
                 | CloseReason::PipeliningRefused
@@ -334,6 +340,7 @@ impl CloseReason {
             CloseReason::BadRequest => "bad_request",
             CloseReason::HandlerRequested => "handler_requested",
             CloseReason::HandlerFailed => "handler_failed",
+            CloseReason::HandlerPanicked => "handler_panicked",
             CloseReason::CloseDelimited => "close_delimited",
             CloseReason::BodyUnread => "body_unread",
             CloseReason::ResponseAborted => "response_aborted",
@@ -370,7 +377,7 @@ const SPINS: usize = 32;
 pub async fn serve_connection<S, B>(
     stream: Stream,
     info: ConnInfo,
-    mut service: S,
+    service: S,
     config: &ServerConfig,
     shutdown: ShutdownListener,
     hooks: &Hooks,
@@ -412,6 +419,8 @@ where
         born: Instant::now(),
     };
     let mut idle_timer = pin!(tokio::time::sleep_until(conn.born + config.header_timeout));
+    // A panicking service or body ends its own request (500 if nothing was sent), not more.
+    let mut service = CatchPanic::new(service);
     let reason = loop {
         if let Err(reason) = conn.wait_idle(idle_timer.as_mut()).await {
             break reason;
@@ -686,6 +695,12 @@ impl Conn<'_> {
             Some(Some(Ok(response))) => return Ok(response),
             Some(Some(Err(error))) => {
                 let error: BoxError = error.into();
+                if Panicked::of(&error).is_some() {
+                    self.panicked(&error, Some(answering));
+                    self.write_error(StatusCode::INTERNAL_SERVER_ERROR);
+                    self.observe(Some(answering), None);
+                    return Err(CloseReason::HandlerPanicked);
+                }
                 tracing::error!(conn = self.info.id, %error, "the service failed");
             }
             None => tracing::error!(conn = self.info.id, "the service was not ready"),
@@ -717,12 +732,19 @@ impl Conn<'_> {
         B: HttpBody<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
+        // Where this response starts in the write buffer, while none of it can have left.
+        let mark = (!self.out.has_large()).then_some(self.out.buf.len());
         let mut plan = self.begin_response(parts, body.as_ref().get_ref(), answering)?;
         if plan.upgrade.is_some() || !matches!(plan.unread, Unread::Complete) {
             return Ok(Some(plan));
         }
-        if plan.framing.sends_body() && !self.push_ready_body(body, &mut plan)? {
-            return Ok(Some(plan));
+        if plan.framing.sends_body() {
+            match self.push_ready_body(body, &mut plan, answering) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Some(plan)),
+                Err(CloseReason::HandlerPanicked) => return Err(self.take_back(mark)),
+                Err(reason) => return Err(reason),
+            }
         }
         match plan.close {
             Some(reason) => Err(reason),
@@ -772,6 +794,7 @@ impl Conn<'_> {
         &mut self,
         mut body: Pin<&mut B>,
         plan: &mut Plan,
+        answering: &Answering,
     ) -> Result<bool, CloseReason>
     where
         B: HttpBody<Data = Bytes>,
@@ -796,14 +819,55 @@ impl Conn<'_> {
                     }
                 },
                 Poll::Ready(Some(Err(error))) => {
-                    let error: BoxError = error.into();
-                    tracing::warn!(conn = self.info.id, %error, "response body failed; closing");
-                    return Err(CloseReason::ResponseAborted);
+                    return Err(self.body_failed(error.into(), Some(answering)));
                 }
                 Poll::Pending => return Ok(false),
             }
         }
         Ok(false)
+    }
+
+    /// Why the connection closes when the response body failed mid-way (it is cut short).
+    fn body_failed(&self, error: BoxError, answering: Option<&Answering>) -> CloseReason {
+        if Panicked::of(&error).is_some() {
+            self.panicked(&error, answering);
+            return CloseReason::HandlerPanicked;
+        }
+        tracing::warn!(conn = self.info.id, %error, "response body failed; closing");
+        CloseReason::ResponseAborted
+    }
+
+    /// A panic in the service or its body: logged with the request, counted.
+    fn panicked(&self, error: &BoxError, answering: Option<&Answering>) {
+        let method = answering.map_or("", |answering| answering.method.as_str());
+        let target = answering
+            .and_then(|answering| answering.observed.as_ref())
+            .map_or("", |(raw, _)| request_target(raw));
+        tracing::error!(
+            conn = self.info.id,
+            request = self.requests,
+            method,
+            target,
+            %error,
+            "the service panicked; its connection closes"
+        );
+        if let Some(observer) = &self.hooks.observer {
+            observer.panicked(ConnSide::Downstream);
+        }
+    }
+
+    /// After a response body panicked before any of the response could leave: the
+    /// response is taken back out of the write buffer and a 500 goes instead. (Once part
+    /// of it may have left, the connection is only cut short.)
+    fn take_back(&mut self, mark: Option<usize>) -> CloseReason {
+        if let Some(mark) = mark
+            && !self.out.has_large()
+            && self.out.buf.len() >= mark
+        {
+            self.out.buf.truncate(mark);
+            self.write_error(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        CloseReason::HandlerPanicked
     }
 
     /// Polls `work` to completion while doing the connection's side work: feeding the
@@ -1296,11 +1360,7 @@ impl Conn<'_> {
                             Err(_) => Ok(()),
                         },
                     },
-                    Poll::Ready(Some(Err(error))) => {
-                        let error: BoxError = error.into();
-                        tracing::warn!(conn = self.info.id, %error, "response body failed; closing");
-                        Err(CloseReason::ResponseAborted)
-                    }
+                    Poll::Ready(Some(Err(error))) => Err(self.body_failed(error.into(), None)),
                     Poll::Pending => {
                         let fed = self.poll_feed(cx);
                         self.out.poll_write_opportunistic(&mut self.stream, cx);

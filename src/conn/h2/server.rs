@@ -20,6 +20,7 @@
 //! - **A shut window** (a reader that never reads): each response waits for window at
 //!   most the write timeout, then its stream is reset (`CANCEL`).
 
+use crate::conn::panic::{CatchPanic, Panicked};
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -105,6 +106,8 @@ where
         Err(_) => CloseReason::HeaderTimeout,
         Ok(Err(error)) => close_reason(&error),
         Ok(Ok(mut h2)) => {
+            // A panicking service or body fails its own stream, not the connection.
+            let service = CatchPanic::new(service);
             let reason = conn.drive(&mut h2, service, shutdown).await;
             // The socket is still open here (`h2` owns it): read the kernel's figures now.
             conn.report_closed(reason, fd);
@@ -734,7 +737,7 @@ impl StreamJob {
         match answer.as_mut().poll(&mut polling_once()) {
             Poll::Ready(Ok(response)) => self.respond_now(response),
             Poll::Ready(Err(error)) => {
-                tracing::debug!(%error, "service failed; answering 500");
+                self.service_failed(&error);
                 Some(Stage::Refuse(StatusCode::INTERNAL_SERVER_ERROR))
             }
             Poll::Pending => Some(Stage::Answer(answer)),
@@ -742,36 +745,50 @@ impl StreamJob {
     }
 
     /// Sends a ready response: whole at once if its body is in memory and the window has
-    /// room, else the head now and the body in a task. `None` if the stream is served.
+    /// room, else the head now and the body in a task. `None` if the stream is served. The
+    /// body's first frame is polled before the head leaves, so that a body that panics at
+    /// once is answered 500 instead.
     fn respond_now<B>(&mut self, response: Response<B>) -> Option<Stage<B>>
     where
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let (mut send, body, answered) = match self.send_head(response) {
-            None => return self.done(None),
-            Some(Headed::Done(answered)) => return self.done(Some(answered)),
-            Some(Headed::Body(send, body, answered)) => (send, body, answered),
-        };
+        let (head, body, end, answered) = self.head_of(response);
         let mut body = Box::pin(body);
-        let first = match body.as_mut().poll_frame(&mut polling_once()) {
+        let first = match end {
+            true => Poll::Pending,
+            false => body
+                .as_mut()
+                .poll_frame(&mut polling_once())
+                .map(|frame| frame.map(|f| f.map_err(Into::<BoxError>::into))),
+        };
+        if let Poll::Ready(Some(Err(error))) = &first
+            && Panicked::of(error).is_some()
+        {
+            self.panicked(error);
+            return Some(Stage::Refuse(StatusCode::INTERNAL_SERVER_ERROR));
+        }
+        let Ok(mut send) = self.respond.send_response(head, end) else {
+            return self.done(None);
+        };
+        if end {
+            return self.done(Some(answered));
+        }
+        let first = match first {
             Poll::Pending => None,
-            Poll::Ready(frame) => {
-                let frame = frame.map(|f| f.map_err(Into::<BoxError>::into));
-                match finish_now(&mut send, frame, body.is_end_stream()) {
-                    Finished::Sent(body_bytes) => {
-                        return self.done(Some(Answered {
-                            body_bytes,
-                            ..answered
-                        }));
-                    }
-                    Finished::Failed(failure) => {
-                        self.sent(Err(failure));
-                        return self.done(Some(answered));
-                    }
-                    Finished::NotYet(frame) => Some(frame),
+            Poll::Ready(frame) => match finish_now(&mut send, frame, body.is_end_stream()) {
+                Finished::Sent(body_bytes) => {
+                    return self.done(Some(Answered {
+                        body_bytes,
+                        ..answered
+                    }));
                 }
-            }
+                Finished::Failed(failure) => {
+                    self.sent(Err(failure));
+                    return self.done(Some(answered));
+                }
+                Finished::NotYet(frame) => Some(frame),
+            },
         };
         Some(Stage::Body {
             send,
@@ -823,7 +840,7 @@ impl StreamJob {
         match response {
             Some(Ok(response)) => self.send(response).await,
             Some(Err(error)) => {
-                tracing::debug!(%error, "service failed; answering 500");
+                self.service_failed(&error);
                 Box::pin(self.send(error_response(StatusCode::INTERNAL_SERVER_ERROR))).await
             }
             None => {
@@ -854,6 +871,18 @@ impl StreamJob {
     /// Sends the head: HTTP/2's fields, `end` at once if nothing follows. `None` if the
     /// stream is gone.
     fn send_head<B: HttpBody>(&mut self, response: Response<B>) -> Option<Headed<B>> {
+        let (head, body, end, answered) = self.head_of(response);
+        let send = self.respond.send_response(head, end).ok()?;
+        Some(if end {
+            Headed::Done(answered)
+        } else {
+            Headed::Body(send, body, answered)
+        })
+    }
+
+    /// A response's HTTP/2 head, its body, whether the stream ends with the head (HEAD,
+    /// 204, 304, an empty body), and what to report of it.
+    fn head_of<B: HttpBody>(&self, response: Response<B>) -> (Response<()>, B, bool, Answered) {
         let upstream = response.extensions().get::<UpstreamNote>().copied();
         let (parts, body) = response.into_parts();
         let status = parts.status;
@@ -862,17 +891,38 @@ impl StreamJob {
             || status == StatusCode::NOT_MODIFIED;
         let head = response_head(parts, &body, bodiless);
         let end = bodiless || body.is_end_stream();
-        let send = self.respond.send_response(head, end).ok()?;
         let answered = Answered {
             status,
             body_bytes: 0,
             upstream,
         };
-        Some(if end {
-            Headed::Done(answered)
+        (head, body, end, answered)
+    }
+
+    /// The service failed (answered 500): logged; a panic counted too.
+    fn service_failed(&self, error: &BoxError) {
+        if Panicked::of(error).is_some() {
+            self.panicked(error);
         } else {
-            Headed::Body(send, body, answered)
-        })
+            tracing::debug!(%error, "service failed; answering 500");
+        }
+    }
+
+    /// A panic in the service or its body: logged with the request, counted. Only this
+    /// stream fails (500, or reset once its head has left); the connection's other streams
+    /// go on.
+    fn panicked(&self, error: &BoxError) {
+        tracing::error!(
+            conn = self.conn,
+            stream_request = self.number,
+            method = %self.method,
+            target = self.target.as_deref().unwrap_or(""),
+            %error,
+            "the service panicked; its stream fails"
+        );
+        if let Some(observer) = &self.policy.observer {
+            observer.panicked(ConnSide::Downstream);
+        }
     }
 
     /// The body bytes sent; a failure logged and counted.
@@ -880,7 +930,11 @@ impl StreamJob {
         match sent {
             Ok(bytes) => return bytes,
             Err(SendFailure::Source(error)) => {
-                tracing::debug!(%error, "response body failed; stream reset");
+                if Panicked::of(&error).is_some() {
+                    self.panicked(&error);
+                } else {
+                    tracing::debug!(%error, "response body failed; stream reset");
+                }
                 self.event(Http2Event::Reset { by_peer: false });
             }
             Err(SendFailure::Peer(error)) => {
