@@ -349,6 +349,7 @@ impl Tally {
             ErrorKind::Tls(failure) if failure.is_certificate() => "tls_certificate",
             ErrorKind::Tls(_) => "tls",
             ErrorKind::Http2(_) => "http2",
+            ErrorKind::Resolve(_) => "resolve",
         };
         *self.errors.entry(kind.to_string()).or_default() += 1;
     }

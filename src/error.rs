@@ -56,6 +56,9 @@ pub enum ErrorKind {
     /// HTTP/2 failed: a stream or the connection was reset, or the peer broke the protocol.
     #[error("HTTP/2: {0}")]
     Http2(#[from] h2::Error),
+    /// The host name did not resolve to an address.
+    #[error("could not resolve host {0}")]
+    Resolve(String),
 }
 
 /// An error, and the side of the hop it came from.

@@ -591,6 +591,14 @@ impl Observer for Fanout {
     fn panicked(&self, side: ConnSide) {
         self.0.iter().for_each(|o| o.panicked(side));
     }
+
+    fn head_sent(&self, side: ConnSide, head: &[u8]) {
+        self.0.iter().for_each(|o| o.head_sent(side, head));
+    }
+
+    fn head_received(&self, side: ConnSide, head: &[u8]) {
+        self.0.iter().for_each(|o| o.head_received(side, head));
+    }
 }
 
 /// A line of the access log: through `tracing`, target `hopline::access`, as text or JSON

@@ -6,6 +6,7 @@ mod common;
 use common::TestServer;
 use hopline::conn::ServerConfig;
 use hopline::origin::Origin;
+use http_body_util::BodyExt;
 use tokio::process::Command;
 
 async fn hopline(args: &[&str]) -> (bool, String, String) {
@@ -28,23 +29,179 @@ async fn get_reports_connection_reuse_per_url() {
     let bytes = format!("http://{}/bytes/10", origin.addr);
     let (ok, stdout, stderr) = hopline(&["get", &hello, &bytes]).await;
     assert!(ok, "{stderr}");
-    assert!(
-        stdout.contains("2 requests over 1 connection (1 reused, 0 retried, 0 failed)"),
-        "{stdout}"
+    assert_eq!(
+        stdout, "Hello, world!abcdefghij",
+        "bodies on standard output, as curl"
     );
-    let (ok, stdout, stderr) = hopline(&["get", "-v", "--mode", "close", &hello, &hello]).await;
+    assert!(
+        stderr.contains("2 requests over 1 connection (1 reused, 0 retried, 0 failed)"),
+        "the table on standard error: {stderr}"
+    );
+    let (ok, _, stderr) = hopline(&["get", "-v", "--mode", "close", &hello, &hello]).await;
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("2 requests over 2 connections"), "{stdout}");
-    assert!(stderr.contains("< HTTP/1.1 200 OK (connection"), "{stderr}");
+    assert!(stderr.contains("2 requests over 2 connections"), "{stderr}");
+    assert!(stderr.contains("< HTTP/1.1 200 OK\n"), "{stderr}");
+    assert!(
+        stderr.contains("> GET / HTTP/1.1\n> host: 127.0.0.1:")
+            && stderr.contains("> connection: close\n"),
+        "the head exactly as sent, Host and Connection included: {stderr}"
+    );
 }
 
 #[tokio::test]
-async fn get_fails_cleanly_when_nothing_listens() {
+async fn get_writes_heads_and_bodies_where_curl_would() {
+    let origin = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let url = format!("http://{}/bytes/5", origin.addr);
+    let (ok, stdout, stderr) = hopline(&["get", "-i", "-s", &url]).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("HTTP/1.1 200 OK\r\n"), "{stdout}");
+    assert!(stdout.contains("content-length: 5\r\n"), "{stdout}");
+    assert!(stdout.ends_with("\r\n\r\nabcde"), "{stdout}");
+    assert_eq!(stderr, "", "-s: no table");
+
+    let dir = std::env::temp_dir().join(format!("hopline-get-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("body");
+    let (ok, stdout, stderr) = hopline(&["get", "-o", file.to_str().unwrap(), &url]).await;
+    assert!(ok && stdout.is_empty(), "{stdout}{stderr}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"abcde");
+
+    // -d @file is a form without line breaks; --data-binary @file goes byte for byte.
+    std::fs::write(&file, "a=1\r\nb=2\n").unwrap();
+    let echo = format!("http://{}/echo", origin.addr);
+    let at_file = format!("@{}", file.display());
+    let (ok, stdout, stderr) = hopline(&["get", "-d", &at_file, "-d", "c=3", &echo]).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("POST /echo HTTP/1.1\r\n"), "{stdout}");
+    assert!(
+        stdout.contains("content-type: application/x-www-form-urlencoded\r\n")
+            && stdout.contains("content-length: 10\r\n")
+            && stdout.ends_with("\r\n\r\na=1b=2&c=3"),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = hopline(&["get", "-v", "--data-binary", &at_file, &echo]).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("content-length: 9\r\n"), "{stdout}");
+    assert!(
+        stderr.contains("> content-length: 9\n"),
+        "-v shows the length sent: {stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `/from` redirects to `/to` (on `elsewhere` if given) with `status`; `/loop` to itself;
+/// `/to` says what it got.
+fn redirecting(status: u16, elsewhere: Option<String>) -> impl common::TestService {
+    common::answer_with(move |request: http::Request<hopline::conn::Incoming>| {
+        let elsewhere = elsewhere.clone();
+        async move {
+            let path = request.uri().path().to_string();
+            let location = match (path.as_str(), &elsewhere) {
+                ("/from", Some(other)) => Some(format!("{other}/to")),
+                ("/from", None) => Some("to".to_string()),
+                ("/loop", _) => Some("/loop".to_string()),
+                _ => None,
+            };
+            if let Some(location) = location {
+                let mut response = http::Response::new(hopline::Body::from("moved"));
+                *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                let location = location.parse().unwrap();
+                response.headers_mut().insert("location", location);
+                return response;
+            }
+            let method = request.method().clone();
+            let auth = request.headers().contains_key("authorization");
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            let seen = format!("{method} {path} auth={auth} body={}", body.len());
+            http::Response::new(hopline::Body::from(seen))
+        }
+    })
+}
+
+#[tokio::test]
+async fn get_follows_redirects_as_curl_does() {
+    for (status, after_post) in [(302, "GET"), (303, "GET"), (307, "POST"), (308, "POST")] {
+        let server = TestServer::start(redirecting(status, None), ServerConfig::default()).await;
+        let from = format!("http://{}/from", server.addr);
+        let (ok, stdout, stderr) = hopline(&["get", "-L", "-d", "x=1", &from]).await;
+        assert!(ok, "{stderr}");
+        let body = if after_post == "POST" { 3 } else { 0 };
+        assert_eq!(
+            stdout,
+            format!("{after_post} /to auth=false body={body}"),
+            "{status}"
+        );
+        assert!(
+            stderr.contains(&format!("{status} ")) && stderr.contains("2 requests"),
+            "a row per response: {stderr}"
+        );
+    }
+    // Without -L, the redirect itself.
+    let server = TestServer::start(redirecting(301, None), ServerConfig::default()).await;
+    let from = format!("http://{}/from", server.addr);
+    let (ok, stdout, _) = hopline(&["get", &from]).await;
+    assert!(ok);
+    assert_eq!(stdout, "moved");
+    // A loop ends at --max-redirs with curl's exit status 47.
+    let looping = format!("http://{}/loop", server.addr);
+    let output = Command::new(env!("CARGO_BIN_EXE_hopline"))
+        .args(["get", "-L", "--max-redirs", "3", &looping])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(47), "{stderr}");
+    assert!(
+        stderr.contains("Maximum (3) redirects followed"),
+        "{stderr}"
+    );
+    // Credentials stay with their origin.
+    let other = TestServer::start(redirecting(302, None), ServerConfig::default()).await;
+    let elsewhere = Some(format!("http://{}", other.addr));
+    let server = TestServer::start(redirecting(302, elsewhere), ServerConfig::default()).await;
+    let from = format!("http://{}/from", server.addr);
+    let auth = "Authorization: Bearer secret";
+    let (ok, stdout, stderr) = hopline(&["get", "-L", "-H", auth, &from]).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "GET /to auth=false body=0");
+}
+
+/// Runs hopline; its exit status and standard error.
+async fn exit_status(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_hopline"))
+        .args(args)
+        .output()
+        .await
+        .expect("run hopline");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
+
+#[tokio::test]
+async fn get_exits_as_curl_does() {
+    let origin = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let missing = format!("http://{}/no/such/file", origin.addr);
+    let (code, stderr) = exit_status(&["get", "-f", &missing]).await;
+    assert_eq!(code, Some(22), "{stderr}");
+    assert!(stderr.contains("1 response was 400 or above"), "{stderr}");
+    let (code, _) = exit_status(&["get", &missing]).await;
+    assert_eq!(code, Some(0), "a 404 without -f is a fetch that worked");
+    let unknown = "http://no-such-host.invalid/";
+    let (code, stderr) = exit_status(&["get", unknown]).await;
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(stderr.contains("could not resolve host"), "{stderr}");
+    let (code, stderr) = exit_status(&["get", "-s", unknown]).await;
+    assert_eq!(
+        (code, stderr.as_str()),
+        (Some(6), ""),
+        "-s: the status says it"
+    );
+
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let (ok, stdout, stderr) = hopline(&["get", &format!("http://{addr}/")]).await;
-    assert!(!ok, "a refused connection is a failure: {stdout}");
+    let (code, stderr) = exit_status(&["get", &format!("http://{addr}/")]).await;
+    assert_eq!(code, Some(7), "curl's 'could not connect': {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 

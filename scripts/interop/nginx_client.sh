@@ -35,7 +35,8 @@ fail() { echo "FAIL: $*" >&2; echo "--- access log:" >&2; cat "$work/access.log"
 urls() { for i in $(seq "$1"); do echo "http://127.0.0.1:$port/$2$i"; done; }
 settle() { sleep 0.3; } # nginx writes its log line after the response
 
-"$bin" get $(urls 20 k) > "$work/get.out"
+# The bodies go to standard output, the table (with its summary) to standard error.
+"$bin" get $(urls 20 k) 2> "$work/get.out" > /dev/null
 settle
 grep -q "20 requests over 1 connection (19 reused" "$work/get.out" || fail "hopline get summary: $(tail -1 "$work/get.out")"
 [ "$(grep -c '/k' "$work/access.log")" = 20 ] || fail "nginx did not log 20 requests"
@@ -43,13 +44,13 @@ grep -q "20 requests over 1 connection (19 reused" "$work/get.out" || fail "hopl
 [ "$(grep '/k' "$work/access.log" | awk '{print $2}' | tr '\n' ' ')" = "$(seq -s ' ' 20) " ] || fail "connection_requests should count 1..20"
 echo "ok: hopline get (keepalive): 20 URLs, one nginx connection serving requests 1..20"
 
-"$bin" get --mode close $(urls 5 c) > "$work/get.out"
+"$bin" get --mode close $(urls 5 c) 2> "$work/get.out" > /dev/null
 settle
 [ "$(grep '/c' "$work/access.log" | awk '{print $1}' | sort -u | wc -l)" = 5 ] || fail "close mode should use 5 connections"
 [ "$(grep '/c' "$work/access.log" | awk '{print $2}' | sort -u)" = 1 ] || fail "close mode: one request per connection"
 echo "ok: hopline get --mode close: 5 URLs, 5 nginx connections with one request each"
 
-"$bin" get --mode pipeline --max-per-host 1 $(urls 20 p) > "$work/get.out"
+"$bin" get --mode pipeline --max-per-host 1 $(urls 20 p) 2> "$work/get.out" > /dev/null
 settle
 [ "$(grep '/p' "$work/access.log" | awk '{print $1}' | sort -u | wc -l)" = 1 ] || fail "pipeline used more than one connection"
 [ "$(grep '/p' "$work/access.log" | awk '{print $2}' | tr '\n' ' ')" = "$(seq -s ' ' 20) " ] || fail "pipeline: requests 1..20 on one connection"

@@ -62,7 +62,7 @@ grep -qE "Socket errors|Non-2xx" <<<"$out" && fail "wrk errors: $out"
 pass "wrk https: $(grep Requests/sec <<<"$out" | awk '{print $2}') requests/s, no errors"
 
 # hopline get / bench, and what the metrics saw.
-out=$("$bin" get --cacert "$ca" "https://localhost:$base/" "https://localhost:$base/" "https://localhost:$base/")
+out=$("$bin" get --cacert "$ca" "https://localhost:$base/" "https://localhost:$base/" "https://localhost:$base/" 2>&1 >/dev/null)
 grep -q "3 requests over 1 connection" <<<"$out" || fail "hopline get: $out"
 out=$("$bin" bench --mode close -c 2 -n 200 --cacert "$ca" "https://localhost:$base/")
 # "TLS handshakes  N (R/s), M resumed (...)": every connection after each worker's first resumes.

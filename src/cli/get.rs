@@ -2,20 +2,20 @@
 //! each one.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use http::{HeaderMap, Method, Request};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::parse_duration;
 use super::tls::ClientTlsArgs;
 use hopline::client::{Client, ClientOptions, Exchange, HopProtocol, Mode};
-use hopline::conn::{ClosedRecord, ConnSide, Observer, RequestRecord};
+use hopline::conn::{ClosedRecord, ConnSide, Incoming, Observer, RequestRecord};
 use hopline::error::ErrorKind;
 use hopline::pool::PoolConfig;
 use hopline::transport::tls::{Handshake, TlsFailure};
@@ -42,12 +42,13 @@ impl ModeArg {
     }
 }
 
-/// `hopline get`.
+/// `hopline get`: fetch URLs as curl does (bodies to standard output), showing on standard
+/// error which connection served each.
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// URLs to fetch (http:// or https://). Exit status as curl's: 7 cannot connect, 22
-    /// with --fail, 28 timed out, 35 TLS handshake failed, 60 certificate not trusted or
-    /// not valid for the name.
+    /// URLs to fetch (http:// or https://). Exit status as curl's: 6 cannot resolve the
+    /// host, 7 cannot connect, 22 with --fail, 28 timed out, 35 TLS handshake failed, 47 too
+    /// many redirects, 60 certificate not trusted or not valid for the name.
     #[arg(required = true)]
     pub urls: Vec<String>,
     /// Fetch this many URLs at once (pipelining uses --depth per connection instead).
@@ -62,20 +63,43 @@ pub struct GetArgs {
     /// Most connections per host (browsers use 6).
     #[arg(long, default_value_t = 6)]
     pub max_per_host: usize,
-    /// Request method [default: GET, or POST with --data].
+    /// Request method [default: GET, or POST with a body].
     #[arg(short = 'X', long)]
     pub method: Option<String>,
     /// An extra request field, `Name: value` (repeatable).
     #[arg(short = 'H', long = "header")]
     pub headers: Vec<String>,
-    /// A request body.
-    #[arg(short = 'd', long)]
-    pub data: Option<String>,
-    /// Write bodies: to this file for one URL, into this directory for several, or to
-    /// standard output with `-` (the table then goes to standard error).
+    /// A request body as curl's -d: text, or `@FILE` (`@-` standard input) with its line
+    /// breaks removed; several are joined with `&`. Sent as a form
+    /// (`application/x-www-form-urlencoded`) unless -H names a Content-Type.
+    #[arg(short = 'd', long = "data", conflicts_with = "data_binary")]
+    pub data: Vec<String>,
+    /// A request body sent exactly as given: text, or `@FILE` (`@-` standard input) byte
+    /// for byte.
+    #[arg(long)]
+    pub data_binary: Option<String>,
+    /// Write bodies to this file (one URL), into this directory (several URLs, one file
+    /// each), or to standard output with `-` [default: standard output].
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
-    /// Show request and response heads on standard error.
+    /// Write each response's head before its body, as received.
+    #[arg(short = 'i', long)]
+    pub include: bool,
+    /// Follow redirects (301, 302, 303, 307, 308) as curl -L does: 303 (and 301/302 after a
+    /// POST) continue as GET without the body; credentials are not sent to another origin.
+    #[arg(short = 'L', long)]
+    pub location: bool,
+    /// Most redirects followed per URL with -L (exit 47 beyond).
+    #[arg(long, default_value_t = 50)]
+    pub max_redirs: u32,
+    /// No table, no messages (only the bodies); failures still set the exit status.
+    #[arg(short = 's', long)]
+    pub silent: bool,
+    /// With -s, still say what failed.
+    #[arg(short = 'S', long)]
+    pub show_error: bool,
+    /// Show the request and response heads exactly as they were sent and received (and
+    /// each TLS handshake), on standard error.
     #[arg(short = 'v', long)]
     pub verbose: bool,
     /// Speak HTTP/1.0 (keep-alive only when asked for; no chunked uploads).
@@ -98,7 +122,7 @@ pub struct GetArgs {
     pub tls: ClientTlsArgs,
 }
 
-/// How one fetch went.
+/// How one response (or one failure) went: a row of the table.
 struct Outcome {
     url: String,
     result: Result<Fetched, Failed>,
@@ -130,6 +154,7 @@ impl From<hopline::Error> for Failed {
     /// curl's exit status for the failure (`man curl`, EXIT CODES).
     fn from(error: hopline::Error) -> Self {
         let exit_code = match &error.kind {
+            ErrorKind::Resolve(_) => 6,
             ErrorKind::Tls(failure) if failure.is_certificate() => 60,
             ErrorKind::Tls(_) => 35,
             ErrorKind::Timeout(_) => 28,
@@ -149,6 +174,81 @@ struct Fetched {
     exchange: Exchange,
 }
 
+/// What every request of the run carries: method, fields, body.
+#[derive(Clone)]
+struct Template {
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// `application/x-www-form-urlencoded`: what curl sends a -d body as.
+const FORM: &str = "application/x-www-form-urlencoded";
+
+impl Template {
+    /// The request the flags describe.
+    fn of(args: &GetArgs) -> Result<Template, Box<dyn std::error::Error>> {
+        let mut headers = super::parse_header_lines(&args.headers)?;
+        let body = upload(args)?;
+        let method = match (&args.method, &body) {
+            (Some(method), _) => Method::from_bytes(method.as_bytes())?,
+            (None, Some(_)) => Method::POST,
+            (None, None) => Method::GET,
+        };
+        if body.is_some() && !headers.contains_key(header::CONTENT_TYPE) {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FORM));
+        }
+        Ok(Template {
+            method,
+            headers,
+            body: body.unwrap_or_default(),
+        })
+    }
+
+    fn request(&self, url: &str) -> Result<Request<hopline::Body>, Failed> {
+        let mut builder = Request::builder().method(self.method.clone()).uri(url);
+        if let Some(map) = builder.headers_mut() {
+            *map = self.headers.clone();
+        }
+        builder
+            .body(hopline::Body::from(self.body.clone()))
+            .map_err(|e| Failed::from(e.to_string()))
+    }
+}
+
+/// The body -d or --data-binary give, if any: curl's rules (`@FILE` read, `@-` standard
+/// input; -d drops line breaks from what it reads and joins several with `&`).
+fn upload(args: &GetArgs) -> Result<Option<Bytes>, String> {
+    if let Some(data) = &args.data_binary {
+        return read_data(data).map(|bytes| Some(bytes.into()));
+    }
+    if args.data.is_empty() {
+        return Ok(None);
+    }
+    let mut parts = Vec::new();
+    for data in &args.data {
+        let mut part = read_data(data)?;
+        if data.starts_with('@') {
+            part.retain(|&b| b != b'\r' && b != b'\n');
+        }
+        parts.push(part);
+    }
+    Ok(Some(parts.join(&b'&').into()))
+}
+
+fn read_data(data: &str) -> Result<Vec<u8>, String> {
+    match data.strip_prefix('@') {
+        Some("-") => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .map_err(|e| format!("reading standard input: {e}"))?;
+            Ok(bytes)
+        }
+        Some(path) => std::fs::read(path).map_err(|e| format!("{path}: {e}")),
+        None => Ok(data.as_bytes().to_vec()),
+    }
+}
+
 /// `hopline get`.
 pub fn run(args: GetArgs) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -158,18 +258,11 @@ pub fn run(args: GetArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn fetch_all(args: GetArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let method = match (&args.method, &args.data) {
-        (Some(method), _) => Method::from_bytes(method.as_bytes())?,
-        (None, Some(_)) => Method::POST,
-        (None, None) => Method::GET,
-    };
-    let headers = super::parse_header_lines(&args.headers)?;
-    let body = Bytes::from(args.data.clone().unwrap_or_default());
+    let template = Template::of(&args)?;
     let client = Client::new(client_options(&args)?);
-    let to_stdout = args.output.as_deref() == Some(Path::new("-"));
     if let Some(dir) = &args.output
         && args.urls.len() > 1
-        && !to_stdout
+        && dir.as_os_str() != "-"
     {
         std::fs::create_dir_all(dir)?;
     }
@@ -183,51 +276,50 @@ async fn fetch_all(args: GetArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut tasks = Vec::new();
     for (index, url) in args.urls.iter().enumerate() {
         let permit = permits.clone().acquire_owned().await?;
-        let (client, args) = (client.clone(), args.clone());
-        let (method, headers, body, url) =
-            (method.clone(), headers.clone(), body.clone(), url.clone());
+        let (client, args, template, url) =
+            (client.clone(), args.clone(), template.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
-            let outcome = fetch(&client, &args, index, url, method, headers, body).await;
+            // Several at once to standard output: each body whole, in the URLs' order.
+            let buffered = concurrency > 1;
+            let fetched = fetch(&client, &args, index, url, template, buffered).await;
             drop(permit);
-            outcome
+            fetched
         }));
     }
-    let mut table: Box<dyn Write> = if to_stdout {
-        Box::new(std::io::stderr())
-    } else {
-        Box::new(std::io::stdout())
-    };
     let mut tally = Tally::default();
+    let mut table = Table::new(&args);
     for task in tasks {
-        tally.row(&mut table, &task.await?)?;
+        let (outcomes, buffered) = task.await?;
+        std::io::stdout().write_all(&buffered)?;
+        for outcome in &outcomes {
+            tally.row(&mut table, outcome)?;
+        }
     }
-    let counts = client.stats();
-    let total = args.urls.len();
-    let Tally {
-        failed,
-        http_errors,
-        reused,
-        retried,
-        exit_code,
-    } = tally;
-    writeln!(
-        table,
-        "{total} request{} over {} connection{} ({reused} reused, {retried} retried, {failed} failed) in {:.2} ms",
-        if total == 1 { "" } else { "s" },
-        counts.connections,
-        if counts.connections == 1 { "" } else { "s" },
-        started.elapsed().as_secs_f64() * 1000.0,
-    )?;
-    table.flush()?;
-    if failed > 0 {
-        eprintln!("hopline: {failed} of {total} requests failed");
-        std::process::exit(exit_code);
+    std::io::stdout().flush()?;
+    tally.finish(&mut table, &args, client.stats().connections, started)
+}
+
+/// Where the table of responses goes: standard error, unless -s.
+struct Table {
+    out: Option<std::io::Stderr>,
+    /// With -s -S: only failures are said.
+    errors_only: bool,
+}
+
+impl Table {
+    fn new(args: &GetArgs) -> Self {
+        Table {
+            out: (!args.silent || args.show_error).then(std::io::stderr),
+            errors_only: args.silent,
+        }
     }
-    if args.fail && http_errors > 0 {
-        eprintln!("hopline: {http_errors} responses were 400 or above");
-        std::process::exit(22);
+
+    fn line(&mut self, failure: bool, line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+        match &mut self.out {
+            Some(out) if failure || !self.errors_only => writeln!(out, "{line}"),
+            _ => Ok(()),
+        }
     }
-    Ok(())
 }
 
 /// The client `get`'s flags describe.
@@ -247,7 +339,7 @@ fn client_options(args: &GetArgs) -> Result<ClientOptions, String> {
     options.conn.write_timeout = args.timeout;
     options.tls = args.tls.connector(options.protocol)?;
     if args.verbose {
-        options.conn.hooks.observer = Some(Arc::new(ShowHandshakes {
+        options.conn.hooks.observer = Some(Arc::new(ShowTrace {
             insecure: args.tls.insecure,
         }));
     }
@@ -268,6 +360,7 @@ fn protocol(args: &GetArgs) -> HopProtocol {
 /// The fetches so far, for the summary line and the exit status.
 #[derive(Debug)]
 struct Tally {
+    responses: u64,
     failed: u64,
     http_errors: u64,
     reused: u64,
@@ -279,6 +372,7 @@ struct Tally {
 impl Default for Tally {
     fn default() -> Self {
         Tally {
+            responses: 0,
             failed: 0,
             http_errors: 0,
             reused: 0,
@@ -288,117 +382,151 @@ impl Default for Tally {
     }
 }
 
+/// `1 request`, `2 requests`.
+fn counted(count: u64, noun: &str) -> String {
+    match count {
+        1 => format!("1 {noun}"),
+        _ => format!("{count} {noun}s"),
+    }
+}
+
 impl Tally {
-    /// Counts one fetch and writes its row of the table.
-    fn row(&mut self, table: &mut dyn Write, outcome: &Outcome) -> std::io::Result<()> {
+    /// Counts one response (or failure) and writes its row of the table.
+    fn row(&mut self, table: &mut Table, outcome: &Outcome) -> std::io::Result<()> {
         let millis = outcome.elapsed.as_secs_f64() * 1000.0;
         match &outcome.result {
             Ok(fetched) => {
                 let ex = fetched.exchange;
+                self.responses += 1;
                 self.reused += u64::from(ex.reused);
                 self.retried += u64::from(ex.retried);
                 self.http_errors += u64::from(fetched.status >= 400);
-                writeln!(
-                    table,
-                    "{} {:>10} {:>9.2} ms  conn {} {}{}  {}",
-                    fetched.status,
-                    format!("{} B", fetched.size),
-                    millis,
-                    ex.connection,
-                    if ex.reused { "reused" } else { "new" },
-                    if ex.retried { " (retried)" } else { "" },
-                    outcome.url
+                table.line(
+                    false,
+                    format_args!(
+                        "{} {:>10} {:>9.2} ms  conn {} {}{}  {}",
+                        fetched.status,
+                        format!("{} B", fetched.size),
+                        millis,
+                        ex.connection,
+                        if ex.reused { "reused" } else { "new" },
+                        if ex.retried { " (retried)" } else { "" },
+                        outcome.url
+                    ),
                 )
             }
             Err(error) => {
                 self.failed += 1;
                 self.exit_code = error.exit_code;
-                writeln!(
-                    table,
-                    "ERR {:>10} {:>9.2} ms  {}  {}",
-                    "-", millis, error.message, outcome.url
+                table.line(
+                    true,
+                    format_args!(
+                        "ERR {:>10} {:>9.2} ms  {}  {}",
+                        "-", millis, error.message, outcome.url
+                    ),
                 )
             }
         }
     }
+
+    /// The summary line, and the exit status curl would give.
+    fn finish(
+        self,
+        table: &mut Table,
+        args: &GetArgs,
+        connections: u64,
+        started: Instant,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let requests = self.responses + self.failed;
+        table.line(
+            false,
+            format_args!(
+                "{} over {} ({} reused, {} retried, {} failed) in {:.2} ms",
+                counted(requests, "request"),
+                counted(connections, "connection"),
+                self.reused,
+                self.retried,
+                self.failed,
+                started.elapsed().as_secs_f64() * 1000.0,
+            ),
+        )?;
+        if self.failed > 0 {
+            table.line(
+                true,
+                format_args!(
+                    "hopline: {} of {requests} failed",
+                    counted(self.failed, "request")
+                ),
+            )?;
+            std::process::exit(self.exit_code);
+        }
+        if args.fail && self.http_errors > 0 {
+            let were = if self.http_errors == 1 { "was" } else { "were" };
+            table.line(
+                true,
+                format_args!(
+                    "hopline: {} {were} 400 or above (--fail)",
+                    counted(self.http_errors, "response")
+                ),
+            )?;
+            std::process::exit(22);
+        }
+        Ok(())
+    }
 }
 
-/// Fetches one URL, writing its body where `-o` says.
+/// Fetches one URL — and, with -L, where it redirects — writing each head (-i) and the
+/// final body where the flags say. One outcome per response; what went to a buffer rather
+/// than straight to standard output (`buffered`) comes back with them.
 async fn fetch(
     client: &Client,
     args: &GetArgs,
     index: usize,
     url: String,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Outcome {
-    let started = Instant::now();
-    let result = async {
-        let mut builder = Request::builder().method(method).uri(&url);
-        if let Some(map) = builder.headers_mut() {
-            *map = headers;
+    mut template: Template,
+    buffered: bool,
+) -> (Vec<Outcome>, Vec<u8>) {
+    let mut outcomes = Vec::new();
+    let mut sink = match output_for(args, index, &url, buffered) {
+        Ok(sink) => sink,
+        Err(error) => {
+            let failed = Failed::from(format!("{}: {error}", url));
+            return (vec![outcome(url, Err(failed), Instant::now())], Vec::new());
         }
-        let request = builder
-            .body(hopline::conn::Body::from(body))
-            .map_err(|e| Failed::from(e.to_string()))?;
-        if args.verbose {
-            let version = match client.options().protocol {
-                HopProtocol::Http1 => format!("{:?}", client.options().conn.version),
-                HopProtocol::Http2 => "HTTP/2".to_string(),
-                HopProtocol::Auto => "(HTTP/2 if ALPN agrees)".to_string(),
+    };
+    let mut url = url;
+    for redirects in 0.. {
+        let started = Instant::now();
+        let response = match send(client, &template, &url).await {
+            Ok(response) => response,
+            Err(failed) => {
+                outcomes.push(outcome(url, Err(failed), started));
+                break;
+            }
+        };
+        let next = args
+            .location
+            .then(|| redirect(&url, &template, &response))
+            .flatten();
+        if next.is_some() && redirects >= args.max_redirs {
+            let failed = Failed {
+                message: format!("Maximum ({}) redirects followed", args.max_redirs),
+                exit_code: 47,
             };
-            let mut head = format!("> {} {} {version}\n", request.method(), request.uri());
-            for (name, value) in request.headers() {
-                head.push_str(&format!(
-                    "> {}: {}\n",
-                    name,
-                    value.to_str().unwrap_or("<binary>")
-                ));
-            }
-            eprintln!("{head}>");
+            outcomes.push(outcome(url, Err(failed), started));
+            break;
         }
-        let response = client.send(request).await?;
-        let exchange = response
-            .body()
-            .exchange()
-            .ok_or("the client reported no exchange")?;
-        let status = response.status().as_u16();
-        if args.verbose {
-            let mut head = format!(
-                "< {:?} {} (connection {}, {})\n",
-                response.version(),
-                response.status(),
-                exchange.connection,
-                if exchange.reused { "reused" } else { "new" }
-            );
-            for (name, value) in response.headers() {
-                head.push_str(&format!(
-                    "< {}: {}\n",
-                    name,
-                    value.to_str().unwrap_or("<binary>")
-                ));
-            }
-            eprintln!("{head}<");
+        let result = receive(response, args.include, next.is_none(), &mut sink).await;
+        outcomes.push(outcome(url, result, started));
+        match next {
+            Some((next_url, next_template)) => (url, template) = (next_url, next_template),
+            None => break,
         }
-        let mut sink = output_for(args, index, &url).map_err(|e| e.to_string())?;
-        let mut body = response.into_body();
-        let mut size = 0u64;
-        while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame?.into_data() {
-                size += data.len() as u64;
-                if let Some(sink) = sink.as_mut() {
-                    sink.write_all(&data).map_err(|e| e.to_string())?;
-                }
-            }
-        }
-        Ok(Fetched {
-            status,
-            size,
-            exchange,
-        })
     }
-    .await;
+    (outcomes, sink.into_buffer())
+}
+
+fn outcome(url: String, result: Result<Fetched, Failed>, started: Instant) -> Outcome {
     Outcome {
         url,
         result,
@@ -406,16 +534,138 @@ async fn fetch(
     }
 }
 
-/// `get -v`: each TLS handshake as it completes, on standard error.
-struct ShowHandshakes {
+async fn send(
+    client: &Client,
+    template: &Template,
+    url: &str,
+) -> Result<Response<Incoming>, Failed> {
+    Ok(client.send(template.request(url)?).await?)
+}
+
+/// Reads a response, writing its head (`include`) and, if it is the one to `keep` (not a
+/// redirect being followed), its body into `sink`.
+async fn receive(
+    response: Response<Incoming>,
+    include: bool,
+    keep: bool,
+    sink: &mut Sink,
+) -> Result<Fetched, Failed> {
+    let exchange = response
+        .body()
+        .exchange()
+        .ok_or("the client reported no exchange")?;
+    let status = response.status().as_u16();
+    if include {
+        sink.write(&head_text(&response))?;
+    }
+    let mut body = response.into_body();
+    let mut size = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            size += data.len() as u64;
+            if keep {
+                sink.write(&data)?;
+            }
+        }
+    }
+    Ok(Fetched {
+        status,
+        size,
+        exchange,
+    })
+}
+
+/// A response head as text, as -i writes it (HTTP/2's as curl shows it: `HTTP/2 200`).
+fn head_text<B>(response: &Response<B>) -> Vec<u8> {
+    let version = match response.version() {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
+    let status = response.status();
+    let mut out = format!(
+        "{version} {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    for (name, value) in response.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Where -L goes from `response` to `url` (curl's rules), if it is a redirect: the next URL
+/// and the request to send there. 303 — and 301 or 302 after a POST — continue as GET
+/// without the body; 307 and 308 repeat the request. Credentials (`Authorization`,
+/// `Cookie`) are not sent to another origin.
+fn redirect<B>(
+    url: &str,
+    template: &Template,
+    response: &Response<B>,
+) -> Option<(String, Template)> {
+    let status = response.status().as_u16();
+    if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    let location = response.headers().get(header::LOCATION)?.to_str().ok()?;
+    let base = url::Url::parse(url).ok()?;
+    let next = base.join(location.trim()).ok()?;
+    if !matches!(next.scheme(), "http" | "https") {
+        return None;
+    }
+    let mut template = template.clone();
+    let as_get = status == 303 && template.method != Method::HEAD
+        || matches!(status, 301 | 302) && template.method == Method::POST;
+    if as_get {
+        template.method = Method::GET;
+        template.body = Bytes::new();
+        template.headers.remove(header::CONTENT_TYPE);
+        template.headers.remove(header::CONTENT_LENGTH);
+    }
+    if next.origin() != base.origin() {
+        template.headers.remove(header::AUTHORIZATION);
+        template.headers.remove(header::COOKIE);
+    }
+    Some((next.to_string(), template))
+}
+
+/// `get -v`: each TLS handshake as it completes and each head as it was sent (`>`) and
+/// received (`<`), on standard error.
+struct ShowTrace {
     /// The certificate is not verified (`-k`).
     insecure: bool,
 }
 
-impl Observer for ShowHandshakes {
+/// `head` as lines prefixed with `mark` (its CRLFs or LFs alike), ending with a bare mark.
+fn marked(mark: &str, head: &[u8]) -> String {
+    let text = String::from_utf8_lossy(head);
+    let mut out = String::new();
+    for line in text.split('\n').map(|line| line.trim_end_matches('\r')) {
+        if !line.is_empty() {
+            out.push_str(&format!("{mark} {line}\n"));
+        }
+    }
+    out.push_str(mark);
+    out
+}
+
+impl Observer for ShowTrace {
     fn opened(&self, _side: ConnSide) {}
     fn request(&self, _record: &RequestRecord<'_>) {}
     fn closed(&self, _record: &ClosedRecord) {}
+
+    fn head_sent(&self, _side: ConnSide, head: &[u8]) {
+        eprintln!("{}", marked(">", head));
+    }
+
+    fn head_received(&self, _side: ConnSide, head: &[u8]) {
+        eprintln!("{}", marked("<", head));
+    }
 
     fn tls_handshake(&self, _side: ConnSide, handshake: &Handshake) {
         let info = &handshake.info;
@@ -440,19 +690,44 @@ impl Observer for ShowHandshakes {
     }
 }
 
-/// Where a body goes: nowhere without `-o`; standard output for `-o -`; the named file
-/// for one URL; a file in the named directory for several.
-fn output_for(
-    args: &GetArgs,
-    index: usize,
-    url: &str,
-) -> std::io::Result<Option<Box<dyn Write + Send>>> {
-    let Some(output) = &args.output else {
-        return Ok(None);
-    };
-    if output.as_os_str() == "-" {
-        return Ok(Some(Box::new(std::io::stdout())));
+/// Where bodies (and -i heads) go.
+enum Sink {
+    Stdout,
+    /// Standard output later, whole (several fetches at once).
+    Buffer(Vec<u8>),
+    File(std::fs::File),
+}
+
+impl Sink {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Failed> {
+        let written = match self {
+            Sink::Stdout => std::io::stdout().write_all(bytes),
+            Sink::Buffer(buffer) => {
+                buffer.extend_from_slice(bytes);
+                Ok(())
+            }
+            Sink::File(file) => file.write_all(bytes),
+        };
+        written.map_err(|e| Failed::from(format!("writing the body: {e}")))
     }
+
+    fn into_buffer(self) -> Vec<u8> {
+        match self {
+            Sink::Buffer(buffer) => buffer,
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Where a body goes: standard output (without -o, or with `-o -`), buffered first when
+/// several fetches run at once; the named file for one URL; a file in the named directory
+/// for several.
+fn output_for(args: &GetArgs, index: usize, url: &str, buffered: bool) -> std::io::Result<Sink> {
+    let output = match &args.output {
+        Some(output) if output.as_os_str() != "-" => output,
+        _ if buffered => return Ok(Sink::Buffer(Vec::new())),
+        _ => return Ok(Sink::Stdout),
+    };
     let path = if args.urls.len() == 1 {
         output.clone()
     } else {
@@ -473,5 +748,5 @@ fn output_for(
             .collect();
         output.join(format!("{index:04}-{safe}"))
     };
-    Ok(Some(Box::new(std::fs::File::create(path)?)))
+    Ok(Sink::File(std::fs::File::create(path)?))
 }

@@ -59,10 +59,11 @@ pub enum Command {
     /// handshakes, persistent, pipelined) over an emulated link at several round-trip
     /// times; print a table and write an HTML report with charts and waterfalls.
     Demo(DemoArgs),
-    /// Serve HTTP/1.x: built-in test endpoints (/, /bytes/N, /delay/MS, /echo, /page) and,
+    /// Serve HTTP/1.x and HTTP/2: built-in test endpoints (/, /bytes/N, /delay/MS, /echo, /page) and,
     /// with --root, static files.
     Serve(ServeArgs),
-    /// Fetch URLs through the pooled client (like curl, with connection reuse shown).
+    /// Fetch URLs as curl does (bodies to standard output, -i -v -L -d -o -f -s), through
+    /// the pooled client, with the connection that served each shown on standard error.
     Get(GetArgs),
     /// Load-test a URL: requests/s, latency percentiles, errors, connections.
     Bench(BenchArgs),

@@ -526,16 +526,12 @@ async fn resolve(key: &Key) -> Result<SocketAddr, Error> {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(SocketAddr::new(ip, key.port()));
     }
+    let unresolved = |why: String| Error::new(Side::Upstream, ErrorKind::Resolve(why));
     tokio::net::lookup_host((host, key.port()))
         .await
-        .map_err(|e| Error::new(Side::Upstream, e))?
+        .map_err(|e| unresolved(format!("{host}: {e}")))?
         .next()
-        .ok_or_else(|| {
-            Error::new(
-                Side::Upstream,
-                ErrorKind::Closed("resolving: the host has no address"),
-            )
-        })
+        .ok_or_else(|| unresolved(format!("{host}: no address")))
 }
 
 /// A connection lent to one exchange.

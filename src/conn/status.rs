@@ -444,6 +444,16 @@ pub trait Observer: Send + Sync + 'static {
     fn http2(&self, side: ConnSide, event: Http2Event) {
         let _ = (side, event);
     }
+    /// A client sent a request head: over HTTP/1.x the bytes as written, over HTTP/2 its
+    /// fields one per line (pseudo-fields first). For tracing (`get -v`); only clients call it.
+    fn head_sent(&self, side: ConnSide, head: &[u8]) {
+        let _ = (side, head);
+    }
+    /// A client received a response head (interim ones too): as received over HTTP/1.x,
+    /// rendered as [`Observer::head_sent`] says over HTTP/2.
+    fn head_received(&self, side: ConnSide, head: &[u8]) {
+        let _ = (side, head);
+    }
     /// A service or its response body panicked: its request was answered 500 (if nothing
     /// of the response had left) or cut short, and the server went on.
     fn panicked(&self, side: ConnSide) {

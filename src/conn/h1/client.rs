@@ -458,6 +458,7 @@ impl ClientConn {
                 ErrorKind::Body("an HTTP/1.0 hop cannot take a chunked request body".into()),
             ));
         }
+        let start = self.out.buf.len();
         write_request_head(
             &mut self.out.buf,
             self.config.version,
@@ -470,6 +471,9 @@ impl ClientConn {
             framing,
             persistence,
         );
+        if let Some(observer) = &self.config.hooks.observer {
+            observer.head_sent(ConnSide::Upstream, &self.out.buf[start..]);
+        }
         if persistence == Persistence::Close {
             self.mark_first(NotReusable::ClientClose);
         }
@@ -689,13 +693,15 @@ impl ClientConn {
         };
         loop {
             match self.parse_head(&method) {
-                Ok(Some(head))
-                    if head.status.is_informational()
-                        && head.status != StatusCode::SWITCHING_PROTOCOLS =>
-                {
-                    continue;
-                }
                 Ok(Some(head)) => {
+                    if let Some(observer) = &self.config.hooks.observer {
+                        observer.head_received(ConnSide::Upstream, &head.raw);
+                    }
+                    if head.status.is_informational()
+                        && head.status != StatusCode::SWITCHING_PROTOCOLS
+                    {
+                        continue;
+                    }
                     self.head_timer = None;
                     self.begin_body(&method, &head);
                     return Poll::Ready(Ok(head));

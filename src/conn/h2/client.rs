@@ -22,10 +22,10 @@ use tokio::time::Instant;
 
 use super::Http2Config;
 use super::body::{InFlight, RecvBody, send_body};
-use super::fields::strip_connection_specific;
+use super::fields::{render_request, render_response, strip_connection_specific};
 use crate::conn::Incoming;
 use crate::conn::body::Exchange;
-use crate::conn::status::{ClosedRecord, ConnSide, Hooks, Http2Event};
+use crate::conn::status::{ClosedRecord, ConnSide, Hooks, Http2Event, Observer};
 use crate::error::{BoxError, Error, ErrorKind, Side};
 use crate::transport::Stream;
 
@@ -47,6 +47,8 @@ struct Shared {
     /// Requests whose response is not done with yet.
     in_flight: Arc<AtomicUsize>,
     write_timeout: Duration,
+    /// Shown the heads sent and received (`get -v`), if anything observes.
+    observer: Option<Arc<dyn Observer>>,
 }
 
 /// A request that failed on an HTTP/2 connection.
@@ -93,6 +95,7 @@ impl H2Client {
             requests: AtomicU64::new(0),
             in_flight: Arc::new(AtomicUsize::new(0)),
             write_timeout,
+            observer: hooks.observer.clone(),
         });
         if let Some(observer) = &hooks.observer {
             observer.opened(ConnSide::Upstream);
@@ -193,6 +196,9 @@ impl H2Client {
         let in_flight = InFlight::start(&self.shared.in_flight);
         let mut send = self.send.clone().ready().await.map_err(failure)?;
         let end = body.is_end_stream();
+        if let Some(observer) = &self.shared.observer {
+            observer.head_sent(ConnSide::Upstream, &render_request(&head));
+        }
         let (response, mut stream) = send.send_request(head, end).map_err(failure)?;
         let reused = self.shared.requests.fetch_add(1, Ordering::Relaxed) > 0;
         if !end {
@@ -204,6 +210,9 @@ impl H2Client {
             });
         }
         let response = response.await.map_err(failure)?;
+        if let Some(observer) = &self.shared.observer {
+            observer.head_received(ConnSide::Upstream, &render_response(&response));
+        }
         let exchange = Exchange {
             connection: self.shared.id,
             reused,

@@ -9,7 +9,7 @@
 
 use http::header::{self, HeaderMap, HeaderName};
 use http::request::Parts;
-use http::{Method, Version};
+use http::{Method, Request, Response, Version};
 
 use crate::wire::{MessageFields, ParseError, TargetForm};
 
@@ -120,9 +120,62 @@ fn has_outer_whitespace(value: &[u8]) -> bool {
     outer(value.first()) || outer(value.last())
 }
 
+/// A request head as HTTP/2 sends it, for tracing (`get -v`): the pseudo-fields, then the
+/// fields, one `name: value` per line.
+pub fn render_request<B>(request: &Request<B>) -> Vec<u8> {
+    let uri = request.uri();
+    let mut out = format!(
+        ":method: {}\n:scheme: {}\n:authority: {}\n:path: {}\n",
+        request.method(),
+        uri.scheme_str().unwrap_or(""),
+        uri.authority().map_or("", |a| a.as_str()),
+        uri.path_and_query().map_or("/", |p| p.as_str()),
+    )
+    .into_bytes();
+    render_fields(&mut out, request.headers());
+    out
+}
+
+/// A response head as HTTP/2 received it, rendered as [`render_request`] does.
+pub fn render_response<B>(response: &Response<B>) -> Vec<u8> {
+    let mut out = format!(":status: {}\n", response.status().as_u16()).into_bytes();
+    render_fields(&mut out, response.headers());
+    out
+}
+
+fn render_fields(out: &mut Vec<u8>, headers: &HeaderMap) {
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'\n');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heads_render_for_tracing_pseudo_fields_first() {
+        let request = Request::post("https://example.test:8443/a?b=1")
+            .header("accept", "*/*")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(render_request(&request)).unwrap(),
+            ":method: POST\n:scheme: https\n:authority: example.test:8443\n:path: /a?b=1\naccept: */*\n"
+        );
+        let response = Response::builder()
+            .status(404)
+            .header("content-length", "0")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(render_response(&response)).unwrap(),
+            ":status: 404\ncontent-length: 0\n"
+        );
+    }
     use http::HeaderValue;
     use http::Request;
 
