@@ -1,5 +1,7 @@
-//! The admin endpoint (`--admin ADDR`): `/metrics` in the Prometheus text format and
-//! `/connections`, every open connection with its state and `TCP_INFO`, as JSON.
+//! The admin endpoint (`--admin ADDR`): `/metrics` in the Prometheus text format,
+//! `/connections` (every open connection with its state and `TCP_INFO`, as JSON), and the
+//! probes a load balancer or Kubernetes asks: `/healthz` (alive) and `/ready` (200 while
+//! serving, 503 once a drain began, so no new client is sent here).
 //!
 //! A service like any other, served by its own listener. It must not change anything: it
 //! only reads.
@@ -7,6 +9,7 @@
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -41,12 +44,24 @@ pub struct SideCounts {
 pub struct Admin {
     metrics: Arc<Metrics>,
     live: Arc<LiveConns>,
+    ready: Arc<AtomicBool>,
 }
 
 impl Admin {
-    /// Serves `metrics` and the connections registered in `live`.
+    /// Serves `metrics` and the connections registered in `live` (ready until told not
+    /// to be, with [`Admin::with_readiness`]).
     pub fn new(metrics: Arc<Metrics>, live: Arc<LiveConns>) -> Self {
-        Admin { metrics, live }
+        Admin {
+            metrics,
+            live,
+            ready: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// `/ready` answers what `ready` says (the server clears it when it starts draining).
+    pub fn with_readiness(mut self, ready: Arc<AtomicBool>) -> Self {
+        self.ready = ready;
+        self
     }
 
     fn connections(&self) -> ConnectionsView {
@@ -111,9 +126,20 @@ impl Admin {
                 "application/json",
                 serde_json::to_string_pretty(&self.connections()).expect("serialisable") + "\n",
             ),
+            "/healthz" => respond("text/plain; charset=utf-8", "ok\n".into()),
+            "/ready" if self.ready.load(Ordering::Relaxed) => {
+                respond("text/plain; charset=utf-8", "ready\n".into())
+            }
+            "/ready" => {
+                let mut response = respond("text/plain; charset=utf-8", "draining\n".into());
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                response
+            }
             "/" => respond(
                 "text/plain; charset=utf-8",
-                "hopline admin: /metrics (Prometheus text format), /connections (JSON)\n".into(),
+                "hopline admin: /metrics (Prometheus text format), /connections (JSON), \
+                 /ready, /healthz\n"
+                    .into(),
             ),
             _ => crate::conn::error_response(StatusCode::NOT_FOUND),
         }

@@ -725,21 +725,10 @@ impl Report {
             self.requests_per_second,
             human_bytes(self.bytes_per_second)
         );
-        let l = &self.latency_us;
         if self.requests > 0 {
-            let _ = writeln!(
-                out,
-                "  latency  mean {} ± {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-                micros(l.mean as u64),
-                micros(l.stdev as u64),
-                micros(l.p50),
-                micros(l.p90),
-                micros(l.p99),
-                micros(l.p999),
-                micros(l.max)
-            );
+            out.push_str(&self.latency_us.render_line());
         }
-        out.push_str(&l.render_histogram());
+        out.push_str(&self.latency_us.render_histogram());
         let statuses: Vec<String> = self
             .statuses
             .iter()
@@ -788,6 +777,20 @@ impl Report {
 }
 
 impl Latency {
+    /// Mean ± standard deviation and the percentiles, on one line.
+    fn render_line(&self) -> String {
+        format!(
+            "  latency  mean {} ± {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
+            micros(self.mean as u64),
+            micros(self.stdev as u64),
+            micros(self.p50),
+            micros(self.p90),
+            micros(self.p99),
+            micros(self.p999),
+            micros(self.max)
+        )
+    }
+
     /// The histogram as bars of `■` (wrk's and oha's readers know the shape), widest 40.
     fn render_histogram(&self) -> String {
         use std::fmt::Write;

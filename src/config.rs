@@ -638,6 +638,42 @@ fn error_at(
     }
 }
 
+/// What differs between two versions of a file, one `key: old -> new` line per setting
+/// (`[downstream] keepalive_timeout: "5s" -> "30s"`; `(unset)` where a key is absent): what
+/// a reload logs. Both texts are TOML the loader accepted.
+pub fn file_changes(old: &str, new: &str) -> Vec<String> {
+    let parse = |text: &str| text.parse::<toml::Table>().unwrap_or_default();
+    let mut changes = Vec::new();
+    diff_tables("", &parse(old), &parse(new), &mut changes);
+    changes
+}
+
+fn diff_tables(at: &str, old: &toml::Table, new: &toml::Table, changes: &mut Vec<String>) {
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        match (old.get(key), new.get(key)) {
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => {
+                let inner = match at {
+                    "" => key.clone(),
+                    _ => format!("{at}.{key}"),
+                };
+                diff_tables(&inner, a, b, changes);
+            }
+            (a, b) if a != b => {
+                let show = |v: Option<&toml::Value>| v.map_or("(unset)".into(), |v| v.to_string());
+                let place = match at {
+                    "" => String::new(),
+                    _ => format!("[{at}] "),
+                };
+                changes.push(format!("{place}{key}: {} -> {}", show(a), show(b)));
+            }
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -658,6 +694,22 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn a_reload_says_which_settings_changed() {
+        let old = "log = \"info\"\n[downstream]\nkeepalive_timeout = \"5s\"\nmax_body = 10\n";
+        let new = "log = \"info\"\n[downstream]\nkeepalive_timeout = \"30s\"\n\
+                   [downstream.http2]\nmax_streams = 8\n";
+        assert_eq!(
+            file_changes(old, new),
+            [
+                "[downstream] http2: (unset) -> { max_streams = 8 }",
+                "[downstream] keepalive_timeout: \"5s\" -> \"30s\"",
+                "[downstream] max_body: 10 -> (unset)",
+            ]
+        );
+        assert!(file_changes(old, old).is_empty());
     }
 
     #[test]

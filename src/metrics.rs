@@ -179,11 +179,9 @@ impl Metrics {
         let responses = Family::<ClassLabel, Counter>::default();
         let tls = TlsFamilies::register(&mut registry);
         let panics = Counter::default();
-        registry.register(
-            "handler_panics",
-            "Panics in a service or its response body (the request failed, the server went on)",
-            panics.clone(),
-        );
+        let panics_help =
+            "Panics in a service or its body (the request failed, the server went on)";
+        registry.register("handler_panics", panics_help, panics.clone());
         registry.register("connections_opened", "Connections opened", opened.clone());
         registry.register(
             "connections_closed",

@@ -340,3 +340,32 @@ async fn top_shows_the_connections_of_a_running_server() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn serve_tells_systemd_it_is_ready_and_when_it_stops() {
+    let dir = std::env::temp_dir().join(format!("hopline-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hopline"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .env("NOTIFY_SOCKET", &path)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut message = [0u8; 512];
+    let next = async |message: &mut [u8]| {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(20), socket.recv(message))
+            .await
+            .expect("a notification within 20 s")
+            .unwrap();
+        String::from_utf8_lossy(&message[..n]).into_owned()
+    };
+    assert_eq!(next(&mut message).await, "READY=1\n");
+    let pid = child.id().unwrap() as i32;
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(next(&mut message).await, "STOPPING=1\n");
+    assert!(child.wait().await.unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -52,6 +52,27 @@ async fn requests(client: &mut RawClient, n: usize) {
     }
 }
 
+#[tokio::test]
+async fn the_admin_endpoint_answers_liveness_and_readiness_probes() {
+    let live = LiveConns::new();
+    let metrics = Arc::new(Metrics::new(live.clone()));
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let admin = Admin::new(metrics, live).with_readiness(ready.clone());
+    let admin = TestServer::start(admin, ServerConfig::default()).await;
+    assert_eq!(get(&admin, "/healthz").await, "ok\n");
+    assert_eq!(get(&admin, "/ready").await, "ready\n");
+    // A drain began: load balancers must stop sending new clients; still alive.
+    ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut client = RawClient::connect(admin.addr).await;
+    client.get("/ready", "").await;
+    let response = client.response().await;
+    assert_eq!(
+        (response.status, response.text()),
+        (503, "draining\n".into())
+    );
+    assert_eq!(get(&admin, "/healthz").await, "ok\n");
+}
+
 #[tokio::test(start_paused = true)]
 async fn metrics_count_a_scripted_workload_exactly() {
     let (hooks, admin) = observed().await;

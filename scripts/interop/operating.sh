@@ -103,8 +103,9 @@ write_config 5s
 kill -HUP "$proxy_pid"
 for _ in $(seq 50); do grep -q "configuration reloaded" "$work/proxy.err" && break; sleep 0.1; done
 grep -q "configuration reloaded" "$work/proxy.err" || fail "no reload logged"
+grep -q 'SIGHUP: \[downstream\] keepalive_timeout: "30s" -> "5s"' "$work/proxy.err" || fail "the reload did not say what changed: $(grep SIGHUP "$work/proxy.err")"
 grep -qi "keep-alive: timeout=5" <(curl -si "http://$proxy/") || fail "Keep-Alive timeout=5 after reload"
-echo "ok: SIGHUP reloaded the file: new connections advertise the new keep-alive timeout"
+echo "ok: SIGHUP reloaded the file: it logged what changed, and new connections advertise the new keep-alive timeout"
 
 echo 'listen = "nonsense"' > "$work/hopline.toml"
 kill -HUP "$proxy_pid"

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::get::ModeArg;
 use super::tls::ClientTlsArgs;
 use super::{parse_duration, runtime};
-use hopline::bench::{BenchConfig, Limit, run as run_bench, version};
+use hopline::bench::{BenchConfig, Limit, Report, run as run_bench, version};
 use hopline::client::{HopProtocol, alpn_for};
 use hopline::conn::client::ClientConfig;
 use hopline::conn::h2::Http2Config;
@@ -166,20 +166,23 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         print!("{}", report.render());
     }
-    if report.succeeded() == 0 {
+    verdict(&report, args.fail_on_errors).map_err(Into::into)
+}
+
+/// The run's exit status: a failure when no request succeeded, or with `fail_on_errors`
+/// when any failed.
+fn verdict(report: &Report, fail_on_errors: bool) -> Result<(), String> {
+    let (failed, succeeded) = (report.failed(), report.succeeded());
+    if succeeded == 0 {
         return Err(format!(
-            "no request succeeded ({} failed; see the report)",
-            report.failed()
-        )
-        .into());
+            "no request succeeded ({failed} failed; see the report)"
+        ));
     }
-    if args.fail_on_errors && report.failed() > 0 {
+    if fail_on_errors && failed > 0 {
+        let all = failed + succeeded;
         return Err(format!(
-            "{} of {} requests failed (--fail-on-errors)",
-            report.failed(),
-            report.failed() + report.succeeded()
-        )
-        .into());
+            "{failed} of {all} requests failed (--fail-on-errors)"
+        ));
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::parser::ValueSource;
@@ -462,6 +463,10 @@ fn run<S: HttpService>(
     reload: Reload,
 ) -> Result<(), Box<dyn std::error::Error>> {
     raise_open_file_limit();
+    // The file as it is applied now, to say what a reload changes.
+    let applied = file_path.as_deref().map_or_else(String::new, |path| {
+        std::fs::read_to_string(path).unwrap_or_default()
+    });
     let (workers, per_core, listener) = plan_workers(&common);
     // One acceptor for every listener: a reload reaches them all.
     let acceptor = common
@@ -507,19 +512,18 @@ fn run<S: HttpService>(
                 threads.push(spawn_worker(server, worker, workers_stop.clone())?);
             }
         }
-        let stop_admin = start_admin(common.admin, ops.metrics, ops.live)?;
-        tracing::info!(
-            "hopline {what} listening on {}://{addr} ({}; {workers} worker(s), {})",
-            if acceptor.is_some() { "https" } else { "http" },
-            describe(&common.server, &common.listener),
-            if per_core {
-                "per-core"
-            } else {
-                "shared runtime"
-            }
+        let ready = Arc::new(AtomicBool::new(true));
+        let stop_admin = start_admin(common.admin, ops.metrics, ops.live, ready.clone())?;
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
+        log_listening(
+            what,
+            &format!("{scheme}://{addr}"),
+            &common,
+            (workers, per_core),
         );
         tokio::spawn(reload_on_hangup(
             file_path,
+            applied,
             common,
             Reloadable {
                 server: server.config_handle(),
@@ -527,10 +531,14 @@ fn run<S: HttpService>(
             },
             reload,
         ));
+        systemd(&[sd_notify::NotifyState::Ready]);
         let stop_workers = &stop_workers;
         let summary = server
             .run(async move {
                 shutdown_signal().await;
+                // Draining: load balancers see it on /ready and systemd is told.
+                ready.store(false, Ordering::Relaxed);
+                systemd(&[sd_notify::NotifyState::Stopping]);
                 let _ = stop_workers.send(true);
             })
             .await;
@@ -538,6 +546,17 @@ fn run<S: HttpService>(
         log_stopped(summary, threads, &all_stats);
         Ok(())
     })
+}
+
+/// Says where the server listens and how: its policy, its workers and their layout.
+fn log_listening(what: &str, url: &str, common: &Common, (workers, per_core): (usize, bool)) {
+    let layout = if per_core {
+        "per-core"
+    } else {
+        "shared runtime"
+    };
+    let policy = describe(&common.server, &common.listener);
+    tracing::info!("hopline {what} listening on {url} ({policy}; {workers} worker(s), {layout})");
 }
 
 /// Waits for the per-core workers and logs what every listener did.
@@ -606,18 +625,19 @@ fn start_admin(
     admin: Option<SocketAddr>,
     metrics: Option<Arc<Metrics>>,
     live: Option<Arc<LiveConns>>,
+    ready: Arc<AtomicBool>,
 ) -> Result<tokio::sync::oneshot::Sender<()>, Box<dyn std::error::Error>> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     if let (Some(admin), Some(metrics), Some(live)) = (admin, metrics, live) {
         let admin_server = Server::bind(
             admin,
-            Admin::new(metrics, live),
+            Admin::new(metrics, live).with_readiness(ready),
             ServerConfig::default(),
             ListenerConfig::default(),
         )
         .map_err(|e| format!("cannot listen on {admin} (admin): {e}"))?;
         tracing::info!(
-            "admin endpoint on http://{}/metrics and /connections",
+            "admin endpoint on http://{}/metrics, /connections, /ready and /healthz",
             admin_server.local_addr()?
         );
         tokio::spawn(admin_server.run(async {
@@ -630,8 +650,10 @@ fn start_admin(
 /// On every SIGHUP: re-reads the file (if any) and the certificate files, and applies them
 /// (new connections and new upstream checkouts get the new settings; open connections keep
 /// theirs). An invalid file or certificate is logged and the running settings stay.
+/// Each setting that changed from `applied` (the file as last applied) is logged.
 async fn reload_on_hangup(
     path: Option<PathBuf>,
+    mut applied: String,
     running: Common,
     target: Reloadable,
     reload: Reload,
@@ -645,6 +667,13 @@ async fn reload_on_hangup(
             tracing::warn!("SIGHUP: nothing to reload (started without --config or TLS)");
             continue;
         }
+        systemd(&[
+            sd_notify::NotifyState::Reloading,
+            sd_notify::NotifyState::monotonic_usec_now()
+                .unwrap_or(sd_notify::NotifyState::Status("reloading")),
+        ]);
+        // Whatever happens, the server goes on serving (with the new settings or the old).
+        let _ready = ReadyAgain;
         let loaded = match path.as_deref().map(config::load).transpose() {
             Ok(loaded) => loaded,
             Err(error) => {
@@ -679,9 +708,35 @@ async fn reload_on_hangup(
             ),
         }
         target.server.set(config);
-        if let Some(path) = &path {
-            tracing::info!(file = %path.display(), "SIGHUP: configuration reloaded");
+        if let Some(loaded) = &loaded {
+            let changes = config::file_changes(&applied, &loaded.text);
+            for change in &changes {
+                tracing::info!(file = %loaded.path.display(), "SIGHUP: {change}");
+            }
+            tracing::info!(
+                file = %loaded.path.display(),
+                changed = changes.len(),
+                "SIGHUP: configuration reloaded"
+            );
+            applied.clone_from(&loaded.text);
         }
+    }
+}
+
+/// Tells systemd (`Type=notify`, `notify-reload`) how the service is: nothing when not run
+/// by it (`NOTIFY_SOCKET` unset).
+fn systemd(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(error) = sd_notify::notify(states) {
+        tracing::debug!(%error, "systemd notification not sent");
+    }
+}
+
+/// Says `READY=1` again when a reload is over, however it ended.
+struct ReadyAgain;
+
+impl Drop for ReadyAgain {
+    fn drop(&mut self) {
+        systemd(&[sd_notify::NotifyState::Ready]);
     }
 }
 
