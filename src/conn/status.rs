@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::{Method, StatusCode, Version};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 
 use crate::transport::tls::{Handshake, TlsFailure};
 use crate::transport::{Stream, TlsInfo};
@@ -378,6 +378,29 @@ pub struct UpstreamNote {
     pub reused: bool,
     /// The upstream server.
     pub peer: SocketAddr,
+    /// From the request handed to the upstream's client to its response head
+    /// (nginx's `$upstream_header_time`): connecting, if it had to, included.
+    pub header_time: Duration,
+}
+
+/// What an access log shows of a request's fields: taken from the parsed fields, and only
+/// when something observes requests.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFields {
+    /// `User-Agent`.
+    pub user_agent: Option<HeaderValue>,
+    /// `Referer`.
+    pub referer: Option<HeaderValue>,
+}
+
+impl RequestFields {
+    /// The fields of `headers` an access log shows.
+    pub fn of(headers: &HeaderMap) -> Self {
+        RequestFields {
+            user_agent: headers.get(http::header::USER_AGENT).cloned(),
+            referer: headers.get(http::header::REFERER).cloned(),
+        }
+    }
 }
 
 /// One answered downstream request.
@@ -403,6 +426,8 @@ pub struct RequestRecord<'a> {
     pub duration: Duration,
     /// The upstream connection that answered, through a proxy.
     pub upstream: Option<UpstreamNote>,
+    /// `User-Agent` and `Referer` (none for a request too malformed to have them).
+    pub fields: Option<&'a RequestFields>,
 }
 
 /// A connection that ended.

@@ -30,6 +30,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body::{Body as _, Frame};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::client::{Client, ClientOptions};
 use crate::conn::{
@@ -347,6 +348,7 @@ impl Policy {
         let destination = self.destination(&parts)?;
         self.rewrite(&mut parts, &hop, &destination);
         let outbound = Request::from_parts(parts, body);
+        let sent = self.config.note_upstream.then(Instant::now);
         let mut response = destination
             .client
             .send(outbound)
@@ -355,7 +357,7 @@ impl Policy {
         if response.status() == StatusCode::SWITCHING_PROTOCOLS && hop.wants_upgrade {
             return Ok(self.switch(&mut response));
         }
-        Ok(self.relay(response, &hop, destination.pick))
+        Ok(self.relay(response, &hop, destination.pick, sent))
     }
 
     /// The next hop: reverse, the first group that takes the request and one of its
@@ -462,15 +464,22 @@ impl Policy {
 
     /// The upstream's response, for the client: hop-by-hop fields removed, `Via` added,
     /// the body relayed as it arrives.
-    fn relay(&self, response: Response<Incoming>, hop: &Hop, pick: Option<Pick>) -> Response<Body> {
+    /// `sent` is when the request was handed to the upstream's client, if the upstream is
+    /// noted for the observer.
+    fn relay(
+        &self,
+        response: Response<Incoming>,
+        hop: &Hop,
+        pick: Option<Pick>,
+        sent: Option<Instant>,
+    ) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
-        if self.config.note_upstream
-            && let Some(exchange) = body.exchange()
-        {
+        if let (Some(sent), Some(exchange)) = (sent, body.exchange()) {
             let note = UpstreamNote {
                 connection: exchange.connection,
                 reused: exchange.reused,
                 peer: exchange.peer,
+                header_time: sent.elapsed(),
             };
             parts.extensions.insert(note);
         }

@@ -44,7 +44,8 @@ use crate::conn::io::{
 use crate::conn::panic::{CatchPanic, Panicked};
 use crate::conn::shutdown::ShutdownListener;
 use crate::conn::status::{
-    ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, RequestRecord, UpstreamNote, tcp_info,
+    ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, RequestFields, RequestRecord,
+    UpstreamNote, tcp_info,
 };
 use crate::conn::upgrade::{UpgradeSlot, Upgraded};
 use crate::error::BoxError;
@@ -472,14 +473,23 @@ struct Admitted {
     watch: bool,
 }
 
+/// What the observer is told of a request, kept while it is answered.
+struct Observed {
+    /// The head as received.
+    raw: Bytes,
+    /// When it was complete.
+    at: Instant,
+    fields: RequestFields,
+}
+
 /// What a request's answer needs from its request once the request itself is gone.
 struct Answering {
     method: Method,
     version: Version,
     /// The client's persistence intent (RFC 9112 §9.3).
     keep_alive: bool,
-    /// For the observer: the head as received, and when it was complete.
-    observed: Option<(Bytes, Instant)>,
+    /// For the observer: the head as received, when it was complete, the fields it logs.
+    observed: Option<Observed>,
 }
 
 impl Conn<'_> {
@@ -578,11 +588,12 @@ impl Conn<'_> {
                 Some(&a.method),
                 a.observed
                     .as_ref()
-                    .map_or("", |(raw, _)| request_target(raw)),
+                    .map_or("", |observed| request_target(&observed.raw)),
                 a.version,
             ),
             None => (None, "", Version::HTTP_11),
         };
+        let observed = request.and_then(|a| a.observed.as_ref());
         observer.request(&RequestRecord {
             conn: self.info.id,
             peer: self.info.peer,
@@ -592,10 +603,9 @@ impl Conn<'_> {
             version,
             status: self.sent_status,
             body_bytes: self.sent_body,
-            duration: request
-                .and_then(|a| a.observed.as_ref())
-                .map_or(Duration::ZERO, |(_, at)| at.elapsed()),
+            duration: observed.map_or(Duration::ZERO, |observed| observed.at.elapsed()),
             upstream,
+            fields: observed.map(|observed| &observed.fields),
         });
     }
 
@@ -669,11 +679,11 @@ impl Conn<'_> {
             version: head.version,
             keep_alive: keep_alive_intent(&head.fields),
             // The clock is read only when someone observes requests.
-            observed: self
-                .hooks
-                .observer
-                .is_some()
-                .then(|| (head.raw.clone(), Instant::now())),
+            observed: self.hooks.observer.is_some().then(|| Observed {
+                raw: head.raw.clone(),
+                at: Instant::now(),
+                fields: RequestFields::of(&head.headers),
+            }),
         };
         if let Some(status) = self.refusal(&head) {
             self.write_error(status);
@@ -842,7 +852,7 @@ impl Conn<'_> {
         let method = answering.map_or("", |answering| answering.method.as_str());
         let target = answering
             .and_then(|answering| answering.observed.as_ref())
-            .map_or("", |(raw, _)| request_target(raw));
+            .map_or("", |observed| request_target(&observed.raw));
         tracing::error!(
             conn = self.info.id,
             request = self.requests,

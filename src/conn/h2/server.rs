@@ -49,7 +49,7 @@ use crate::conn::h1::server::{
 use crate::conn::shutdown::ShutdownListener;
 use crate::conn::status::{
     ClosedRecord, ConnSide, ConnState, Hooks, Http2Event, LiveEntry, Observer, Protocol,
-    RequestRecord, UpstreamNote, tcp_info_of,
+    RequestFields, RequestRecord, UpstreamNote, tcp_info_of,
 };
 use crate::error::{BoxError, Side};
 use crate::transport::Stream;
@@ -436,11 +436,14 @@ impl H2Conn<'_> {
             let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
             Box::from(target)
         });
+        let fields = (self.policy.observer.as_ref())
+            .map(|_| Box::new(RequestFields::of(request.headers())));
         let job = StreamJob {
             policy: self.policy.clone(),
             respond,
             method: request.method().clone(),
             target,
+            fields,
             conn: self.info.id,
             peer: self.info.peer,
             number: self.requests,
@@ -630,6 +633,8 @@ struct StreamJob {
     method: Method,
     /// Path and query, for the observer (only when there is one).
     target: Option<Box<str>>,
+    /// `User-Agent` and `Referer`, for the observer (only when there is one).
+    fields: Option<Box<RequestFields>>,
     conn: u64,
     peer: std::net::SocketAddr,
     number: u64,
@@ -966,6 +971,7 @@ impl StreamJob {
                 body_bytes: answered.body_bytes,
                 duration: self.started.elapsed(),
                 upstream: answered.upstream,
+                fields: self.fields.as_deref(),
             });
         }
         None
