@@ -119,7 +119,7 @@ impl<'de> Deserialize<'de> for ServerUrl {
     }
 }
 
-/// `access_log`: off, or one line per request as text or JSON.
+/// `access_log`: off, or one line per request as text, JSON or nginx's combined format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum AccessLogFormat {
@@ -129,6 +129,9 @@ pub enum AccessLogFormat {
     Text,
     /// One JSON object per line.
     Json,
+    /// nginx's `combined` format, then the connection id, the request's number on it and
+    /// the upstream's timing.
+    Combined,
 }
 
 /// How worker threads are laid out (`--layout`, `layout`).
@@ -156,8 +159,10 @@ pub struct FileConfig {
     pub admin: Option<SocketAddr>,
     /// `--access-log`.
     pub access_log: Option<AccessLogFormat>,
+    /// `--access-log-file`.
+    pub access_log_file: Option<PathBuf>,
     /// `--log`: error, warn, info, debug, trace.
-    pub log: Option<LogLevel>,
+    pub log: Option<LogFilter>,
     /// The client-facing policy.
     #[serde(default)]
     pub downstream: DownstreamFile,
@@ -169,16 +174,25 @@ pub struct FileConfig {
     pub proxy: ProxyFile,
 }
 
-/// A log level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogLevel(pub tracing::Level);
+/// What the process logs: a level (`info`) or `RUST_LOG`-style directives
+/// (`warn,hopline::proxy=debug`), checked when read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFilter(pub String);
 
-impl<'de> Deserialize<'de> for LogLevel {
+impl LogFilter {
+    /// `text`, if tracing-subscriber's `EnvFilter` reads it.
+    pub fn parse(text: &str) -> Result<LogFilter, String> {
+        tracing_subscriber::EnvFilter::try_new(text)
+            .map(|_| LogFilter(text.to_string()))
+            .map_err(|e| {
+                format!("`{text}`: {e} (a level: error, warn, info, debug, trace; or directives such as warn,hopline::proxy=debug)")
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for LogFilter {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map(LogLevel).map_err(|_| {
-            serde::de::Error::custom(format!("`{text}`: one of error, warn, info, debug, trace"))
-        })
+        LogFilter::parse(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -800,8 +814,9 @@ mod tests {
         let error = parse_str("listen = \"not an address\"\n").unwrap_err();
         assert_eq!((error.line, error.key.as_str()), (1, "listen: "));
 
-        let error = parse_str("log = \"loud\"\n").unwrap_err();
-        assert!(error.message.contains("one of error"), "{error}");
+        let error = parse_str("log = \"hopline=loud\"\n").unwrap_err();
+        assert!(error.message.contains("a level: error"), "{error}");
+        assert!(parse_str("log = \"warn,hopline::proxy=debug\"\n").is_ok());
     }
 
     fn checked(text: &str) -> Result<(), ConfigError> {

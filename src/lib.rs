@@ -17,7 +17,8 @@
 //! | [`bench`] | the load generator behind `hopline bench`: connection types, pacing, HDR latency | — |
 //! | [`netem`] | the link emulator: round trip, handshake, slow start, bandwidth, relayed in process | parse HTTP |
 //! | [`demo`] | `hopline demo`: every connection type over emulated links, the model's predictions, the report | contain protocol logic |
-//! | [`metrics`] | Prometheus metrics and the access log, fed by the connection hooks | decide anything about connections |
+//! | [`metrics`] | Prometheus metrics, fed by the connection hooks | decide anything about connections |
+//! | [`access_log`] | the access log (text, JSON, nginx's combined) to standard output or a reopenable file, off the request path | decide anything about connections |
 //! | [`config`] | the TOML configuration file: model, parsing with file:line:key errors, checks | start anything |
 //! | [`admin`] | the admin endpoint: `/metrics`, `/connections` | change anything |
 //! | [`server`] | the listener: accept loop, connection limit, accept-error backoff, graceful shutdown | contain protocol logic |
@@ -25,10 +26,12 @@
 //! | [`origin`] | the built-in handler behind `hopline serve`: hello, `/bytes/N`, `/delay/MS`, `/echo`, static files | touch framing or persistence |
 //! | [`error`] | the one error type, carrying which side failed | — |
 //!
-//! `config`, `metrics`, `admin`, `bench` and `demo` need the `cli` feature (default); without
+//! `config`, `metrics`, `access_log`, `admin`, `bench` and `demo` need the `cli` feature (default); without
 //! it the crate is the engine alone. The binary (`src/main.rs`, `src/cli/`) is the command
 //! line over these; it is not part of the library.
 
+#[cfg(feature = "cli")]
+pub mod access_log;
 #[cfg(feature = "cli")]
 pub mod admin;
 #[cfg(feature = "cli")]

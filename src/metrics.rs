@@ -598,32 +598,3 @@ impl Observer for Fanout {
         self.0.iter().for_each(|o| o.head_received(side, head));
     }
 }
-
-/// A line of the access log: through `tracing`, target `hopline::access`, as text or JSON
-/// (the subscriber decides the format).
-#[derive(Debug, Default)]
-pub struct AccessLog;
-
-impl Observer for AccessLog {
-    fn opened(&self, _side: ConnSide) {}
-
-    fn request(&self, r: &RequestRecord<'_>) {
-        tracing::info!(
-            target: "hopline::access",
-            client = %r.peer,
-            conn = r.conn,
-            req = r.number,
-            method = r.method.map_or("-", |m| m.as_str()),
-            target = r.target,
-            version = ?r.version,
-            status = r.status.as_u16(),
-            bytes = r.body_bytes,
-            duration_ms = r.duration.as_secs_f64() * 1000.0,
-            upstream = r.upstream.map(|u| tracing::field::display(u.peer)),
-            upstream_conn = r.upstream.map(|u| u.connection),
-            upstream_reused = r.upstream.map(|u| u.reused),
-        );
-    }
-
-    fn closed(&self, _record: &ClosedRecord) {}
-}

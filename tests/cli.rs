@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{RawClient, TestServer};
 use hopline::conn::ServerConfig;
 use hopline::origin::Origin;
 use http_body_util::BodyExt;
@@ -368,4 +368,115 @@ async fn serve_tells_systemd_it_is_ready_and_when_it_stops() {
     assert_eq!(next(&mut message).await, "STOPPING=1\n");
     assert!(child.wait().await.unwrap().success());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Starts `hopline serve` on a free port with `extra` flags; the child and its address
+/// (read from its log line "listening on http://ADDR").
+async fn serve_with(extra: &[&str]) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hopline"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--log",
+            "info",
+        ])
+        .args(extra)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_string();
+            // Keep draining its log, so that it never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return (child, addr);
+        }
+    }
+    panic!("serve did not say where it listens");
+}
+
+#[tokio::test]
+async fn the_access_log_goes_to_a_file_in_combined_format_and_reopens_on_sigusr1() {
+    let dir = std::env::temp_dir().join(format!("hopline-access-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let (mut child, addr) = serve_with(&[
+        "--access-log",
+        "combined",
+        "--access-log-file",
+        log.to_str().unwrap(),
+    ])
+    .await;
+    let mut client = RawClient::connect(addr.parse().unwrap()).await;
+    client
+        .get(
+            "/bytes/3",
+            "User-Agent: probe/1\r\nReferer: http://r.test/\r\n",
+        )
+        .await;
+    assert_eq!(client.response().await.status, 200);
+    let written = async |path: &std::path::Path| {
+        for _ in 0..200 {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.ends_with('\n') {
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("nothing written to {}", path.display());
+    };
+    let first = written(&log).await;
+    assert!(
+        first.starts_with("127.0.0.1 - - [")
+            && first
+                .contains("] \"GET /bytes/3 HTTP/1.1\" 200 3 \"http://r.test/\" \"probe/1\" conn=")
+            && first.contains(" req=1 rt="),
+        "{first}"
+    );
+    // logrotate moves the file, then signals.
+    let rotated = dir.join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let pid = child.id().unwrap() as i32;
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR1) }, 0);
+    for _ in 0..200 {
+        if log.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    client.get("/", "").await;
+    assert_eq!(client.response().await.status, 200);
+    let second = written(&log).await;
+    assert!(
+        second.contains("\"GET / HTTP/1.1\" 200 13") && second.contains(" req=2 "),
+        "{second}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&rotated).unwrap(),
+        first,
+        "the old file keeps its lines"
+    );
+    child.kill().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn log_directives_come_from_the_flag_or_rust_log() {
+    let (ok, _, stderr) = hopline(&["check-config", "--log", "hopline=loud", "x.toml"]).await;
+    assert!(!ok && stderr.contains("--log `hopline=loud`"), "{stderr}");
+    let output = Command::new(env!("CARGO_BIN_EXE_hopline"))
+        .args(["get", "http://127.0.0.1:1/"])
+        .env("RUST_LOG", "nonsense=loud")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("RUST_LOG `nonsense=loud`"), "{stderr}");
 }

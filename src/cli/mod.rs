@@ -28,12 +28,13 @@ pub use bench::BenchArgs;
 pub use get::GetArgs;
 pub use proxy::ProxyArgs;
 
+use hopline::access_log::{AccessLog, AccessLogFile, AccessLogHandle};
 use hopline::admin::Admin;
 pub use hopline::config::Layout;
 use hopline::config::{self, AccessLogFormat, DownstreamFile, FileConfig, Loaded};
 pub use hopline::config::{parse_duration, size};
 use hopline::conn::{Hooks, LiveConns, Observer, ServerConfig};
-use hopline::metrics::{AccessLog, Fanout, Metrics};
+use hopline::metrics::{Fanout, Metrics};
 use hopline::origin::Origin;
 use hopline::server::{ListenerConfig, Server};
 use hopline::service::HttpService;
@@ -44,9 +45,11 @@ use hopline::transport::tls::{ServerTls, TlsAcceptor};
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 pub struct Cli {
-    /// Log level: error, warn, info, debug or trace.
-    #[arg(long, global = true, default_value = "info")]
-    pub log: tracing::Level,
+    /// What to log on standard error: a level (error, warn, info, debug, trace) or
+    /// RUST_LOG-style directives (`warn,hopline::proxy=debug`) [default: RUST_LOG, else the
+    /// file's `log`, else info].
+    #[arg(long, global = true)]
+    pub log: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -112,9 +115,14 @@ pub struct OpsArgs {
     /// this address.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
-    /// One line per request on standard output: text or json.
+    /// One line per request: text (key=value), json, or combined (nginx's, then the
+    /// connection id, the request's number on it and the upstream's timing).
     #[arg(long, value_enum, default_value_t = AccessLogFormat::Off)]
     pub access_log: AccessLogFormat,
+    /// Write the access log to this file (appended; SIGUSR1 opens it again after a
+    /// rotation) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub access_log_file: Option<PathBuf>,
 }
 
 /// The client-facing connection policy, shared by `serve` and `proxy`.
@@ -382,6 +390,8 @@ pub struct Common {
     pub admin: Option<SocketAddr>,
     /// The access log.
     pub access_log: AccessLogFormat,
+    /// Where it goes (`None`: standard output).
+    pub access_log_file: Option<PathBuf>,
     /// The downstream policy.
     pub server: ServerConfig,
     /// The listener settings.
@@ -406,6 +416,11 @@ impl Common {
             layout: given.pick("layout", downstream.layout, file.layout),
             admin: given.pick("admin", ops.admin, file.admin.map(Some)),
             access_log: given.pick("access_log", ops.access_log, file.access_log),
+            access_log_file: given.pick(
+                "access_log_file",
+                ops.access_log_file.clone(),
+                file.access_log_file.clone().map(Some),
+            ),
             server,
             listener: downstream.listener_config(given, &file.downstream),
         })
@@ -417,31 +432,58 @@ struct Ops {
     hooks: Hooks,
     metrics: Option<Arc<Metrics>>,
     live: Option<Arc<LiveConns>>,
+    /// Keeps the access log's writer going (and its file, to reopen).
+    access: Option<AccessLogHandle>,
 }
 
 impl Ops {
-    fn new(common: &Common) -> Ops {
+    fn new(common: &Common) -> Result<Ops, String> {
         let live = common.admin.map(|_| LiveConns::new());
         let metrics = live.clone().map(|live| Arc::new(Metrics::new(live)));
         let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
         if let Some(metrics) = &metrics {
             observers.push(metrics.observer());
         }
+        let mut access = None;
         if common.access_log != AccessLogFormat::Off {
-            observers.push(Arc::new(AccessLog));
+            let path = common.access_log_file.as_deref();
+            let (log, handle) = AccessLog::new(common.access_log, path).map_err(|e| {
+                let path = path.map_or("standard output".into(), |p| p.display().to_string());
+                format!("access log {path}: {e}")
+            })?;
+            observers.push(Arc::new(log));
+            access = Some(handle);
         }
         let observer: Option<Arc<dyn Observer>> = match observers.len() {
             0 => None,
             1 => observers.pop(),
             _ => Some(Arc::new(Fanout(observers))),
         };
-        Ops {
+        Ok(Ops {
             hooks: Hooks {
                 live: live.clone(),
                 observer,
             },
             metrics,
             live,
+            access,
+        })
+    }
+}
+
+/// On every SIGUSR1: opens the access log file again (logrotate moved it away), as nginx
+/// does on USR1.
+async fn reopen_on_usr1(file: Arc<AccessLogFile>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        match file.reopen() {
+            Ok(()) => tracing::info!(file = %file.path().display(), "SIGUSR1: access log reopened"),
+            Err(error) => {
+                tracing::error!(file = %file.path().display(), %error, "SIGUSR1: access log not reopened")
+            }
         }
     }
 }
@@ -511,6 +553,9 @@ fn run<S: HttpService>(
                 all_stats.push(server.stats());
                 threads.push(spawn_worker(server, worker, workers_stop.clone())?);
             }
+        }
+        if let Some(file) = ops.access.as_ref().and_then(|access| access.file.clone()) {
+            tokio::spawn(reopen_on_usr1(file));
         }
         let ready = Arc::new(AtomicBool::new(true));
         let stop_admin = start_admin(common.admin, ops.metrics, ops.live, ready.clone())?;
@@ -756,6 +801,11 @@ fn warn_restart_only(file: &FileConfig, running: &Common) {
             "access_log",
             file.access_log.is_some_and(|a| a != running.access_log),
         ),
+        (
+            "access_log_file",
+            file.access_log_file.as_ref() != running.access_log_file.as_ref()
+                && file.access_log_file.is_some(),
+        ),
     ];
     for (key, changed) in restart_only {
         if changed {
@@ -851,7 +901,7 @@ pub fn serve(
         Some(root) => Origin::with_root(root),
         None => Origin::new(),
     };
-    let ops = Ops::new(&common);
+    let ops = Ops::new(&common)?;
     let reload: Reload = Box::new(move |file: &FileConfig| {
         if file
             .serve
@@ -903,51 +953,40 @@ pub fn check_config(args: CheckConfigArgs) -> Result<(), Box<dyn std::error::Err
     Ok(())
 }
 
-/// Sets up logging: `level` for the process's own events on standard error; the access
-/// log (target `hopline::access`) on standard output as text or JSON, or nowhere.
-fn init_logging(level: tracing::Level, access_log: AccessLogFormat, quiet_servers: bool) {
-    use tracing_subscriber::Layer;
-    use tracing_subscriber::filter::{LevelFilter, Targets};
-    use tracing_subscriber::prelude::*;
-    let mut own = Targets::new()
-        .with_default(level)
-        .with_target("hopline::access", LevelFilter::OFF);
+/// Sets up logging on standard error, filtered by `filter` (a level or `RUST_LOG`-style
+/// directives). The access log is not logging: it has its own writer (`access_log`).
+fn init_logging(filter: &str, quiet_servers: bool) {
+    use std::io::IsTerminal;
+    let mut filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if quiet_servers {
         // The demo starts and stops servers all along; their lifecycle is not news.
-        own = own.with_target("hopline::server", tracing::Level::WARN);
+        filter = filter.add_directive("hopline::server=warn".parse().expect("a directive"));
     }
-    use std::io::IsTerminal;
-    let stderr = tracing_subscriber::fmt::layer()
+    tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(own);
-    let access = Targets::new().with_target("hopline::access", tracing::Level::INFO);
-    let access_layer = match access_log {
-        AccessLogFormat::Off => None,
-        AccessLogFormat::Text => Some(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stdout)
-                .with_ansi(std::io::stdout().is_terminal())
-                .with_target(false)
-                .with_level(false)
-                .with_filter(access)
-                .boxed(),
-        ),
-        AccessLogFormat::Json => Some(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_writer(std::io::stdout)
-                .with_target(false)
-                .with_level(false)
-                .with_filter(access)
-                .boxed(),
-        ),
-    };
-    tracing_subscriber::registry()
-        .with(stderr)
-        .with(access_layer)
+        .with_env_filter(filter)
         .init();
+}
+
+/// The log filter: `--log` if typed, else `RUST_LOG`, else the file's `log`, else `info`.
+fn log_filter(typed: Option<&str>, file: Option<&FileConfig>) -> Result<String, String> {
+    if let Some(typed) = typed {
+        return config::LogFilter::parse(typed)
+            .map(|f| f.0)
+            .map_err(|e| format!("--log {e}"));
+    }
+    if let Ok(env) = std::env::var("RUST_LOG")
+        && !env.trim().is_empty()
+    {
+        return config::LogFilter::parse(&env)
+            .map(|f| f.0)
+            .map_err(|e| format!("RUST_LOG {e}"));
+    }
+    Ok(file
+        .and_then(|f| f.log.clone())
+        .map_or_else(|| "info".to_string(), |f| f.0))
 }
 
 /// The binary's entry point; returns the exit code.
@@ -974,25 +1013,14 @@ pub fn main() -> i32 {
         }
     };
     let file = loaded.as_ref().map(|l| &l.config);
-    let level = if sub.typed("log") || Given::new(&matches).typed("log") {
-        cli.log
-    } else {
-        file.and_then(|f| f.log).map_or(cli.log, |l| l.0)
+    let filter = match log_filter(cli.log.as_deref(), file) {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!("hopline: {error}");
+            return 1;
+        }
     };
-    let access_log = match &cli.command {
-        Command::Serve(args) => sub.pick(
-            "access_log",
-            args.ops.access_log,
-            file.and_then(|f| f.access_log),
-        ),
-        Command::Proxy(args) => sub.pick(
-            "access_log",
-            args.ops.access_log,
-            file.and_then(|f| f.access_log),
-        ),
-        _ => AccessLogFormat::Off,
-    };
-    init_logging(level, access_log, matches!(cli.command, Command::Demo(_)));
+    init_logging(&filter, matches!(cli.command, Command::Demo(_)));
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve(args, sub, loaded),

@@ -324,7 +324,7 @@ pub fn run(
     let empty = FileConfig::default();
     let file = loaded.as_ref().map_or(&empty, |l| &l.config);
     let common = Common::resolve(args.listen, &args.downstream, &args.ops, &given, file)?;
-    let ops = Ops::new(&common);
+    let ops = Ops::new(&common)?;
     let mut config = args.proxy_config(&given, file, &ops.hooks)?;
     config.note_upstream = common.access_log != config::AccessLogFormat::Off;
     let note_upstream = config.note_upstream;

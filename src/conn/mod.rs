@@ -35,6 +35,6 @@ pub use h1::server::{
 pub use shutdown::{Shutdown, ShutdownListener};
 pub use status::{
     ClosedRecord, ConnSide, ConnState, ConnView, Hooks, Http2Event, LiveConns, Observer, Protocol,
-    RequestRecord, TcpInfo, UpstreamNote,
+    RequestFields, RequestRecord, TcpInfo, UpstreamNote,
 };
 pub use upgrade::{OnUpgrade, UpgradeSlot, Upgraded, splice, upgrade_channel};

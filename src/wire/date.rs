@@ -34,6 +34,45 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// A moment in UTC, split as calendars and logs write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CivilTime {
+    /// The year.
+    pub year: i64,
+    /// 1 to 12.
+    pub month: u32,
+    /// 1 to 31.
+    pub day: u32,
+    /// 0 to 23.
+    pub hour: u32,
+    /// 0 to 59.
+    pub minute: u32,
+    /// 0 to 59.
+    pub second: u32,
+}
+
+impl CivilTime {
+    /// The UTC date and time of `unix_seconds`.
+    pub fn of(unix_seconds: u64) -> Self {
+        let (year, month, day) = civil_from_days((unix_seconds / 86_400) as i64);
+        let secs = (unix_seconds % 86_400) as u32;
+        CivilTime {
+            year,
+            month,
+            day,
+            hour: secs / 3600,
+            minute: secs / 60 % 60,
+            second: secs % 60,
+        }
+    }
+
+    /// The month's English abbreviation: `Jan` .. `Dec`.
+    pub fn month_name(&self) -> &'static str {
+        let name: &'static [u8; 3] = MONTHS[self.month as usize - 1];
+        std::str::from_utf8(name).expect("ASCII")
+    }
+}
+
 /// Formats seconds since the epoch as IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub fn format_http_date(unix_seconds: u64) -> [u8; 29] {
     let days = (unix_seconds / 86_400) as i64;
@@ -101,6 +140,16 @@ pub fn parse_http_date(value: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_time_splits_a_moment() {
+        let t = CivilTime::of(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(
+            (t.year, t.month, t.day, t.hour, t.minute, t.second),
+            (1994, 11, 6, 8, 49, 37)
+        );
+        assert_eq!(t.month_name(), "Nov");
+    }
 
     #[test]
     fn formats_known_dates() {

@@ -436,8 +436,8 @@ impl H2Conn<'_> {
             let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
             Box::from(target)
         });
-        let fields = (self.policy.observer.as_ref())
-            .map(|_| Box::new(RequestFields::of(request.headers())));
+        let fields =
+            (self.policy.observer.as_ref()).map(|_| Box::new(RequestFields::of(request.headers())));
         let job = StreamJob {
             policy: self.policy.clone(),
             respond,
