@@ -174,7 +174,7 @@ fn json_line(r: &RequestRecord<'_>, now: SystemTime) -> String {
         "user_agent": fields.and_then(|f| field(f.user_agent.as_ref())),
         "referer": fields.and_then(|f| field(f.referer.as_ref())),
     });
-    if let Some(u) = r.upstream {
+    if let Some(u) = &r.upstream {
         let object = line.as_object_mut().expect("an object");
         object.insert("upstream".into(), u.peer.to_string().into());
         object.insert("upstream_conn".into(), u.connection.into());
@@ -202,7 +202,7 @@ fn text_line(r: &RequestRecord<'_>, now: SystemTime) -> String {
     if let Some(agent) = r.fields.and_then(|f| field(f.user_agent.as_ref())) {
         let _ = write!(line, " user_agent={agent:?}");
     }
-    if let Some(u) = r.upstream {
+    if let Some(u) = &r.upstream {
         let _ = write!(
             line,
             " upstream={} upstream_conn={} upstream_reused={} upstream_header_ms={:.3}",
@@ -241,7 +241,7 @@ fn combined_line(r: &RequestRecord<'_>, now: SystemTime) -> String {
         r.number,
         r.duration.as_secs_f64(),
     );
-    if let Some(u) = r.upstream {
+    if let Some(u) = &r.upstream {
         let reuse = if u.reused { "reused" } else { "new" };
         let header = u.header_time.as_secs_f64();
         let _ = write!(line, " upstream={} uct={reuse} uht={header:.3}", u.peer);
@@ -305,6 +305,7 @@ mod tests {
             reused: true,
             peer: "127.0.0.1:9000".parse().unwrap(),
             header_time: Duration::from_millis(1),
+            group: None,
         };
         assert_eq!(
             format_line(

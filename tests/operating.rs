@@ -111,7 +111,10 @@ async fn metrics_count_a_scripted_workload_exactly() {
         ),
         ("hopline_responses_total{class=\"2xx\"}", 10.0),
         ("hopline_responses_total{class=\"4xx\"}", 0.0),
-        ("hopline_request_duration_seconds_count", 10.0),
+        (
+            "hopline_request_duration_seconds_count{class=\"2xx\",upstream=\"\"}",
+            10.0,
+        ),
         (
             "hopline_connection_requests_count{side=\"downstream\"}",
             3.0,
@@ -129,6 +132,27 @@ async fn metrics_count_a_scripted_workload_exactly() {
     ];
     for (series, value) in expect {
         assert_eq!(sample(&metrics, series), value, "{series}\n{metrics}");
+    }
+    // Readable bucket bounds; the build and the process, under the names dashboards expect.
+    assert!(
+        metrics.contains("le=\"0.0025\"") && !metrics.contains("le=\"0.0015625\""),
+        "{metrics}"
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        metrics.contains(&format!(
+            "hopline_build_info{{version=\"{version}\",profile=\"debug\"}} 1"
+        )),
+        "{metrics}"
+    );
+    for series in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(sample(&metrics, series) > 0.0, "{series}\n{metrics}");
     }
     // Bytes in and out come from the kernel: ten requests and ten responses' worth.
     assert!(

@@ -80,10 +80,19 @@ checks = [
 ]
 for got, want in checks:
     assert got == want, (got, want, checks)
-hist = families["hopline_request_duration_seconds"]
-count = [s.value for s in hist.samples if s.name == "hopline_request_duration_seconds_count"][0]
-assert count == 11, count
-print("ok: /metrics parsed by prometheus_client:", len(families), "families, exact counts")
+def count(family, **labels):
+    return sum(s.value for s in families[family].samples
+               if s.name == family + "_count" and all(s.labels.get(k) == v for k, v in labels.items()))
+assert count("hopline_request_duration_seconds") == 11
+assert count("hopline_request_duration_seconds", upstream="origin", **{"class": "2xx"}) == 10
+assert count("hopline_request_duration_seconds", upstream="origin", **{"class": "4xx"}) == 1
+assert count("hopline_upstream_header_duration_seconds", upstream="origin") == 11
+up = [s for s in families["hopline_upstream_server_up"].samples if s.labels["upstream"] == "origin"]
+assert [s.value for s in up] == [1], up
+assert [s.labels["version"] for s in families["hopline_build_info"].samples], "build info"
+for name in ("process_cpu_seconds", "process_resident_memory_bytes", "process_open_fds", "process_max_fds"):
+    assert families[name].samples[0].value > 0, name
+print("ok: /metrics parsed by prometheus_client:", len(families), "families, exact counts; durations by class and upstream group, upstream header time, servers up, build and process")
 PY
 
 lines=$(wc -l < "$work/access.log")

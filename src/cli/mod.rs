@@ -473,11 +473,7 @@ impl Ops {
 
 /// On every SIGUSR1: opens the access log file again (logrotate moved it away), as nginx
 /// does on USR1.
-async fn reopen_on_usr1(file: Arc<AccessLogFile>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
-        return;
-    };
+async fn reopen_on_usr1(file: Arc<AccessLogFile>, mut usr1: tokio::signal::unix::Signal) {
     while usr1.recv().await.is_some() {
         match file.reopen() {
             Ok(()) => tracing::info!(file = %file.path().display(), "SIGUSR1: access log reopened"),
@@ -554,8 +550,10 @@ fn run<S: HttpService>(
                 threads.push(spawn_worker(server, worker, workers_stop.clone())?);
             }
         }
+        // Signals are caught from here on (before READY=1: their default action kills).
+        use tokio::signal::unix::{SignalKind, signal};
         if let Some(file) = ops.access.as_ref().and_then(|access| access.file.clone()) {
-            tokio::spawn(reopen_on_usr1(file));
+            tokio::spawn(reopen_on_usr1(file, signal(SignalKind::user_defined1())?));
         }
         let ready = Arc::new(AtomicBool::new(true));
         let stop_admin = start_admin(common.admin, ops.metrics, ops.live, ready.clone())?;
@@ -567,6 +565,7 @@ fn run<S: HttpService>(
             (workers, per_core),
         );
         tokio::spawn(reload_on_hangup(
+            signal(SignalKind::hangup())?,
             file_path,
             applied,
             common,
@@ -576,11 +575,12 @@ fn run<S: HttpService>(
             },
             reload,
         ));
+        let signals = ShutdownSignals::install()?;
         systemd(&[sd_notify::NotifyState::Ready]);
         let stop_workers = &stop_workers;
         let summary = server
             .run(async move {
-                shutdown_signal().await;
+                signals.recv().await;
                 // Draining: load balancers see it on /ready and systemd is told.
                 ready.store(false, Ordering::Relaxed);
                 systemd(&[sd_notify::NotifyState::Stopping]);
@@ -697,16 +697,13 @@ fn start_admin(
 /// theirs). An invalid file or certificate is logged and the running settings stay.
 /// Each setting that changed from `applied` (the file as last applied) is logged.
 async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
     path: Option<PathBuf>,
     mut applied: String,
     running: Common,
     target: Reloadable,
     reload: Reload,
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        return;
-    };
     while hangup.recv().await.is_some() {
         if path.is_none() && target.tls.is_none() {
             tracing::warn!("SIGHUP: nothing to reload (started without --config or TLS)");
@@ -865,21 +862,29 @@ pub fn raise_open_file_limit() {
     }
 }
 
-/// Resolves when SIGINT or SIGTERM arrives.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).ok();
-    let term = async {
-        match terminate.as_mut() {
-            Some(signal) => {
-                signal.recv().await;
-            }
-            None => std::future::pending().await,
+/// SIGINT and SIGTERM, caught from the moment this is made: made before the server says it
+/// is ready, so that a signal sent right after `READY=1` drains instead of killing.
+pub struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Starts catching both signals.
+    pub fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves when one of them arrives (logged).
+    pub async fn recv(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => tracing::info!("SIGINT received: draining"),
+            _ = self.terminate.recv() => tracing::info!("SIGTERM received: draining"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received: draining"),
-        () = term => tracing::info!("SIGTERM received: draining"),
     }
 }
 

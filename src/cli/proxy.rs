@@ -220,7 +220,7 @@ impl ProxyArgs {
                         group.down_for.map(|d| d.0),
                     );
                     Ok(Group {
-                        name: group.name.clone(),
+                        name: group.name.as_str().into(),
                         host: group.host.clone(),
                         path_prefix: group.path_prefix.clone(),
                         upstreams: Upstreams::new(&urls, balance, down_for)
@@ -347,14 +347,21 @@ pub fn run(
     run_server(&what, common, ops, proxy, loaded.map(|l| l.path), reload)
 }
 
-/// The pool and retry counters of every upstream group.
+/// The pool and retry counters of every upstream group, and whether its servers are up.
 fn upstream_counts(proxy: &Proxy) -> Vec<UpstreamCounts> {
+    let mut states = proxy.server_states();
     proxy
         .clients()
         .into_iter()
         .map(|(name, client)| {
             let pool = client.pool().stats();
+            let servers = states
+                .iter_mut()
+                .find(|(group, _)| *group == name)
+                .map(|(_, servers)| std::mem::take(servers))
+                .unwrap_or_default();
             UpstreamCounts {
+                servers,
                 name,
                 reused: pool.reused,
                 new: pool.fresh,

@@ -370,7 +370,7 @@ impl Drop for LiveEntry {
 
 /// Which upstream connection answered a request a proxy forwarded; the proxy puts it in
 /// the response's extensions so the access log can name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamNote {
     /// The upstream connection's number within the proxy's client.
     pub connection: u64,
@@ -381,6 +381,8 @@ pub struct UpstreamNote {
     /// From the request handed to the upstream's client to its response head
     /// (nginx's `$upstream_header_time`): connecting, if it had to, included.
     pub header_time: Duration,
+    /// The upstream group that answered (the `upstream` label of metrics), if it has one.
+    pub group: Option<std::sync::Arc<str>>,
 }
 
 /// What an access log shows of a request's fields: taken from the parsed fields, and only

@@ -49,7 +49,7 @@ use upstream::{Pick, Upstreams};
 #[derive(Debug)]
 pub struct Group {
     /// Its name (the `upstream` label of metrics, and logs).
-    pub name: String,
+    pub name: Arc<str>,
     /// Takes requests for this host (`Host` without its port, any case); any host if
     /// `None`.
     pub host: Option<String>,
@@ -278,10 +278,21 @@ impl Proxy {
         match &state.config.target {
             Target::Reverse(groups) => groups
                 .iter()
-                .map(|g| g.name.clone())
+                .map(|g| g.name.to_string())
                 .zip(state.clients.iter().cloned())
                 .collect(),
             Target::Forward { .. } => vec![("forward".into(), state.clients[0].clone())],
+        }
+    }
+
+    /// Each upstream group's servers and whether each is up (reverse proxy; none forward).
+    pub fn server_states(&self) -> Vec<(String, Vec<(String, bool)>)> {
+        match &self.state().config.target {
+            Target::Reverse(groups) => groups
+                .iter()
+                .map(|g| (g.name.to_string(), g.upstreams.states()))
+                .collect(),
+            Target::Forward { .. } => Vec::new(),
         }
     }
 
@@ -357,7 +368,21 @@ impl Policy {
         if response.status() == StatusCode::SWITCHING_PROTOCOLS && hop.wants_upgrade {
             return Ok(self.switch(&mut response));
         }
-        Ok(self.relay(response, &hop, destination.pick, sent))
+        let group = destination.group.and_then(|index| self.group_name(index));
+        Ok(self.relay(
+            response,
+            &hop,
+            destination.pick,
+            sent.map(|sent| (sent, group)),
+        ))
+    }
+
+    /// The name of the reverse proxy's group `index`.
+    fn group_name(&self, index: usize) -> Option<Arc<str>> {
+        match &self.config.target {
+            Target::Reverse(groups) => groups.get(index).map(|g| g.name.clone()),
+            Target::Forward { .. } => None,
+        }
     }
 
     /// The next hop: reverse, the first group that takes the request and one of its
@@ -464,22 +489,23 @@ impl Policy {
 
     /// The upstream's response, for the client: hop-by-hop fields removed, `Via` added,
     /// the body relayed as it arrives.
-    /// `sent` is when the request was handed to the upstream's client, if the upstream is
-    /// noted for the observer.
+    /// `noted` is when the request was handed to the upstream's client and the group it
+    /// went to, if the upstream is noted for the observer.
     fn relay(
         &self,
         response: Response<Incoming>,
         hop: &Hop,
         pick: Option<Pick>,
-        sent: Option<Instant>,
+        noted: Option<(Instant, Option<Arc<str>>)>,
     ) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
-        if let (Some(sent), Some(exchange)) = (sent, body.exchange()) {
+        if let (Some((sent, group)), Some(exchange)) = (noted, body.exchange()) {
             let note = UpstreamNote {
                 connection: exchange.connection,
                 reused: exchange.reused,
                 peer: exchange.peer,
                 header_time: sent.elapsed(),
+                group,
             };
             parts.extensions.insert(note);
         }

@@ -149,6 +149,19 @@ impl Upstreams {
         Pick { upstream: chosen }
     }
 
+    /// Each upstream's authority and whether it is up (not skipped for having refused a
+    /// connection lately), for metrics.
+    pub fn states(&self) -> Vec<(String, bool)> {
+        let now = self.now();
+        self.list
+            .iter()
+            .map(|u| {
+                let up = u.down_until.load(Ordering::Acquire) <= now;
+                (u.authority.to_string(), up)
+            })
+            .collect()
+    }
+
     /// Marks an upstream down after it refused a connection.
     pub fn mark_down(&self, upstream: &Upstream) {
         let until = self.now() + self.down_for.as_nanos() as u64;

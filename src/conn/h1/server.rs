@@ -646,7 +646,7 @@ impl Conn<'_> {
                 .observed
                 .as_ref()
                 .and(response.extensions().get::<UpstreamNote>())
-                .copied();
+                .cloned();
             let (parts, body) = response.into_parts();
             let mut body = pin!(body);
             let sent = match self.respond_now(parts, body.as_mut(), &answering) {

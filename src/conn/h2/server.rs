@@ -664,7 +664,8 @@ enum Stage<B> {
 struct Answered {
     status: StatusCode,
     body_bytes: u64,
-    upstream: Option<UpstreamNote>,
+    /// Boxed: only a proxy with an observer notes it, and it would grow every stage.
+    upstream: Option<Box<UpstreamNote>>,
 }
 
 /// A context for polling what is often ready at once, in the connection's task: whatever
@@ -888,7 +889,7 @@ impl StreamJob {
     /// A response's HTTP/2 head, its body, whether the stream ends with the head (HEAD,
     /// 204, 304, an empty body), and what to report of it.
     fn head_of<B: HttpBody>(&self, response: Response<B>) -> (Response<()>, B, bool, Answered) {
-        let upstream = response.extensions().get::<UpstreamNote>().copied();
+        let upstream = response.extensions().get::<UpstreamNote>().cloned().map(Box::new);
         let (parts, body) = response.into_parts();
         let status = parts.status;
         let bodiless = self.method == Method::HEAD
@@ -970,7 +971,7 @@ impl StreamJob {
                 status: answered.status,
                 body_bytes: answered.body_bytes,
                 duration: self.started.elapsed(),
-                upstream: answered.upstream,
+                upstream: answered.upstream.map(|note| *note),
                 fields: self.fields.as_deref(),
             });
         }

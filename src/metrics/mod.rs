@@ -13,7 +13,11 @@
 //! | `hopline_connections_idle` | gauge | `side` |
 //! | `hopline_connection_requests` | histogram | `side` (requests a connection carried, at close) |
 //! | `hopline_connection_duration_seconds` | histogram | `side` (lifetime, at close) |
-//! | `hopline_request_duration_seconds` | histogram | — (downstream requests) |
+//! | `hopline_request_duration_seconds` | histogram | `class`, `upstream` (downstream requests; the group through a proxy) |
+//! | `hopline_upstream_header_duration_seconds` | histogram | `upstream` (request handed to the upstream's client → response head) |
+//! | `hopline_upstream_server_up` | gauge | `upstream`, `server` |
+//! | `hopline_build_info` | gauge | `version`, `profile` |
+//! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`, `process_start_time_seconds` | | the standard process metrics |
 //! | `hopline_responses_total` | counter | `class` (`1xx` … `5xx`) |
 //! | `hopline_bytes_total` | counter | `side`, `direction` (`in`, `out`) |
 //! | `hopline_upstream_checkouts_total` | counter | `upstream`, `result` (`reused`, `new`, `stale_evicted`, `expired_evicted`, `waited`) |
@@ -39,13 +43,15 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::conn::{
     ClosedRecord, ConnSide, Http2Event, LiveConns, Observer, Protocol, RequestRecord,
 };
 use crate::transport::tls::{Handshake, TlsFailure};
+
+mod process;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SideLabel {
@@ -116,6 +122,9 @@ pub struct UpstreamCounts {
     pub waited: u64,
     /// Requests sent again (RFC 9110 §9.2.2) or re-queued from a pipelined connection.
     pub retries: u64,
+    /// Its servers (`host:port`) and whether each is up (not skipped after refusing
+    /// connections).
+    pub servers: Vec<(String, bool)>,
 }
 
 /// Where upstream counters come from (the proxy, which may be reloaded).
@@ -150,8 +159,7 @@ pub struct Recorder {
     active: [Gauge; 2],
     conn_requests: [Histogram; 2],
     conn_duration: [Histogram; 2],
-    request_duration: Histogram,
-    responses: [Counter; 5],
+    requests: RequestFamilies,
     /// Bytes of closed connections: [side][in, out].
     closed_bytes: [[AtomicU64; 2]; 2],
     /// TLS handshakes: [side][full, resumed].
@@ -159,13 +167,17 @@ pub struct Recorder {
     handshake_duration: [Histogram; 2],
     tls_failures: Family<CloseLabels, Counter>,
     http2: Http2Families,
-    panics: Counter,
 }
 
 impl Metrics {
     /// Metrics over `live` (the registry the server and client register connections in).
     pub fn new(live: Arc<LiveConns>) -> Self {
-        let mut registry = Registry::with_prefix("hopline");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector {
+            started: std::time::SystemTime::now(),
+        }));
+        let registry = root.sub_registry_with_prefix("hopline");
+        registry.register_collector(Box::new(process::BuildInfo));
         let opened = Family::<SideLabel, Counter>::default();
         let closed = Family::<CloseLabels, Counter>::default();
         let active = Family::<SideLabel, Gauge>::default();
@@ -173,15 +185,9 @@ impl Metrics {
             Histogram::new([1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0, 10_000.0])
         });
         let conn_duration = Family::<SideLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.001, 4.0, 12))
+            Histogram::new(CONNECTION_SECONDS)
         });
-        let request_duration = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
-        let responses = Family::<ClassLabel, Counter>::default();
-        let tls = TlsFamilies::register(&mut registry);
-        let panics = Counter::default();
-        let panics_help =
-            "Panics in a service or its body (the request failed, the server went on)";
-        registry.register("handler_panics", panics_help, panics.clone());
+        let tls = TlsFamilies::register(registry);
         registry.register("connections_opened", "Connections opened", opened.clone());
         registry.register(
             "connections_closed",
@@ -199,16 +205,6 @@ impl Metrics {
             "How long a connection was open, observed when it closed",
             conn_duration.clone(),
         );
-        registry.register(
-            "request_duration_seconds",
-            "Downstream requests, from the complete head to the response handed to the socket",
-            request_duration.clone(),
-        );
-        registry.register(
-            "responses",
-            "Downstream responses by status class",
-            responses.clone(),
-        );
         let side = |side: ConnSide| SideLabel {
             side: side.as_str(),
         };
@@ -218,9 +214,7 @@ impl Metrics {
             active: SIDES.map(|s| active.get_or_create_owned(&side(s))),
             conn_requests: SIDES.map(|s| conn_requests.get_or_create_owned(&side(s))),
             conn_duration: SIDES.map(|s| conn_duration.get_or_create_owned(&side(s))),
-            request_duration,
-            responses: ["1xx", "2xx", "3xx", "4xx", "5xx"]
-                .map(|class| responses.get_or_create_owned(&ClassLabel { class })),
+            requests: RequestFamilies::register(registry),
             closed_bytes: Default::default(),
             handshakes: SIDES.map(|s| {
                 ["full", "resumed"].map(|kind| {
@@ -232,8 +226,7 @@ impl Metrics {
             }),
             handshake_duration: SIDES.map(|s| tls.duration.get_or_create_owned(&side(s))),
             tls_failures: tls.failures,
-            http2: Http2Families::register(&mut registry),
-            panics,
+            http2: Http2Families::register(registry),
         });
         registry.register_collector(Box::new(ScrapeTime {
             live,
@@ -244,7 +237,7 @@ impl Metrics {
             source: upstreams.clone(),
         }));
         Metrics {
-            registry,
+            registry: root,
             recorder,
             upstreams,
         }
@@ -270,6 +263,130 @@ impl Metrics {
     }
 }
 
+/// Status classes, in the order of [`RequestFamilies::local`].
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// An upstream group's name as a label value (shared, not copied per request).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, Default)]
+struct GroupName(Option<Arc<str>>);
+
+impl prometheus_client::encoding::EncodeLabelValue for GroupName {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.0.as_deref().unwrap_or(""))
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    class: &'static str,
+    /// The upstream group that answered (a proxy's); empty for the server's own answers.
+    upstream: GroupName,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabel {
+    upstream: GroupName,
+}
+
+/// The downstream request families: durations by status class and upstream group,
+/// responses by class, the upstream's header time by group, panics.
+struct RequestFamilies {
+    /// Durations of answers without an upstream group, by class: no label lookup for them.
+    local: [Histogram; 5],
+    duration: Family<RequestLabels, Histogram>,
+    responses: [Counter; 5],
+    upstream_header: Family<GroupLabel, Histogram>,
+    panics: Counter,
+}
+
+impl RequestFamilies {
+    fn register(registry: &mut Registry) -> Self {
+        let duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(REQUEST_SECONDS)
+        });
+        let responses = Family::<ClassLabel, Counter>::default();
+        let upstream_header = Family::<GroupLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(REQUEST_SECONDS)
+        });
+        let panics = Counter::default();
+        registry.register(
+            "request_duration_seconds",
+            "Downstream requests, from the complete head to the response handed to the socket, \
+             by status class and (through a proxy) upstream group",
+            duration.clone(),
+        );
+        registry.register(
+            "responses",
+            "Downstream responses by status class",
+            responses.clone(),
+        );
+        registry.register(
+            "upstream_header_duration_seconds",
+            "From a request handed to the upstream's client to its response head (connecting \
+             included), by upstream group",
+            upstream_header.clone(),
+        );
+        registry.register(
+            "handler_panics",
+            "Panics in a service or its body (the request failed, the server went on)",
+            panics.clone(),
+        );
+        let local = CLASSES.map(|class| {
+            duration.get_or_create_owned(&RequestLabels {
+                class,
+                upstream: GroupName::default(),
+            })
+        });
+        RequestFamilies {
+            local,
+            duration,
+            responses: CLASSES.map(|class| responses.get_or_create_owned(&ClassLabel { class })),
+            upstream_header,
+            panics,
+        }
+    }
+
+    fn record(&self, record: &RequestRecord<'_>) {
+        let class = usize::from(record.status.as_u16() / 100).clamp(1, 5) - 1;
+        self.responses[class].inc();
+        let seconds = record.duration.as_secs_f64();
+        match record
+            .upstream
+            .as_ref()
+            .and_then(|u| u.group.clone().map(|g| (u, g)))
+        {
+            None => self.local[class].observe(seconds),
+            Some((upstream, group)) => {
+                let upstream_label = GroupName(Some(group));
+                let labels = RequestLabels {
+                    class: CLASSES[class],
+                    upstream: upstream_label.clone(),
+                };
+                self.duration.get_or_create(&labels).observe(seconds);
+                let header = upstream.header_time.as_secs_f64();
+                let labels = GroupLabel {
+                    upstream: upstream_label,
+                };
+                self.upstream_header.get_or_create(&labels).observe(header);
+            }
+        }
+    }
+}
+
+/// Bounds of request-scale histograms, seconds: 100 µs to 10 s in 1-2.5-5 steps.
+const REQUEST_SECONDS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Bounds of connection lifetimes, seconds: 1 ms to a day.
+const CONNECTION_SECONDS: [f64; 12] = [
+    0.001, 0.01, 0.1, 1.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0,
+];
+
 /// The TLS metric families.
 struct TlsFamilies {
     handshakes: Family<HandshakeLabels, Counter>,
@@ -281,9 +398,7 @@ impl TlsFamilies {
     fn register(registry: &mut Registry) -> TlsFamilies {
         let tls = TlsFamilies {
             handshakes: Family::default(),
-            duration: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.0001, 2.5, 12))
-            }),
+            duration: Family::new_with_constructor(|| Histogram::new(REQUEST_SECONDS)),
             failures: Family::default(),
         };
         registry.register(
@@ -388,9 +503,7 @@ impl Observer for Recorder {
     }
 
     fn request(&self, record: &RequestRecord<'_>) {
-        let class = usize::from(record.status.as_u16() / 100).clamp(1, 5) - 1;
-        self.responses[class].inc();
-        self.request_duration.observe(record.duration.as_secs_f64());
+        self.requests.record(record);
     }
 
     fn closed(&self, record: &ClosedRecord) {
@@ -420,7 +533,7 @@ impl Observer for Recorder {
     }
 
     fn panicked(&self, _side: ConnSide) {
-        self.panics.inc();
+        self.requests.panics.inc();
     }
 
     fn tls_handshake(&self, side: ConnSide, handshake: &Handshake) {
@@ -553,6 +666,21 @@ impl Collector for UpstreamCollector {
                 upstream: counts.name.clone(),
             };
             ConstCounter::new(counts.retries).encode(family.encode_family(&label)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "upstream_server_up",
+            "Whether an upstream server takes requests (0 while skipped after refusing connections).",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        for counts in &upstreams {
+            for (server, up) in &counts.servers {
+                let labels = [
+                    ("upstream", counts.name.as_str()),
+                    ("server", server.as_str()),
+                ];
+                ConstGauge::new(i64::from(*up)).encode(family.encode_family(&labels)?)?;
+            }
         }
         Ok(())
     }
