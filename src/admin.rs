@@ -37,6 +37,9 @@ pub struct SideCounts {
     pub open: u64,
     /// Of which idle.
     pub idle: u64,
+    /// Requests so far on this side, over open and closed connections (`hopline top`
+    /// shows the rate).
+    pub requests: u64,
 }
 
 /// The admin service.
@@ -68,11 +71,13 @@ impl Admin {
         let connections = self.live.snapshot();
         let counts = |side: ConnSide| {
             let on_side = connections.iter().filter(|c| c.side == side);
+            let open_requests: u64 = on_side.clone().map(|c| c.requests).sum();
             SideCounts {
                 open: on_side.clone().count() as u64,
                 idle: on_side
                     .filter(|c| c.state == crate::conn::ConnState::Idle)
                     .count() as u64,
+                requests: self.metrics.closed_requests(side) + open_requests,
             }
         };
         ConnectionsView {

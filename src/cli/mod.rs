@@ -515,41 +515,15 @@ fn run<S: HttpService>(
         .map_err(|e| format!("TLS: {e}"))?;
     let runtime = runtime(Some(if per_core { 1 } else { workers }))?;
     runtime.block_on(async move {
-        let secure = |server: Server<S>| match &acceptor {
-            Some(acceptor) => server.with_tls(acceptor.clone()),
-            None => server,
-        };
-        let server = Server::bind(
-            common.listen,
-            service.clone(),
-            common.server.clone(),
-            listener.clone(),
-        )
-        .map_err(|e| format!("cannot listen on {}: {e}", common.listen))?
-        .with_hooks(ops.hooks.clone());
-        let server = secure(server);
-        let addr = server.local_addr()?;
-        // Per core: more listeners on the same address, one thread and runtime each, all
-        // taking the policy from the first one's handle and stopping when it stops.
+        // Per core: several listeners, stopped together when the first one stops.
         let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
-        let mut threads = Vec::new();
-        let mut all_stats = vec![server.stats()];
-        if per_core {
-            for worker in 1..workers {
-                let server = Server::bind(
-                    addr,
-                    service.clone(),
-                    common.server.clone(),
-                    listener.clone(),
-                )
-                .map_err(|e| format!("cannot listen on {addr} (worker {worker}): {e}"))?
-                .with_hooks(ops.hooks.clone())
-                .with_config_handle(server.config_handle());
-                let server = secure(server);
-                all_stats.push(server.stats());
-                threads.push(spawn_worker(server, worker, workers_stop.clone())?);
-            }
-        }
+        let plan = (workers, per_core, &listener);
+        let Bound {
+            server,
+            threads,
+            all_stats,
+        } = bind(&common, &ops.hooks, &service, plan, &acceptor, workers_stop)?;
+        let addr = server.local_addr()?;
         // Signals are caught from here on (before READY=1: their default action kills).
         use tokio::signal::unix::{SignalKind, signal};
         if let Some(file) = ops.access.as_ref().and_then(|access| access.file.clone()) {
@@ -602,6 +576,62 @@ fn log_listening(what: &str, url: &str, common: &Common, (workers, per_core): (u
     };
     let policy = describe(&common.server, &common.listener);
     tracing::info!("hopline {what} listening on {url} ({policy}; {workers} worker(s), {layout})");
+}
+
+/// The listeners of a run: the first (run on this thread) and, per core, the others on
+/// threads of their own.
+struct Bound<S> {
+    server: Server<S>,
+    threads: Vec<std::thread::JoinHandle<hopline::server::RunSummary>>,
+    all_stats: Vec<Arc<hopline::server::ServerStats>>,
+}
+
+/// Binds the listeners `(workers, per_core, listener)` plans: per core, more listeners on
+/// the same address, one thread and runtime each, all taking the policy from the first
+/// one's handle and stopping when `stop` says so.
+fn bind<S: HttpService>(
+    common: &Common,
+    hooks: &Hooks,
+    service: &S,
+    (workers, per_core, listener): (usize, bool, &ListenerConfig),
+    acceptor: &Option<TlsAcceptor>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Bound<S>, Box<dyn std::error::Error>> {
+    let secure = |server: Server<S>| match acceptor {
+        Some(acceptor) => server.with_tls(acceptor.clone()),
+        None => server,
+    };
+    let first = Server::bind(
+        common.listen,
+        service.clone(),
+        common.server.clone(),
+        listener.clone(),
+    )
+    .map_err(|e| format!("cannot listen on {}: {e}", common.listen))?
+    .with_hooks(hooks.clone());
+    let server = secure(first);
+    let addr = server.local_addr()?;
+    let mut threads = Vec::new();
+    let mut all_stats = vec![server.stats()];
+    for worker in (1..workers).filter(|_| per_core) {
+        let other = Server::bind(
+            addr,
+            service.clone(),
+            common.server.clone(),
+            listener.clone(),
+        )
+        .map_err(|e| format!("cannot listen on {addr} (worker {worker}): {e}"))?
+        .with_hooks(hooks.clone())
+        .with_config_handle(server.config_handle());
+        let other = secure(other);
+        all_stats.push(other.stats());
+        threads.push(spawn_worker(other, worker, stop.clone())?);
+    }
+    Ok(Bound {
+        server,
+        threads,
+        all_stats,
+    })
 }
 
 /// Waits for the per-core workers and logs what every listener did.

@@ -1,8 +1,10 @@
 //! `hopline top ADMIN_ADDR`: the open connections of a running server or proxy, refreshed
-//! every second (or printed once with `--once`), from its `/connections` endpoint.
+//! every second (or printed once with `--once`), from its `/connections` endpoint: totals
+//! and requests per second by side, connections sorted by a key (`--sort`, or a key press:
+//! a age, i idle, r requests, c cwnd, t rtt; q quits).
 
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Deserialize;
@@ -21,9 +23,62 @@ pub struct TopArgs {
     /// Print once and exit.
     #[arg(long)]
     pub once: bool,
-    /// Show at most this many connections (oldest first).
+    /// Show at most this many connections.
     #[arg(long, default_value_t = 40)]
     pub limit: usize,
+    /// Which connections come first (keys a, i, r, c, t change it while running).
+    #[arg(long, value_enum, default_value_t = SortKey::Age)]
+    pub sort: SortKey,
+}
+
+/// The order of the connection list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortKey {
+    /// Oldest first.
+    Age,
+    /// Idle longest first.
+    Idle,
+    /// Most requests first.
+    Requests,
+    /// Largest congestion window first (the warmest).
+    Cwnd,
+    /// Largest smoothed round-trip time first.
+    Rtt,
+}
+
+impl SortKey {
+    /// The key a key press asks for (`a`, `i`, `r`, `c`, `t`).
+    fn of_key(key: u8) -> Option<SortKey> {
+        Some(match key {
+            b'a' => SortKey::Age,
+            b'i' => SortKey::Idle,
+            b'r' => SortKey::Requests,
+            b'c' => SortKey::Cwnd,
+            b't' => SortKey::Rtt,
+            _ => return None,
+        })
+    }
+
+    fn sort(self, connections: &mut [Conn]) {
+        let tcp = |c: &Conn, f: fn(&Tcp) -> u32| c.tcp.as_ref().map_or(0, f);
+        match self {
+            SortKey::Age => connections.sort_by_key(|c| std::cmp::Reverse(c.age_ms)),
+            SortKey::Idle => connections.sort_by_key(|c| std::cmp::Reverse(c.idle_ms)),
+            SortKey::Requests => connections.sort_by_key(|c| std::cmp::Reverse(c.requests)),
+            SortKey::Cwnd => connections.sort_by_key(|c| std::cmp::Reverse(tcp(c, |t| t.snd_cwnd))),
+            SortKey::Rtt => connections.sort_by_key(|c| std::cmp::Reverse(tcp(c, |t| t.rtt_us))),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            SortKey::Age => "age",
+            SortKey::Idle => "idle",
+            SortKey::Requests => "requests",
+            SortKey::Cwnd => "cwnd",
+            SortKey::Rtt => "rtt",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,6 +92,26 @@ struct View {
 struct Counts {
     open: u64,
     idle: u64,
+    /// Requests so far (older servers do not say).
+    #[serde(default)]
+    requests: u64,
+}
+
+/// Requests per second on each side, from two views `seconds` apart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Rates {
+    downstream: f64,
+    upstream: f64,
+}
+
+impl Rates {
+    fn between(before: &View, after: &View, seconds: f64) -> Rates {
+        let rate = |a: &Counts, b: &Counts| b.requests.saturating_sub(a.requests) as f64 / seconds;
+        Rates {
+            downstream: rate(&before.downstream, &after.downstream),
+            upstream: rate(&before.upstream, &after.upstream),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,11 +194,27 @@ fn rate(bytes_per_second: u64) -> String {
     }
 }
 
-fn render(view: &View, limit: usize) -> String {
+/// One side's totals: `3 open, 1 idle, 1200 requests, 510 req/s`.
+fn totals(counts: &Counts, rate: Option<f64>) -> String {
+    let rate = rate.map_or_else(|| "- req/s".to_string(), |r| format!("{r:.0} req/s"));
+    format!(
+        "{} open, {} idle, {} requests, {rate}",
+        counts.open, counts.idle, counts.requests
+    )
+}
+
+fn render(view: &View, limit: usize, sort: SortKey, rates: Option<Rates>) -> String {
     let mut out = format!(
-        "downstream: {} open, {} idle   upstream: {} open, {} idle (pooled)\n\n",
-        view.downstream.open, view.downstream.idle, view.upstream.open, view.upstream.idle
+        "downstream: {}   upstream (pooled): {}\n",
+        totals(&view.downstream, rates.map(|r| r.downstream)),
+        totals(&view.upstream, rates.map(|r| r.upstream)),
     );
+    out.push_str(&format!(
+        "sorted by {} (keys: a age, i idle, r requests, c cwnd, t rtt, q quit); srtt is the \
+         kernel's smoothed round-trip estimate ± its variation (TCP_INFO), which on loopback \
+         includes delayed-ACK waits\n",
+        sort.name()
+    ));
     out.push_str(&format!(
         "{:<10} {:>6} {:<22} {:<17} {:<6} {:>8} {:>8} {:>6} {:>9} {:>5} {:>7} {:>8}  {}\n",
         "side",
@@ -134,7 +225,7 @@ fn render(view: &View, limit: usize) -> String {
         "age",
         "idle",
         "reqs",
-        "rtt ms",
+        "srtt ms",
         "cwnd",
         "retrans",
         "rate b/s",
@@ -187,33 +278,110 @@ pub fn run(args: TopArgs) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         format!("http://{}/connections", args.admin)
     };
-    let terminal = std::io::stdout().is_terminal();
+    let interactive = std::io::stdout().is_terminal() && !args.once;
     runtime.block_on(async {
         let client = Client::new(ClientOptions::default());
+        let mut sort = args.sort;
+        let mut keys = interactive.then(Keys::start).flatten();
+        let mut before: Option<(View, Instant)> = None;
         loop {
-            let response = client.get(&url).await.map_err(|e| format!("{url}: {e}"))?;
-            if response.status() != 200 {
-                return Err(format!("{url}: status {}", response.status()).into());
-            }
-            let body = response.into_body().bytes(64 * 1024 * 1024).await?;
-            let view: View = serde_json::from_slice(&body)?;
-            let text = render(&view, args.limit);
+            let mut view = fetch(&client, &url).await?;
+            let now = Instant::now();
+            let rates = before.as_ref().map(|(earlier, at)| {
+                Rates::between(
+                    earlier,
+                    &view,
+                    now.duration_since(*at).as_secs_f64().max(1e-3),
+                )
+            });
+            sort.sort(&mut view.connections);
+            let text = render(&view, args.limit, sort, rates);
             let mut stdout = std::io::stdout().lock();
-            if terminal && !args.once {
-                // Clear the screen and home the cursor.
-                write!(stdout, "\x1b[2J\x1b[H")?;
+            if interactive {
+                // Clear the screen and home the cursor; in raw mode lines need their CR.
+                write!(stdout, "\x1b[2J\x1b[H{}", text.replace('\n', "\r\n"))?;
+            } else {
+                write!(stdout, "{text}")?;
             }
-            write!(stdout, "{text}")?;
             stdout.flush()?;
             if args.once {
                 return Ok(());
             }
+            before = Some((view, now));
+            let key = async {
+                match keys.as_mut() {
+                    Some(keys) => keys.next().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = tokio::time::sleep(args.interval) => {}
                 _ = tokio::signal::ctrl_c() => return Ok(()),
+                key = key => match key {
+                    Some(b'q') | None => return Ok(()),
+                    Some(key) => sort = SortKey::of_key(key).unwrap_or(sort),
+                },
             }
         }
     })
+}
+
+async fn fetch(client: &Client, url: &str) -> Result<View, Box<dyn std::error::Error>> {
+    let response = client.get(url).await.map_err(|e| format!("{url}: {e}"))?;
+    if response.status() != 200 {
+        return Err(format!("{url}: status {}", response.status()).into());
+    }
+    let body = response.into_body().bytes(64 * 1024 * 1024).await?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// Key presses on a terminal: standard input without line buffering or echo while this
+/// lives (restored when it drops), read by a thread.
+struct Keys {
+    saved: libc::termios,
+    presses: tokio::sync::mpsc::Receiver<u8>,
+}
+
+impl Keys {
+    fn start() -> Option<Keys> {
+        use std::io::Read;
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
+        // SAFETY: tcgetattr/tcsetattr on standard input with a termios they fill.
+        let mut term: libc::termios = unsafe { std::mem::zeroed() };
+        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut term) } != 0 {
+            return None;
+        }
+        let saved = term;
+        term.c_lflag &= !(libc::ICANON | libc::ECHO);
+        term.c_cc[libc::VMIN] = 1;
+        term.c_cc[libc::VTIME] = 0;
+        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &term) } != 0 {
+            return None;
+        }
+        let (send, presses) = tokio::sync::mpsc::channel(16);
+        std::thread::spawn(move || {
+            let mut byte = [0u8; 1];
+            while let Ok(1) = std::io::stdin().read(&mut byte) {
+                if send.blocking_send(byte[0]).is_err() {
+                    break;
+                }
+            }
+        });
+        Some(Keys { saved, presses })
+    }
+
+    async fn next(&mut self) -> Option<u8> {
+        self.presses.recv().await
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        // SAFETY: puts back the settings read in `start`.
+        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.saved) };
+    }
 }
 
 #[cfg(test)]
@@ -230,6 +398,76 @@ mod tests {
         assert_eq!(rate(12_500), "100k");
     }
 
+    fn conn(id: u64, age_ms: u64, requests: u64, cwnd: u32) -> Conn {
+        Conn {
+            side: "downstream".into(),
+            id,
+            peer: "127.0.0.1:1".into(),
+            state: "idle".into(),
+            age_ms,
+            idle_ms: age_ms / 2,
+            requests,
+            tcp: Some(Tcp {
+                rtt_us: 50,
+                rttvar_us: 10,
+                snd_cwnd: cwnd,
+                retransmits: 0,
+                delivery_rate: 0,
+            }),
+            tls: None,
+            protocol: None,
+            streams: 0,
+        }
+    }
+
+    #[test]
+    fn connections_sort_by_the_key_asked_for() {
+        let mut list = vec![conn(1, 10, 5, 30), conn(2, 30, 1, 10), conn(3, 20, 9, 20)];
+        let ids = |list: &[Conn]| list.iter().map(|c| c.id).collect::<Vec<_>>();
+        SortKey::Age.sort(&mut list);
+        assert_eq!(ids(&list), [2, 3, 1]);
+        SortKey::Requests.sort(&mut list);
+        assert_eq!(ids(&list), [3, 1, 2]);
+        SortKey::Cwnd.sort(&mut list);
+        assert_eq!(ids(&list), [1, 3, 2]);
+        assert_eq!(SortKey::of_key(b'i'), Some(SortKey::Idle));
+        assert_eq!(SortKey::of_key(b'x'), None);
+    }
+
+    #[test]
+    fn totals_show_requests_per_second_per_side() {
+        let view = |down: u64, up: u64| View {
+            downstream: Counts {
+                open: 2,
+                idle: 1,
+                requests: down,
+            },
+            upstream: Counts {
+                open: 1,
+                idle: 1,
+                requests: up,
+            },
+            connections: Vec::new(),
+        };
+        let rates = Rates::between(&view(100, 40), &view(300, 90), 2.0);
+        assert_eq!(
+            rates,
+            Rates {
+                downstream: 100.0,
+                upstream: 25.0
+            }
+        );
+        let text = render(&view(300, 90), 10, SortKey::Age, Some(rates));
+        assert!(
+            text.starts_with("downstream: 2 open, 1 idle, 300 requests, 100 req/s   upstream (pooled): 1 open, 1 idle, 90 requests, 25 req/s\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("srtt is the kernel's smoothed round-trip estimate"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn tls_connections_show_what_was_negotiated() {
         let view: View = serde_json::from_str(
@@ -244,7 +482,7 @@ mod tests {
                    "protocol": "h2", "streams": 7}]}"#,
         )
         .unwrap();
-        let text = render(&view, 10);
+        let text = render(&view, 10, SortKey::Age, None);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[2].ends_with(" tls"));
         assert!(lines[3].ends_with("TLSv1.3 TLS13_AES_128_GCM_SHA256 http/1.1 resumed"));

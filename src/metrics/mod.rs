@@ -162,6 +162,8 @@ pub struct Recorder {
     requests: RequestFamilies,
     /// Bytes of closed connections: [side][in, out].
     closed_bytes: [[AtomicU64; 2]; 2],
+    /// Requests carried by closed connections, by side.
+    closed_requests: [AtomicU64; 2],
     /// TLS handshakes: [side][full, resumed].
     handshakes: [[Counter; 2]; 2],
     handshake_duration: [Histogram; 2],
@@ -216,6 +218,7 @@ impl Metrics {
             conn_duration: SIDES.map(|s| conn_duration.get_or_create_owned(&side(s))),
             requests: RequestFamilies::register(registry),
             closed_bytes: Default::default(),
+            closed_requests: Default::default(),
             handshakes: SIDES.map(|s| {
                 ["full", "resumed"].map(|kind| {
                     tls.handshakes.get_or_create_owned(&HandshakeLabels {
@@ -241,6 +244,12 @@ impl Metrics {
             recorder,
             upstreams,
         }
+    }
+
+    /// Requests carried by connections on `side` that have closed (add the open ones'
+    /// for every request so far).
+    pub fn closed_requests(&self, side: ConnSide) -> u64 {
+        self.recorder.closed_requests[side_index(side)].load(Ordering::Relaxed)
     }
 
     /// The observer to give servers and clients.
@@ -519,6 +528,7 @@ impl Observer for Recorder {
         self.conn_duration[i].observe(record.lifetime.as_secs_f64());
         self.closed_bytes[i][0].fetch_add(record.bytes_in, Ordering::Relaxed);
         self.closed_bytes[i][1].fetch_add(record.bytes_out, Ordering::Relaxed);
+        self.closed_requests[i].fetch_add(record.requests, Ordering::Relaxed);
         if record.protocol == Protocol::Http2 {
             let side = SideLabel {
                 side: record.side.as_str(),

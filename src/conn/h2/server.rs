@@ -889,7 +889,11 @@ impl StreamJob {
     /// A response's HTTP/2 head, its body, whether the stream ends with the head (HEAD,
     /// 204, 304, an empty body), and what to report of it.
     fn head_of<B: HttpBody>(&self, response: Response<B>) -> (Response<()>, B, bool, Answered) {
-        let upstream = response.extensions().get::<UpstreamNote>().cloned().map(Box::new);
+        let upstream = response
+            .extensions()
+            .get::<UpstreamNote>()
+            .cloned()
+            .map(Box::new);
         let (parts, body) = response.into_parts();
         let status = parts.status;
         let bodiless = self.method == Method::HEAD
