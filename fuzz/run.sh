@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-600}
 jobs=${JOBS:-2}
-targets=(request_head response_head chunked server_conn h2_server_conn client_conn)
+targets=(request_head response_head chunked server_conn h2_server_conn client_conn proxy_header)
 export RUSTC_BOOTSTRAP=1
 [ -d corpus ] || ./seed.sh
 cargo fuzz build -O >/dev/null

@@ -53,5 +53,18 @@ for seed in seeds:
     for control in (0, 7, 64):
         put("h2_server_conn", bytes([control]) + seed)
         counts["h2_server_conn"] = counts.get("h2_server_conn", 0) + 1
+# PROXY protocol headers, v1 and v2 (with an HTTP request after them).
+v2 = b"\r\n\r\n\x00\r\nQUIT\n"
+for seed in [
+    b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\nGET / HTTP/1.1\r\n\r\n",
+    b"PROXY TCP6 2001:db8::1 2001:db8::2 1 2\r\n",
+    b"PROXY UNKNOWN\r\n",
+    v2 + b"\x21\x11\x00\x0c" + bytes([192, 0, 2, 1, 198, 51, 100, 2, 1, 2, 3, 4]),
+    v2 + b"\x21\x21\x00\x24" + bytes(range(36)),
+    v2 + b"\x20\x00\x00\x00",
+    v2 + b"\x21\x11\x00\x13" + bytes(12) + b"\x04\x00\x04noop",
+]:
+    put("proxy_header", seed)
+    counts["proxy_header"] = counts.get("proxy_header", 0) + 1
 print("seeded:", ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
 PY

@@ -648,6 +648,7 @@ async fn open(config: &BenchConfig, tally: &mut Tally) -> Option<crate::transpor
         addr: config.addr,
         tls: config.tls.as_ref().map(|connector| (connector, host)),
         timeout: config.connect_timeout,
+        proxy_header: None,
     };
     match crate::transport::connect(dial).await {
         Ok((stream, handshake)) => {

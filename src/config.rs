@@ -145,6 +145,25 @@ pub enum Layout {
     Shared,
 }
 
+/// A PROXY protocol version as the file writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyVersionName {
+    /// `v1`.
+    V1,
+    /// `v2`.
+    V2,
+}
+
+impl From<ProxyVersionName> for crate::transport::proxy_header::ProxyVersion {
+    fn from(name: ProxyVersionName) -> Self {
+        match name {
+            ProxyVersionName::V1 => crate::transport::proxy_header::ProxyVersion::V1,
+            ProxyVersionName::V2 => crate::transport::proxy_header::ProxyVersion::V2,
+        }
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -239,6 +258,10 @@ pub struct DownstreamFile {
     pub advertise_keepalive: Option<bool>,
     /// `--drain-timeout`.
     pub drain_timeout: Option<Dur>,
+    /// `--proxy-protocol`.
+    pub proxy_protocol: Option<bool>,
+    /// `--proxy-protocol-from`.
+    pub proxy_protocol_from: Option<Vec<ipnet::IpNet>>,
     /// `[downstream.tls]`: speak HTTPS to clients.
     pub tls: Option<DownstreamTlsFile>,
     /// `[downstream.http2]`: HTTP/2 towards clients.
@@ -442,6 +465,8 @@ pub struct PolicyFile {
     pub http_version: Option<HttpVersion>,
     /// `--upstream-protocol`: `http1`, `h2`, `h2c` or `auto`.
     pub protocol: Option<ProtocolName>,
+    /// `--upstream-proxy-protocol`: `v1` or `v2`.
+    pub proxy_protocol: Option<ProxyVersionName>,
     /// `--upstream-timeout`.
     pub timeout: Option<Dur>,
     /// `--connect-timeout`.
@@ -464,6 +489,7 @@ impl PolicyFile {
             max_requests: self.max_requests.or(defaults.max_requests),
             http_version: self.http_version.or(defaults.http_version),
             protocol: self.protocol.or(defaults.protocol),
+            proxy_protocol: self.proxy_protocol.or(defaults.proxy_protocol),
             timeout: self.timeout.or(defaults.timeout),
             connect_timeout: self.connect_timeout.or(defaults.connect_timeout),
             tls: self.tls.or(&defaults.tls),

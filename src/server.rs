@@ -33,8 +33,9 @@ use crate::conn::{
 };
 use crate::error::BoxError;
 use crate::service::{HttpService, Service};
+use crate::transport::proxy_header::ProxyHeader;
 use crate::transport::tls::TlsAcceptor;
-use crate::transport::{Stream, starts_with};
+use crate::transport::{Stream, read_proxy_header, starts_with};
 
 /// Listener settings, each with its default. Build it from `ListenerConfig::default()`
 /// and set the fields that differ.
@@ -50,6 +51,29 @@ pub struct ListenerConfig {
     /// `SO_REUSEPORT`: several listeners (one per worker thread) share the address and the
     /// kernel spreads new connections over them. Default `false`.
     pub reuse_port: bool,
+    /// Take the client's address from a PROXY protocol header (v1 or v2) that trusted
+    /// peers (an L4 balancer) put first. Default `None`.
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+/// Whose PROXY protocol header to believe: a connection from one of `trusted` must start
+/// with one (it is closed otherwise) and is served as the client's the header names; any
+/// other connection is served as its own (a header from it is not HTTP: 400).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    /// The balancers' networks.
+    pub trusted: Vec<ipnet::IpNet>,
+}
+
+impl ProxyProtocol {
+    /// Whether a connection from `ip` must start with a header.
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted.iter().any(|net| net.contains(&ip))
+    }
 }
 
 impl Default for ListenerConfig {
@@ -59,6 +83,7 @@ impl Default for ListenerConfig {
             backlog: 4096,
             drain_timeout: Duration::from_secs(10),
             reuse_port: false,
+            proxy_protocol: None,
         }
     }
 }
@@ -307,6 +332,7 @@ where
             hooks: Arc::new(hooks),
             stats,
             tls,
+            proxy_protocol: listener_config.proxy_protocol.clone().map(Arc::new),
             next_id: 0,
         };
         let mut backoff = Duration::from_millis(1);
@@ -366,6 +392,7 @@ struct Connections<S> {
     hooks: Arc<Hooks>,
     stats: Arc<ServerStats>,
     tls: Option<TlsAcceptor>,
+    proxy_protocol: Option<Arc<ProxyProtocol>>,
     next_id: u64,
 }
 
@@ -382,12 +409,13 @@ impl<S: HttpService> Connections<S> {
     ) -> impl Future<Output = ()> + Send + 'static {
         let _ = tcp.set_nodelay(true);
         self.next_id += 1;
-        let info = ConnInfo {
+        let mut info = ConnInfo {
             id: self.next_id,
             peer,
             local: tcp.local_addr().unwrap_or(peer),
             secure: self.tls.is_some(),
         };
+        let proxied = (self.proxy_protocol.as_ref()).is_some_and(|pp| pp.trusts(peer.ip()));
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         self.stats.active.fetch_add(1, Ordering::Relaxed);
         let service = self.service.clone();
@@ -402,6 +430,25 @@ impl<S: HttpService> Connections<S> {
                 stats,
                 summary: None,
             };
+            if proxied {
+                let deadline = tokio::time::Instant::now() + config.header_timeout;
+                match read_proxy_header(&tcp, deadline).await {
+                    Ok(ProxyHeader::Proxied {
+                        source,
+                        destination,
+                    }) => (info.peer, info.local) = (source, destination),
+                    Ok(ProxyHeader::Local) => {}
+                    Err(error) => {
+                        tracing::debug!(%peer, %error, "closed: no valid PROXY protocol header");
+                        record.summary = Some(ConnSummary {
+                            requests: 0,
+                            writes: 0,
+                            reason: CloseReason::BadRequest,
+                        });
+                        return;
+                    }
+                }
+            }
             let opened = match tls {
                 None if config.http2.enabled => {
                     // h2c with prior knowledge: the client opens with HTTP/2's preface.

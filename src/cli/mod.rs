@@ -36,7 +36,7 @@ pub use hopline::config::{parse_duration, size};
 use hopline::conn::{Hooks, LiveConns, Observer, ServerConfig};
 use hopline::metrics::{Fanout, Metrics};
 use hopline::origin::Origin;
-use hopline::server::{ListenerConfig, Server};
+use hopline::server::{ListenerConfig, ProxyProtocol, Server};
 use hopline::service::HttpService;
 use hopline::transport::tls::{ServerTls, TlsAcceptor};
 
@@ -187,6 +187,20 @@ pub struct DownstreamArgs {
     /// How long a graceful shutdown (SIGINT / SIGTERM) waits for busy connections.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Behind an L4 balancer: connections from --proxy-protocol-from start with a PROXY
+    /// protocol header (v1 or v2) naming the client, whose address then feeds
+    /// X-Forwarded-For, Forwarded and the access log.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+    /// The balancers whose PROXY headers are believed, comma-separated networks (others are
+    /// served as their own clients).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128",
+        requires = "proxy_protocol"
+    )]
+    pub proxy_protocol_from: Vec<ipnet::IpNet>,
     /// Runtime worker threads [default: all cores]. 1 runs a single-threaded runtime.
     #[arg(long)]
     pub workers: Option<usize>,
@@ -354,6 +368,14 @@ impl DownstreamArgs {
                 self.drain_timeout,
                 file.drain_timeout.map(|d| d.0),
             );
+            let on = given.pick("proxy_protocol", self.proxy_protocol, file.proxy_protocol);
+            listener_config.proxy_protocol = on.then(|| ProxyProtocol {
+                trusted: given.pick(
+                    "proxy_protocol_from",
+                    self.proxy_protocol_from.clone(),
+                    file.proxy_protocol_from.clone(),
+                ),
+            });
             listener_config
         }
     }

@@ -22,6 +22,7 @@ use hopline::metrics::UpstreamCounts;
 use hopline::pool::PoolConfig;
 use hopline::proxy::upstream::{Balance, Upstreams};
 use hopline::proxy::{Group, Proxy, ProxyConfig, Target};
+use hopline::transport::proxy_header::ProxyVersion;
 
 /// `hopline proxy`.
 #[derive(Debug, Args)]
@@ -80,6 +81,11 @@ pub struct ProxyArgs {
     /// else HTTP/1.1). HTTP/2 connections are shared: many requests at once on each.
     #[arg(long, default_value = "http1", value_parser = clap::value_parser!(HopProtocol))]
     pub upstream_protocol: HopProtocol,
+    /// Open each upstream connection with a PROXY protocol header naming the client (for
+    /// an upstream behind this proxy that takes one, as HAProxy's accept-proxy); an upstream
+    /// connection then carries one client's requests only.
+    #[arg(long, value_enum)]
+    pub upstream_proxy_protocol: Option<ProxyVersion>,
     /// Longest wait for an upstream response (504 after).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub upstream_timeout: Duration,
@@ -167,6 +173,11 @@ impl ProxyArgs {
             "upstream_protocol",
             self.upstream_protocol,
             file.protocol.map(HopProtocol::from),
+        );
+        options.proxy_protocol = given.pick(
+            "upstream_proxy_protocol",
+            self.upstream_proxy_protocol,
+            file.proxy_protocol.map(ProxyVersion::from).map(Some),
         );
         options.conn.hooks = hooks.clone();
         options.tls = connector(

@@ -47,6 +47,7 @@ use crate::conn::{Body, Incoming};
 use crate::error::{BoxError, Error, ErrorKind, Side};
 use crate::pool::shared::SharedConfig;
 use crate::pool::{Checkout, Key, Pool, PoolConfig, Poolable, Pooled};
+use crate::transport::proxy_header::ProxyVersion;
 use crate::transport::tls::{ClientTls, TlsConnector};
 use crate::transport::{ConnectError, Dial, Stream};
 use exchange::{Attempt, Failure};
@@ -132,6 +133,20 @@ pub struct ClientOptions {
     pub http2: Http2Config,
     /// How HTTP/2 connections are shared: per-host cap, what to do at the stream limit.
     pub shared: SharedConfig,
+    /// Open each connection with a PROXY protocol header (for a server behind this hop that
+    /// takes one): it names the client a request carries in its [`ProxySource`] extension,
+    /// and a connection then carries that client's requests only. Default `None`.
+    pub proxy_protocol: Option<ProxyVersion>,
+}
+
+/// In a request's extensions: the client this hop relays (its address, and the address it
+/// connected to), for the PROXY protocol header of the connection the request goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxySource {
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The address the client connected to.
+    pub local: SocketAddr,
 }
 
 impl Default for ClientOptions {
@@ -146,6 +161,7 @@ impl Default for ClientOptions {
             protocol: HopProtocol::Http1,
             http2: Http2Config::default(),
             shared: SharedConfig::default(),
+            proxy_protocol: None,
         }
     }
 }
@@ -274,7 +290,13 @@ impl Client {
             Some(scheme) if *scheme == http::uri::Scheme::HTTPS => self.tls()?.fingerprint(),
             _ => 0,
         };
-        let head = Outgoing::from_parts(parts, tls)?;
+        let proxied = (self.inner.options.proxy_protocol.is_some())
+            .then(|| parts.extensions.get::<ProxySource>().copied())
+            .flatten();
+        let mut head = Outgoing::from_parts(parts, tls)?;
+        if let Some(source) = proxied {
+            head.key = head.key.with_proxy_source((source.client, source.local));
+        }
         let body = RequestBody::probe(body, &head)?;
         if self.goes_h2(&head) {
             match Box::pin(self.send_h2(&head, body)).await {
@@ -442,10 +464,13 @@ impl Client {
             None
         };
         let host = key.host().trim_start_matches('[').trim_end_matches(']');
+        let proxy_header =
+            (self.inner.options.proxy_protocol).map(|version| version.header(key.proxy_source()));
         let dial = Dial {
             addr,
             tls: tls.map(|connector| (connector, host)),
             timeout: self.inner.options.connect_timeout,
+            proxy_header: proxy_header.as_deref(),
         };
         let observer = &self.inner.options.conn.hooks.observer;
         let (stream, handshake) = match crate::transport::connect(dial).await {

@@ -17,6 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::poll_fn;
 use std::hash::Hash;
+use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -94,6 +95,9 @@ pub struct Key {
     /// For `https`: the fingerprint of the TLS verification settings (trust, server name
     /// override, client certificate) connections are opened with; 0 for `http`.
     tls: u64,
+    /// The client addresses a PROXY protocol header names on connections to it: a
+    /// connection carries one client's requests only (curl's rule).
+    proxied: Option<(SocketAddr, SocketAddr)>,
     /// FNV-1a of the lowercased host and the port.
     hash: u64,
 }
@@ -144,7 +148,23 @@ impl Key {
             authority,
             port,
             tls: 0,
+            proxied: None,
         }
+    }
+
+    /// The key of connections that open with a PROXY protocol header naming these
+    /// addresses (the client's, and the one it connected to).
+    pub fn with_proxy_source(mut self, addresses: (SocketAddr, SocketAddr)) -> Key {
+        let mut hash = FnvHasher::default();
+        addresses.hash(&mut hash);
+        self.hash ^= std::hash::Hasher::finish(&hash).rotate_left(29);
+        self.proxied = Some(addresses);
+        self
+    }
+
+    /// The addresses a PROXY protocol header names on its connections, if any.
+    pub fn proxy_source(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.proxied
     }
 
     /// The key of connections opened with these TLS verification settings (a connection
@@ -183,6 +203,7 @@ impl PartialEq for Key {
         self.hash == other.hash
             && self.port == other.port
             && self.tls == other.tls
+            && self.proxied == other.proxied
             && self.scheme == other.scheme
             && self.host().eq_ignore_ascii_case(other.host())
     }

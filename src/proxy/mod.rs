@@ -32,7 +32,7 @@ use http_body::{Body as _, Frame};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::client::{Client, ClientOptions};
+use crate::client::{Client, ClientOptions, ProxySource};
 use crate::conn::{
     Body, Incoming, RequestCtx, UpstreamNote, error_response, splice, upgrade, upgrade_channel,
 };
@@ -182,8 +182,10 @@ struct Destination<'a> {
 
 /// What the proxy knows about the request it forwards, from what the server parsed.
 struct Hop {
-    /// The client's address (`X-Forwarded-For`, `Forwarded`).
+    /// The client's address (`X-Forwarded-For`, `Forwarded`, a PROXY protocol header).
     peer: Option<SocketAddr>,
+    /// The address the client connected to (a PROXY protocol header).
+    local: Option<SocketAddr>,
     /// It arrived over TLS (`proto=https`, `X-Forwarded-Proto: https`).
     secure: bool,
     /// The version the request came in (`Via`).
@@ -203,6 +205,7 @@ impl Hop {
         let ctx = RequestCtx::of(request);
         Hop {
             peer: ctx.map(|ctx| ctx.conn.peer),
+            local: ctx.map(|ctx| ctx.conn.local),
             secure: ctx.is_some_and(|ctx| ctx.conn.secure),
             received: request.version(),
             wants_upgrade: ctx.is_some_and(|ctx| ctx.fields.wants_upgrade()),
@@ -358,6 +361,12 @@ impl Policy {
         let (mut parts, body) = request.into_parts();
         let destination = self.destination(&parts)?;
         self.rewrite(&mut parts, &hop, &destination);
+        if destination.client.options().proxy_protocol.is_some()
+            && let (Some(client), Some(local)) = (hop.peer, hop.local)
+        {
+            // The upstream learns whose connection this is from a PROXY header.
+            parts.extensions.insert(ProxySource { client, local });
+        }
         let outbound = Request::from_parts(parts, body);
         let sent = self.config.note_upstream.then(Instant::now);
         let mut response = destination

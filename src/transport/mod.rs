@@ -6,9 +6,11 @@
 //! | module | owns |
 //! |---|---|
 //! | [`tls`] | TLS configuration: certificates chosen by SNI, ALPN, session resumption, reload; the server's handshake bounded in time, the client's with its trust and name; what was negotiated |
+//! | [`proxy_header`] | the PROXY protocol header (v1 and v2) an L4 balancer puts first: parse, write |
 //!
 //! It must not know HTTP.
 
+pub mod proxy_header;
 pub mod tls;
 
 use std::io::{self, IoSlice};
@@ -50,16 +52,22 @@ pub struct Dial<'a> {
     pub tls: Option<(&'a TlsConnector, &'a str)>,
     /// Longest time for the TCP and TLS handshakes together.
     pub timeout: Duration,
+    /// A PROXY protocol header to write first, before TLS (see [`proxy_header`]).
+    pub proxy_header: Option<&'a [u8]>,
 }
 
 /// Opens a client connection (`TCP_NODELAY` set): TCP, then TLS when asked, both within
 /// the timeout. Reports the TLS handshake, if there was one.
 pub async fn connect(dial: Dial<'_>) -> Result<(Stream, Option<Handshake>), ConnectError> {
     let opening = async {
-        let tcp = TcpStream::connect(dial.addr)
+        let mut tcp = TcpStream::connect(dial.addr)
             .await
             .map_err(ConnectError::Tcp)?;
         let _ = tcp.set_nodelay(true);
+        if let Some(header) = dial.proxy_header {
+            use tokio::io::AsyncWriteExt;
+            tcp.write_all(header).await.map_err(ConnectError::Tcp)?;
+        }
         match dial.tls {
             None => Ok((Stream::Tcp(tcp), None)),
             Some((connector, host)) => {
@@ -107,6 +115,59 @@ pub async fn starts_with(
         }
     };
     tokio::time::timeout_at(deadline, looking).await.ok()
+}
+
+/// Why no PROXY protocol header could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyReadError {
+    /// The bytes are not a valid header.
+    #[error(transparent)]
+    Header(#[from] proxy_header::ProxyHeaderError),
+    /// The whole header did not arrive before the deadline.
+    #[error("no whole PROXY protocol header in time")]
+    Timeout,
+    /// The peer closed, or the socket failed.
+    #[error("the connection ended before its PROXY protocol header")]
+    Closed,
+}
+
+/// Reads the PROXY protocol header a balancer sends first (before TLS and HTTP), by the
+/// deadline. The socket is only peeked at until the whole header is there (it nearly always
+/// comes in the first segment; a slow one is looked at again after a pause that doubles, as
+/// [`starts_with`] does), then exactly the header is read: the bytes after it are the
+/// connection's.
+pub async fn read_proxy_header(
+    tcp: &TcpStream,
+    deadline: tokio::time::Instant,
+) -> Result<proxy_header::ProxyHeader, ProxyReadError> {
+    let reading = async {
+        let mut seen = vec![0u8; proxy_header::V2_MAX];
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let n = match tcp.peek(&mut seen).await {
+                Ok(0) | Err(_) => return Err(ProxyReadError::Closed),
+                Ok(n) => n,
+            };
+            if let Some((header, length)) = proxy_header::parse(&seen[..n])? {
+                let mut consumed = 0;
+                while consumed < length {
+                    tcp.readable().await.map_err(|_| ProxyReadError::Closed)?;
+                    match tcp.try_read(&mut seen[consumed..length]) {
+                        Ok(0) => return Err(ProxyReadError::Closed),
+                        Ok(read) => consumed += read,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => return Err(ProxyReadError::Closed),
+                    }
+                }
+                return Ok(header);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    };
+    tokio::time::timeout_at(deadline, reading)
+        .await
+        .unwrap_or(Err(ProxyReadError::Timeout))
 }
 
 /// A connection's byte stream: TCP, or TLS over TCP (either side of the handshake).

@@ -130,6 +130,7 @@ pub async fn raw_client(
         addr,
         tls: Some((connector, host)),
         timeout: std::time::Duration::from_secs(10),
+        proxy_header: None,
     };
     let (stream, _) = hopline::transport::connect(dial)
         .await

@@ -277,6 +277,7 @@ impl ClientConn {
             addr,
             tls: None,
             timeout,
+            proxy_header: None,
         };
         let (stream, _) = crate::transport::connect(dial).await?;
         Ok(Self::from_stream(stream, addr, id, config))
