@@ -121,6 +121,19 @@ async fn through_a_proxy_a_pooled_upstream_beats_a_short_lived_one() {
     assert_eq!(short.handshakes, short.connections + 13);
     // The warm pool already holds the upstream connections this load needs.
     assert_eq!(pooled.handshakes, pooled.connections);
+    // The report draws the second hop from what the proxy sent: every request, the
+    // short-lived upstream on a new connection each time, the pooled one on warm ones.
+    assert_eq!(short.upstream.len(), 13);
+    assert!(short.upstream.iter().all(|r| r.new_connection));
+    assert_eq!(pooled.upstream.len(), 13);
+    assert!(pooled.upstream.iter().all(|r| !r.new_connection));
+    for request in short.upstream.iter().chain(&pooled.upstream) {
+        assert!(
+            request.start_ms <= request.head_ms && request.head_ms <= request.end_ms,
+            "{request:?}"
+        );
+        assert!(request.end_ms <= short.load_ms.max(pooled.load_ms) + 1.0);
+    }
 }
 
 /// Checks that every element opened is closed in order (void and self-closed elements
@@ -174,10 +187,26 @@ async fn the_report_has_every_chart_and_needs_no_network() {
     }
     // Nothing to fetch: no external scripts, styles, images, fonts or frames.
     for needle in [
-        "src=", "href=", "<link", "<script", "<img", "<iframe", "url(", "@import",
+        "src=", "href=", "<link", "<script", "<img", "<iframe", "@import",
     ] {
         assert!(!html.contains(needle), "the report references `{needle}`");
     }
+    // Only the page's own patterns are referenced (`url(#...)`), nothing outside it.
+    assert!(html.split("url(").skip(1).all(|rest| rest.starts_with('#')));
+    // Both hops of a proxy mode, one time axis; counts in English.
+    for mode in [ModeKind::ProxyPooled, ModeKind::ProxyShortLived] {
+        let start = html
+            .find(&format!(
+                "data-chart=\"waterfall\" data-mode=\"{}\" data-rtt=\"20\"",
+                mode.name()
+            ))
+            .unwrap();
+        let chart = &html[start..start + html[start..].find("</svg>").unwrap()];
+        assert!(chart.contains("data-lane=\"client\""), "{}", mode.name());
+        assert!(chart.contains("data-lane=\"upstream\""), "{}", mode.name());
+        assert!(chart.contains("proxy → origin"), "{}", mode.name());
+    }
+    assert!(!html.contains(" 1 connections") && !html.contains(" 1 handshakes"));
     let json: serde_json::Value = serde_json::from_str(&report::json(&report)).unwrap();
     let runs = rtts.len() * ModeKind::ALL.len();
     assert_eq!(json["runs"].as_array().unwrap().len(), runs);

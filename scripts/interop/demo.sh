@@ -43,6 +43,8 @@ for mode in ("hol-pipelined-x1", "hol-h2-x1"):
 PY
 grep -q 'data-handshake="TLS"' "$work/report.html" || fail "the report draws no TLS handshake"
 echo "ok: hopline demo: 15 modes (5 over TLS, 2 head-of-line) x 2 RTTs, table, report and JSON"
+# The report as a reader sees it: rendered by headless Chromium, the screenshots checked.
+/usr/bin/python3 "$(dirname "$0")/report_in_browser.py" "$work/report.html" "$work" || fail "the report in a browser"
 
 mkdir -p "$work/site" "$work/nginx"
 chmod 755 "$work" "$work/site"  # nginx workers drop root

@@ -54,6 +54,8 @@ pub struct PageLoad {
     pub requests: Vec<RequestTiming>,
     /// From the first request to the last byte.
     pub total: Duration,
+    /// When the first request went out (every `*_ms` counts from it).
+    pub epoch: Instant,
 }
 
 impl PageLoad {
@@ -123,6 +125,7 @@ pub async fn load_page(
     Ok(PageLoad {
         requests,
         total: epoch.elapsed(),
+        epoch,
     })
 }
 

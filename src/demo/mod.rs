@@ -382,6 +382,9 @@ pub struct Run {
     pub model: Prediction,
     /// Every request, the document first.
     pub timeline: Vec<RequestTiming>,
+    /// Through a proxy: every request the proxy sent upstream, on the same clock
+    /// (`connection` is the proxy's upstream connection); empty without a proxy.
+    pub upstream: Vec<RequestTiming>,
 }
 
 impl Run {
@@ -541,8 +544,13 @@ impl Scenario<'_> {
     async fn run(&self) -> Result<Run, BoxError> {
         let origin_link = Link::start(self.origin, self.path).await?;
         // Through a proxy: client --link--> proxy --link--> origin.
+        let upstream_log = Arc::new(UpstreamLog::default());
         let proxy = match self.mode.upstream_mode() {
-            Some(upstream) => Some(spawn_proxy(origin_link.addr(), upstream)?),
+            Some(upstream) => Some(spawn_proxy(
+                origin_link.addr(),
+                upstream,
+                upstream_log.clone(),
+            )?),
             None => None,
         };
         let client_link = match &proxy {
@@ -560,6 +568,7 @@ impl Scenario<'_> {
             // A busy proxy's pool is warm: one page load by another client first.
             let warm_up = self.client(ModeKind::PersistentX6, Hooks::default())?;
             load::load_page(&warm_up, &target, ModeKind::PersistentX6.fetching()).await?;
+            upstream_log.clear();
         }
         let links: Vec<&Link> = [Some(&origin_link), client_link.as_ref()]
             .into_iter()
@@ -584,7 +593,9 @@ impl Scenario<'_> {
         let near_after = near.stats();
         let wire = (near_after.bytes_up - near_before.bytes_up)
             + (near_after.bytes_down - near_before.bytes_down);
+        let upstream = upstream_log.timings(load.epoch);
         let mut run = self.summarise(load, client.stats().connections, handshakes, wire);
+        run.upstream = upstream;
         run.tls_handshakes =
             counted.full.load(Ordering::Relaxed) + counted.resumed.load(Ordering::Relaxed);
         run.tls_resumed = counted.resumed.load(Ordering::Relaxed);
@@ -621,6 +632,7 @@ impl Scenario<'_> {
             body_bytes,
             model: model::predict(self.mode, self.path, html, &sizes, self.depth, slow),
             timeline: load.requests,
+            upstream: Vec::new(),
         }
     }
 }
@@ -636,12 +648,22 @@ fn spawn_server<S: crate::service::HttpService>(
     config: ServerConfig,
     tls: Option<TlsAcceptor>,
 ) -> std::io::Result<Running> {
+    spawn_server_hooked(service, config, tls, Hooks::default())
+}
+
+fn spawn_server_hooked<S: crate::service::HttpService>(
+    service: S,
+    config: ServerConfig,
+    tls: Option<TlsAcceptor>,
+    hooks: Hooks,
+) -> std::io::Result<Running> {
     let server = Server::bind(
         "127.0.0.1:0".parse().expect("literal address"),
         service,
         config,
         ListenerConfig::default(),
-    )?;
+    )?
+    .with_hooks(hooks);
     let addr = server.local_addr()?;
     let server = match tls {
         Some(acceptor) => server.with_tls(acceptor),
@@ -654,16 +676,102 @@ fn spawn_server<S: crate::service::HttpService>(
     Ok(Running { addr, _stop: stop })
 }
 
-/// A reverse proxy to `upstream` with that upstream connection type.
-fn spawn_proxy(upstream: SocketAddr, mode: Mode) -> Result<Running, BoxError> {
+/// A reverse proxy to `upstream` with that upstream connection type, telling `log` what
+/// it sent upstream.
+fn spawn_proxy(
+    upstream: SocketAddr,
+    mode: Mode,
+    log: Arc<UpstreamLog>,
+) -> Result<Running, BoxError> {
     let mut config = ProxyConfig::reverse(Upstreams::single(upstream));
     config.name = "demo-proxy".into();
     config.upstream.mode = mode;
-    Ok(spawn_server(
+    config.note_upstream = true;
+    let hooks = Hooks {
+        live: None,
+        observer: Some(log),
+    };
+    Ok(spawn_server_hooked(
         Proxy::new(config),
         ServerConfig::default(),
         None,
+        hooks,
     )?)
+}
+
+/// The demo proxy's requests as it answered them: when each ended, how long it took, and
+/// the upstream connection that carried it (so the report draws the proxy's hop too).
+#[derive(Debug, Default)]
+struct UpstreamLog {
+    records: std::sync::Mutex<Vec<UpstreamRecord>>,
+}
+
+#[derive(Debug)]
+struct UpstreamRecord {
+    ended: tokio::time::Instant,
+    duration: Duration,
+    note: crate::conn::UpstreamNote,
+    path: String,
+    status: u16,
+    body_bytes: u64,
+}
+
+impl UpstreamLog {
+    fn clear(&self) {
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// The upstream requests as timings on the clock that starts at `epoch`, by start.
+    fn timings(&self, epoch: tokio::time::Instant) -> Vec<RequestTiming> {
+        let millis =
+            |at: tokio::time::Instant| at.saturating_duration_since(epoch).as_secs_f64() * 1000.0;
+        let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let mut timings: Vec<RequestTiming> = records
+            .iter()
+            .map(|r| {
+                let start = r.ended.checked_sub(r.duration).unwrap_or(r.ended);
+                RequestTiming {
+                    path: r.path.clone(),
+                    status: r.status,
+                    body_bytes: r.body_bytes,
+                    connection: r.note.connection,
+                    new_connection: !r.note.reused,
+                    start_ms: millis(start),
+                    head_ms: millis(start + r.note.header_time.min(r.duration)),
+                    end_ms: millis(r.ended),
+                }
+            })
+            .collect();
+        timings.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+        timings
+    }
+}
+
+impl Observer for UpstreamLog {
+    fn opened(&self, _side: ConnSide) {}
+
+    fn request(&self, record: &RequestRecord<'_>) {
+        let Some(note) = record.upstream.clone() else {
+            return;
+        };
+        let entry = UpstreamRecord {
+            ended: tokio::time::Instant::now(),
+            duration: record.duration,
+            note,
+            path: record.target.to_string(),
+            status: record.status.as_u16(),
+            body_bytes: record.body_bytes,
+        };
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(entry);
+    }
+
+    fn closed(&self, _record: &ClosedRecord) {}
 }
 
 /// Counts the TLS handshakes a client makes.

@@ -13,10 +13,26 @@ const COLORS: [&str; 15] = [
     "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#ad494a", "#3182bd",
 ];
 
-/// The TCP handshake in the waterfalls.
-const TCP_COLOR: &str = "#f5a623";
-/// The TLS handshake in the waterfalls, after the TCP one.
-const TLS_COLOR: &str = "#6b3e26";
+/// The TCP handshake in the waterfalls: black hatching, unlike any mode's solid colour.
+const TCP_COLOR: &str = "url(#tcp-handshake)";
+/// The TLS handshake in the waterfalls, after the TCP one: black cross-hatching on yellow.
+const TLS_COLOR: &str = "url(#tls-handshake)";
+
+/// The handshake patterns, defined once for every chart of the page.
+const PATTERNS: &str = "<svg width=\"0\" height=\"0\" style=\"position:absolute\" aria-hidden=\"true\"><defs>\
+<pattern id=\"tcp-handshake\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\">\
+<rect width=\"6\" height=\"6\" fill=\"#fff\"/><rect width=\"3\" height=\"6\" fill=\"#000\"/></pattern>\
+<pattern id=\"tls-handshake\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\">\
+<rect width=\"6\" height=\"6\" fill=\"#ffe14d\"/><path d=\"M0 0L6 6M6 0L0 6\" stroke=\"#000\" stroke-width=\"1.2\"/></pattern>\
+</defs></svg>\n";
+
+/// A legend swatch showing `fill` (a colour or a pattern).
+fn swatch(fill: &str) -> String {
+    format!(
+        "<svg class=\"swatch\" width=\"14\" height=\"14\" viewBox=\"0 0 14 14\"><rect width=\"14\" \
+         height=\"14\" fill=\"{fill}\" stroke=\"#000\" stroke-width=\"0.5\"/></svg>"
+    )
+}
 
 /// `6 (5 resumed)` for a TLS run, `-` for plaintext.
 fn tls_handshakes(run: &Run) -> String {
@@ -148,16 +164,21 @@ pub fn html(report: &DemoReport) -> String {
     out.push_str(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <title>hopline demo: what each connection type costs</title>\n<style>\n\
-         body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 62em; color: #222; }\n\
+         body { font: 14px/1.45 system-ui, sans-serif; margin: 2em 3vw; color: #222; }\n\
+         p, h1 { max-width: 62em; }\n\
          table { border-collapse: collapse; margin: 1em 0; }\n\
          th, td { padding: 0.2em 0.7em; text-align: right; border-bottom: 1px solid #ddd; }\n\
          th:first-child, td:first-child { text-align: left; }\n\
-         svg { display: block; margin: 0.5em 0 1.5em; }\n\
+         svg { display: block; margin: 0.5em 0 1.5em; max-width: 100%; height: auto; }\n\
+         svg.wide { width: 100%; }\n\
+         svg.chart { width: 100%; max-width: 1100px; }\n\
+         svg.swatch { display: inline-block; margin: 0; vertical-align: middle; }\n\
          svg text { font: 11px system-ui, sans-serif; fill: #333; }\n\
          .swatch { display: inline-block; width: 0.9em; height: 0.9em; vertical-align: middle; }\n\
          code { background: #f3f3f3; padding: 0 0.2em; }\n\
          </style>\n</head>\n<body>\n",
     );
+    out.push_str(PATTERNS);
     writeln!(
         out,
         "<h1>hopline demo: what each connection type costs</h1>\n<p>The page: {} — \
@@ -175,18 +196,23 @@ pub fn html(report: &DemoReport) -> String {
     load_chart(&mut out, report, &rtts, &modes);
     out.push_str("<h2>Measured and predicted</h2>\n");
     summary_table(&mut out, report, &rtts, &modes);
-    out.push_str(
-        "<h2>Waterfalls</h2>\n<p>One lane per client connection, one bar per request: \
-         <span class=\"swatch\" style=\"background:#f5a623\"></span> the TCP handshake of a \
-         new connection (one round trip), over TLS then \
-         <span class=\"swatch\" style=\"background:#6b3e26\"></span> the TLS handshake (one \
-         more: a new TLS connection costs two round trips before its first request byte, a \
-         kept-alive one none), a thin line while the request waits for its \
-         response, a solid bar while the response arrives. Through a proxy, the lanes are the \
-         client's connections to the proxy; the proxy's upstream handshakes are counted in \
-         the table, not drawn. Hover a bar for its details. Each waterfall has its own time \
-         scale; the bars above them compare the load times.</p>\n",
-    );
+    writeln!(
+        out,
+        "<h2>Waterfalls</h2>\n<p>One lane per connection, one bar per request: {} the TCP \
+         handshake of a new connection (one round trip), over TLS then {} the TLS handshake \
+         (one more: a new TLS connection costs two round trips before its first request \
+         byte, a kept-alive one none), a thin line while the request waits for its response, \
+         a solid bar while the response arrives. Requests one after another share a row; \
+         requests in flight together on one connection (pipelined, multiplexed) stack in rows \
+         of their own. Through a proxy, the client's connections to the proxy come first and \
+         the proxy's upstream connections below them (<b>proxy → origin</b>), on the same time \
+         axis: a pooled upstream stays warm and handshakes once, a short-lived one handshakes \
+         for every request. Hover a bar for its details. Each waterfall has its own time \
+         scale; the bars above them compare the load times.</p>",
+        swatch(TCP_COLOR),
+        swatch(TLS_COLOR)
+    )
+    .expect("write");
     for (i, &rtt) in rtts.iter().enumerate() {
         let runs: Vec<&Run> = report.runs.iter().filter(|r| r.rtt_ms == rtt).collect();
         let open = if i + 1 == rtts.len() { " open" } else { "" };
@@ -236,7 +262,7 @@ fn load_chart(out: &mut String, report: &DemoReport, rtts: &[f64], modes: &[Mode
     let y = |ms: f64| bottom - (bottom - top) * ms / top_ms;
     writeln!(
         out,
-        "<svg data-chart=\"load-vs-rtt\" width=\"{width}\" height=\"{height}\" \
+        "<svg class=\"chart\" data-chart=\"load-vs-rtt\" width=\"{width}\" height=\"{height}\" \
          viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"page load time against \
          round-trip time\">"
     )
@@ -380,7 +406,7 @@ fn load_bars(out: &mut String, runs: &[&Run], rtt: f64) {
         .fold(1.0, f64::max);
     writeln!(
         out,
-        "<svg data-chart=\"load-bars\" data-rtt=\"{rtt}\" width=\"760\" height=\"{height}\" \
+        "<svg class=\"chart\" data-chart=\"load-bars\" data-rtt=\"{rtt}\" width=\"760\" height=\"{height}\" \
          viewBox=\"0 0 760 {height}\" role=\"img\" aria-label=\"load time per mode at {rtt} ms\">"
     )
     .expect("write");
@@ -414,44 +440,128 @@ fn load_bars(out: &mut String, runs: &[&Run], rtt: f64) {
     out.push_str("</svg>\n<p><small>Dashed: the model's prediction.</small></p>\n");
 }
 
-fn waterfall(out: &mut String, run: &Run) {
-    let scale_ms = run.load_ms.max(1.0);
-    // Lanes: the client's connections, in the order they first carried a request.
-    let mut lanes: Vec<u64> = Vec::new();
-    let mut requests: Vec<_> = run.timeline.iter().collect();
-    requests.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
-    for request in &requests {
-        if !lanes.contains(&request.connection) {
-            lanes.push(request.connection);
+/// `1 connection`, `2 connections`.
+fn counted(count: u64, noun: &str) -> String {
+    match count {
+        1 => format!("1 {noun}"),
+        _ => format!("{count} {noun}s"),
+    }
+}
+
+/// One connection in a waterfall: its requests in rows, each request on the first row free
+/// when it starts — requests one after another share a row; pipelined or multiplexed ones,
+/// in flight together, stack (so a single lane carrying a whole page stays readable).
+struct Lane<'a> {
+    connection: u64,
+    rows: Vec<Vec<&'a RequestTiming>>,
+}
+
+/// The lanes of `requests`, in the order their connections first carried one.
+fn lanes(requests: &[RequestTiming]) -> Vec<Lane<'_>> {
+    let mut by_start: Vec<&RequestTiming> = requests.iter().collect();
+    by_start.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+    let mut lanes: Vec<Lane<'_>> = Vec::new();
+    for request in by_start {
+        let lane = match lanes
+            .iter()
+            .position(|l| l.connection == request.connection)
+        {
+            Some(i) => &mut lanes[i],
+            None => {
+                lanes.push(Lane {
+                    connection: request.connection,
+                    rows: Vec::new(),
+                });
+                lanes.last_mut().expect("just pushed")
+            }
+        };
+        let free = lane.rows.iter().position(|row| {
+            row.last()
+                .is_none_or(|last| last.end_ms <= request.start_ms)
+        });
+        match free {
+            Some(row) => lane.rows[row].push(request),
+            None => lane.rows.push(vec![request]),
         }
     }
-    let (left, right, lane_height, top) = (96.0, 740.0, 20.0, 22.0);
-    let height = top + lane_height * lanes.len() as f64 + 24.0;
-    let x = |ms: f64| left + (right - left) * (ms / scale_ms).min(1.0);
+    lanes
+}
+
+/// The waterfall's geometry: the viewBox width, where the time axis runs, a row's height.
+const WATERFALL_WIDTH: f64 = 1200.0;
+const WATERFALL_LEFT: f64 = 150.0;
+const WATERFALL_RIGHT: f64 = 1180.0;
+const ROW: f64 = 16.0;
+
+fn waterfall(out: &mut String, run: &Run) {
+    let scale_ms = run
+        .upstream
+        .iter()
+        .map(|r| r.end_ms)
+        .fold(run.load_ms, f64::max)
+        .max(1.0);
+    let client = lanes(&run.timeline);
+    let upstream = lanes(&run.upstream);
+    let rows = |lanes: &[Lane<'_>]| lanes.iter().map(|l| l.rows.len()).sum::<usize>() as f64;
+    let top = 22.0;
+    let gap = if upstream.is_empty() { 0.0 } else { 26.0 };
+    let height = top + ROW * (rows(&client) + rows(&upstream)) + gap + 24.0;
+    let x =
+        |ms: f64| WATERFALL_LEFT + (WATERFALL_RIGHT - WATERFALL_LEFT) * (ms / scale_ms).min(1.0);
+    let upstream_note = match (&run.upstream[..], run.mode.upstream_mode()) {
+        ([], _) | (_, None) => String::new(),
+        (requests, Some(_)) => {
+            let opened = requests.iter().filter(|r| r.new_connection).count() as u64;
+            format!(
+                "; upstream {} opened for {}",
+                counted(opened, "connection"),
+                counted(requests.len() as u64, "request")
+            )
+        }
+    };
     writeln!(
         out,
-        "<h3 style=\"color:{}\">{} at {} ms: {} (model {}), {} connections, {} handshakes</h3>",
+        "<h3 style=\"color:{}\">{} at {} ms: {} (model {}), {}, {}{upstream_note}</h3>",
         color(run.mode),
         run.mode.name(),
         run.rtt_ms,
         ms_label(run.load_ms),
         ms_label(run.model.load_ms),
-        run.connections,
-        run.handshakes
+        counted(run.connections, "connection"),
+        counted(run.handshakes, "handshake"),
     )
     .expect("write");
     writeln!(
         out,
-        "<svg data-chart=\"waterfall\" data-mode=\"{}\" data-rtt=\"{}\" width=\"760\" \
-         height=\"{height}\" viewBox=\"0 0 760 {height}\" role=\"img\" aria-label=\"waterfall \
-         of {} at {} ms\">",
+        "<svg class=\"wide\" data-chart=\"waterfall\" data-mode=\"{}\" data-rtt=\"{}\" \
+         viewBox=\"0 0 {WATERFALL_WIDTH} {height}\" role=\"img\" aria-label=\"waterfall of {} at \
+         {} ms\">",
         run.mode.name(),
         run.rtt_ms,
         run.mode.name(),
         run.rtt_ms
     )
     .expect("write");
-    let step = tick_step(scale_ms, 6.0);
+    time_axis(out, scale_ms, (top, height), &x);
+    let mut y = top;
+    y = draw_lanes(out, run, &client, ("conn", "client"), y, &x);
+    if !upstream.is_empty() {
+        writeln!(
+            out,
+            "<line x1=\"0\" x2=\"{WATERFALL_RIGHT}\" y1=\"{0}\" y2=\"{0}\" stroke=\"#999\"/>\
+             <text x=\"4\" y=\"{1}\" font-weight=\"bold\">proxy → origin</text>",
+            y + 6.0,
+            y + 20.0
+        )
+        .expect("write");
+        draw_lanes(out, run, &upstream, ("up", "upstream"), y + gap, &x);
+    }
+    out.push_str("</svg>\n");
+}
+
+/// Vertical grid lines and their labels, every round step of the scale.
+fn time_axis(out: &mut String, scale_ms: f64, (top, height): (f64, f64), x: &impl Fn(f64) -> f64) {
+    let step = tick_step(scale_ms, 8.0);
     let mut tick = 0.0;
     while tick <= scale_ms + 1e-9 {
         writeln!(
@@ -467,31 +577,40 @@ fn waterfall(out: &mut String, run: &Run) {
         .expect("write");
         tick += step;
     }
-    for (lane, connection) in lanes.iter().enumerate() {
-        let y = top + lane_height * lane as f64;
-        if lane % 2 == 0 {
-            writeln!(
-                out,
-                "<rect x=\"0\" y=\"{y}\" width=\"{right}\" height=\"{lane_height}\" fill=\"#f7f7f7\"/>"
-            )
-            .expect("write");
-        }
+}
+
+/// The lanes from `y` down, labelled `label N` (`side`: `client` or `upstream`, in a
+/// `data-lane` attribute); returns where they end.
+fn draw_lanes(
+    out: &mut String,
+    run: &Run,
+    lanes: &[Lane<'_>],
+    (label, side): (&str, &str),
+    mut y: f64,
+    x: &impl Fn(f64) -> f64,
+) -> f64 {
+    let mut index = 0;
+    for (i, lane) in lanes.iter().enumerate() {
+        let lane_height = ROW * lane.rows.len() as f64;
+        let shade = if i % 2 == 0 { "#f4f4f4" } else { "#fff" };
         writeln!(
             out,
-            "<text x=\"4\" y=\"{}\">conn {connection}</text>",
-            y + 14.0
+            "<g data-lane=\"{side}\"><rect x=\"0\" y=\"{y}\" width=\"{WATERFALL_RIGHT}\" \
+             height=\"{lane_height}\" fill=\"{shade}\"/><text x=\"4\" y=\"{}\">{label} {}</text>",
+            y + 12.0,
+            lane.connection
         )
         .expect("write");
+        for (r, row) in lane.rows.iter().enumerate() {
+            for request in row {
+                request_bars(out, run, request, index, y + ROW * r as f64, x);
+                index += 1;
+            }
+        }
+        out.push_str("</g>\n");
+        y += lane_height;
     }
-    for (i, request) in requests.iter().enumerate() {
-        let lane = lanes
-            .iter()
-            .position(|c| *c == request.connection)
-            .unwrap_or(0);
-        let y = top + lane_height * lane as f64;
-        request_bars(out, run, request, i, y, &x);
-    }
-    out.push_str("</svg>\n");
+    y
 }
 
 /// One request's bars in a waterfall lane at height `y`: the handshakes of a new connection
@@ -526,10 +645,10 @@ fn request_bars(
             writeln!(
                 out,
                 "<rect class=\"handshake\" data-handshake=\"{what}\" x=\"{:.1}\" y=\"{}\" \
-                 width=\"{:.1}\" height=\"12\" fill=\"{fill}\"><title>{what} handshake — \
-                 {title}</title></rect>",
+                 width=\"{:.1}\" height=\"12\" fill=\"{fill}\" stroke=\"#000\" \
+                 stroke-width=\"0.5\"><title>{what} handshake — {title}</title></rect>",
                 x(waiting_from),
-                y + 4.0,
+                y + 2.0,
                 (x(end) - x(waiting_from)).max(1.0)
             )
             .expect("write");
@@ -541,7 +660,7 @@ fn request_bars(
         "<rect x=\"{:.1}\" y=\"{}\" width=\"{:.1}\" height=\"2\" fill=\"#aaa\"><title>waiting — \
          {title}</title></rect>",
         x(waiting_from),
-        y + 9.0,
+        y + 7.0,
         (x(request.head_ms) - x(waiting_from)).max(0.5)
     )
     .expect("write");
@@ -550,7 +669,7 @@ fn request_bars(
         "<rect x=\"{:.1}\" y=\"{}\" width=\"{:.1}\" height=\"12\" fill=\"{}\" \
          fill-opacity=\"{}\"><title>{title}</title></rect>",
         x(request.head_ms),
-        y + 4.0,
+        y + 2.0,
         (x(request.end_ms) - x(request.head_ms)).max(1.0),
         color(run.mode),
         if index.is_multiple_of(2) {
