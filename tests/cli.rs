@@ -196,6 +196,12 @@ async fn get_exits_as_curl_does() {
         (Some(6), ""),
         "-s: the status says it"
     );
+    let (code, stderr) = exit_status(&["get", "-sS", unknown]).await;
+    assert_eq!(code, Some(6));
+    assert!(
+        stderr.contains("could not resolve host") && !stderr.contains("requests over"),
+        "-sS: the failure, not the table: {stderr}"
+    );
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
