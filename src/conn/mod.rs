@@ -8,7 +8,7 @@
 //! | `pipe` | the one-frame channel that hands body frames to an [`Incoming`], with a "want" signal |
 //! | [`shutdown`] | the graceful-shutdown signal connections listen to |
 //! | [`status`] | the live registry of open connections, `TCP_INFO`, the observer hooks |
-//! | [`panic`] | panics in a service or its body caught and turned into errors ([`panic::Panicked`]) |
+//! | [`panic`] | panics while serving caught (once per poll of a connection's work) and turned into [`panic::Panicked`] |
 //! | [`upgrade`] | protocol switches and CONNECT tunnels: the socket handed over, the splice |
 //! | `io` | syscall loops and a connection's pending output |
 //!

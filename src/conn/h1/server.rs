@@ -41,7 +41,7 @@ use crate::conn::body::{Body, Incoming};
 use crate::conn::io::{
     Output, read_now, read_some, recycle_read_buf, recycle_write_buf, reserve_write,
 };
-use crate::conn::panic::{CatchPanic, Panicked};
+use crate::conn::panic::{CatchUnwind, Panicked};
 use crate::conn::shutdown::ShutdownListener;
 use crate::conn::status::{
     ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, RequestFields, RequestRecord,
@@ -378,7 +378,7 @@ const SPINS: usize = 32;
 pub async fn serve_connection<S, B>(
     stream: Stream,
     info: ConnInfo,
-    service: S,
+    mut service: S,
     config: &ServerConfig,
     shutdown: ShutdownListener,
     hooks: &Hooks,
@@ -417,16 +417,25 @@ where
         head_deadline: None,
         upgrade: None,
         feed: None,
+        answer: AnswerStage::Done,
+        current: Answering {
+            method: Method::GET,
+            version: Version::HTTP_11,
+            keep_alive: true,
+            observed: None,
+        },
         born: Instant::now(),
     };
     let mut idle_timer = pin!(tokio::time::sleep_until(conn.born + config.header_timeout));
-    // A panicking service or body ends its own request (500 if nothing was sent), not more.
-    let mut service = CatchPanic::new(service);
     let reason = loop {
         if let Err(reason) = conn.wait_idle(idle_timer.as_mut()).await {
             break reason;
         }
-        if let Err(close) = Box::pin(conn.serve_burst(&mut service)).await {
+        // A panic while serving ends this connection's request (500 if nothing of its
+        // response has left), not the server: caught once per poll of the burst.
+        let served = CatchUnwind::new(Box::pin(conn.serve_burst(&mut service))).await;
+        let served = served.unwrap_or_else(|panicked| Err(conn.recover(panicked)));
+        if let Err(close) = served {
             if close != CloseReason::Upgraded {
                 Box::pin(conn.close(close)).await;
             }
@@ -463,6 +472,11 @@ struct Conn<'a> {
     upgrade: Option<oneshot::Sender<Upgraded>>,
     /// The current request's body, while it is not completely read.
     feed: Option<BodyFeed>,
+    /// What answering the current request needs of it (kept here, not in the loop's
+    /// future, so that a panic while answering leaves it readable).
+    current: Answering,
+    /// How far answering it got.
+    answer: AnswerStage,
     born: Instant,
 }
 
@@ -471,6 +485,18 @@ struct Admitted {
     request: Request<Incoming>,
     /// Watch the client for a reset while the service runs.
     watch: bool,
+}
+
+/// How far the current request's answer got: what a panic while answering can still save.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AnswerStage {
+    /// No request is being answered.
+    Done,
+    /// The service has it: nothing of its response exists yet.
+    Calling,
+    /// Its response starts at `mark` in the write buffer (`None`: behind a large piece),
+    /// when `writes` writes had been made: if none was made since, none of it has left.
+    Responding { mark: Option<usize>, writes: u64 },
 }
 
 /// What the observer is told of a request, kept while it is answered.
@@ -488,8 +514,9 @@ struct Answering {
     version: Version,
     /// The client's persistence intent (RFC 9112 §9.3).
     keep_alive: bool,
-    /// For the observer: the head as received, when it was complete, the fields it logs.
-    observed: Option<Observed>,
+    /// For the observer: the head as received, when it was complete, the fields it logs
+    /// (boxed: only an observed server has it).
+    observed: Option<Box<Observed>>,
 }
 
 impl Conn<'_> {
@@ -578,8 +605,17 @@ impl Conn<'_> {
         }
     }
 
-    /// Reports an answered request to the observer, if there is one.
-    fn observe(&self, request: Option<&Answering>, upstream: Option<UpstreamNote>) {
+    /// Reports the current request, answered, to the observer, if there is one.
+    fn observe(&self, upstream: Option<UpstreamNote>) {
+        self.report(Some(&self.current), upstream);
+    }
+
+    /// Reports an answer to a request too malformed (or too late) to have a method.
+    fn observe_unparsed(&self) {
+        self.report(None, None);
+    }
+
+    fn report(&self, request: Option<&Answering>, upstream: Option<UpstreamNote>) {
         let Some(observer) = &self.hooks.observer else {
             return;
         };
@@ -633,29 +669,29 @@ impl Conn<'_> {
                 }
                 return Ok(());
             };
-            let (Admitted { request, watch }, answering) = self.start(head)?;
+            let Admitted { request, watch } = self.start(head)?;
+            self.answer = AnswerStage::Calling;
             let outcome = if poll_fn(|cx| service.poll_ready(cx)).await.is_err() {
                 None
             } else {
                 let call = pin!(service.call(request));
                 Some(self.alongside(call, watch).await)
             };
-            let response = self.service_answered(outcome, &answering)?;
+            let response = self.service_answered(outcome)?;
             self.set_state(ConnState::Writing);
-            let upstream = answering
-                .observed
-                .as_ref()
+            let upstream = (self.current.observed.as_ref())
                 .and(response.extensions().get::<UpstreamNote>())
                 .cloned();
             let (parts, body) = response.into_parts();
             let mut body = pin!(body);
-            let sent = match self.respond_now(parts, body.as_mut(), &answering) {
+            let sent = match self.respond_now(parts, body.as_mut()) {
                 Ok(None) => Ok(()),
                 Ok(Some(plan)) => Box::pin(self.respond_rest(body.as_mut(), plan)).await,
                 Err(reason) => Err(reason),
             };
-            if answering.observed.is_some() {
-                self.observe(Some(&answering), upstream);
+            self.answer = AnswerStage::Done;
+            if self.current.observed.is_some() {
+                self.observe(upstream);
             }
             sent?;
             if self.out.pending() >= self.config.flush_threshold {
@@ -666,7 +702,7 @@ impl Conn<'_> {
 
     /// Counts a new request and turns its head into what the service gets, unless it is
     /// refused outright (then answered here, and the connection closes).
-    fn start(&mut self, head: RequestHead) -> Result<(Admitted, Answering), CloseReason> {
+    fn start(&mut self, head: RequestHead) -> Result<Admitted, CloseReason> {
         self.requests += 1;
         if let Some(live) = &self.live {
             live.status().set_requests(self.requests);
@@ -674,23 +710,25 @@ impl Conn<'_> {
         }
         self.sent_status = StatusCode::OK;
         self.sent_body = 0;
-        let answering = Answering {
-            method: head.method.clone(),
-            version: head.version,
-            keep_alive: keep_alive_intent(&head.fields),
-            // The clock is read only when someone observes requests.
-            observed: self.hooks.observer.is_some().then(|| Observed {
+        // Field by field, in place: the whole struct is large to move.
+        let current = &mut self.current;
+        current.method.clone_from(&head.method);
+        current.version = head.version;
+        current.keep_alive = keep_alive_intent(&head.fields);
+        // The clock is read only when someone observes requests.
+        current.observed = self.hooks.observer.is_some().then(|| {
+            Box::new(Observed {
                 raw: head.raw.clone(),
                 at: Instant::now(),
                 fields: RequestFields::of(&head.headers),
-            }),
-        };
+            })
+        });
         if let Some(status) = self.refusal(&head) {
             self.write_error(status);
-            self.observe(Some(&answering), None);
+            self.observe(None);
             return Err(CloseReason::BadRequest);
         }
-        Ok((self.admit(head), answering))
+        Ok(self.admit(head))
     }
 
     /// What the service's outcome means for the connection: its response; a 500 (and
@@ -699,18 +737,11 @@ impl Conn<'_> {
     fn service_answered<R, E: Into<BoxError>>(
         &mut self,
         outcome: Option<Option<Result<R, E>>>,
-        answering: &Answering,
     ) -> Result<R, CloseReason> {
         match outcome {
             Some(Some(Ok(response))) => return Ok(response),
             Some(Some(Err(error))) => {
                 let error: BoxError = error.into();
-                if Panicked::of(&error).is_some() {
-                    self.panicked(&error, Some(answering));
-                    self.write_error(StatusCode::INTERNAL_SERVER_ERROR);
-                    self.observe(Some(answering), None);
-                    return Err(CloseReason::HandlerPanicked);
-                }
                 tracing::error!(conn = self.info.id, %error, "the service failed");
             }
             None => tracing::error!(conn = self.info.id, "the service was not ready"),
@@ -720,12 +751,12 @@ impl Conn<'_> {
                     "client reset the connection while its request was handled"
                 );
                 self.sent_status = StatusCode::from_u16(499).expect("a valid status code");
-                self.observe(Some(answering), None);
+                self.observe(None);
                 return Err(CloseReason::ClientClosed);
             }
         }
         self.write_error(StatusCode::INTERNAL_SERVER_ERROR);
-        self.observe(Some(answering), None);
+        self.observe(None);
         Err(CloseReason::HandlerFailed)
     }
 
@@ -736,25 +767,23 @@ impl Conn<'_> {
         &mut self,
         parts: http::response::Parts,
         body: Pin<&mut B>,
-        answering: &Answering,
     ) -> Result<Option<Plan>, CloseReason>
     where
         B: HttpBody<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        // Where this response starts in the write buffer, while none of it can have left.
-        let mark = (!self.out.has_large()).then_some(self.out.buf.len());
-        let mut plan = self.begin_response(parts, body.as_ref().get_ref(), answering)?;
+        // Where this response starts in the write buffer, while none of it can have left
+        // (a panic before it does takes it back: see `recover`).
+        self.answer = AnswerStage::Responding {
+            mark: (!self.out.has_large()).then_some(self.out.buf.len()),
+            writes: self.out.writes,
+        };
+        let mut plan = self.begin_response(parts, body.as_ref().get_ref())?;
         if plan.upgrade.is_some() || !matches!(plan.unread, Unread::Complete) {
             return Ok(Some(plan));
         }
-        if plan.framing.sends_body() {
-            match self.push_ready_body(body, &mut plan, answering) {
-                Ok(true) => {}
-                Ok(false) => return Ok(Some(plan)),
-                Err(CloseReason::HandlerPanicked) => return Err(self.take_back(mark)),
-                Err(reason) => return Err(reason),
-            }
+        if plan.framing.sends_body() && !self.push_ready_body(body, &mut plan)? {
+            return Ok(Some(plan));
         }
         match plan.close {
             Some(reason) => Err(reason),
@@ -804,7 +833,6 @@ impl Conn<'_> {
         &mut self,
         mut body: Pin<&mut B>,
         plan: &mut Plan,
-        answering: &Answering,
     ) -> Result<bool, CloseReason>
     where
         B: HttpBody<Data = Bytes>,
@@ -828,9 +856,7 @@ impl Conn<'_> {
                         }
                     }
                 },
-                Poll::Ready(Some(Err(error))) => {
-                    return Err(self.body_failed(error.into(), Some(answering)));
-                }
+                Poll::Ready(Some(Err(error))) => return Err(self.body_failed(error.into())),
                 Poll::Pending => return Ok(false),
             }
         }
@@ -838,45 +864,47 @@ impl Conn<'_> {
     }
 
     /// Why the connection closes when the response body failed mid-way (it is cut short).
-    fn body_failed(&self, error: BoxError, answering: Option<&Answering>) -> CloseReason {
-        if Panicked::of(&error).is_some() {
-            self.panicked(&error, answering);
-            return CloseReason::HandlerPanicked;
-        }
+    fn body_failed(&self, error: BoxError) -> CloseReason {
         tracing::warn!(conn = self.info.id, %error, "response body failed; closing");
         CloseReason::ResponseAborted
     }
 
-    /// A panic in the service or its body: logged with the request, counted.
-    fn panicked(&self, error: &BoxError, answering: Option<&Answering>) {
-        let method = answering.map_or("", |answering| answering.method.as_str());
-        let target = answering
-            .and_then(|answering| answering.observed.as_ref())
-            .map_or("", |observed| request_target(&observed.raw));
+    /// After a panic while serving (in the service, its future or its response body —
+    /// or in this loop): logged with the request and counted; answered 500 if nothing of
+    /// the response could have left (it is taken back out of the write buffer), else cut
+    /// short. The connection then closes.
+    fn recover(&mut self, panicked: Panicked) -> CloseReason {
+        let answering = &self.current;
+        let target =
+            (answering.observed.as_ref()).map_or("", |observed| request_target(&observed.raw));
         tracing::error!(
             conn = self.info.id,
             request = self.requests,
-            method,
+            method = %answering.method,
             target,
-            %error,
+            error = %panicked,
             "the service panicked; its connection closes"
         );
         if let Some(observer) = &self.hooks.observer {
             observer.panicked(ConnSide::Downstream);
         }
-    }
-
-    /// After a response body panicked before any of the response could leave: the
-    /// response is taken back out of the write buffer and a 500 goes instead. (Once part
-    /// of it may have left, the connection is only cut short.)
-    fn take_back(&mut self, mark: Option<usize>) -> CloseReason {
-        if let Some(mark) = mark
-            && !self.out.has_large()
-            && self.out.buf.len() >= mark
-        {
-            self.out.buf.truncate(mark);
-            self.write_error(StatusCode::INTERNAL_SERVER_ERROR);
+        self.feed = None;
+        match std::mem::replace(&mut self.answer, AnswerStage::Done) {
+            AnswerStage::Done => return CloseReason::HandlerPanicked,
+            AnswerStage::Calling => self.write_error(StatusCode::INTERNAL_SERVER_ERROR),
+            AnswerStage::Responding {
+                mark: Some(mark),
+                writes,
+            } if writes == self.out.writes
+                && !self.out.has_large()
+                && self.out.buf.len() >= mark =>
+            {
+                self.out.buf.truncate(mark);
+                self.write_error(StatusCode::INTERNAL_SERVER_ERROR);
+            }
+            AnswerStage::Responding { .. } => {}
         }
+        self.observe(None);
         CloseReason::HandlerPanicked
     }
 
@@ -944,7 +972,7 @@ impl Conn<'_> {
                 tracing::debug!(conn = self.info.id, %error, "malformed request");
                 self.requests += 1;
                 self.write_error(error.status());
-                self.observe(None, None);
+                self.observe_unparsed();
                 Err(CloseReason::BadRequest)
             }
         }
@@ -982,7 +1010,7 @@ impl Conn<'_> {
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 self.requests += 1;
                 self.write_error(StatusCode::REQUEST_TIMEOUT);
-                self.observe(None, None);
+                self.observe_unparsed();
                 Err(CloseReason::HeaderTimeout)
             }
             Err(_) => Err(CloseReason::Io),
@@ -1144,18 +1172,17 @@ impl Conn<'_> {
         &mut self,
         parts: http::response::Parts,
         body: &B,
-        answering: &Answering,
     ) -> Result<Plan, CloseReason> {
         if let Some(reason) = self.answer_body_failure() {
             return Err(reason);
         }
-        let method = &answering.method;
+        let (method, version) = (&self.current.method.clone(), self.current.version);
         // A switch of protocols (RFC 9110 §15.2.2) or a CONNECT tunnel (§9.3.6): the head
         // goes out without framing, then the connection is handed over.
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS
             || (method == Method::CONNECT && parts.status.is_success());
         let handover = self.handover(&parts, switching)?;
-        let mut close = self.close_after(answering.keep_alive);
+        let mut close = self.close_after(self.current.keep_alive);
         let unread = if switching {
             Unread::Complete
         } else {
@@ -1191,12 +1218,12 @@ impl Conn<'_> {
         let framing = if switching {
             OutgoingFraming::None
         } else {
-            response_framing_of(method, &parts, answering.version, body)
+            response_framing_of(method, &parts, version, body)
         };
         if framing == OutgoingFraming::CloseDelimited {
             close.get_or_insert(CloseReason::CloseDelimited);
         }
-        self.write_head(&parts, framing, answering.version, close.is_none());
+        self.write_head(&parts, framing, version, close.is_none());
         Ok(Plan {
             framing,
             sent: 0,
@@ -1370,7 +1397,7 @@ impl Conn<'_> {
                             Err(_) => Ok(()),
                         },
                     },
-                    Poll::Ready(Some(Err(error))) => Err(self.body_failed(error.into(), None)),
+                    Poll::Ready(Some(Err(error))) => Err(self.body_failed(error.into())),
                     Poll::Pending => {
                         let fed = self.poll_feed(cx);
                         self.out.poll_write_opportunistic(&mut self.stream, cx);

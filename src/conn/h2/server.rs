@@ -20,7 +20,7 @@
 //! - **A shut window** (a reader that never reads): each response waits for window at
 //!   most the write timeout, then its stream is reset (`CANCEL`).
 
-use crate::conn::panic::{CatchPanic, Panicked};
+use crate::conn::panic::{CatchUnwind, Panicked, catching};
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -106,8 +106,6 @@ where
         Err(_) => CloseReason::HeaderTimeout,
         Ok(Err(error)) => close_reason(&error),
         Ok(Ok(mut h2)) => {
-            // A panicking service or body fails its own stream, not the connection.
-            let service = CatchPanic::new(service);
             let reason = conn.drive(&mut h2, service, shutdown).await;
             // The socket is still open here (`h2` owns it): read the kernel's figures now.
             conn.report_closed(reason, fd);
@@ -707,11 +705,31 @@ impl StreamJob {
         B::Error: Into<BoxError>,
     {
         self.event(Http2Event::StreamOpened);
-        let stage = match admitted {
-            Ok(request) => self.answer_now(request, service)?,
-            Err(status) => Stage::Refuse(status),
+        // A panic in the service or in the body's first poll: this stream is answered 500
+        // (nothing of its response has left), the connection goes on.
+        let stage = catching(|| match admitted {
+            Ok(request) => self.answer_now(request, service),
+            Err(status) => Some(Stage::Refuse(status)),
+        });
+        let stage = match stage {
+            Ok(stage) => stage?,
+            Err(panicked) => {
+                self.panicked(&panicked);
+                Stage::Refuse(StatusCode::INTERNAL_SERVER_ERROR)
+            }
         };
-        Some(self.run(stage))
+        // In the stream's task, a panic (a body that panics mid-way) resets the stream:
+        // counted and logged, the connection and its other streams untouched.
+        let (policy, conn, number) = (self.policy.clone(), self.conn, self.number);
+        let task = CatchUnwind::new(self.run(stage));
+        Some(async move {
+            if let Err(panicked) = task.await {
+                tracing::error!(conn, stream_request = number, error = %panicked, "the service panicked; its stream is reset");
+                if let Some(observer) = &policy.observer {
+                    observer.panicked(ConnSide::Downstream);
+                }
+            }
+        })
     }
 
     /// Calls the service and polls its answer once; `None` if the stream is served.
@@ -743,7 +761,7 @@ impl StreamJob {
         match answer.as_mut().poll(&mut polling_once()) {
             Poll::Ready(Ok(response)) => self.respond_now(response),
             Poll::Ready(Err(error)) => {
-                self.service_failed(&error);
+                tracing::debug!(%error, "service failed; answering 500");
                 Some(Stage::Refuse(StatusCode::INTERNAL_SERVER_ERROR))
             }
             Poll::Pending => Some(Stage::Answer(answer)),
@@ -768,12 +786,6 @@ impl StreamJob {
                 .poll_frame(&mut polling_once())
                 .map(|frame| frame.map(|f| f.map_err(Into::<BoxError>::into))),
         };
-        if let Poll::Ready(Some(Err(error))) = &first
-            && Panicked::of(error).is_some()
-        {
-            self.panicked(error);
-            return Some(Stage::Refuse(StatusCode::INTERNAL_SERVER_ERROR));
-        }
         let Ok(mut send) = self.respond.send_response(head, end) else {
             return self.done(None);
         };
@@ -838,15 +850,20 @@ impl StreamJob {
         B::Error: Into<BoxError>,
     {
         let respond = &mut self.respond;
-        let response = poll_fn(|cx| match answer.as_mut().poll(cx) {
-            Poll::Ready(answer) => Poll::Ready(Some(answer)),
-            Poll::Pending => respond.poll_reset(cx).map(|_| None),
+        let response = poll_fn(|cx| match catching(|| answer.as_mut().poll(cx)) {
+            Ok(Poll::Ready(answer)) => Poll::Ready(Some(Ok(answer))),
+            Ok(Poll::Pending) => respond.poll_reset(cx).map(|_| None),
+            Err(panicked) => Poll::Ready(Some(Err(panicked))),
         })
         .await;
         match response {
-            Some(Ok(response)) => self.send(response).await,
-            Some(Err(error)) => {
-                self.service_failed(&error);
+            Some(Ok(Ok(response))) => self.send(response).await,
+            Some(Ok(Err(error))) => {
+                tracing::debug!(%error, "service failed; answering 500");
+                Box::pin(self.send(error_response(StatusCode::INTERNAL_SERVER_ERROR))).await
+            }
+            Some(Err(panicked)) => {
+                self.panicked(&panicked);
                 Box::pin(self.send(error_response(StatusCode::INTERNAL_SERVER_ERROR))).await
             }
             None => {
@@ -909,19 +926,10 @@ impl StreamJob {
         (head, body, end, answered)
     }
 
-    /// The service failed (answered 500): logged; a panic counted too.
-    fn service_failed(&self, error: &BoxError) {
-        if Panicked::of(error).is_some() {
-            self.panicked(error);
-        } else {
-            tracing::debug!(%error, "service failed; answering 500");
-        }
-    }
-
     /// A panic in the service or its body: logged with the request, counted. Only this
     /// stream fails (500, or reset once its head has left); the connection's other streams
     /// go on.
-    fn panicked(&self, error: &BoxError) {
+    fn panicked(&self, error: &Panicked) {
         tracing::error!(
             conn = self.conn,
             stream_request = self.number,
@@ -940,11 +948,7 @@ impl StreamJob {
         match sent {
             Ok(bytes) => return bytes,
             Err(SendFailure::Source(error)) => {
-                if Panicked::of(&error).is_some() {
-                    self.panicked(&error);
-                } else {
-                    tracing::debug!(%error, "response body failed; stream reset");
-                }
+                tracing::debug!(%error, "response body failed; stream reset");
                 self.event(Http2Event::Reset { by_peer: false });
             }
             Err(SendFailure::Peer(error)) => {
