@@ -85,23 +85,7 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let key = Key::from_uri(&url)
         .filter(|_| url.scheme().is_some())
         .ok_or_else(|| format!("{url}: not an absolute http:// or https:// URL"))?;
-    let protocol = if args.h2 {
-        HopProtocol::Http2
-    } else {
-        HopProtocol::Http1
-    };
-    let tls = match key.scheme() {
-        "http" => None,
-        "https" => Some(match args.tls.connector(protocol)? {
-            Some(connector) => connector,
-            None => {
-                let mut settings = ClientTls::default();
-                settings.alpn = alpn_for(protocol);
-                TlsConnector::new(&settings)?
-            }
-        }),
-        _ => return Err(format!("{url}: only http:// and https:// are supported").into()),
-    };
+    let tls = tls_for(&args, &key, &url)?;
     if args
         .rate
         .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
@@ -167,6 +151,32 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         print!("{}", report.render());
     }
     verdict(&report, args.fail_on_errors).map_err(Into::into)
+}
+
+/// The TLS connector for an `https://` URL (`None` for `http://`), with the TLS flags'
+/// trust and ALPN for the protocol asked for.
+fn tls_for(
+    args: &BenchArgs,
+    key: &Key,
+    url: &Uri,
+) -> Result<Option<TlsConnector>, Box<dyn std::error::Error>> {
+    let protocol = if args.h2 {
+        HopProtocol::Http2
+    } else {
+        HopProtocol::Http1
+    };
+    match key.scheme() {
+        "http" => Ok(None),
+        "https" => Ok(Some(match args.tls.connector(protocol)? {
+            Some(connector) => connector,
+            None => {
+                let mut settings = ClientTls::default();
+                settings.alpn = alpn_for(protocol);
+                TlsConnector::new(&settings)?
+            }
+        })),
+        _ => Err(format!("{url}: only http:// and https:// are supported").into()),
+    }
 }
 
 /// The run's exit status: a failure when no request succeeded, or with `fail_on_errors`

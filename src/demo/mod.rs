@@ -447,23 +447,7 @@ pub async fn run(
             page.clone(),
         ),
     };
-    // The TLS modes: the same origin behind a TLS listener, its certificate made now.
-    if matches!(config.source, PageSource::External { .. })
-        && let Some(mode) = config.modes.iter().find(|m| m.needs_embedded_origin())
-    {
-        return Err(format!(
-            "{} (TLS, head-of-line) loads the embedded origin's page only",
-            mode.name()
-        )
-        .into());
-    }
-    let tls = if config.modes.iter().any(|m| m.is_tls()) {
-        let tls = tls::DemoTls::new()?;
-        let origin = spawn_server(Origin::new(), ServerConfig::default(), Some(tls.acceptor()))?;
-        Some((tls, origin))
-    } else {
-        None
-    };
+    let tls = tls_origin(config)?;
     let total = config.rtts.len() * config.modes.len();
     let mut runs = Vec::with_capacity(total);
     for &rtt in &config.rtts {
@@ -635,6 +619,27 @@ impl Scenario<'_> {
             upstream: Vec::new(),
         }
     }
+}
+
+/// The TLS modes' origin: the embedded one behind a TLS listener, its certificate made
+/// now (`None` without a TLS mode). The modes that need the embedded origin are refused for
+/// an external page.
+fn tls_origin(config: &DemoConfig) -> Result<Option<(tls::DemoTls, Running)>, BoxError> {
+    if matches!(config.source, PageSource::External { .. })
+        && let Some(mode) = config.modes.iter().find(|m| m.needs_embedded_origin())
+    {
+        return Err(format!(
+            "{} (TLS, head-of-line) loads the embedded origin's page only",
+            mode.name()
+        )
+        .into());
+    }
+    if !config.modes.iter().any(|m| m.is_tls()) {
+        return Ok(None);
+    }
+    let tls = tls::DemoTls::new()?;
+    let origin = spawn_server(Origin::new(), ServerConfig::default(), Some(tls.acceptor()))?;
+    Ok(Some((tls, origin)))
 }
 
 /// A server running in this process until dropped.

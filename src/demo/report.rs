@@ -247,6 +247,42 @@ everything but bodies: heads, handshakes and record framing. The predictions add
 time; the measured figures include the client, server, proxy and relay, on a shared \
 machine, and timers that fire to the millisecond.</p>\n";
 
+/// One mode's line in the load chart: its measured points joined, each with its figures.
+fn mode_line(
+    out: &mut String,
+    mode: ModeKind,
+    points: &[&Run],
+    (x, y): (&impl Fn(f64) -> f64, &impl Fn(f64) -> f64),
+) {
+    let line: Vec<String> = points
+        .iter()
+        .map(|r| format!("{:.1},{:.1}", x(r.rtt_ms), y(r.load_ms)))
+        .collect();
+    writeln!(
+        out,
+        "<polyline data-mode=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
+        mode.name(),
+        color(mode),
+        line.join(" ")
+    )
+    .expect("write");
+    for r in points {
+        writeln!(
+            out,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{}\"><title>{} at {} ms: \
+             {:.0} ms (model {:.0} ms)</title></circle>",
+            x(r.rtt_ms),
+            y(r.load_ms),
+            color(mode),
+            mode.name(),
+            r.rtt_ms,
+            r.load_ms,
+            r.model.load_ms
+        )
+        .expect("write");
+    }
+}
+
 fn load_chart(out: &mut String, report: &DemoReport, rtts: &[f64], modes: &[ModeKind]) {
     let (width, height) = (760.0, 380.0);
     let (left, right, top, bottom) = (64.0, 560.0, 16.0, 330.0);
@@ -300,33 +336,7 @@ fn load_chart(out: &mut String, report: &DemoReport, rtts: &[f64], modes: &[Mode
     .expect("write");
     for (i, &mode) in modes.iter().enumerate() {
         let points: Vec<&Run> = report.runs.iter().filter(|r| r.mode == mode).collect();
-        let line: Vec<String> = points
-            .iter()
-            .map(|r| format!("{:.1},{:.1}", x(r.rtt_ms), y(r.load_ms)))
-            .collect();
-        writeln!(
-            out,
-            "<polyline data-mode=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
-            mode.name(),
-            color(mode),
-            line.join(" ")
-        )
-        .expect("write");
-        for r in &points {
-            writeln!(
-                out,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{}\"><title>{} at {} ms: \
-                 {:.0} ms (model {:.0} ms)</title></circle>",
-                x(r.rtt_ms),
-                y(r.load_ms),
-                color(mode),
-                mode.name(),
-                r.rtt_ms,
-                r.load_ms,
-                r.model.load_ms
-            )
-            .expect("write");
-        }
+        mode_line(out, mode, &points, (&x, &y));
         let ly = top + 10.0 + 20.0 * i as f64;
         writeln!(
             out,

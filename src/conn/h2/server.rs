@@ -286,21 +286,39 @@ impl H2Conn<'_> {
                         if let Err(reason) = keepalive.ping() {
                             return reason;
                         }
-                    } else if (going || why == Some(CloseReason::IdleTimeout))
-                        && let Some(active) = streams.active_after(idle_since)
-                    {
-                        // Not idle all this time: count again from its last activity.
-                        idle_since = active;
-                        self.show(streams.count());
-                    } else if going {
-                        // Nothing left to finish, and the peer did not close after the
-                        // GOAWAY (nor answer its PING): close without waiting for it.
-                        h2.abrupt_shutdown(h2::Reason::NO_ERROR);
                     } else {
-                        ending = why.and_then(|why| self.go_away(h2, why));
+                        let idle = (&mut idle_since, going);
+                        ending = self.timed_out(h2, &streams, idle, why).or(ending);
                     }
                 }
             }
+        }
+    }
+
+    /// The connection's timer ran out for `why` (not a keep-alive PING): a connection that
+    /// was not idle all along counts again from its last activity; after a `GOAWAY`
+    /// (`going`), one with nothing left to finish closes without waiting for its peer;
+    /// otherwise it ends for `why`. Returns why it is ending, if it now is.
+    fn timed_out<T: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        h2: &mut Connection<T, Bytes>,
+        streams: &Arc<OpenStreams>,
+        (idle_since, going): (&mut Instant, bool),
+        why: Option<CloseReason>,
+    ) -> Ending {
+        if (going || why == Some(CloseReason::IdleTimeout))
+            && let Some(active) = streams.active_after(*idle_since)
+        {
+            *idle_since = active;
+            self.show(streams.count());
+            None
+        } else if going {
+            // Nothing left to finish, and the peer did not close after the GOAWAY (nor
+            // answer its PING): close without waiting for it.
+            h2.abrupt_shutdown(h2::Reason::NO_ERROR);
+            None
+        } else {
+            why.and_then(|why| self.go_away(h2, why))
         }
     }
 
