@@ -25,6 +25,7 @@
 //! | [`page`] | the synthetic page: a median web page's resource mix, its HTML and paths | do I/O |
 //! | [`origin`] | the built-in handler behind `hopline serve`: hello, `/bytes/N`, `/delay/MS`, `/echo`, static files | touch framing or persistence |
 //! | [`error`] | the one error type, carrying which side failed | — |
+//! | [`words`] | English for what is printed to people (counts in the right number) | — |
 //!
 //! `config`, `metrics`, `access_log`, `admin`, `bench` and `demo` need the `cli` feature (default); without
 //! it the crate is the engine alone. The binary (`src/main.rs`, `src/cli/`) is the command
@@ -54,6 +55,7 @@ pub mod server;
 pub mod service;
 pub mod transport;
 pub mod wire;
+pub mod words;
 
 pub use conn::{Body, Incoming};
 pub use error::{BoxError, Error, Side};

@@ -19,6 +19,7 @@ use hopline::conn::{ClosedRecord, ConnSide, Incoming, Observer, RequestRecord};
 use hopline::error::ErrorKind;
 use hopline::pool::PoolConfig;
 use hopline::transport::tls::{Handshake, TlsFailure};
+use hopline::words::counted;
 
 /// A connection type, as flags spell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -379,14 +380,6 @@ impl Default for Tally {
             retried: 0,
             exit_code: 1,
         }
-    }
-}
-
-/// `1 request`, `2 requests`.
-fn counted(count: u64, noun: &str) -> String {
-    match count {
-        1 => format!("1 {noun}"),
-        _ => format!("{count} {noun}s"),
     }
 }
 

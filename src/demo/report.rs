@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::load::RequestTiming;
 use super::{DemoReport, ModeKind, Run};
+use crate::words::counted;
 
 /// One color per mode, in [`ModeKind::ALL`] order (Tableau 10, then Tableau 20's darker
 /// and lighter companions).
@@ -448,14 +449,6 @@ fn load_bars(out: &mut String, runs: &[&Run], rtt: f64) {
         .expect("write");
     }
     out.push_str("</svg>\n<p><small>Dashed: the model's prediction.</small></p>\n");
-}
-
-/// `1 connection`, `2 connections`.
-fn counted(count: u64, noun: &str) -> String {
-    match count {
-        1 => format!("1 {noun}"),
-        _ => format!("{count} {noun}s"),
-    }
 }
 
 /// One connection in a waterfall: its requests in rows, each request on the first row free
