@@ -231,6 +231,8 @@ pub struct DownstreamFile {
     pub max_requests: Option<u64>,
     /// `--max-lifetime`.
     pub max_lifetime: Option<Dur>,
+    /// `--max-lifetime-jitter`.
+    pub max_lifetime_jitter: Option<Dur>,
     /// `--max-connections`.
     pub max_connections: Option<usize>,
     /// `--max-body`.
@@ -461,6 +463,10 @@ pub struct PolicyFile {
     pub idle_timeout: Option<Dur>,
     /// `--upstream-max-requests`.
     pub max_requests: Option<u64>,
+    /// `--upstream-max-lifetime`.
+    pub max_lifetime: Option<Dur>,
+    /// `--upstream-max-lifetime-jitter`.
+    pub max_lifetime_jitter: Option<Dur>,
     /// `--upstream-http1.0`.
     pub http_version: Option<HttpVersion>,
     /// `--upstream-protocol`: `http1`, `h2`, `h2c` or `auto`.
@@ -487,6 +493,8 @@ impl PolicyFile {
             max_connections: self.max_connections.or(defaults.max_connections),
             idle_timeout: self.idle_timeout.or(defaults.idle_timeout),
             max_requests: self.max_requests.or(defaults.max_requests),
+            max_lifetime: self.max_lifetime.or(defaults.max_lifetime),
+            max_lifetime_jitter: self.max_lifetime_jitter.or(defaults.max_lifetime_jitter),
             http_version: self.http_version.or(defaults.http_version),
             protocol: self.protocol.or(defaults.protocol),
             proxy_protocol: self.proxy_protocol.or(defaults.proxy_protocol),

@@ -592,3 +592,42 @@ async fn excess_connections_wait_for_a_slot_instead_of_being_dropped() {
         .expect("served once a slot was free");
     assert_eq!(response.status, 200);
 }
+
+#[tokio::test(start_paused = true)]
+async fn max_lifetime_jitter_spreads_closes_over_the_window() {
+    let config = {
+        let mut config = ServerConfig::default();
+        config.keepalive_timeout = Duration::from_secs(600);
+        config.max_lifetime = Some(Duration::from_secs(10));
+        config.max_lifetime_jitter = Duration::from_secs(8);
+        config
+    };
+    let server = TestServer::start(Origin::new(), config).await;
+    let start = tokio::time::Instant::now();
+    let mut closes = Vec::new();
+    for _ in 0..40 {
+        let mut client = RawClient::connect(server.addr).await;
+        client.get("/", "").await;
+        assert_eq!(client.response().await.status, 200);
+        closes.push(tokio::spawn(async move {
+            client.expect_eof().await;
+            start.elapsed()
+        }));
+    }
+    let mut seconds = Vec::new();
+    for close in closes {
+        let after = close.await.unwrap();
+        assert!(
+            after >= Duration::from_secs(2) && after <= Duration::from_secs(11),
+            "a lifetime of 10 s less up to 8: {after:?}"
+        );
+        seconds.push(after.as_secs());
+    }
+    seconds.sort_unstable();
+    seconds.dedup();
+    assert!(
+        seconds.len() >= 5,
+        "closes spread over the window, not together: {seconds:?}"
+    );
+    assert_eq!(server.closed(40).await.closed(CloseReason::MaxLifetime), 40);
+}

@@ -150,6 +150,10 @@ pub struct DownstreamArgs {
     /// [default: unlimited].
     #[arg(long, value_parser = parse_duration)]
     pub max_lifetime: Option<Duration>,
+    /// Shorten each connection's --max-lifetime by a share of this window, different per
+    /// connection, so that connections opened together do not close together (e.g. 1m).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub max_lifetime_jitter: Duration,
     /// Most connections served at once; more wait in the listen backlog, they are not
     /// dropped.
     #[arg(long, default_value_t = 10_000)]
@@ -284,6 +288,11 @@ impl DownstreamArgs {
                 "max_lifetime",
                 self.max_lifetime,
                 dur(&file.max_lifetime).map(Some),
+            );
+            server_config.max_lifetime_jitter = given.pick(
+                "max_lifetime_jitter",
+                self.max_lifetime_jitter,
+                dur(&file.max_lifetime_jitter),
             );
             server_config.advertise_keep_alive = given.pick(
                 "advertise_keepalive",

@@ -73,6 +73,13 @@ pub struct ProxyArgs {
     /// Requests per upstream connection [default: unlimited].
     #[arg(long)]
     pub upstream_max_requests: Option<u64>,
+    /// Retire an upstream connection past this age [default: unlimited].
+    #[arg(long, value_parser = parse_duration)]
+    pub upstream_max_lifetime: Option<Duration>,
+    /// Shorten each upstream connection's maximum lifetime by a share of this window, so
+    /// that connections opened together are not retired together.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub upstream_max_lifetime_jitter: Duration,
     /// Speak HTTP/1.0 upstream (keep-alive asked for; chunked bodies buffered).
     #[arg(long = "upstream-http1.0")]
     pub upstream_http10: bool,
@@ -149,6 +156,16 @@ impl ProxyArgs {
                     "upstream_max_requests",
                     self.upstream_max_requests,
                     file.max_requests.map(Some),
+                );
+                pool_config.max_lifetime = given.pick(
+                    "upstream_max_lifetime",
+                    self.upstream_max_lifetime,
+                    dur(file.max_lifetime).map(Some),
+                );
+                pool_config.max_lifetime_jitter = given.pick(
+                    "upstream_max_lifetime_jitter",
+                    self.upstream_max_lifetime_jitter,
+                    dur(file.max_lifetime_jitter),
                 );
                 pool_config
             };

@@ -639,6 +639,10 @@ impl Poolable for Box<ClientConn> {
         ClientConn::created(self)
     }
 
+    fn id(&self) -> u64 {
+        ClientConn::id(self)
+    }
+
     fn requests(&self) -> u64 {
         self.requests_sent()
     }

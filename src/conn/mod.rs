@@ -8,6 +8,7 @@
 //! | `pipe` | the one-frame channel that hands body frames to an [`Incoming`], with a "want" signal |
 //! | [`shutdown`] | the graceful-shutdown signal connections listen to |
 //! | [`status`] | the live registry of open connections, `TCP_INFO`, the observer hooks |
+//! | [`lifetime`] | maximum lifetimes spread over a jitter window |
 //! | [`panic`] | panics while serving caught (once per poll of a connection's work) and turned into [`panic::Panicked`] |
 //! | [`upgrade`] | protocol switches and CONNECT tunnels: the socket handed over, the splice |
 //! | `io` | syscall loops and a connection's pending output |
@@ -18,6 +19,7 @@ pub mod body;
 pub mod h1;
 pub mod h2;
 mod io;
+pub mod lifetime;
 pub mod panic;
 pub(crate) mod pipe;
 pub mod shutdown;

@@ -13,6 +13,7 @@
 
 pub mod shared;
 
+use crate::conn::lifetime::jittered_lifetime;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::poll_fn;
@@ -42,6 +43,9 @@ pub trait Poolable: Send + 'static {
     fn retire_at(&self) -> Option<Instant>;
     /// When the connection was opened (for the maximum lifetime).
     fn created(&self) -> Instant;
+    /// A number telling it from the pool's other connections (its share of the lifetime
+    /// jitter window).
+    fn id(&self) -> u64;
     /// Requests it has carried (for the per-connection maximum).
     fn requests(&self) -> u64;
     /// The pool is closing it, for this reason (a metric label such as `idle_timeout`,
@@ -67,6 +71,10 @@ pub struct PoolConfig {
     pub max_requests_per_connection: Option<u64>,
     /// A connection is not reused past this age. Default: unlimited.
     pub max_lifetime: Option<Duration>,
+    /// Each connection's maximum lifetime is shortened by a share of this, different per
+    /// connection, so that connections opened together are not all retired together.
+    /// Default 0.
+    pub max_lifetime_jitter: Duration,
 }
 
 impl Default for PoolConfig {
@@ -77,6 +85,7 @@ impl Default for PoolConfig {
             idle_timeout: Duration::from_secs(90),
             max_requests_per_connection: None,
             max_lifetime: None,
+            max_lifetime_jitter: Duration::ZERO,
         }
     }
 }
@@ -502,10 +511,12 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Shared<K, C> {
         {
             deadline = (at, "keepalive_hint");
         }
-        if let Some(lifetime) = self.config.max_lifetime
-            && conn.created() + lifetime < deadline.0
-        {
-            deadline = (conn.created() + lifetime, "max_lifetime");
+        if let Some(max) = self.config.max_lifetime {
+            let jitter = self.config.max_lifetime_jitter;
+            let retire = conn.created() + jittered_lifetime(max, jitter, conn.id());
+            if retire < deadline.0 {
+                deadline = (retire, "max_lifetime");
+            }
         }
         deadline
     }
@@ -851,6 +862,9 @@ mod tests {
         fn created(&self) -> Instant {
             self.created
         }
+        fn id(&self) -> u64 {
+            self.id as u64
+        }
         fn requests(&self) -> u64 {
             self.requests
         }
@@ -1006,6 +1020,41 @@ mod tests {
         get(&pool, "h").await.release();
         tokio::time::sleep(Duration::from_secs(31)).await;
         assert!(!get(&pool, "h").await.is_reused(), "too old to reuse");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lifetimes_jitter_so_connections_opened_together_retire_apart() {
+        let pool = ToyPool::new(PoolConfig {
+            max_lifetime: Some(Duration::from_secs(10)),
+            max_lifetime_jitter: Duration::from_secs(8),
+            idle_timeout: Duration::from_secs(600),
+            max_idle_per_host: 100,
+            ..PoolConfig::default()
+        });
+        let opened: Vec<_> = futures_join(&pool, 30).await;
+        for conn in opened {
+            conn.release();
+        }
+        assert_eq!(pool.idle_count(&"h"), 30);
+        let mut left = Vec::new();
+        for second in 1..=11 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            left.push((second, pool.idle_count(&"h")));
+        }
+        assert_eq!(left.last().unwrap().1, 0, "all retired by 10 s: {left:?}");
+        assert_eq!(left[0].1, 30, "none before 2 s: {left:?}");
+        let steps = left.windows(2).filter(|w| w[0].1 != w[1].1).count();
+        assert!(steps >= 4, "retired over the window, not at once: {left:?}");
+    }
+
+    /// `n` connections opened at the same moment (none is released in between), all
+    /// checked out.
+    async fn futures_join(pool: &ToyPool, n: usize) -> Vec<Pooled<&'static str, Toy>> {
+        let mut conns = Vec::new();
+        for _ in 0..n {
+            conns.push(get(pool, "h").await);
+        }
+        conns
     }
 
     #[tokio::test]

@@ -41,6 +41,7 @@ use crate::conn::body::{Body, Incoming};
 use crate::conn::io::{
     Output, read_now, read_some, recycle_read_buf, recycle_write_buf, reserve_write,
 };
+use crate::conn::lifetime::jittered_lifetime;
 use crate::conn::panic::{CatchUnwind, Panicked};
 use crate::conn::shutdown::ShutdownListener;
 use crate::conn::status::{
@@ -83,6 +84,9 @@ pub struct ServerConfig {
     /// Age after which a connection is closed after its current response (or at once if
     /// idle). Default: unlimited.
     pub max_lifetime: Option<Duration>,
+    /// Each connection's maximum lifetime is shortened by a share of this, different per
+    /// connection, so that connections opened together do not all close together. Default 0.
+    pub max_lifetime_jitter: Duration,
     /// Send `Keep-Alive: timeout=N[, max=M]` on persistent responses, so clients retire
     /// connections before the server would. Default `false`.
     pub advertise_keep_alive: bool,
@@ -134,6 +138,7 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(30),
             max_requests: None,
             max_lifetime: None,
+            max_lifetime_jitter: Duration::ZERO,
             advertise_keep_alive: false,
             head_limits: HeadLimits::default(),
             chunked_limits: ChunkedLimits::default(),
@@ -418,6 +423,8 @@ where
         upgrade: None,
         feed: None,
         answer: AnswerStage::Done,
+        lifetime: (config.max_lifetime)
+            .map(|max| jittered_lifetime(max, config.max_lifetime_jitter, info.id)),
         current: Answering {
             method: Method::GET,
             version: Version::HTTP_11,
@@ -477,6 +484,8 @@ struct Conn<'a> {
     current: Answering,
     /// How far answering it got.
     answer: AnswerStage,
+    /// Its maximum lifetime, jittered.
+    lifetime: Option<Duration>,
     born: Instant,
 }
 
@@ -572,7 +581,7 @@ impl Conn<'_> {
                 CloseReason::IdleTimeout,
             )
         };
-        if let Some(lifetime) = self.config.max_lifetime
+        if let Some(lifetime) = self.lifetime
             && self.born + lifetime < deadline
         {
             (deadline, reason) = (self.born + lifetime, CloseReason::MaxLifetime);
@@ -1113,8 +1122,7 @@ impl Conn<'_> {
         {
             Some(CloseReason::MaxRequests)
         } else if self
-            .config
-            .max_lifetime
+            .lifetime
             .is_some_and(|lifetime| self.born.elapsed() >= lifetime)
         {
             Some(CloseReason::MaxLifetime)

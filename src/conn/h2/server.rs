@@ -20,6 +20,7 @@
 //! - **A shut window** (a reader that never reads): each response waits for window at
 //!   most the write timeout, then its stream is reset (`CANCEL`).
 
+use crate::conn::lifetime::jittered_lifetime;
 use crate::conn::panic::{CatchUnwind, Panicked, catching};
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -421,10 +422,10 @@ impl H2Conn<'_> {
             return (Some(idle_since + self.config.linger_timeout), None);
         }
         let idle_at = Some(idle_since + self.config.keepalive_timeout);
-        let lifetime_at = self
-            .config
-            .max_lifetime
-            .map(|lifetime| self.born + lifetime);
+        let lifetime_at = self.config.max_lifetime.map(|max| {
+            let jitter = self.config.max_lifetime_jitter;
+            self.born + jittered_lifetime(max, jitter, self.info.id)
+        });
         match (idle_at, lifetime_at) {
             (Some(i), Some(l)) if l <= i => (Some(l), Some(CloseReason::MaxLifetime)),
             (Some(i), _) => (Some(i), Some(CloseReason::IdleTimeout)),
