@@ -9,12 +9,17 @@ use hopline::origin::Origin;
 use http_body_util::BodyExt;
 use tokio::process::Command;
 
-async fn hopline(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_hopline"))
+/// Runs the binary with `args` to its end.
+async fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hopline"))
         .args(args)
         .output()
         .await
-        .expect("run hopline");
+        .expect("run hopline")
+}
+
+async fn hopline(args: &[&str]) -> (bool, String, String) {
+    let output = run(args).await;
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -144,13 +149,8 @@ async fn get_follows_redirects_as_curl_does() {
     assert_eq!(stdout, "moved");
     // A loop ends at --max-redirs with curl's exit status 47.
     let looping = format!("http://{}/loop", server.addr);
-    let output = Command::new(env!("CARGO_BIN_EXE_hopline"))
-        .args(["get", "-L", "--max-redirs", "3", &looping])
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(47), "{stderr}");
+    let (code, stderr) = exit_status(&["get", "-L", "--max-redirs", "3", &looping]).await;
+    assert_eq!(code, Some(47), "{stderr}");
     assert!(
         stderr.contains("Maximum (3) redirects followed"),
         "{stderr}"
@@ -168,11 +168,7 @@ async fn get_follows_redirects_as_curl_does() {
 
 /// Runs hopline; its exit status and standard error.
 async fn exit_status(args: &[&str]) -> (Option<i32>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_hopline"))
-        .args(args)
-        .output()
-        .await
-        .expect("run hopline");
+    let output = run(args).await;
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     (output.status.code(), stderr)
 }

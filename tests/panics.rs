@@ -168,9 +168,14 @@ async fn http2_a_panic_fails_its_stream_only() {
         .await
         .expect("the head of /body-later");
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.into_body().collect().await.is_err(),
-        "the stream is reset mid-body"
+    let error = response.into_body().collect().await.unwrap_err();
+    let hopline::error::ErrorKind::Http2(reset) = &error.kind else {
+        panic!("a reset stream, not {error}");
+    };
+    assert_eq!(
+        reset.reason(),
+        Some(h2::Reason::INTERNAL_ERROR),
+        "reset mid-body, as a server error"
     );
     let response = client.send(get("/ok")).await.unwrap();
     let body = response.into_body().collect().await.unwrap().to_bytes();

@@ -523,9 +523,8 @@ struct Answering {
     version: Version,
     /// The client's persistence intent (RFC 9112 §9.3).
     keep_alive: bool,
-    /// For the observer: the head as received, when it was complete, the fields it logs
-    /// (boxed: only an observed server has it).
-    observed: Option<Box<Observed>>,
+    /// For the observer: the head as received, when it was complete, the fields it logs.
+    observed: Option<Observed>,
 }
 
 impl Conn<'_> {
@@ -725,12 +724,10 @@ impl Conn<'_> {
         current.version = head.version;
         current.keep_alive = keep_alive_intent(&head.fields);
         // The clock is read only when someone observes requests.
-        current.observed = self.hooks.observer.is_some().then(|| {
-            Box::new(Observed {
-                raw: head.raw.clone(),
-                at: Instant::now(),
-                fields: RequestFields::of(&head.headers),
-            })
+        current.observed = self.hooks.observer.is_some().then(|| Observed {
+            raw: head.raw.clone(),
+            at: Instant::now(),
+            fields: RequestFields::of(&head.headers),
         });
         if let Some(status) = self.refusal(&head) {
             self.write_error(status);
@@ -1184,11 +1181,16 @@ impl Conn<'_> {
         if let Some(reason) = self.answer_body_failure() {
             return Err(reason);
         }
-        let (method, version) = (&self.current.method.clone(), self.current.version);
+        let (method, version) = (&self.current.method, self.current.version);
         // A switch of protocols (RFC 9110 §15.2.2) or a CONNECT tunnel (§9.3.6): the head
         // goes out without framing, then the connection is handed over.
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS
             || (method == Method::CONNECT && parts.status.is_success());
+        let framing = if switching {
+            OutgoingFraming::None
+        } else {
+            response_framing_of(method, &parts, version, body)
+        };
         let handover = self.handover(&parts, switching)?;
         let mut close = self.close_after(self.current.keep_alive);
         let unread = if switching {
@@ -1223,11 +1225,6 @@ impl Conn<'_> {
         {
             close.get_or_insert(CloseReason::HandlerRequested);
         }
-        let framing = if switching {
-            OutgoingFraming::None
-        } else {
-            response_framing_of(method, &parts, version, body)
-        };
         if framing == OutgoingFraming::CloseDelimited {
             close.get_or_insert(CloseReason::CloseDelimited);
         }

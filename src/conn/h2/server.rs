@@ -737,18 +737,7 @@ impl StreamJob {
                 Stage::Refuse(StatusCode::INTERNAL_SERVER_ERROR)
             }
         };
-        // In the stream's task, a panic (a body that panics mid-way) resets the stream:
-        // counted and logged, the connection and its other streams untouched.
-        let (policy, conn, number) = (self.policy.clone(), self.conn, self.number);
-        let task = CatchUnwind::new(self.run(stage));
-        Some(async move {
-            if let Err(panicked) = task.await {
-                tracing::error!(conn, stream_request = number, error = %panicked, "the service panicked; its stream is reset");
-                if let Some(observer) = &policy.observer {
-                    observer.panicked(ConnSide::Downstream);
-                }
-            }
-        })
+        Some(self.run(stage))
     }
 
     /// Calls the service and polls its answer once; `None` if the stream is served.
@@ -841,7 +830,28 @@ impl StreamJob {
         B: HttpBody<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        let answered = match stage {
+        // A panic here (a body that panics once its head is out): the stream is reset with
+        // INTERNAL_ERROR, logged with its request and counted; the connection and its other
+        // streams go on. The job outlives the panic: only `finish`'s future unwinds.
+        let answered = match CatchUnwind::new(self.finish(stage)).await {
+            Ok(answered) => answered,
+            Err(panicked) => {
+                self.panicked(&panicked);
+                self.respond.send_reset(h2::Reason::INTERNAL_ERROR);
+                self.event(Http2Event::Reset { by_peer: false });
+                None
+            }
+        };
+        self.done::<()>(answered);
+    }
+
+    /// Takes the stream from `stage` to its end.
+    async fn finish<B>(&mut self, stage: Stage<B>) -> Option<Answered>
+    where
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        match stage {
             Stage::Answer(answer) => self.answer(answer).await,
             // Rare: boxed, so that every stream's task does not keep room for it.
             Stage::Refuse(status) => Box::pin(self.send(error_response(status))).await,
@@ -857,8 +867,7 @@ impl StreamJob {
                     ..answered
                 })
             }
-        };
-        self.done::<()>(answered);
+        }
     }
 
     /// Waits for the service's answer (dropping it if the client resets the stream
