@@ -221,6 +221,12 @@ impl<'de> Deserialize<'de> for LogFilter {
 pub struct DownstreamFile {
     /// `--keepalive-timeout`.
     pub keepalive_timeout: Option<Dur>,
+    /// `--keepalive-timeout-min`.
+    pub keepalive_timeout_min: Option<Dur>,
+    /// `--park-idle-after`.
+    pub park_idle_after: Option<Dur>,
+    /// `false`: `--no-park-idle`.
+    pub park_idle: Option<bool>,
     /// `--header-timeout`.
     pub header_timeout: Option<Dur>,
     /// `--body-timeout`.
@@ -260,6 +266,8 @@ pub struct DownstreamFile {
     pub advertise_keepalive: Option<bool>,
     /// `--drain-timeout`.
     pub drain_timeout: Option<Dur>,
+    /// `--drain-grace`.
+    pub drain_grace: Option<Dur>,
     /// `--proxy-protocol`.
     pub proxy_protocol: Option<bool>,
     /// `--proxy-protocol-from`.

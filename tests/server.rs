@@ -581,6 +581,8 @@ async fn excess_connections_wait_for_a_slot_instead_of_being_dropped() {
     let mut first = RawClient::connect(server.addr).await;
     first.get("/", "").await;
     first.response().await;
+    // Busy: half a request head (an idle connection would give way, see tests/idle.rs).
+    first.send(b"GET / HTTP/1.1\r\n").await;
     // The second connects (kernel backlog) but is not served while the first holds the slot.
     let mut second = RawClient::connect(server.addr).await;
     second.get("/", "").await;

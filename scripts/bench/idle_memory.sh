@@ -6,7 +6,9 @@
 # session state and record buffers are part of what an idle connection keeps). With H2=1,
 # over HTTP/2 with prior knowledge (h2c: nginx `listen ... http2`, hyper's HTTP/2 server):
 # an idle HTTP/2 connection also keeps its HPACK tables and stream state. Three
-# interleaved rounds, medians. Benchmarks are not tests: nothing is asserted.
+# interleaved rounds, medians. Also the server's wakeups per second while the connections
+# sit idle (context switches of all its threads over WAKE_SECONDS, default 5).
+# Benchmarks are not tests: nothing is asserted.
 #
 # Usage: scripts/bench/idle_memory.sh     (from the repo root; needs nginx and python3)
 #   CONNECTIONS=10000 ROUNDS=3 TLS=1 scripts/bench/idle_memory.sh
@@ -19,6 +21,7 @@ ROUNDS=${ROUNDS:-3}
 PORT=${PORT:-18190}
 TLS=${TLS:-0}
 H2=${H2:-0}
+WAKE_SECONDS=${WAKE_SECONDS:-5}
 export H2
 ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet
@@ -58,6 +61,7 @@ http {
 NGINX
 
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n}'; }
 
 measure() { # server -> KiB per connection
     local pid measured
@@ -81,14 +85,19 @@ measure() { # server -> KiB per connection
     read -r ready count <&"${CLIENT[0]}"
     sleep 1
     after=$(rss_kib "$measured")
+    # Wakeups while idle: context switches of all the server's threads over WAKE_SECONDS.
+    local w0 w1
+    w0=$(switches "$measured")
+    sleep "$WAKE_SECONDS"
+    w1=$(switches "$measured")
     echo >&"${CLIENT[1]}"
     wait "$CLIENT_PID" 2>/dev/null || true
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    python3 -c "print(f'{($after - $before) / $count:.3f}')"
+    python3 -c "print(f'{($after - $before) / $count:.3f}\t{($w1 - $w0) / $WAKE_SECONDS:.1f}')"
     echo "    $1: RSS $before KiB -> $after KiB with $count idle connections" >&2
 }
 
-printf 'round\tserver\tkib_per_connection\n' > "$work/results.tsv"
+printf 'round\tserver\tkib_per_connection\twakeups_per_second\n' > "$work/results.tsv"
 for round in $(seq "$ROUNDS"); do
     for server in $servers; do
         kib=$(measure $server)
@@ -99,8 +108,9 @@ done
 python3 - "$work/results.tsv" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter='\t'))
-print("\nmedian RSS growth per idle keep-alive connection")
+print("\nmedian RSS growth per idle keep-alive connection, and wakeups per second while idle")
 for s in dict.fromkeys(r['server'] for r in rows):
     vals = [float(r['kib_per_connection']) for r in rows if r['server'] == s]
-    print(f"{s:<8} {statistics.median(vals):6.2f} KiB")
+    wakes = [float(r['wakeups_per_second']) for r in rows if r['server'] == s]
+    print(f"{s:<8} {statistics.median(vals):6.2f} KiB  {statistics.median(wakes):6.1f} wakeups/s")
 PY

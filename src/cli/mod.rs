@@ -65,7 +65,7 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve HTTP/1.x and HTTP/2: built-in test endpoints (/, /bytes/N, /delay/MS, /echo, /page) and,
     /// with --root, static files.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Fetch URLs as curl does (bodies to standard output, -i -v -L -d -o -f -s), through
     /// the pooled client, with the connection that served each shown on standard error.
     Get(GetArgs),
@@ -129,9 +129,23 @@ pub struct OpsArgs {
 #[derive(Debug, Args)]
 pub struct DownstreamArgs {
     /// Close idle keep-alive connections after this long without a new request
-    /// (e.g. 60s, 500ms, 2m; a bare number is seconds).
+    /// (e.g. 60s, 500ms, 2m; a bare number is seconds). This is the ceiling: under
+    /// pressure the idle timeout shrinks towards --keepalive-timeout-min.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub keepalive_timeout: Duration,
+    /// The floor of the idle timeout: as open connections go from half of
+    /// --max-connections to 90% of it, the idle timeout shrinks from --keepalive-timeout to
+    /// this, the longest idle closing first (closes counted as `pressure`).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub keepalive_timeout_min: Duration,
+    /// Park a plain-TCP HTTP/1.x connection idle this long: its socket leaves its task and
+    /// waits in the listener's own epoll set (a few hundred bytes instead of a task), and is
+    /// served in a new task when a request arrives.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    pub park_idle_after: Duration,
+    /// Never park idle connections (each keeps its task while idle).
+    #[arg(long)]
+    pub no_park_idle: bool,
     /// Longest time for a request head once its first byte arrived, and for a new
     /// connection's first byte (slowloris protection; answered with 408).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -191,6 +205,11 @@ pub struct DownstreamArgs {
     /// How long a graceful shutdown (SIGINT / SIGTERM) waits for busy connections.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// In a graceful shutdown, connections idle when it starts close within this window,
+    /// each at its own moment; a request that reaches one first is answered (with
+    /// `Connection: close`), never reset.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub drain_grace: Duration,
     /// Behind an L4 balancer: connections from --proxy-protocol-from start with a PROXY
     /// protocol header (v1 or v2) naming the client, whose address then feeds
     /// X-Forwarded-For, Forwarded and the access log.
@@ -267,6 +286,22 @@ impl DownstreamArgs {
                 self.keepalive_timeout,
                 dur(&file.keepalive_timeout),
             );
+            server_config.keepalive_timeout_min = given.pick(
+                "keepalive_timeout_min",
+                self.keepalive_timeout_min,
+                dur(&file.keepalive_timeout_min),
+            );
+            let park = !given.pick(
+                "no_park_idle",
+                self.no_park_idle,
+                file.park_idle.map(|p| !p),
+            );
+            let after = given.pick(
+                "park_idle_after",
+                self.park_idle_after,
+                dur(&file.park_idle_after),
+            );
+            server_config.park_idle_after = park.then_some(after);
             server_config.header_timeout = given.pick(
                 "header_timeout",
                 self.header_timeout,
@@ -376,6 +411,11 @@ impl DownstreamArgs {
                 "drain_timeout",
                 self.drain_timeout,
                 file.drain_timeout.map(|d| d.0),
+            );
+            listener_config.drain_grace = given.pick(
+                "drain_grace",
+                self.drain_grace,
+                file.drain_grace.map(|d| d.0),
             );
             let on = given.pick("proxy_protocol", self.proxy_protocol, file.proxy_protocol);
             listener_config.proxy_protocol = on.then(|| ProxyProtocol {
@@ -1089,7 +1129,7 @@ pub fn main() -> i32 {
     init_logging(&filter, matches!(cli.command, Command::Demo(_)));
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
-        Command::Serve(args) => serve(args, sub, loaded),
+        Command::Serve(args) => serve(*args, sub, loaded),
         Command::Get(args) => get::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Proxy(args) => proxy::run(*args, sub, loaded),
@@ -1118,7 +1158,7 @@ mod tests {
             panic!("serve");
         };
         let given = Given::new(matches.subcommand_matches("serve").unwrap());
-        (serve, given)
+        (*serve, given)
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! must not all expire in the same moment and reconnect together. Each connection's lifetime
 //! is the maximum less a share of the jitter window that depends on the connection alone,
 //! spread evenly over the window by a per-process hash (no random number generator to
-//! carry, the same connection always gets the same share).
+//! carry, the same connection always gets the same share). The same shares spread the
+//! closes of idle connections over a drain's grace window ([`crate::conn::Shutdown`]).
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::OnceLock;
@@ -14,11 +15,16 @@ pub fn jittered_lifetime(max: Duration, jitter: Duration, key: impl Hash) -> Dur
     if jitter.is_zero() {
         return max;
     }
+    max.saturating_sub(jitter.min(max).mul_f64(share_of(key)))
+}
+
+/// `key`'s share of a window, in [0, 1): the same for the same key within this process,
+/// spread evenly over many keys.
+pub fn share_of(key: impl Hash) -> f64 {
     static SEED: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
     let hash = SEED.get_or_init(Default::default).hash_one(key);
     // The top 53 bits as a fraction in [0, 1).
-    let share = (hash >> 11) as f64 / (1u64 << 53) as f64;
-    max.saturating_sub(jitter.min(max).mul_f64(share))
+    (hash >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

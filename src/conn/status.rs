@@ -486,6 +486,17 @@ pub trait Observer: Send + Sync + 'static {
     fn panicked(&self, side: ConnSide) {
         let _ = side;
     }
+
+    /// Idle connections were parked (`delta` > 0) or left the lot (`delta` < 0).
+    fn parked(&self, side: ConnSide, delta: i64) {
+        let _ = (side, delta);
+    }
+
+    /// The idle timeout in force changed (pressure shortened it, or it is back at its
+    /// ceiling).
+    fn idle_timeout(&self, side: ConnSide, timeout: Duration) {
+        let _ = (side, timeout);
+    }
 }
 
 /// What an HTTP/2 connection reports besides requests.

@@ -11,6 +11,8 @@
 //! | `hopline_connections_closed_total` | counter | `side`, `reason` |
 //! | `hopline_connections_active` | gauge | `side` |
 //! | `hopline_connections_idle` | gauge | `side` |
+//! | `hopline_connections_parked` | gauge | `side` (idle connections held outside tasks, by the listener) |
+//! | `hopline_idle_timeout_seconds` | gauge | `side` (the idle timeout in force: shorter than `keepalive_timeout` under pressure) |
 //! | `hopline_connection_requests` | histogram | `side` (requests a connection carried, at close) |
 //! | `hopline_connection_duration_seconds` | histogram | `side` (lifetime, at close) |
 //! | `hopline_request_duration_seconds` | histogram | `class`, `upstream` (downstream requests; the group through a proxy) |
@@ -169,6 +171,8 @@ pub struct Recorder {
     handshake_duration: [Histogram; 2],
     tls_failures: Family<CloseLabels, Counter>,
     http2: Http2Families,
+    parked: [Gauge; 2],
+    idle_timeout: [Gauge<f64, AtomicU64>; 2],
 }
 
 impl Metrics {
@@ -207,10 +211,24 @@ impl Metrics {
             "How long a connection was open, observed when it closed",
             conn_duration.clone(),
         );
+        let parked = Family::<SideLabel, Gauge>::default();
+        registry.register(
+            "connections_parked",
+            "Idle connections held outside tasks by the listener",
+            parked.clone(),
+        );
+        let idle_timeout = Family::<SideLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "idle_timeout_seconds",
+            "The idle (keep-alive) timeout in force; shorter than configured under pressure",
+            idle_timeout.clone(),
+        );
         let side = |side: ConnSide| SideLabel {
             side: side.as_str(),
         };
         let recorder = Arc::new(Recorder {
+            parked: SIDES.map(|s| parked.get_or_create_owned(&side(s))),
+            idle_timeout: SIDES.map(|s| idle_timeout.get_or_create_owned(&side(s))),
             opened: SIDES.map(|s| opened.get_or_create_owned(&side(s))),
             closed,
             active: SIDES.map(|s| active.get_or_create_owned(&side(s))),
@@ -546,6 +564,14 @@ impl Observer for Recorder {
         self.requests.panics.inc();
     }
 
+    fn parked(&self, side: ConnSide, delta: i64) {
+        self.parked[side_index(side)].inc_by(delta);
+    }
+
+    fn idle_timeout(&self, side: ConnSide, timeout: std::time::Duration) {
+        self.idle_timeout[side_index(side)].set(timeout.as_secs_f64());
+    }
+
     fn tls_handshake(&self, side: ConnSide, handshake: &Handshake) {
         let i = side_index(side);
         self.handshakes[i][usize::from(handshake.info.resumed)].inc();
@@ -726,6 +752,14 @@ impl Observer for Fanout {
 
     fn panicked(&self, side: ConnSide) {
         self.0.iter().for_each(|o| o.panicked(side));
+    }
+
+    fn parked(&self, side: ConnSide, delta: i64) {
+        self.0.iter().for_each(|o| o.parked(side, delta));
+    }
+
+    fn idle_timeout(&self, side: ConnSide, timeout: std::time::Duration) {
+        self.0.iter().for_each(|o| o.idle_timeout(side, timeout));
     }
 
     fn head_sent(&self, side: ConnSide, head: &[u8]) {

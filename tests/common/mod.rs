@@ -140,6 +140,19 @@ impl TestServer {
         panic!("connections did not close: {:?}", self.snapshot());
     }
 
+    /// Waits until the server's counters satisfy `done` (what it waits for is `what`).
+    pub async fn until(&self, what: &str, done: impl Fn(&StatsSnapshot) -> bool) -> StatsSnapshot {
+        for _ in 0..10_000 {
+            let snapshot = self.snapshot();
+            if done(&snapshot) {
+                return snapshot;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("{what}: never happened: {:?}", self.snapshot());
+    }
+
     /// Starts a graceful shutdown and waits for the run to end.
     pub async fn stop(mut self) -> RunSummary {
         let _ = self.stop.take().unwrap().send(());

@@ -68,8 +68,19 @@ pub struct ServerConfig {
     /// Keep connections open between requests. `false` makes every connection
     /// short-lived: each response carries `Connection: close`. Default `true`.
     pub keep_alive: bool,
-    /// How long an idle connection (no byte of a next request yet) stays open. Default 60 s.
+    /// How long an idle connection (no byte of a next request yet) stays open, at most: the
+    /// ceiling. Default 60 s.
     pub keepalive_timeout: Duration,
+    /// The floor of the idle timeout: as open connections approach the listener's limit,
+    /// the idle timeout shrinks from the ceiling towards this (see
+    /// [`crate::server::ListenerConfig::max_connections`]). Default 1 s.
+    pub keepalive_timeout_min: Duration,
+    /// A plain-TCP HTTP/1.x connection idle this long leaves its task: its socket is parked
+    /// with the listener, which holds a few hundred bytes for it instead of a task, and
+    /// serves it again in a new task when a request arrives. `None`: never parked. Only
+    /// connections served by a [`crate::server::Server`] are parked. Default 50 ms (a
+    /// connection in steady use is never parked).
+    pub park_idle_after: Option<Duration>,
     /// How long a client may take to send a whole request head once its first byte has
     /// arrived (and a new connection to send its first byte): slowloris protection.
     /// Answered with 408. Default 10 s.
@@ -133,6 +144,8 @@ impl Default for ServerConfig {
         ServerConfig {
             keep_alive: true,
             keepalive_timeout: Duration::from_secs(60),
+            keepalive_timeout_min: Duration::from_secs(1),
+            park_idle_after: Some(Duration::from_millis(50)),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
@@ -255,6 +268,9 @@ pub enum CloseReason {
     Abuse,
     /// HTTP/2: a keep-alive PING went unanswered.
     PingTimeout,
+    /// Idle while connections were plentiful: the idle timeout had shrunk under pressure, or
+    /// a new connection needed its place (the longest idle goes first).
+    Pressure,
     /// A socket error (reset, broken pipe). Keep it last: [`CloseReason::ALL`] is checked
     /// against it at compile time.
     Io,
@@ -264,7 +280,7 @@ const _: () = assert!(CloseReason::Io as usize + 1 == CloseReason::ALL.len());
 
 impl CloseReason {
     /// Every reason, in the order of [`CloseReason::index`] (for counting by reason).
-    pub const ALL: [CloseReason; 24] = [
+    pub const ALL: [CloseReason; 25] = [
         CloseReason::ClientClosed,
         CloseReason::ClientRequested,
         CloseReason::ShortLived,
@@ -288,6 +304,7 @@ impl CloseReason {
         CloseReason::Http2Error,
         CloseReason::Abuse,
         CloseReason::PingTimeout,
+        CloseReason::Pressure,
         CloseReason::Io,
     ];
 
@@ -356,6 +373,7 @@ impl CloseReason {
             CloseReason::Http2Error => "http2_error",
             CloseReason::Abuse => "abuse",
             CloseReason::PingTimeout => "ping_timeout",
+            CloseReason::Pressure => "pressure",
             CloseReason::Io => "error",
         }
     }
@@ -394,62 +412,186 @@ where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let live = hooks.live.as_ref().map(|live| {
-        live.register(
-            ConnSide::Downstream,
-            info.id,
-            info.peer,
-            &stream,
-            ConnState::ReadingHead,
-        )
-    });
-    if let Some(observer) = &hooks.observer {
-        observer.opened(ConnSide::Downstream);
+    let conn = Conn::open(stream, info, config, shutdown, hooks);
+    match conn.run(&mut service, Parking::Never, Waking::Idle).await {
+        Served::Closed(summary) => summary,
+        Served::Parked(_) => unreachable!("a connection that may not park does not"),
     }
-    let mut conn = Conn {
-        live,
-        hooks,
-        sent_status: StatusCode::OK,
-        sent_body: 0,
-        stream,
-        rbuf: BytesMut::new(),
-        out: Output::default(),
-        parser: HeadParser::new(),
+}
+
+/// How a connection served by a listener that parks idle sockets ended its task.
+pub(crate) enum Served {
+    /// It closed, for this reason.
+    Closed(ConnSummary),
+    /// It went idle and left its socket to be parked: served again in a new task when
+    /// input arrives ([`resume_connection`]), or closed ([`ParkedConn::close`]).
+    Parked(ParkedConn),
+}
+
+/// Whether an idle connection may leave its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parking {
+    Never,
+    /// After being idle this long.
+    After(Duration),
+}
+
+/// Where a connection's task starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waking {
+    /// Waiting for input.
+    Idle,
+    /// Input has arrived (a parked connection, resumed).
+    Readable,
+}
+
+/// [`serve_connection`] for a listener that parks idle connections: a plain-TCP connection
+/// idle for [`ServerConfig::park_idle_after`] ends its task with [`Served::Parked`].
+pub(crate) async fn serve_parking<S, B>(
+    stream: Stream,
+    info: ConnInfo,
+    mut service: S,
+    config: &ServerConfig,
+    shutdown: ShutdownListener,
+    hooks: &Hooks,
+) -> Served
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let parking = config
+        .park_idle_after
+        .map_or(Parking::Never, Parking::After);
+    let conn = Conn::open(stream, info, config, shutdown, hooks);
+    conn.run(&mut service, parking, Waking::Idle).await
+}
+
+/// Serves a parked connection again, its input having arrived; it may park again.
+pub(crate) async fn resume_connection<S, B>(
+    parked: ParkedConn,
+    mut service: S,
+    config: &ServerConfig,
+    shutdown: ShutdownListener,
+    hooks: &Hooks,
+) -> Served
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let parking = config
+        .park_idle_after
+        .map_or(Parking::Never, Parking::After);
+    let ParkedConn {
+        tcp,
         info,
-        config,
-        shutdown,
-        requests: 0,
-        head_deadline: None,
-        upgrade: None,
-        feed: None,
-        answer: AnswerStage::Done,
-        lifetime: (config.max_lifetime)
-            .map(|max| jittered_lifetime(max, config.max_lifetime_jitter, info.id)),
-        current: Answering {
-            method: Method::GET,
-            version: Version::HTTP_11,
-            keep_alive: true,
-            observed: None,
-        },
-        born: Instant::now(),
-    };
-    let mut idle_timer = pin!(tokio::time::sleep_until(conn.born + config.header_timeout));
-    let reason = loop {
-        if let Err(reason) = conn.wait_idle(idle_timer.as_mut()).await {
-            break reason;
-        }
-        // A panic while serving ends this connection's request (500 if nothing of its
-        // response has left), not the server: caught once per poll of the burst.
-        let served = CatchUnwind::new(Box::pin(conn.serve_burst(&mut service))).await;
-        let served = served.unwrap_or_else(|panicked| Err(conn.recover(panicked)));
-        if let Err(close) = served {
-            if close != CloseReason::Upgraded {
-                Box::pin(conn.close(close)).await;
-            }
-            break close;
+        requests,
+        writes,
+        born,
+        live,
+        ..
+    } = parked;
+    let stream = match tokio::net::TcpStream::from_std(tcp) {
+        Ok(tcp) => Stream::Tcp(tcp),
+        Err(error) => {
+            tracing::debug!(%error, "a parked connection could not be registered again");
+            let summary = ConnSummary {
+                requests,
+                writes,
+                reason: CloseReason::Io,
+            };
+            return Served::Closed(summary);
         }
     };
-    conn.finish(reason)
+    let mut conn = Conn::open(stream, info, config, shutdown, hooks);
+    (conn.live, conn.requests, conn.out.writes, conn.born) = (live, requests, writes, born);
+    conn.set_state(ConnState::ReadingHead);
+    conn.run(&mut service, parking, Waking::Readable).await
+}
+
+/// An idle HTTP/1.x connection out of its task: the socket (not registered with the
+/// runtime) and what serving it again needs, a few hundred bytes.
+#[derive(Debug)]
+pub(crate) struct ParkedConn {
+    tcp: std::net::TcpStream,
+    info: ConnInfo,
+    requests: u64,
+    writes: u64,
+    born: Instant,
+    idle_since: Instant,
+    live: Option<LiveEntry>,
+}
+
+impl ParkedConn {
+    /// The socket, to watch for input.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.tcp.as_fd()
+    }
+
+    /// The connection's number.
+    pub(crate) fn id(&self) -> u64 {
+        self.info.id
+    }
+
+    /// Since when it has been idle.
+    pub(crate) fn idle_since(&self) -> Instant {
+        self.idle_since
+    }
+
+    /// When its maximum lifetime under `config` ends, if it has one.
+    pub(crate) fn lifetime_end(&self, config: &ServerConfig) -> Option<Instant> {
+        let max = config.max_lifetime?;
+        Some(self.born + jittered_lifetime(max, config.max_lifetime_jitter, self.info.id))
+    }
+
+    /// Whether input is waiting (then it must be served, not closed: closing would reset a
+    /// request the client has sent).
+    pub(crate) fn input_waiting(&self) -> bool {
+        input_waiting(socket2::SockRef::from(&self.tcp))
+    }
+
+    /// Closes it for `reason`, reporting the close to `hooks`.
+    pub(crate) fn close(self, reason: CloseReason, hooks: &Hooks) -> ConnSummary {
+        if let Some(observer) = &hooks.observer {
+            let tcp = tcp_info(&self.tcp).unwrap_or_default();
+            observer.closed(&ClosedRecord {
+                side: ConnSide::Downstream,
+                reason: reason.label(),
+                requests: self.requests,
+                lifetime: self.born.elapsed(),
+                bytes_in: tcp.bytes_received,
+                bytes_out: tcp.bytes_acked,
+                protocol: crate::conn::Protocol::Http1,
+            });
+        }
+        ConnSummary {
+            requests: self.requests,
+            writes: self.writes,
+            reason,
+        }
+    }
+}
+
+/// Whether bytes (or the end of input) wait on an idle socket, without consuming them.
+fn input_waiting(socket: socket2::SockRef<'_>) -> bool {
+    let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    // Non-blocking sockets: nothing waiting is `WouldBlock`.
+    !matches!(socket.peek(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// What an idle connection waited for.
+#[derive(Clone, Copy)]
+enum Idle {
+    /// Input arrived (a request, or the end of input).
+    Input,
+    /// Idle long enough to leave its task.
+    Park,
+    /// It must close, for this reason.
+    Close(CloseReason),
 }
 
 /// One connection's state.
@@ -527,7 +669,125 @@ struct Answering {
     observed: Option<Observed>,
 }
 
-impl Conn<'_> {
+impl<'a> Conn<'a> {
+    /// A new connection's state, registered with the live view and the observer.
+    fn open(
+        stream: Stream,
+        info: ConnInfo,
+        config: &'a ServerConfig,
+        shutdown: ShutdownListener,
+        hooks: &'a Hooks,
+    ) -> Self {
+        let live = hooks.live.as_ref().map(|live| {
+            live.register(
+                ConnSide::Downstream,
+                info.id,
+                info.peer,
+                &stream,
+                ConnState::ReadingHead,
+            )
+        });
+        if let Some(observer) = &hooks.observer {
+            observer.opened(ConnSide::Downstream);
+        }
+        Conn {
+            live,
+            hooks,
+            sent_status: StatusCode::OK,
+            sent_body: 0,
+            stream,
+            rbuf: BytesMut::new(),
+            out: Output::default(),
+            parser: HeadParser::new(),
+            info,
+            config,
+            shutdown,
+            requests: 0,
+            head_deadline: None,
+            upgrade: None,
+            feed: None,
+            answer: AnswerStage::Done,
+            lifetime: (config.max_lifetime)
+                .map(|max| jittered_lifetime(max, config.max_lifetime_jitter, info.id)),
+            current: Answering {
+                method: Method::GET,
+                version: Version::HTTP_11,
+                keep_alive: true,
+                observed: None,
+            },
+            born: Instant::now(),
+        }
+    }
+
+    /// Serves requests until the connection closes (or parks).
+    async fn run<S, B>(mut self, service: &mut S, parking: Parking, mut waking: Waking) -> Served
+    where
+        S: Service<Request<Incoming>, Response = Response<B>>,
+        S::Error: Into<BoxError>,
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let mut idle_timer = pin!(tokio::time::sleep_until(
+            self.born + self.config.header_timeout
+        ));
+        let reason = loop {
+            if waking == Waking::Idle {
+                match self.wait_idle(idle_timer.as_mut(), parking).await {
+                    Idle::Input => {}
+                    Idle::Park => return self.park(),
+                    Idle::Close(reason) => break reason,
+                }
+            }
+            waking = Waking::Idle;
+            // A panic while serving ends this connection's request (500 if nothing of its
+            // response has left), not the server: caught once per poll of the burst.
+            let served = CatchUnwind::new(Box::pin(self.serve_burst(service))).await;
+            let served = served.unwrap_or_else(|panicked| Err(self.recover(panicked)));
+            if let Err(close) = served {
+                if close != CloseReason::Upgraded {
+                    Box::pin(self.close(close)).await;
+                }
+                break close;
+            }
+        };
+        Served::Closed(self.finish(reason))
+    }
+
+    /// Takes the idle connection out of its task.
+    fn park(self) -> Served {
+        let Conn {
+            stream: Stream::Tcp(tcp),
+            info,
+            requests,
+            out,
+            born,
+            live,
+            ..
+        } = self
+        else {
+            unreachable!("only plain TCP connections park")
+        };
+        match tcp.into_std() {
+            Ok(tcp) => Served::Parked(ParkedConn {
+                tcp,
+                info,
+                requests,
+                writes: out.writes,
+                born,
+                idle_since: Instant::now(),
+                live,
+            }),
+            Err(error) => {
+                tracing::debug!(%error, "an idle connection could not be parked");
+                Served::Closed(ConnSummary {
+                    requests,
+                    writes: out.writes,
+                    reason: CloseReason::Io,
+                })
+            }
+        }
+    }
+
     /// Reports the end of the connection and hands an upgraded socket over.
     fn finish(mut self, reason: CloseReason) -> ConnSummary {
         let summary = ConnSummary {
@@ -558,53 +818,98 @@ impl Conn<'_> {
     }
 
     /// Waits, holding no buffers (an idle connection costs only its task and socket
-    /// registration), until input arrives; `Err` if the connection should close instead
-    /// (peer gone, idle timeout, lifetime, shutdown).
-    async fn wait_idle(&mut self, mut timer: Pin<&mut Sleep>) -> Result<(), CloseReason> {
+    /// registration), until input arrives, the connection should park, or it should close
+    /// (peer gone, idle timeout, pressure, lifetime, drain). A connection about to close
+    /// for time looks once more for input first: a request that has arrived is answered,
+    /// never reset.
+    async fn wait_idle(&mut self, mut timer: Pin<&mut Sleep>, parking: Parking) -> Idle {
         debug_assert!(self.rbuf.is_empty() && self.out.is_empty());
         self.set_state(ConnState::Idle);
         recycle_read_buf(&mut self.rbuf);
         recycle_write_buf(&mut self.out.buf);
         self.out = Output::default();
-        let now = Instant::now();
-        // A new connection gets the header timeout for its first byte; later ones the
-        // keep-alive timeout. Resetting a timer to a later deadline does not re-register it.
-        let (mut deadline, mut reason) = if self.requests == 0 {
-            (
-                self.born + self.config.header_timeout,
-                CloseReason::HeaderTimeout,
-            )
-        } else {
-            (
-                now + self.config.keepalive_timeout,
-                CloseReason::IdleTimeout,
-            )
+        let idle_since = Instant::now();
+        let parking = match (parking, &self.stream) {
+            (Parking::After(after), Stream::Tcp(_)) if self.requests > 0 => Some(after),
+            _ => None,
         };
-        if let Some(lifetime) = self.lifetime
-            && self.born + lifetime < deadline
-        {
-            (deadline, reason) = (self.born + lifetime, CloseReason::MaxLifetime);
-        }
+        // Set the timer now; later only when a signal (the drain, pressure) moves it.
+        let mut signals = self.shutdown.signals();
+        let (deadline, mut then) = self.idle_deadline(idle_since, parking);
         timer.as_mut().reset(deadline);
-        let stream = &mut self.stream;
-        let shutdown = &mut self.shutdown;
-        poll_fn(|cx| {
-            if shutdown.poll_started(cx).is_ready() {
-                return Poll::Ready(Err(CloseReason::Shutdown));
-            }
-            match stream.poll_read_ready(cx) {
-                Poll::Ready(Ok(())) => return Poll::Ready(Ok(())),
-                Poll::Ready(Err(_)) => return Poll::Ready(Err(CloseReason::Io)),
+        let woke = poll_fn(|cx| {
+            // Registers for the drain and for pressure.
+            let _ = self.shutdown.poll_started(cx);
+            match self.stream.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => return Poll::Ready(Idle::Input),
+                Poll::Ready(Err(_)) => return Poll::Ready(Idle::Close(CloseReason::Io)),
                 Poll::Pending => {}
             }
-            match timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(reason)),
-                Poll::Pending => Poll::Pending,
+            if self.shutdown.signals() != signals {
+                signals = self.shutdown.signals();
+                let deadline;
+                (deadline, then) = self.idle_deadline(idle_since, parking);
+                timer.as_mut().reset(deadline);
             }
+            timer.as_mut().poll(cx).map(|()| then)
         })
-        .await?;
-        self.set_state(ConnState::ReadingHead);
-        Ok(())
+        .await;
+        match woke {
+            Idle::Close(reason)
+                if reason != CloseReason::Io
+                    && input_waiting(socket2::SockRef::from(self.stream.tcp())) =>
+            {
+                Idle::Input
+            }
+            Idle::Park | Idle::Close(_) => woke,
+            Idle::Input => {
+                self.set_state(ConnState::ReadingHead);
+                Idle::Input
+            }
+        }
+    }
+
+    /// What an idle connection does next if no input comes, and when: the earliest of
+    /// its idle timeout (the header timeout before a first request; shortened under
+    /// pressure), its maximum lifetime, its moment in a drain, and parking.
+    fn idle_deadline(&self, idle_since: Instant, parking: Option<Duration>) -> (Instant, Idle) {
+        // The keep-alive hot path: nothing but parking can come first.
+        if let Some(after) = parking
+            && self.lifetime.is_none()
+            && after <= self.config.keepalive_timeout
+            && self.shutdown.signals() == 0
+        {
+            return (idle_since + after, Idle::Park);
+        }
+        let (mut deadline, mut then) = if self.requests == 0 {
+            let at = self.born + self.config.header_timeout;
+            (at, Idle::Close(CloseReason::HeaderTimeout))
+        } else {
+            let (timeout, pressed) = self.shutdown.idle_timeout(self.config.keepalive_timeout);
+            let reason = if pressed {
+                CloseReason::Pressure
+            } else {
+                CloseReason::IdleTimeout
+            };
+            (idle_since + timeout, Idle::Close(reason))
+        };
+        let mut earlier = |at: Instant, what: Idle| {
+            if at < deadline {
+                (deadline, then) = (at, what);
+            }
+        };
+        if let Some(lifetime) = self.lifetime {
+            earlier(self.born + lifetime, Idle::Close(CloseReason::MaxLifetime));
+        }
+        match self.shutdown.idle_close_at(self.info.id) {
+            Some(at) => earlier(at, Idle::Close(CloseReason::Shutdown)),
+            None => {
+                if let Some(after) = parking {
+                    earlier(idle_since + after, Idle::Park);
+                }
+            }
+        }
+        (deadline, then)
     }
 
     fn set_state(&self, state: ConnState) {
