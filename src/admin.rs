@@ -26,8 +26,31 @@ pub struct ConnectionsView {
     pub downstream: SideCounts,
     /// Open upstream connections, and how many are idle (pooled).
     pub upstream: SideCounts,
+    /// How well each upstream group's connections are reused (a proxy's).
+    pub upstreams: Vec<GroupReuse>,
     /// Every open connection, oldest first.
     pub connections: Vec<ConnView>,
+}
+
+/// How well one upstream group's connections are reused.
+#[derive(Debug, Serialize)]
+pub struct GroupReuse {
+    /// The group's name.
+    pub name: String,
+    /// Connections its client opened.
+    pub connections: u64,
+    /// Requests its client sent (per connection opened: the reuse).
+    pub requests: u64,
+    /// Checkouts served by an idle connection.
+    pub reused: u64,
+    /// Checkouts that opened a new connection.
+    pub new: u64,
+    /// Requests sent again after a reused connection failed them unanswered.
+    pub retries: u64,
+    /// Idle connections found closed by their server.
+    pub stale: u64,
+    /// The idle timeout learned of its servers, in seconds.
+    pub learned_idle_timeout_s: Option<f64>,
 }
 
 /// Open and idle connections on one side.
@@ -40,6 +63,8 @@ pub struct SideCounts {
     /// Requests so far on this side, over open and closed connections (`hopline top`
     /// shows the rate).
     pub requests: u64,
+    /// Connections opened so far on this side (requests per connection opened: the reuse).
+    pub opened: u64,
 }
 
 /// The admin service.
@@ -78,11 +103,25 @@ impl Admin {
                     .filter(|c| c.state == crate::conn::ConnState::Idle)
                     .count() as u64,
                 requests: self.metrics.closed_requests(side) + open_requests,
+                opened: self.metrics.opened(side),
             }
         };
+        let upstreams = (self.metrics.upstream_counts().into_iter())
+            .map(|counts| GroupReuse {
+                name: counts.name,
+                connections: counts.connections,
+                requests: counts.requests,
+                reused: counts.reused,
+                new: counts.new,
+                retries: counts.retries,
+                stale: counts.stale_evicted,
+                learned_idle_timeout_s: counts.learned_idle_timeout.map(|d| d.as_secs_f64()),
+            })
+            .collect();
         ConnectionsView {
             downstream: counts(ConnSide::Downstream),
             upstream: counts(ConnSide::Upstream),
+            upstreams,
             connections,
         }
     }

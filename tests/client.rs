@@ -563,3 +563,38 @@ async fn head_responses_have_no_body_and_keep_the_connection() {
         "the HEAD response left the connection usable"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_origins_unadvertised_idle_timeout_is_learned_and_no_request_races_it() {
+    // The origin closes idle connections after 2 s and does not say so.
+    let mut origin_config = ServerConfig::default();
+    origin_config.keepalive_timeout = Duration::from_secs(2);
+    origin_config.park_idle_after = None;
+    let server = TestServer::start(Origin::new(), origin_config).await;
+    let keep = client(Mode::KeepAlive);
+    let url = format!("http://{}/", server.addr);
+    // Three closes seen at the same age teach the pool.
+    for _ in 0..4 {
+        assert_eq!(fetch(&keep, &url).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    let learned = keep.pool().learned_idle_timeout().expect("learned");
+    assert!(
+        learned >= Duration::from_secs(2) && learned < Duration::from_millis(2100),
+        "{learned:?}"
+    );
+    // From now on, at gaps just short of the origin's timeout, past the learned margin,
+    // every request goes out on a connection the origin is not closing.
+    let before = (keep.stats().retries, keep.pool().stats());
+    for _ in 0..10 {
+        assert_eq!(fetch(&keep, &url).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(1950)).await;
+    }
+    let after = (keep.stats().retries, keep.pool().stats());
+    assert_eq!(after.0, before.0, "no request retried");
+    assert_eq!(
+        after.1.evicted_stale, before.1.evicted_stale,
+        "no connection found closed by the origin"
+    );
+    assert!(after.1.evicted_expired >= before.1.evicted_expired + 9);
+}

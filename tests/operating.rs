@@ -322,3 +322,57 @@ async fn http2_connections_are_counted_by_stream_goaway_and_shown_with_their_pro
         assert_eq!(sample(&metrics, series), value, "{series}\n{metrics}");
     }
 }
+
+#[tokio::test]
+async fn parked_connections_stay_in_the_live_view_and_are_counted_once() {
+    let (hooks, admin) = observed().await;
+    let mut config = ServerConfig::default();
+    config.park_idle_after = Some(Duration::ZERO);
+    let server =
+        TestServer::start_hooked(Origin::new(), config, ListenerConfig::default(), hooks).await;
+    let mut client = RawClient::connect(server.addr).await;
+    requests(&mut client, 1).await;
+    server.until("parked", |s| s.parked == 1).await;
+    let metrics = get(&admin, "/metrics").await;
+    assert_eq!(
+        sample(&metrics, "hopline_connections_parked{side=\"downstream\"}"),
+        1.0
+    );
+    // No pressure: the idle timeout in force is the configured one.
+    assert_eq!(
+        sample(
+            &metrics,
+            "hopline_idle_timeout_seconds{side=\"downstream\"}"
+        ),
+        60.0
+    );
+    // Served again (a new task), then parked again: still one connection, seen as one.
+    requests(&mut client, 2).await;
+    server.until("parked again", |s| s.parked == 1).await;
+    let view: serde_json::Value = serde_json::from_str(&get(&admin, "/connections").await).unwrap();
+    let downstream: Vec<_> = (view["connections"].as_array().unwrap().iter())
+        .filter(|c| c["side"] == "downstream" && c["requests"] == 3)
+        .collect();
+    assert_eq!(downstream.len(), 1, "{view}");
+    assert_eq!(downstream[0]["state"], "idle");
+    let metrics = get(&admin, "/metrics").await;
+    for (series, value) in [
+        ("hopline_connections_opened_total{side=\"downstream\"}", 1.0),
+        ("hopline_connections_parked{side=\"downstream\"}", 1.0),
+    ] {
+        assert_eq!(sample(&metrics, series), value, "{series}");
+    }
+    drop(client);
+    server.closed(1).await;
+    let metrics = get(&admin, "/metrics").await;
+    for (series, value) in [
+        ("hopline_connections_parked{side=\"downstream\"}", 0.0),
+        ("hopline_connections_active{side=\"downstream\"}", 0.0),
+        (
+            "hopline_connections_closed_total{side=\"downstream\",reason=\"client_closed\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(sample(&metrics, series), value, "{series}");
+    }
+}

@@ -383,6 +383,7 @@ fn upstream_counts(proxy: &Proxy) -> Vec<UpstreamCounts> {
         .into_iter()
         .map(|(name, client)| {
             let pool = client.pool().stats();
+            let sent = client.stats();
             let servers = states
                 .iter_mut()
                 .find(|(group, _)| *group == name)
@@ -396,7 +397,10 @@ fn upstream_counts(proxy: &Proxy) -> Vec<UpstreamCounts> {
                 stale_evicted: pool.evicted_stale,
                 expired_evicted: pool.evicted_expired,
                 waited: pool.waited,
-                retries: client.stats().retries,
+                retries: sent.retries,
+                connections: sent.connections,
+                requests: sent.requests,
+                learned_idle_timeout: client.pool().learned_idle_timeout(),
             }
         })
         .collect()

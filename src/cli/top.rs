@@ -1,7 +1,9 @@
 //! `hopline top ADMIN_ADDR`: the open connections of a running server or proxy, refreshed
 //! every second (or printed once with `--once`), from its `/connections` endpoint: totals
-//! and requests per second by side, connections sorted by a key (`--sort`, or a key press:
-//! a age, i idle, r requests, c cwnd, t rtt; q quits).
+//! and requests per second by side, reuse (requests per connection, new connections per
+//! second; per upstream group also the share reused, retries, connections found closed and
+//! the learned idle timeout), connections sorted by a key (`--sort`, or a key press: a age,
+//! i idle, r requests, c cwnd, t rtt; q quits).
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -85,6 +87,9 @@ impl SortKey {
 struct View {
     downstream: Counts,
     upstream: Counts,
+    /// Reuse per upstream group (older servers do not say).
+    #[serde(default)]
+    upstreams: Vec<Group>,
     connections: Vec<Conn>,
 }
 
@@ -95,23 +100,90 @@ struct Counts {
     /// Requests so far (older servers do not say).
     #[serde(default)]
     requests: u64,
+    /// Connections opened so far (older servers do not say).
+    #[serde(default)]
+    opened: u64,
 }
 
-/// Requests per second on each side, from two views `seconds` apart.
+/// One upstream group's reuse.
+#[derive(Debug, Deserialize)]
+struct Group {
+    name: String,
+    connections: u64,
+    requests: u64,
+    reused: u64,
+    new: u64,
+    retries: u64,
+    stale: u64,
+    learned_idle_timeout_s: Option<f64>,
+}
+
+/// Requests and new connections per second on each side, from two views `seconds` apart.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Rates {
     downstream: f64,
     upstream: f64,
+    downstream_new: f64,
+    upstream_new: f64,
 }
 
 impl Rates {
     fn between(before: &View, after: &View, seconds: f64) -> Rates {
-        let rate = |a: &Counts, b: &Counts| b.requests.saturating_sub(a.requests) as f64 / seconds;
+        let rate = |a: u64, b: u64| b.saturating_sub(a) as f64 / seconds;
+        let (b, a) = (&before, &after);
         Rates {
-            downstream: rate(&before.downstream, &after.downstream),
-            upstream: rate(&before.upstream, &after.upstream),
+            downstream: rate(b.downstream.requests, a.downstream.requests),
+            upstream: rate(b.upstream.requests, a.upstream.requests),
+            downstream_new: rate(b.downstream.opened, a.downstream.opened),
+            upstream_new: rate(b.upstream.opened, a.upstream.opened),
         }
     }
+}
+
+/// Requests per connection opened: `12.5 req/conn`.
+fn per_connection(requests: u64, opened: u64) -> String {
+    match opened {
+        0 => "- req/conn".to_string(),
+        n => format!("{:.1} req/conn", requests as f64 / n as f64),
+    }
+}
+
+/// The reuse line: each side's requests per connection and new connections per second,
+/// then each upstream group's.
+fn reuse(view: &View, rates: Option<Rates>) -> String {
+    let new =
+        |rate: Option<f64>| rate.map_or_else(|| "- new/s".to_string(), |r| format!("{r:.1} new/s"));
+    let side = |counts: &Counts, rate| {
+        format!(
+            "{}, {}",
+            per_connection(counts.requests, counts.opened),
+            new(rate)
+        )
+    };
+    let mut line = format!(
+        "reuse: downstream {}   upstream {}",
+        side(&view.downstream, rates.map(|r| r.downstream_new)),
+        side(&view.upstream, rates.map(|r| r.upstream_new)),
+    );
+    for group in &view.upstreams {
+        let checkouts = group.reused + group.new;
+        let reused = match checkouts {
+            0 => "-".to_string(),
+            n => format!("{:.0}%", group.reused as f64 * 100.0 / n as f64),
+        };
+        let learned = group
+            .learned_idle_timeout_s
+            .map_or_else(String::new, |s| format!(", learned idle {s:.1}s"));
+        line.push_str(&format!(
+            "\n  {}: {}, {reused} reused, {}, {} found closed{learned}",
+            group.name,
+            per_connection(group.requests, group.connections),
+            hopline::words::counted(group.retries, "retried request"),
+            group.stale,
+        ));
+    }
+    line.push('\n');
+    line
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,6 +281,7 @@ fn render(view: &View, limit: usize, sort: SortKey, rates: Option<Rates>) -> Str
         totals(&view.downstream, rates.map(|r| r.downstream)),
         totals(&view.upstream, rates.map(|r| r.upstream)),
     );
+    out.push_str(&reuse(view, rates));
     out.push_str(&format!(
         "sorted by {} (keys: a age, i idle, r requests, c cwnd, t rtt, q quit); srtt is the \
          kernel's smoothed round-trip estimate ± its variation (TCP_INFO), which on loopback \
@@ -441,25 +514,41 @@ mod tests {
                 open: 2,
                 idle: 1,
                 requests: down,
+                opened: down / 10,
             },
             upstream: Counts {
                 open: 1,
                 idle: 1,
                 requests: up,
+                opened: up / 30,
             },
+            upstreams: vec![Group {
+                name: "api".into(),
+                connections: up / 30,
+                requests: up,
+                reused: up - up / 30,
+                new: up / 30,
+                retries: 1,
+                stale: 2,
+                learned_idle_timeout_s: Some(2.0),
+            }],
             connections: Vec::new(),
         };
-        let rates = Rates::between(&view(100, 40), &view(300, 90), 2.0);
+        let rates = Rates::between(&view(100, 30), &view(300, 90), 2.0);
         assert_eq!(
             rates,
             Rates {
                 downstream: 100.0,
-                upstream: 25.0
+                upstream: 30.0,
+                downstream_new: 10.0,
+                upstream_new: 1.0,
             }
         );
         let text = render(&view(300, 90), 10, SortKey::Age, Some(rates));
         assert!(
-            text.starts_with("downstream: 2 open, 1 idle, 300 requests, 100 req/s   upstream (pooled): 1 open, 1 idle, 90 requests, 25 req/s\n"),
+            text.starts_with("downstream: 2 open, 1 idle, 300 requests, 100 req/s   upstream (pooled): 1 open, 1 idle, 90 requests, 30 req/s\n\
+                reuse: downstream 10.0 req/conn, 10.0 new/s   upstream 30.0 req/conn, 1.0 new/s\n  \
+                api: 30.0 req/conn, 97% reused, 1 retried request, 2 found closed, learned idle 2.0s\n"),
             "{text}"
         );
         assert!(
@@ -484,14 +573,19 @@ mod tests {
         .unwrap();
         let text = render(&view, 10, SortKey::Age, None);
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[2].ends_with(" tls"));
-        assert!(lines[3].ends_with("TLSv1.3 TLS13_AES_128_GCM_SHA256 http/1.1 resumed"));
-        assert!(lines[4].ends_with("  -"), "plain TCP: {}", lines[4]);
-        assert!(lines[3].contains(" h1 "), "{}", lines[3]);
+        // Totals, reuse, the sort line, then the table.
         assert!(
-            lines[4].contains(" h2:7 "),
+            lines[1].starts_with("reuse: downstream - req/conn, - new/s"),
+            "{text}"
+        );
+        assert!(lines[3].ends_with(" tls"));
+        assert!(lines[4].ends_with("TLSv1.3 TLS13_AES_128_GCM_SHA256 http/1.1 resumed"));
+        assert!(lines[5].ends_with("  -"), "plain TCP: {}", lines[5]);
+        assert!(lines[4].contains(" h1 "), "{}", lines[4]);
+        assert!(
+            lines[5].contains(" h2:7 "),
             "HTTP/2 with its open streams: {}",
-            lines[4]
+            lines[5]
         );
     }
 }

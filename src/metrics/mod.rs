@@ -24,6 +24,8 @@
 //! | `hopline_bytes_total` | counter | `side`, `direction` (`in`, `out`) |
 //! | `hopline_upstream_checkouts_total` | counter | `upstream`, `result` (`reused`, `new`, `stale_evicted`, `expired_evicted`, `waited`) |
 //! | `hopline_upstream_retries_total` | counter | `upstream` |
+//! | `hopline_upstream_connections_total`, `hopline_upstream_requests_total` | counter | `upstream` (their ratio is the requests per connection) |
+//! | `hopline_upstream_learned_idle_timeout_seconds` | gauge | `upstream` (present once learned) |
 //! | `hopline_tls_handshakes_total` | counter | `side`, `kind` (`full`, `resumed`) |
 //! | `hopline_tls_handshake_duration_seconds` | histogram | `side` |
 //! | `hopline_tls_failures_total` | counter | `side`, `reason` (`bad_certificate`, `unknown_ca`, `protocol`, `timeout`, `plain_http`, `io`) |
@@ -124,6 +126,14 @@ pub struct UpstreamCounts {
     pub waited: u64,
     /// Requests sent again (RFC 9110 §9.2.2) or re-queued from a pipelined connection.
     pub retries: u64,
+    /// Connections the group's client opened, and the requests it sent (reuse: requests
+    /// per connection).
+    pub connections: u64,
+    /// Requests the group's client sent.
+    pub requests: u64,
+    /// The idle timeout learned of its servers (they close idle connections at this age
+    /// without advertising it), if any.
+    pub learned_idle_timeout: Option<std::time::Duration>,
     /// Its servers (`host:port`) and whether each is up (not skipped after refusing
     /// connections).
     pub servers: Vec<(String, bool)>,
@@ -262,6 +272,21 @@ impl Metrics {
             recorder,
             upstreams,
         }
+    }
+
+    /// Connections opened on `side` so far.
+    pub fn opened(&self, side: ConnSide) -> u64 {
+        self.recorder.opened[side_index(side)].get()
+    }
+
+    /// The upstream groups' counters now (none outside a proxy).
+    pub fn upstream_counts(&self) -> Vec<UpstreamCounts> {
+        let source = self
+            .upstreams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        source.map(|source| source()).unwrap_or_default()
     }
 
     /// Requests carried by connections on `side` that have closed (add the open ones'
@@ -702,6 +727,45 @@ impl Collector for UpstreamCollector {
                 upstream: counts.name.clone(),
             };
             ConstCounter::new(counts.retries).encode(family.encode_family(&label)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "upstream_connections",
+            "Upstream connections opened, by group.",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for counts in &upstreams {
+            let label = UpstreamLabel {
+                upstream: counts.name.clone(),
+            };
+            ConstCounter::new(counts.connections).encode(family.encode_family(&label)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "upstream_requests",
+            "Requests sent upstream, by group (per connection opened: the reuse).",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for counts in &upstreams {
+            let label = UpstreamLabel {
+                upstream: counts.name.clone(),
+            };
+            ConstCounter::new(counts.requests).encode(family.encode_family(&label)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "upstream_learned_idle_timeout_seconds",
+            "The idle timeout learned of a group's servers (they close idle connections at this \
+             age without advertising it; pooled connections retire a margin before).",
+            None,
+            ConstGauge::new(0.0f64).metric_type(),
+        )?;
+        for counts in &upstreams {
+            if let Some(learned) = counts.learned_idle_timeout {
+                let label = UpstreamLabel {
+                    upstream: counts.name.clone(),
+                };
+                ConstGauge::new(learned.as_secs_f64()).encode(family.encode_family(&label)?)?;
+            }
         }
         let mut family = encoder.encode_descriptor(
             "upstream_server_up",

@@ -9,9 +9,15 @@
 //! whose peer closed without waiting for a checkout. It must not parse HTTP: a connection
 //! answers for itself through [`Poolable`].
 //!
+//! It also learns, per key, the idle age at which an origin keeps closing connections
+//! without saying so, and retires connections a margin before it ([`learn`]).
+//!
 //! HTTP/2 connections are shared rather than leased: [`shared`] has their pool.
 
+pub mod learn;
 pub mod shared;
+
+use learn::IdleLearner;
 
 use crate::conn::lifetime::jittered_lifetime;
 use std::collections::{HashMap, VecDeque};
@@ -318,6 +324,9 @@ struct Shared<K, C> {
 
 struct Hosts<K, C> {
     hosts: FnvMap<K, Host<C>>,
+    /// Each key's learned idle timeout: kept when its connections are gone (bounded by
+    /// [`MAX_LEARNERS`]).
+    learners: FnvMap<K, IdleLearner>,
     /// Wakes the reaper when a connection goes idle (it must start watching it).
     reaper: Option<Waker>,
 }
@@ -372,6 +381,7 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Pool<K, C> {
                 stats: PoolStats::default(),
                 state: Mutex::new(Hosts {
                     hosts: FnvMap::default(),
+                    learners: FnvMap::default(),
                     reaper: None,
                 }),
                 reaper_started: AtomicBool::new(false),
@@ -387,6 +397,15 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Pool<K, C> {
     /// Checkout counters.
     pub fn stats(&self) -> PoolCounts {
         self.shared.stats.counts()
+    }
+
+    /// The shortest idle timeout learned of the pool's servers (they close idle
+    /// connections at this age without saying so; the pool retires its own a margin
+    /// before), if any.
+    pub fn learned_idle_timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let state = self.shared.lock();
+        state.learners.values().filter_map(|l| l.learned(now)).min()
     }
 
     /// Idle connections for `key` now.
@@ -412,8 +431,9 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Pool<K, C> {
     pub async fn checkout(&self, key: &K) -> Checkout<K, C> {
         let waiting = {
             let mut state = self.shared.lock();
+            let learned = learned_of(&state, key);
             let host = host_entry(&mut state, key);
-            if let Some(conn) = self.shared.take_idle(host) {
+            if let Some(conn) = self.shared.take_idle(host, learned) {
                 self.shared.stats.reused.fetch_add(1, Ordering::Relaxed);
                 return Checkout::Reused(self.pooled(key, conn, true));
             }
@@ -503,13 +523,23 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Shared<K, C> {
     }
 
     /// When an idle connection must be retired, and why: the first of its idle timeout,
-    /// the server's keep-alive hint and its maximum lifetime.
-    fn deadline(&self, conn: &C, idle_since: Instant) -> (Instant, &'static str) {
+    /// the server's keep-alive hint (else the idle timeout learned of the server, `learned`)
+    /// and its maximum lifetime.
+    fn deadline(
+        &self,
+        conn: &C,
+        idle_since: Instant,
+        learned: Option<Duration>,
+    ) -> (Instant, &'static str) {
         let mut deadline = (idle_since + self.config.idle_timeout, "idle_timeout");
-        if let Some(at) = conn.retire_at()
-            && at < deadline.0
+        if let Some(at) = conn.retire_at() {
+            if at < deadline.0 {
+                deadline = (at, "keepalive_hint");
+            }
+        } else if let Some(learned) = learned
+            && idle_since + learned < deadline.0
         {
-            deadline = (at, "keepalive_hint");
+            deadline = (idle_since + learned, "learned_idle_timeout");
         }
         if let Some(max) = self.config.max_lifetime {
             let jitter = self.config.max_lifetime_jitter;
@@ -523,10 +553,10 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Shared<K, C> {
 
     /// Pops the most recently used idle connection that is still good, dropping the
     /// expired and closed ones found on the way.
-    fn take_idle(&self, host: &mut Host<C>) -> Option<C> {
+    fn take_idle(&self, host: &mut Host<C>, learned: Option<Duration>) -> Option<C> {
         let now = Instant::now();
         while let Some(mut idle) = host.idle.pop() {
-            let (deadline, why) = self.deadline(&idle.conn, idle.since);
+            let (deadline, why) = self.deadline(&idle.conn, idle.since, learned);
             if deadline <= now {
                 self.stats.evicted_expired.fetch_add(1, Ordering::Relaxed);
                 idle.conn.retire(why);
@@ -545,7 +575,9 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Shared<K, C> {
     /// recently used position; or closes it if it must not be reused.
     fn release(self: &Arc<Self>, key: &K, mut conn: C) {
         let now = Instant::now();
-        let (deadline, expiry) = self.deadline(&conn, now);
+        let mut state = self.lock();
+        let learned = learned_of(&state, key);
+        let (deadline, expiry) = self.deadline(&conn, now, learned);
         let keep = if !conn.is_reusable() {
             false
         } else if self
@@ -561,7 +593,6 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Shared<K, C> {
         } else {
             true
         };
-        let mut state = self.lock();
         let Some(host) = state.hosts.get_mut(key) else {
             return;
         };
@@ -623,10 +654,15 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Shared<K, C> {
         state.reaper = Some(cx.waker().clone());
         let mut next: Option<Instant> = None;
         let mut empty = Vec::new();
-        for (key, host) in state.hosts.iter_mut() {
+        let Hosts {
+            hosts, learners, ..
+        } = &mut *state;
+        for (key, host) in hosts.iter_mut() {
             let before = host.idle.len();
+            let learned = learners.get(key).and_then(|l| l.retire_after(now));
+            let mut closed_at = Vec::new();
             host.idle.retain_mut(|idle| {
-                let (deadline, why) = self.deadline(&idle.conn, idle.since);
+                let (deadline, why) = self.deadline(&idle.conn, idle.since, learned);
                 if deadline <= now {
                     self.stats.evicted_expired.fetch_add(1, Ordering::Relaxed);
                     idle.conn.retire(why);
@@ -634,6 +670,11 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Shared<K, C> {
                 }
                 if idle.conn.poll_closed(cx).is_ready() {
                     self.stats.evicted_stale.fetch_add(1, Ordering::Relaxed);
+                    // Seen as it happens: the age at which the server closes idle
+                    // connections, unless it said when it would.
+                    if idle.conn.retire_at().is_none() {
+                        closed_at.push(now.saturating_duration_since(idle.since));
+                    }
                     idle.conn.retire("peer_closed");
                     return false;
                 }
@@ -643,6 +684,15 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Shared<K, C> {
             for _ in host.idle.len()..before {
                 host.open -= 1;
                 grant_slot(host);
+            }
+            if !closed_at.is_empty() {
+                if learners.len() >= MAX_LEARNERS && !learners.contains_key(key) {
+                    learners.clear();
+                }
+                let learner = learners.entry(key.clone()).or_default();
+                closed_at
+                    .into_iter()
+                    .for_each(|age| learner.observe(age, now));
             }
             if host.open == 0 && host.waiters.is_empty() {
                 empty.push(key.clone());
@@ -663,6 +713,16 @@ impl<K, C> Drop for Shared<K, C> {
             reaper.wake();
         }
     }
+}
+
+/// Keys whose learned idle timeout is kept at most (a forward proxy sees many hosts);
+/// beyond it, what was learned is forgotten and learned again.
+const MAX_LEARNERS: usize = 4096;
+
+/// How long a connection to `key` may stay idle, as learned of its server.
+fn learned_of<K: Eq + Hash, C>(state: &Hosts<K, C>, key: &K) -> Option<Duration> {
+    let learner = state.learners.get(key)?;
+    learner.retire_after(Instant::now())
 }
 
 /// The entry for `key`, created if missing (without cloning the key when it exists).
@@ -990,6 +1050,49 @@ mod tests {
         assert_eq!(pool.open_count(&"h"), 0);
         assert!(!get(&pool, "h").await.is_reused());
         assert_eq!(pool.stats().evicted_expired, 1);
+    }
+
+    /// A connection whose "server" closes it `after` it goes idle.
+    async fn released_closing_after(pool: &ToyPool, after: Duration) -> Arc<ToyPeer> {
+        let conn = get(pool, "h").await;
+        let peer = conn.peer.clone();
+        conn.release();
+        let closer = peer.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            closer.close();
+        });
+        peer
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_servers_unadvertised_idle_timeout_is_learned_and_kept_clear_of() {
+        let pool = ToyPool::new(PoolConfig::default());
+        let origin_timeout = Duration::from_secs(2);
+        for seen in 0..3 {
+            assert_eq!(pool.learned_idle_timeout(), None, "after {seen}");
+            released_closing_after(&pool, origin_timeout).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            // The reaper saw the close as it happened and evicted the connection.
+            assert_eq!(pool.idle_count(&"h"), 0);
+        }
+        assert_eq!(pool.stats().evicted_stale, 3);
+        let learned = pool.learned_idle_timeout().expect("learned");
+        assert!(learned >= origin_timeout && learned < origin_timeout + Duration::from_millis(50));
+        // Now a connection is retired before the server closes it: at 1.9 s of idle it is
+        // gone although the server has not closed it yet, and a checkout opens a new one.
+        let peer = released_closing_after(&pool, origin_timeout).await;
+        tokio::time::sleep(Duration::from_millis(1900)).await;
+        assert!(!peer.closed.load(Ordering::SeqCst));
+        assert_eq!(pool.idle_count(&"h"), 0);
+        assert_eq!(pool.stats().evicted_expired, 1);
+        assert!(!get(&pool, "h").await.is_reused());
+        // Shorter gaps still reuse.
+        let mut conn = get(&pool, "h").await;
+        conn.requests += 1;
+        conn.release();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(get(&pool, "h").await.is_reused());
     }
 
     #[tokio::test(start_paused = true)]

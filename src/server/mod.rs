@@ -375,6 +375,7 @@ where
             spare: None,
             waiting: None,
             pressure: None,
+            reported: None,
             shutdown,
         };
         running.accept_until(listener, signal).await;
@@ -408,6 +409,8 @@ struct Running<S> {
     waiting: Option<(TcpStream, SocketAddr)>,
     /// The idle timeout pressure allows now.
     pressure: Option<Duration>,
+    /// The idle timeout in force last reported.
+    reported: Option<Duration>,
     shutdown: Shutdown,
 }
 
@@ -546,9 +549,12 @@ impl<S: HttpService> Running<S> {
         if pressure != self.pressure {
             self.pressure = pressure;
             self.shutdown.set_idle_timeout(pressure);
+        }
+        let in_force = pressure.unwrap_or(config.keepalive_timeout);
+        if self.reported != Some(in_force) {
+            self.reported = Some(in_force);
             if let Some(observer) = &self.connections.hooks.observer {
-                let timeout = pressure.unwrap_or(config.keepalive_timeout);
-                observer.idle_timeout(ConnSide::Downstream, timeout);
+                observer.idle_timeout(ConnSide::Downstream, in_force);
             }
         }
     }

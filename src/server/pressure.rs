@@ -32,7 +32,7 @@ pub fn idle_timeout(
     }
     let pressed = ((load - START) / (FULL - START)).min(1.0);
     let step = (pressed * STEPS).ceil() / STEPS;
-    Some(ceiling - (ceiling - floor).mul_f64(step))
+    (step > 0.0).then(|| ceiling - (ceiling - floor).mul_f64(step))
 }
 
 #[cfg(test)]
@@ -45,9 +45,10 @@ mod tests {
         let at = |open| idle_timeout(ceiling, floor, open, 1000);
         assert_eq!(at(0), None);
         assert_eq!(at(499), None);
+        assert_eq!(at(500), None, "exactly half: still the ceiling");
         let mut last = ceiling;
         let mut distinct = std::collections::BTreeSet::new();
-        for open in 500..=1000 {
+        for open in 501..=1000 {
             let t = at(open).unwrap();
             assert!(t <= last && t >= floor, "{open}: {t:?}");
             distinct.insert(t);

@@ -506,8 +506,9 @@ where
             return Served::Closed(summary);
         }
     };
-    let mut conn = Conn::open(stream, info, config, shutdown, hooks);
-    (conn.live, conn.requests, conn.out.writes, conn.born) = (live, requests, writes, born);
+    // Registered with the live view and the observer when it was opened.
+    let mut conn = Conn::with(stream, info, config, shutdown, hooks, live);
+    (conn.requests, conn.out.writes, conn.born) = (requests, writes, born);
     conn.set_state(ConnState::ReadingHead);
     conn.run(&mut service, parking, Waking::Readable).await
 }
@@ -690,6 +691,18 @@ impl<'a> Conn<'a> {
         if let Some(observer) = &hooks.observer {
             observer.opened(ConnSide::Downstream);
         }
+        Conn::with(stream, info, config, shutdown, hooks, live)
+    }
+
+    /// A connection's state, registered (or not) already.
+    fn with(
+        stream: Stream,
+        info: ConnInfo,
+        config: &'a ServerConfig,
+        shutdown: ShutdownListener,
+        hooks: &'a Hooks,
+        live: Option<LiveEntry>,
+    ) -> Self {
         Conn {
             live,
             hooks,
