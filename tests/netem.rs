@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use hopline::client::{Client, ClientOptions};
+use hopline::client::{Client, ClientOptions, LargeResponse};
 use hopline::conn::ServerConfig;
 use hopline::netem::{Link, PathModel};
 use hopline::origin::Origin;
@@ -109,4 +109,69 @@ async fn bandwidth_caps_throughput() {
         stats.bytes_down > 2_000_000 && stats.bytes_up > 0,
         "{stats:?}"
     );
+}
+
+/// Fetches `path` across the link, marked as a large response when `large`; how long it
+/// took and which connection carried it.
+async fn fetch_marked(client: &Client, link: &Link, path: &str, large: bool) -> (Duration, u64) {
+    let start = Instant::now();
+    let mut request = http::Request::get(format!("http://{}{path}", link.addr()))
+        .body(hopline::Body::empty())
+        .unwrap();
+    if large {
+        request.extensions_mut().insert(LargeResponse);
+    }
+    let response = client.send(request).await.unwrap();
+    let connection = response.body().exchange().unwrap().connection;
+    response.into_body().bytes(u64::MAX).await.unwrap();
+    (start.elapsed(), connection)
+}
+
+/// Two idle connections: `warm` carried 7 initial windows and has been idle 50 ms; `cold`
+/// carried a small answer and was used last (the pool's default pick).
+async fn warm_and_cold(client: &Client, link: &Link) -> (u64, u64) {
+    let large = format!("/bytes/{}", body_of(7));
+    let ((_, warm), (_, cold)) = tokio::join!(
+        fetch_marked(client, link, &large, false),
+        fetch_marked(client, link, "/delay/150", false),
+    );
+    assert_ne!(warm, cold);
+    (warm, cold)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_large_response_gets_the_warm_connection_and_its_fewer_round_trips() {
+    let (_origin, link, client) = link().await;
+    let large = format!("/bytes/{}", body_of(7));
+    let (warm, _cold) = warm_and_cold(&client, &link).await;
+    // Marked large: the pool lends the warm connection; its window carries the body in one
+    // round trip, as the model says.
+    let (took, connection) = fetch_marked(&client, &link, &large, true).await;
+    assert_eq!(connection, warm, "the warm connection");
+    about(took, RTT);
+    // Idle past the RTO, its window falls back: three round trips again (1 + 2 + 4 initial
+    // windows), though the connection is reused.
+    let rto = PathModel::with_rtt(RTT).rto();
+    tokio::time::sleep(rto + Duration::from_millis(10)).await;
+    let (took, connection) = fetch_marked(&client, &link, &large, true).await;
+    assert_eq!(
+        connection, warm,
+        "no warm connection left: the most recently used"
+    );
+    about(took, 3 * RTT);
+    // A new connection also pays the handshake: four.
+    let fresh = Client::new(ClientOptions::default());
+    let (took, _) = fetch_marked(&fresh, &link, &large, true).await;
+    about(took, RTT + 3 * RTT);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unmarked_requests_get_the_most_recently_used_connection() {
+    let (_origin, link, client) = link().await;
+    let large = format!("/bytes/{}", body_of(7));
+    let (_warm, cold) = warm_and_cold(&client, &link).await;
+    // The small answer's connection, used last, has its initial window: three round trips.
+    let (took, connection) = fetch_marked(&client, &link, &large, false).await;
+    assert_eq!(connection, cold);
+    about(took, 3 * RTT);
 }

@@ -46,7 +46,7 @@ use crate::conn::status::ConnSide;
 use crate::conn::{Body, Incoming};
 use crate::error::{BoxError, Error, ErrorKind, Side};
 use crate::pool::shared::SharedConfig;
-use crate::pool::{Checkout, Key, Pool, PoolConfig, Poolable, Pooled};
+use crate::pool::{Checkout, Key, Pool, PoolConfig, Poolable, Pooled, Prefer};
 use crate::transport::proxy_header::ProxyVersion;
 use crate::transport::tls::{ClientTls, TlsConnector};
 use crate::transport::{ConnectError, Dial, Stream};
@@ -106,6 +106,13 @@ impl std::str::FromStr for HopProtocol {
         }
     }
 }
+
+/// A request extension saying its response is expected to be large: in keep-alive mode the
+/// pool then lends the idle connection whose sender's window is largest and still open
+/// ([`crate::pool::Prefer::Warm`]), so the body takes fewer round trips than on a cold or
+/// idle-reset connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LargeResponse;
 
 /// Client settings. Build them from `ClientOptions::default()` and set the fields that
 /// differ.
@@ -367,7 +374,7 @@ impl Client {
     /// connection before any response byte, once more on a new one when that is safe.
     async fn send_pooled(&self, whole: &Whole) -> Result<Response<Incoming>, Error> {
         let key = &whole.head.key;
-        let lease = self.lease(key, Freshness::Any).await?;
+        let lease = self.lease(key, Freshness::Any(whole.head.prefer)).await?;
         let reused = lease.is_reused();
         match self
             .exchange(
@@ -410,7 +417,7 @@ impl Client {
         let freshness = if head.upgrade {
             Freshness::New
         } else {
-            Freshness::Any
+            Freshness::Any(head.prefer)
         };
         let lease = self.lease(&head.key, freshness).await?;
         self.exchange(lease, &head, upload, Attempt::First)
@@ -431,10 +438,12 @@ impl Client {
                 .checkout_fresh(key)
                 .await
                 .fill(self.connect(key).await?),
-            Freshness::Any => match self.inner.pool.checkout(key).await {
-                Checkout::Reused(conn) => conn,
-                Checkout::Fresh(slot) => slot.fill(self.connect(key).await?),
-            },
+            Freshness::Any(prefer) => {
+                match self.inner.pool.checkout_preferring(key, prefer).await {
+                    Checkout::Reused(conn) => conn,
+                    Checkout::Fresh(slot) => slot.fill(self.connect(key).await?),
+                }
+            }
         };
         Ok(Lease::Pooled(pooled))
     }
@@ -539,8 +548,8 @@ pub fn alpn_for(protocol: HopProtocol) -> Vec<Vec<u8>> {
 /// Whether an exchange may use a pooled connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Freshness {
-    /// The pool's warmest, or a new one.
-    Any,
+    /// An idle one, as preferred, or a new one.
+    Any(Prefer),
     /// A new connection (a retry after a stale one; a protocol switch).
     New,
 }
@@ -649,5 +658,9 @@ impl Poolable for Box<ClientConn> {
 
     fn retire(&mut self, why: &'static str) {
         ClientConn::retire(self, why);
+    }
+
+    fn tcp_info(&self) -> Option<crate::conn::TcpInfo> {
+        crate::conn::status::tcp_info(self.stream().tcp()).ok()
     }
 }

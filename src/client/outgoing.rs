@@ -42,6 +42,8 @@ pub(crate) struct Outgoing {
     /// Asks to switch protocols (an `Upgrade` field), or opens a tunnel (CONNECT): its
     /// connection does not come back.
     pub upgrade: bool,
+    /// Which pooled connection it prefers: the warmest for a [`super::LargeResponse`].
+    pub prefer: crate::pool::Prefer,
 }
 
 impl Outgoing {
@@ -67,7 +69,12 @@ impl Outgoing {
         } else {
             origin_form(uri)
         };
+        let prefer = match parts.extensions.get::<super::LargeResponse>() {
+            Some(_) => crate::pool::Prefer::Warm,
+            None => crate::pool::Prefer::RecentlyUsed,
+        };
         Ok(Outgoing {
+            prefer,
             key,
             idempotent: is_idempotent(&parts.method, &parts.headers),
             expect_continue: Expectation::of(&parts.headers) == Expectation::Continue,

@@ -173,6 +173,9 @@ pub struct TcpInfo {
     pub bytes_received: u64,
     /// Bytes sent and acknowledged.
     pub bytes_acked: u64,
+    /// Retransmission timeout, microseconds: idle longer than this, a sender's window
+    /// falls back to the initial one (slow start after idle).
+    pub rto_us: u32,
 }
 
 /// Reads `TCP_INFO` for a socket.
@@ -218,6 +221,7 @@ pub(crate) fn tcp_info_of(fd: RawFd) -> std::io::Result<TcpInfo> {
         delivery_rate: info.tcpi_delivery_rate,
         bytes_received: info.tcpi_bytes_received,
         bytes_acked: info.tcpi_bytes_acked,
+        rto_us: info.tcpi_rto,
     })
 }
 

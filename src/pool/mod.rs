@@ -16,8 +16,10 @@
 
 pub mod learn;
 pub mod shared;
+pub mod warmth;
 
 use learn::IdleLearner;
+use warmth::Warmth;
 
 use crate::conn::lifetime::jittered_lifetime;
 use std::collections::{HashMap, VecDeque};
@@ -59,6 +61,22 @@ pub trait Poolable: Send + 'static {
     fn retire(&mut self, why: &'static str) {
         let _ = why;
     }
+    /// The kernel's view of its socket (bytes received, RTO), for reuse by warmth; `None`
+    /// where there is none.
+    fn tcp_info(&self) -> Option<crate::conn::TcpInfo> {
+        None
+    }
+}
+
+/// Which idle connection a checkout prefers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Prefer {
+    /// The most recently used (least likely closed by its server).
+    #[default]
+    RecentlyUsed,
+    /// For a large response: the one whose sender's window is largest and still open
+    /// ([`warmth::warmest`]), else the most recently used.
+    Warm,
 }
 
 /// Pool settings, each with its default.
@@ -429,10 +447,18 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Pool<K, C> {
     /// A connection for `key`: the most recently used idle one that is still good, else a
     /// place to open a new one, else (at the cap) the next one freed, in arrival order.
     pub async fn checkout(&self, key: &K) -> Checkout<K, C> {
+        self.checkout_preferring(key, Prefer::RecentlyUsed).await
+    }
+
+    /// [`Pool::checkout`], choosing among idle connections as `prefer` says.
+    pub async fn checkout_preferring(&self, key: &K, prefer: Prefer) -> Checkout<K, C> {
         let waiting = {
             let mut state = self.shared.lock();
             let learned = learned_of(&state, key);
             let host = host_entry(&mut state, key);
+            if prefer == Prefer::Warm {
+                warmest_last(host);
+            }
             if let Some(conn) = self.shared.take_idle(host, learned) {
                 self.shared.stats.reused.fetch_add(1, Ordering::Relaxed);
                 return Checkout::Reused(self.pooled(key, conn, true));
@@ -712,6 +738,26 @@ impl<K, C> Drop for Shared<K, C> {
         if let Some(reaper) = state.reaper.take() {
             reaper.wake();
         }
+    }
+}
+
+/// Moves the idle connection whose window is warmest (if any is) to the most recently used
+/// position, where a checkout takes from.
+fn warmest_last<C: Poolable>(host: &mut Host<C>) {
+    let now = Instant::now();
+    let candidates: Vec<Option<Warmth>> = (host.idle.iter())
+        .map(|idle| {
+            let info = idle.conn.tcp_info()?;
+            Some(Warmth {
+                received: info.bytes_received,
+                idle: now.saturating_duration_since(idle.since),
+                rto: Duration::from_micros(u64::from(info.rto_us)),
+            })
+        })
+        .collect();
+    if let Some(warmest) = warmth::warmest(&candidates) {
+        let conn = host.idle.remove(warmest);
+        host.idle.push(conn);
     }
 }
 
