@@ -465,6 +465,8 @@ pub struct PolicyFile {
     pub depth: Option<usize>,
     /// `--upstream-max-idle`.
     pub max_idle: Option<usize>,
+    /// `--upstream-min-idle`.
+    pub min_idle: Option<usize>,
     /// `--upstream-max-connections`.
     pub max_connections: Option<usize>,
     /// `--upstream-idle-timeout`.
@@ -498,6 +500,7 @@ impl PolicyFile {
             mode: self.mode.or(defaults.mode),
             depth: self.depth.or(defaults.depth),
             max_idle: self.max_idle.or(defaults.max_idle),
+            min_idle: self.min_idle.or(defaults.min_idle),
             max_connections: self.max_connections.or(defaults.max_connections),
             idle_timeout: self.idle_timeout.or(defaults.idle_timeout),
             max_requests: self.max_requests.or(defaults.max_requests),

@@ -598,3 +598,43 @@ async fn an_origins_unadvertised_idle_timeout_is_learned_and_no_request_races_it
     );
     assert!(after.1.evicted_expired >= before.1.evicted_expired + 9);
 }
+
+#[tokio::test(start_paused = true)]
+async fn standby_connections_are_opened_ahead_and_replaced_as_they_retire() {
+    // The origin closes idle connections after 3 s.
+    let mut origin_config = ServerConfig::default();
+    origin_config.keepalive_timeout = Duration::from_secs(3);
+    let server = TestServer::start(Origin::new(), origin_config).await;
+    let client = Client::new({
+        let mut options = ClientOptions::default();
+        options.pool.min_idle_per_host = 2;
+        options
+    });
+    let url = format!("http://{}/", server.addr);
+    let key = hopline::pool::Key::from_uri(&url.parse().unwrap()).unwrap();
+    client.keep_ready(&url.parse().unwrap()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        client.pool().idle_count(&key),
+        2,
+        "opened before any request"
+    );
+    // The first request needs no handshake.
+    let (status, _, exchange) = fetch(&client, &url).await;
+    assert_eq!(status, 200);
+    assert!(exchange.reused);
+    // The origin closes them at 3 s; the standby opens others (within its 1 s check).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut waited = Duration::ZERO;
+    while client.pool().idle_count(&key) < 2 {
+        assert!(waited < Duration::from_secs(2), "not replaced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+    assert!(server.snapshot().accepted >= 4, "{:?}", server.snapshot());
+    // It ends with the client.
+    drop(client);
+    let accepted = server.snapshot().accepted;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(server.snapshot().accepted, accepted);
+}

@@ -67,6 +67,11 @@ pub struct ProxyArgs {
     /// Upstream connections per upstream, busy or idle [default: unlimited].
     #[arg(long)]
     pub upstream_max_connections: Option<usize>,
+    /// Idle connections kept open to each upstream server, opened ahead of the first
+    /// request and replaced as they retire (standby), so requests find one without a
+    /// handshake (keep-alive mode).
+    #[arg(long, default_value_t = 0)]
+    pub upstream_min_idle: usize,
     /// Close an idle upstream connection after this long.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub upstream_idle_timeout: Duration,
@@ -142,6 +147,8 @@ impl ProxyArgs {
                 let mut pool_config = PoolConfig::default();
                 pool_config.max_idle_per_host =
                     given.pick("upstream_max_idle", self.upstream_max_idle, file.max_idle);
+                pool_config.min_idle_per_host =
+                    given.pick("upstream_min_idle", self.upstream_min_idle, file.min_idle);
                 pool_config.max_connections_per_host = given.pick(
                     "upstream_max_connections",
                     self.upstream_max_connections,

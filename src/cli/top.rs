@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::parse_duration;
 use hopline::client::{Client, ClientOptions};
+use hopline::pool::warmth::{INITIAL_WINDOW, Warmth};
 
 /// `hopline top`.
 #[derive(Debug, Args)]
@@ -207,6 +208,36 @@ struct Conn {
 }
 
 impl Conn {
+    /// Whether the sender's window on this connection is grown and open (`warm`), fell
+    /// back after idling past the RTO (`reset`), or never grew (`cold`); the sender is this
+    /// process downstream (bytes it sent) and the server upstream (bytes it sent us).
+    fn window(&self) -> &'static str {
+        let Some(tcp) = &self.tcp else {
+            return "-";
+        };
+        let carried = match self.side.as_str() {
+            "upstream" => tcp.bytes_received,
+            _ => tcp.bytes_acked,
+        };
+        let idle = if self.state == "idle" {
+            self.idle_ms
+        } else {
+            0
+        };
+        let warmth = Warmth {
+            received: carried,
+            idle: Duration::from_millis(idle),
+            rto: Duration::from_micros(tcp.rto_us),
+        };
+        if warmth.is_warm() {
+            "warm"
+        } else if carried > INITIAL_WINDOW {
+            "reset"
+        } else {
+            "cold"
+        }
+    }
+
     /// `h1`, or `h2:N` with N streams open.
     fn protocol(&self) -> String {
         match self.protocol.as_deref() {
@@ -244,6 +275,13 @@ struct Tcp {
     snd_cwnd: u32,
     retransmits: u32,
     delivery_rate: u64,
+    /// For the window column (older servers do not say).
+    #[serde(default)]
+    bytes_received: u64,
+    #[serde(default)]
+    bytes_acked: u64,
+    #[serde(default)]
+    rto_us: u64,
 }
 
 fn age(ms: u64) -> String {
@@ -289,7 +327,7 @@ fn render(view: &View, limit: usize, sort: SortKey, rates: Option<Rates>) -> Str
         sort.name()
     ));
     out.push_str(&format!(
-        "{:<10} {:>6} {:<22} {:<17} {:<6} {:>8} {:>8} {:>6} {:>9} {:>5} {:>7} {:>8}  {}\n",
+        "{:<10} {:>6} {:<22} {:<17} {:<6} {:>8} {:>8} {:>6} {:>9} {:>5} {:<6} {:>7} {:>8}  {}\n",
         "side",
         "id",
         "peer",
@@ -300,6 +338,7 @@ fn render(view: &View, limit: usize, sort: SortKey, rates: Option<Rates>) -> Str
         "reqs",
         "srtt ms",
         "cwnd",
+        "window",
         "retrans",
         "rate b/s",
         "tls"
@@ -319,7 +358,7 @@ fn render(view: &View, limit: usize, sort: SortKey, rates: Option<Rates>) -> Str
             None => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
         out.push_str(&format!(
-            "{:<10} {:>6} {:<22} {:<17} {:<6} {:>8} {:>8} {:>6} {:>9} {:>5} {:>7} {:>8}  {}\n",
+            "{:<10} {:>6} {:<22} {:<17} {:<6} {:>8} {:>8} {:>6} {:>9} {:>5} {:<6} {:>7} {:>8}  {}\n",
             conn.side,
             conn.id,
             conn.peer,
@@ -330,6 +369,7 @@ fn render(view: &View, limit: usize, sort: SortKey, rates: Option<Rates>) -> Str
             conn.requests,
             rtt,
             cwnd,
+            conn.window(),
             retrans,
             delivery,
             conn.tls
@@ -486,11 +526,35 @@ mod tests {
                 snd_cwnd: cwnd,
                 retransmits: 0,
                 delivery_rate: 0,
+                bytes_received: 0,
+                bytes_acked: u64::from(cwnd) * 10_000,
+                rto_us: 204_000,
             }),
             tls: None,
             protocol: None,
             streams: 0,
         }
+    }
+
+    #[test]
+    fn the_window_column_says_warm_reset_or_cold() {
+        // Idle half its age: 5 ms, 50 ms, 500 ms.
+        let warm = conn(1, 10, 1, 30);
+        let cold = conn(2, 100, 1, 1);
+        let reset = conn(3, 1000, 1, 30);
+        assert_eq!(warm.window(), "warm");
+        assert_eq!(cold.window(), "cold");
+        if hopline::pool::warmth::slow_start_after_idle() {
+            assert_eq!(reset.window(), "reset");
+        }
+        let mut upstream = conn(4, 10, 1, 1);
+        upstream.side = "upstream".into();
+        upstream.tcp.as_mut().unwrap().bytes_received = 1_000_000;
+        assert_eq!(
+            upstream.window(),
+            "warm",
+            "the server's window, from bytes received"
+        );
     }
 
     #[test]

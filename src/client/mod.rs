@@ -274,6 +274,34 @@ impl Client {
         &self.inner.pool
     }
 
+    /// The fingerprint of the TLS settings connections to `uri` open with (0 for `http`).
+    fn tls_fingerprint(&self, uri: &http::Uri) -> Result<u64, Error> {
+        Ok(match uri.scheme() {
+            Some(scheme) if *scheme == http::uri::Scheme::HTTPS => self.tls()?.fingerprint(),
+            _ => 0,
+        })
+    }
+
+    /// Keeps [`PoolConfig::min_idle_per_host`] idle connections to `uri`'s origin open
+    /// from now on (keep-alive mode): opened ahead of the first request, and again as they
+    /// retire, so requests find one without a handshake. A task does it, checking once a
+    /// second and backing off up to 30 s while connects fail; it ends with the client.
+    pub fn keep_ready(&self, uri: &http::Uri) -> Result<(), Error> {
+        let want = self.inner.options.pool.min_idle_per_host;
+        if want == 0 || self.inner.options.mode != Mode::KeepAlive {
+            return Ok(());
+        }
+        let (parts, ()) = Request::get(uri.clone())
+            .body(())
+            .expect("a GET")
+            .into_parts();
+        let tls = self.tls_fingerprint(&parts.uri)?;
+        let key = Outgoing::from_parts(parts, tls)?.key;
+        let client = Arc::downgrade(&self.inner);
+        tokio::spawn(standby(client, key, want));
+        Ok(())
+    }
+
     /// Sends `request` to the absolute `http://` URI in it, in the client's connection
     /// type, and returns the response once its head has arrived; the body streams from
     /// the connection as it is read.
@@ -293,10 +321,7 @@ impl Client {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = request.into_parts();
-        let tls = match parts.uri.scheme() {
-            Some(scheme) if *scheme == http::uri::Scheme::HTTPS => self.tls()?.fingerprint(),
-            _ => 0,
-        };
+        let tls = self.tls_fingerprint(&parts.uri)?;
         let proxied = (self.inner.options.proxy_protocol.is_some())
             .then(|| parts.extensions.get::<ProxySource>().copied())
             .flatten();
@@ -552,6 +577,39 @@ enum Freshness {
     Any(Prefer),
     /// A new connection (a retry after a stale one; a protocol switch).
     New,
+}
+
+/// Keeps `want` idle connections to `key` open while the client lives.
+async fn standby(client: std::sync::Weak<Inner>, key: Key, want: usize) {
+    const CHECK: Duration = Duration::from_secs(1);
+    let mut backoff = CHECK;
+    loop {
+        let Some(inner) = client.upgrade() else {
+            return;
+        };
+        let client = Client { inner };
+        let mut failed = false;
+        while client.inner.pool.idle_count(&key) < want {
+            let Some(slot) = client.inner.pool.reserve(&key) else {
+                break;
+            };
+            match client.connect(&key).await {
+                Ok(conn) => slot.fill(conn).release(),
+                Err(error) => {
+                    tracing::debug!(%key, %error, "could not open a standby connection");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        backoff = if failed {
+            (backoff * 2).min(Duration::from_secs(30))
+        } else {
+            CHECK
+        };
+        drop(client);
+        tokio::time::sleep(backoff).await;
+    }
 }
 
 /// Resolves a key's host (IP literals without a lookup).

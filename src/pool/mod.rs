@@ -99,6 +99,10 @@ pub struct PoolConfig {
     /// connection, so that connections opened together are not all retired together.
     /// Default 0.
     pub max_lifetime_jitter: Duration,
+    /// Idle connections kept open per host for the hosts a client is told to keep ready
+    /// (preconnected, and replaced as they retire: Envoy's preconnect, Squid's `standby`),
+    /// so a request finds one without a handshake. Default 0.
+    pub min_idle_per_host: usize,
 }
 
 impl Default for PoolConfig {
@@ -110,6 +114,7 @@ impl Default for PoolConfig {
             max_requests_per_connection: None,
             max_lifetime: None,
             max_lifetime_jitter: Duration::ZERO,
+            min_idle_per_host: 0,
         }
     }
 }
@@ -489,6 +494,21 @@ impl<K: Clone + Eq + Hash + Send + 'static, C: Poolable> Pool<K, C> {
                 Checkout::Fresh(self.slot(key))
             }
         }
+    }
+
+    /// A place for a new connection for `key` if the host is under its cap, without
+    /// waiting and without displacing anyone (for connections opened ahead of need).
+    pub fn reserve(&self, key: &K) -> Option<Slot<K, C>> {
+        let mut state = self.shared.lock();
+        let host = host_entry(&mut state, key);
+        let cap = self.shared.config.max_connections_per_host;
+        if cap.is_some_and(|cap| host.open >= cap) {
+            forget_if_empty(&mut state, key);
+            return None;
+        }
+        host.open += 1;
+        self.shared.stats.fresh.fetch_add(1, Ordering::Relaxed);
+        Some(self.slot(key))
     }
 
     /// A place for a new connection for `key`, never an idle one (a retry must not meet

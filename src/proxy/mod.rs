@@ -325,13 +325,29 @@ impl Service<Request<Incoming>> for Proxy {
     }
 }
 
+/// A reverse proxy group's client, keeping its servers' standby connections ready (if its
+/// policy asks for some and a runtime runs).
+fn group_client(group: &Group, config: &ProxyConfig) -> Client {
+    let client = Client::new(
+        group
+            .policy
+            .clone()
+            .unwrap_or_else(|| config.upstream.clone()),
+    );
+    if tokio::runtime::Handle::try_current().is_ok() {
+        for url in group.upstreams.urls() {
+            if let Err(error) = client.keep_ready(url) {
+                tracing::warn!(%url, %error, "no standby connections");
+            }
+        }
+    }
+    client
+}
+
 impl Policy {
     fn new(config: ProxyConfig) -> Self {
         let clients = match &config.target {
-            Target::Reverse(groups) => groups
-                .iter()
-                .map(|g| Client::new(g.policy.clone().unwrap_or_else(|| config.upstream.clone())))
-                .collect(),
+            Target::Reverse(groups) => groups.iter().map(|g| group_client(g, &config)).collect(),
             Target::Forward { .. } => vec![Client::new(config.upstream.clone())],
         };
         let via = ViaEntries::new(&config.name);

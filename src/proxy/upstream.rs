@@ -113,6 +113,11 @@ impl Upstreams {
             .expect("an http:// URL is a valid upstream")
     }
 
+    /// Their URLs as configured.
+    pub fn urls(&self) -> impl Iterator<Item = &Uri> {
+        self.list.iter().map(|upstream| &upstream.url)
+    }
+
     /// How many upstreams there are.
     pub fn len(&self) -> usize {
         self.list.len()
