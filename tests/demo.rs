@@ -219,7 +219,10 @@ async fn the_report_has_every_chart_and_needs_no_network() {
         let rtt = line.trim_start().split(" ms").next().unwrap_or("");
         rtt.parse::<f64>().is_ok()
     });
-    assert_eq!(rows.count(), runs);
+    // A row per run, and one per warmth scenario (every round-trip time above zero).
+    let warm_rows = rtts.iter().filter(|rtt| !rtt.is_zero()).count();
+    assert_eq!(report.warmth.len(), warm_rows);
+    assert_eq!(rows.count(), runs + warm_rows);
     // TLS runs draw their TLS handshake after the TCP one; plaintext runs only the TCP one.
     assert!(html.contains("data-handshake=\"TLS\""));
 }
@@ -350,4 +353,29 @@ async fn http2_multiplexes_like_pipelining_and_goes_past_a_slow_response() {
             run.model.load_ms
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_warmth_scenario_measures_what_the_model_predicts() {
+    let report = run(&[Duration::ZERO, RTT], &[ModeKind::PersistentX1], 2).await;
+    assert_eq!(report.warmth.len(), 1, "none at 0 ms");
+    let warmth = &report.warmth[0];
+    let rtt_ms = RTT.as_secs_f64() * 1000.0;
+    // Cold: handshake + three rounds of slow start; warm: one round trip; after idling
+    // past the RTO: three rounds again.
+    assert_eq!(warmth.model_ms, [4.0 * rtt_ms, rtt_ms, 3.0 * rtt_ms]);
+    for (measured, model) in [
+        (warmth.cold_ms, warmth.model_ms[0]),
+        (warmth.warm_ms, warmth.model_ms[1]),
+        (warmth.idle_reset_ms, warmth.model_ms[2]),
+    ] {
+        assert!(
+            measured >= model && measured <= model + 5.0,
+            "measured {measured} ms, the model says {model} ms"
+        );
+    }
+    let text = report::table(&report);
+    assert!(text.contains("idle-reset"), "{text}");
+    let html = report::html(&report);
+    assert!(html.contains("<h2>Warm, cold and idle-reset connections</h2>"));
 }

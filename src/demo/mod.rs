@@ -23,6 +23,7 @@ pub mod load;
 pub mod model;
 pub mod report;
 pub mod tls;
+pub mod warmth;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -411,6 +412,8 @@ pub struct DemoReport {
     pub initial_window_bytes: u64,
     /// One entry per mode and round-trip time, grouped by round-trip time.
     pub runs: Vec<Run>,
+    /// The warmth scenario at each round-trip time above zero (embedded origin only).
+    pub warmth: Vec<warmth::WarmthRun>,
 }
 
 /// Progress callbacks: called before each run with (done, total, description).
@@ -479,6 +482,18 @@ pub async fn run(
             runs.push(scenario.run().await?);
         }
     }
+    let mut warm_runs = Vec::new();
+    if matches!(config.source, PageSource::Embedded(_)) {
+        for &rtt in config.rtts.iter().filter(|rtt| !rtt.is_zero()) {
+            let what = format!("warm and cold connections at {} ms", rtt.as_millis());
+            progress.start(runs.len(), total, &what);
+            let path = PathModel {
+                bandwidth: config.bandwidth,
+                ..PathModel::with_rtt(rtt)
+            };
+            warm_runs.push(warmth::run(origin_addr, path).await?);
+        }
+    }
     progress.start(runs.len(), total, "done");
     let first = runs.first();
     Ok(DemoReport {
@@ -492,6 +507,7 @@ pub async fn run(
         depth: config.depth,
         initial_window_bytes: PathModel::with_rtt(Duration::ZERO).initial_window(),
         runs,
+        warmth: warm_runs,
     })
 }
 

@@ -110,7 +110,75 @@ pub fn table(report: &DemoReport) -> String {
         )
         .expect("write to a String");
     }
+    warmth_table(&mut out, report);
     out
+}
+
+/// The warmth scenario's lines: one large resource on a cold, a warm and an idle-reset
+/// connection, measured and predicted.
+fn warmth_table(out: &mut String, report: &DemoReport) {
+    let Some(first) = report.warmth.first() else {
+        return;
+    };
+    writeln!(
+        out,
+        "\none resource of {} B ({} initial windows): cold = new connection, warm = reused at \
+         once, idle-reset = reused after idling past the RTO\n{:>7}  {:>14} {:>14} {:>14}",
+        grouped(first.bytes),
+        first.bytes.div_ceil(report.initial_window_bytes.max(1)),
+        "RTT",
+        "cold ms",
+        "warm ms",
+        "idle-reset ms"
+    )
+    .expect("write to a String");
+    for run in &report.warmth {
+        let cell = |measured: f64, model: f64| format!("{measured:.0} ({model:.0})");
+        writeln!(
+            out,
+            "{:>4} ms  {:>14} {:>14} {:>14}",
+            run.rtt_ms,
+            cell(run.cold_ms, run.model_ms[0]),
+            cell(run.warm_ms, run.model_ms[1]),
+            cell(run.idle_reset_ms, run.model_ms[2]),
+        )
+        .expect("write to a String");
+    }
+    out.push_str("(model in parentheses)\n");
+}
+
+/// The warmth scenario as an HTML section.
+fn warmth_section(out: &mut String, report: &DemoReport) {
+    let Some(first) = report.warmth.first() else {
+        return;
+    };
+    writeln!(
+        out,
+        "<h2>Warm, cold and idle-reset connections</h2>\n<p>One resource of {} bytes \
+         (seven initial windows): on a new connection (a handshake, then slow start: 1 + 2 + 4 \
+         windows, three round trips), again at once on the same connection (its sender's \
+         window grew: one round trip), and again after idling past the retransmission \
+         timeout (the connection is reused but its window fell back to the initial one: \
+         three round trips). The pool lends a request marked as large the warmest idle \
+         connection whose window is still open, and <code>--upstream-min-idle</code> keeps \
+         connections ready.</p>\n<table>\n<tr><th>RTT</th><th>cold (model)</th>\
+         <th>warm (model)</th><th>idle-reset (model)</th></tr>",
+        grouped(first.bytes)
+    )
+    .expect("write");
+    for run in &report.warmth {
+        let cell = |measured: f64, model: f64| format!("{measured:.0} ms ({model:.0})");
+        writeln!(
+            out,
+            "<tr><td>{} ms</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            run.rtt_ms,
+            cell(run.cold_ms, run.model_ms[0]),
+            cell(run.warm_ms, run.model_ms[1]),
+            cell(run.idle_reset_ms, run.model_ms[2]),
+        )
+        .expect("write");
+    }
+    out.push_str("</table>\n");
 }
 
 /// The raw numbers.
@@ -224,6 +292,7 @@ pub fn html(report: &DemoReport) -> String {
         }
         out.push_str("</details>\n");
     }
+    warmth_section(&mut out, report);
     out.push_str(MODEL_TEXT);
     out.push_str("</body>\n</html>\n");
     out
