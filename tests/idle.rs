@@ -242,3 +242,34 @@ async fn a_request_racing_the_drain_of_an_idle_connection_is_never_lost() {
     let (answered, closed) = drain_race(false, 40).await;
     assert!(answered >= 30, "answered {answered}, closed {closed}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn pressure_shortens_the_idle_timeout_of_http2_connections() {
+    let mut config = ServerConfig::default();
+    config.keepalive_timeout = Duration::from_secs(600);
+    config.keepalive_timeout_min = Duration::from_secs(2);
+    config.http2.enabled = true;
+    let server = TestServer::start_with(Origin::new(), config, limit(10)).await;
+    let start = tokio::time::Instant::now();
+    // Nine HTTP/2 connections (h2c), one per client, each idle after one request.
+    let mut clients = Vec::new();
+    for _ in 0..9 {
+        let mut options = hopline::client::ClientOptions::default();
+        options.protocol = hopline::client::HopProtocol::Http2;
+        let client = hopline::client::Client::new(options);
+        let response = client
+            .get(&format!("http://{}/", server.addr))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().bytes(u64::MAX).await.unwrap();
+        clients.push(client);
+    }
+    let stats = server.closed(9).await;
+    assert_eq!(stats.closed(CloseReason::Pressure), 9, "{stats:?}");
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "closed after {elapsed:?}"
+    );
+}

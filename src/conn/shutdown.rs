@@ -180,6 +180,17 @@ impl ShutdownListener {
         idle_close_at(&self.inner, key)
     }
 
+    /// Ready, with the count now, once a signal newer than `seen` (a count from
+    /// [`ShutdownListener::signals`]) has been given: the drain, or a shorter pressure
+    /// timeout. Otherwise registers the task to be woken.
+    pub fn poll_signal(&mut self, cx: &mut Context<'_>, seen: u64) -> Poll<u64> {
+        let _ = self.poll_started(cx);
+        match self.signals() {
+            now if now != seen => Poll::Ready(now),
+            _ => Poll::Pending,
+        }
+    }
+
     /// Ready once shutdown has started; otherwise registers the task to be woken.
     pub fn poll_started(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.is_started() {

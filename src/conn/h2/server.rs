@@ -243,12 +243,14 @@ impl H2Conn<'_> {
         // Whether a GOAWAY went out: from then on `idle_since` counts the grace given to
         // the peer to finish (and to answer the GOAWAY's PING).
         let mut going = false;
+        let mut signals = shutdown.signals();
         loop {
             if ending.is_some() && !going {
                 going = true;
                 idle_since = Instant::now();
             }
-            let (deadline, why) = self.next_deadline(idle_since, ending);
+            let idle_timeout = shutdown.idle_timeout(self.config.keepalive_timeout);
+            let (deadline, why) = self.next_deadline(idle_since, ending, idle_timeout);
             let deadline = keepalive.sooner(deadline);
             if deadline != armed {
                 if let Some(deadline) = deadline {
@@ -258,8 +260,12 @@ impl H2Conn<'_> {
             }
             tokio::select! {
                 biased;
-                () = poll_fn(|cx| shutdown.poll_started(cx)), if ending.is_none() => {
-                    ending = self.go_away(h2, CloseReason::Shutdown);
+                seen = poll_fn(|cx| shutdown.poll_signal(cx, signals)), if ending.is_none() => {
+                    // The drain, or pressure (the loop applies the shorter idle timeout).
+                    signals = seen;
+                    if shutdown.is_started() {
+                        ending = self.go_away(h2, CloseReason::Shutdown);
+                    }
                 }
                 accepted = h2.accept() => match accepted {
                     Some(Ok(first)) => {
@@ -307,7 +313,8 @@ impl H2Conn<'_> {
         (idle_since, going): (&mut Instant, bool),
         why: Option<CloseReason>,
     ) -> Ending {
-        if (going || why == Some(CloseReason::IdleTimeout))
+        let idle = matches!(why, Some(CloseReason::IdleTimeout | CloseReason::Pressure));
+        if (going || idle)
             && let Some(active) = streams.active_after(*idle_since)
         {
             *idle_since = active;
@@ -414,21 +421,32 @@ impl H2Conn<'_> {
 
     /// When the connection should start ending, and why: idle (as far as it knows:
     /// [`OpenStreams::active_after`] is asked when the time comes) for the keep-alive
-    /// timeout, or at its maximum lifetime. Once it is ending, when to stop waiting for
-    /// the peer: the linger timeout after the GOAWAY, or after the last stream ended.
-    fn next_deadline(&self, idle_since: Instant, ending: Ending) -> (Option<Instant>, Ending) {
+    /// timeout (`idle_timeout`, and whether pressure shortened it), or at its maximum
+    /// lifetime. Once it is ending, when to stop waiting for the peer: the linger timeout
+    /// after the GOAWAY, or after the last stream ended.
+    fn next_deadline(
+        &self,
+        idle_since: Instant,
+        ending: Ending,
+        (idle_timeout, pressed): (Duration, bool),
+    ) -> (Option<Instant>, Ending) {
         if ending.is_some() {
             // Ending: the peer has the linger time to finish (open streams extend it).
             return (Some(idle_since + self.config.linger_timeout), None);
         }
-        let idle_at = Some(idle_since + self.config.keepalive_timeout);
+        let idle_reason = if pressed {
+            CloseReason::Pressure
+        } else {
+            CloseReason::IdleTimeout
+        };
+        let idle_at = Some(idle_since + idle_timeout);
         let lifetime_at = self.config.max_lifetime.map(|max| {
             let jitter = self.config.max_lifetime_jitter;
             self.born + jittered_lifetime(max, jitter, self.info.id)
         });
         match (idle_at, lifetime_at) {
             (Some(i), Some(l)) if l <= i => (Some(l), Some(CloseReason::MaxLifetime)),
-            (Some(i), _) => (Some(i), Some(CloseReason::IdleTimeout)),
+            (Some(i), _) => (Some(i), Some(idle_reason)),
             (None, Some(l)) => (Some(l), Some(CloseReason::MaxLifetime)),
             (None, None) => (None, None),
         }
