@@ -848,7 +848,17 @@ impl<'a> Conn<'a> {
         };
         // Set the timer now; later only when a signal (the drain, pressure) moves it.
         let mut signals = self.shutdown.signals();
-        let (deadline, mut then) = self.idle_deadline(idle_since, parking);
+        let (deadline, mut then) = match parking {
+            // The keep-alive hot path: nothing but parking can come first.
+            Some(after)
+                if signals == 0
+                    && self.lifetime.is_none()
+                    && after <= self.config.keepalive_timeout =>
+            {
+                (idle_since + after, Idle::Park)
+            }
+            _ => self.idle_deadline(idle_since, parking),
+        };
         timer.as_mut().reset(deadline);
         let woke = poll_fn(|cx| {
             // Registers for the drain and for pressure.
@@ -886,14 +896,6 @@ impl<'a> Conn<'a> {
     /// its idle timeout (the header timeout before a first request; shortened under
     /// pressure), its maximum lifetime, its moment in a drain, and parking.
     fn idle_deadline(&self, idle_since: Instant, parking: Option<Duration>) -> (Instant, Idle) {
-        // The keep-alive hot path: nothing but parking can come first.
-        if let Some(after) = parking
-            && self.lifetime.is_none()
-            && after <= self.config.keepalive_timeout
-            && self.shutdown.signals() == 0
-        {
-            return (idle_since + after, Idle::Park);
-        }
         let (mut deadline, mut then) = if self.requests == 0 {
             let at = self.born + self.config.header_timeout;
             (at, Idle::Close(CloseReason::HeaderTimeout))
