@@ -182,25 +182,32 @@ enum Outcome {
 
 /// Writes a request the moment the server's drain begins, over `rounds` servers; every
 /// request the service saw was answered in full.
-async fn drain_race(park: bool, rounds: u32) -> (u64, u64) {
+async fn drain_race(park: bool, grace: Duration, rounds: u32) -> (u64, u64) {
     let (mut answered, mut closed) = (0, 0);
-    for _ in 0..rounds {
+    for round in 0..rounds {
         let seen = Arc::new(AtomicU64::new(0));
         let counter = seen.clone();
         let service = answer_with(move |_request| {
             counter.fetch_add(1, Ordering::SeqCst);
             async { http::Response::new(Body::from("hello")) }
         });
-        let mut server = TestServer::start(service, parking(park)).await;
+        let mut listener = ListenerConfig::default();
+        listener.drain_grace = grace;
+        let mut server = TestServer::start_with(service, parking(park), listener).await;
         let mut client = RawClient::connect(server.addr).await;
         served(&mut client).await;
         if park {
             server.until("parked", |s| s.parked == 1).await;
         }
         let request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
-        let (_, wrote) = tokio::join!(async { server.begin_stop() }, async {
-            client.stream.write_all(request).await
-        });
+        // Each round writes a little later after the drain is signalled (0 to 1.9 ms), so
+        // that over the rounds the request meets the drain at every stage.
+        server.begin_stop();
+        let until = std::time::Instant::now() + Duration::from_micros(100 * u64::from(round % 20));
+        while std::time::Instant::now() < until {
+            tokio::task::yield_now().await;
+        }
+        let wrote = client.stream.write_all(request).await;
         let mut response = Vec::new();
         let read = client.stream.read_to_end(&mut response).await;
         // Closing ends the server's lingering close at once.
@@ -232,14 +239,16 @@ async fn drain_race(park: bool, rounds: u32) -> (u64, u64) {
 
 #[tokio::test]
 async fn a_request_racing_the_drain_of_a_parked_connection_is_never_lost() {
-    let (answered, closed) = drain_race(true, 40).await;
+    let (answered, closed) = drain_race(true, Duration::from_secs(1), 40).await;
+    eprintln!("parked: {answered} answered, {closed} closed before being read");
     // The grace window leaves time for a request already on its way.
     assert!(answered >= 30, "answered {answered}, closed {closed}");
 }
 
 #[tokio::test]
 async fn a_request_racing_the_drain_of_an_idle_connection_is_never_lost() {
-    let (answered, closed) = drain_race(false, 40).await;
+    let (answered, closed) = drain_race(false, Duration::from_secs(1), 40).await;
+    eprintln!("idle in its task: {answered} answered, {closed} closed before being read");
     assert!(answered >= 30, "answered {answered}, closed {closed}");
 }
 
@@ -272,4 +281,16 @@ async fn pressure_shortens_the_idle_timeout_of_http2_connections() {
         elapsed < Duration::from_secs(60),
         "closed after {elapsed:?}"
     );
+}
+
+#[tokio::test]
+async fn without_a_grace_window_a_racing_request_is_closed_unread_never_lost() {
+    // Idle connections close the moment the drain starts: a request on its way is either
+    // answered (it arrived first: the look for input before closing sees it) or not read.
+    for park in [true, false] {
+        let (answered, closed) = drain_race(park, Duration::ZERO, 40).await;
+        eprintln!(
+            "no grace, parked {park}: {answered} answered, {closed} closed before being read"
+        );
+    }
 }

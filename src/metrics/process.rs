@@ -32,7 +32,7 @@ pub(super) struct ProcessFigures {
 impl ProcessFigures {
     /// Reads them now (zero where the kernel does not say).
     pub fn read() -> Self {
-        // SAFETY: getrusage and getrlimit fill the zeroed structs they are given.
+        // SAFETY: getrusage fills the zeroed struct it is given.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         let cpu_seconds = if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
             let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
@@ -40,12 +40,7 @@ impl ProcessFigures {
         } else {
             0.0
         };
-        let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
-        let max_fds = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-            limit.rlim_cur
-        } else {
-            0
-        };
+        let max_fds = crate::transport::open_file_limit().unwrap_or(0);
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
         let (virtual_pages, resident_pages) = std::fs::read_to_string("/proc/self/statm")

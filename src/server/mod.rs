@@ -370,7 +370,8 @@ where
             lot,
             parked: parked_rx,
             leaving: Vec::new(),
-            limit: listener_config.max_connections,
+            capacity: listener_config.max_connections,
+            limit: pressure_limit(listener_config.max_connections),
             slots: Arc::new(Semaphore::new(listener_config.max_connections)),
             spare: None,
             waiting: None,
@@ -400,6 +401,9 @@ struct Running<S> {
     parked: mpsc::UnboundedReceiver<Entry>,
     /// Connections leaving the lot (reused between polls).
     leaving: Vec<Leaving>,
+    /// The connection limit (the slots' number).
+    capacity: usize,
+    /// How many open connections count as full for pressure ([`pressure_limit`]).
     limit: usize,
     slots: Arc<Semaphore>,
     /// A slot taken while the limit was reached and nothing was parked: the next accepted
@@ -422,6 +426,21 @@ enum Event {
     Accepted(io::Result<(TcpStream, SocketAddr)>),
     Slot(OwnedSemaphorePermit),
     Recheck,
+}
+
+/// Descriptors kept out of the pressure limit: listeners, upstream connections being
+/// opened, log files.
+const DESCRIPTORS_RESERVED: u64 = 64;
+
+/// How many open connections count as full for pressure: `max_connections`, or fewer if the
+/// descriptor limit is lower (less a reserve), so idle connections yield before `accept`
+/// runs out of descriptors.
+fn pressure_limit(max_connections: usize) -> usize {
+    let descriptors = crate::transport::open_file_limit()
+        .map_or(u64::MAX, |limit| limit.saturating_sub(DESCRIPTORS_RESERVED));
+    max_connections
+        .min(usize::try_from(descriptors).unwrap_or(usize::MAX))
+        .max(1)
 }
 
 /// While pressure shortens the idle timeout, how often it is looked at again (connections
@@ -539,7 +558,7 @@ impl<S: HttpService> Running<S> {
     /// Sets the idle timeout pressure allows for the connections open now.
     fn apply_pressure(&mut self) {
         let config = self.connections.config.get();
-        let open = self.limit - self.slots.available_permits();
+        let open = self.capacity - self.slots.available_permits();
         let pressure = pressure::idle_timeout(
             config.keepalive_timeout,
             config.keepalive_timeout_min,

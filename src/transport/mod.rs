@@ -342,3 +342,11 @@ impl AsyncWrite for Stream {
         }
     }
 }
+
+/// The process's limit on open descriptors (`RLIMIT_NOFILE`, soft), if the kernel says.
+pub fn open_file_limit() -> Option<u64> {
+    // SAFETY: getrlimit fills the zeroed struct it is given.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `limit` is valid for writes.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit.rlim_cur)
+}
