@@ -376,3 +376,31 @@ async fn parked_connections_stay_in_the_live_view_and_are_counted_once() {
         assert_eq!(sample(&metrics, series), value, "{series}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn upstream_connections_closes_are_counted_by_group() {
+    let (hooks, admin) = observed().await;
+    // The origin closes idle connections after 2 s.
+    let mut origin_config = ServerConfig::default();
+    origin_config.keepalive_timeout = Duration::from_secs(2);
+    let origin = TestServer::start(Origin::new(), origin_config).await;
+    let mut config = ProxyConfig::reverse(Upstreams::single(origin.addr));
+    config.upstream = ClientOptions::default();
+    config.upstream.conn.hooks = hooks.clone();
+    let proxy = TestServer::start_hooked(
+        Proxy::new(config),
+        ServerConfig::default(),
+        ListenerConfig::default(),
+        hooks,
+    )
+    .await;
+    let mut client = RawClient::connect(proxy.addr).await;
+    requests(&mut client, 1).await;
+    origin.closed(1).await;
+    // The pool's reaper sees the origin's close as it happens.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = get(&admin, "/metrics").await;
+    let series =
+        "hopline_upstream_connections_closed_total{upstream=\"default\",reason=\"peer_closed\"}";
+    assert_eq!(sample(&metrics, series), 1.0, "{metrics}");
+}

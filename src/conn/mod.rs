@@ -36,7 +36,7 @@ pub use h1::server::{
 };
 pub use shutdown::{Shutdown, ShutdownListener};
 pub use status::{
-    ClosedRecord, ConnSide, ConnState, ConnView, Hooks, Http2Event, LiveConns, Observer, Protocol,
-    RequestFields, RequestRecord, TcpInfo, UpstreamNote,
+    ClosedRecord, ConnSide, ConnState, ConnView, Grouped, Hooks, Http2Event, LiveConns, Observer,
+    Protocol, RequestFields, RequestRecord, TcpInfo, UpstreamNote,
 };
 pub use upgrade::{OnUpgrade, UpgradeSlot, Upgraded, splice, upgrade_channel};

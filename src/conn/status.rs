@@ -437,7 +437,7 @@ pub struct RequestRecord<'a> {
 }
 
 /// A connection that ended.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClosedRecord {
     /// Downstream or upstream.
     pub side: ConnSide,
@@ -453,6 +453,8 @@ pub struct ClosedRecord {
     pub bytes_out: u64,
     /// HTTP/1.x or HTTP/2 (`requests` are then streams).
     pub protocol: Protocol,
+    /// The upstream group it served (a proxy's client connections, through [`Grouped`]).
+    pub group: Option<Arc<str>>,
 }
 
 /// Receives what connections report: implemented by metrics and the access log.
@@ -500,6 +502,54 @@ pub trait Observer: Send + Sync + 'static {
     /// ceiling).
     fn idle_timeout(&self, side: ConnSide, timeout: Duration) {
         let _ = (side, timeout);
+    }
+}
+
+/// An observer that names the upstream group of every connection it reports closed, and
+/// passes everything on to `inner` (a proxy gives each group's client one).
+pub struct Grouped {
+    /// The group's name.
+    pub group: Arc<str>,
+    /// Where reports go.
+    pub inner: Arc<dyn Observer>,
+}
+
+impl Observer for Grouped {
+    fn opened(&self, side: ConnSide) {
+        self.inner.opened(side);
+    }
+    fn request(&self, record: &RequestRecord<'_>) {
+        self.inner.request(record);
+    }
+    fn closed(&self, record: &ClosedRecord) {
+        self.inner.closed(&ClosedRecord {
+            group: Some(self.group.clone()),
+            ..record.clone()
+        });
+    }
+    fn tls_handshake(&self, side: ConnSide, handshake: &Handshake) {
+        self.inner.tls_handshake(side, handshake);
+    }
+    fn tls_failure(&self, side: ConnSide, failure: &TlsFailure) {
+        self.inner.tls_failure(side, failure);
+    }
+    fn http2(&self, side: ConnSide, event: Http2Event) {
+        self.inner.http2(side, event);
+    }
+    fn head_sent(&self, side: ConnSide, head: &[u8]) {
+        self.inner.head_sent(side, head);
+    }
+    fn head_received(&self, side: ConnSide, head: &[u8]) {
+        self.inner.head_received(side, head);
+    }
+    fn panicked(&self, side: ConnSide) {
+        self.inner.panicked(side);
+    }
+    fn parked(&self, side: ConnSide, delta: i64) {
+        self.inner.parked(side, delta);
+    }
+    fn idle_timeout(&self, side: ConnSide, timeout: Duration) {
+        self.inner.idle_timeout(side, timeout);
     }
 }
 

@@ -26,6 +26,7 @@
 //! | `hopline_upstream_retries_total` | counter | `upstream` |
 //! | `hopline_upstream_connections_total`, `hopline_upstream_requests_total` | counter | `upstream` (their ratio is the requests per connection) |
 //! | `hopline_upstream_learned_idle_timeout_seconds` | gauge | `upstream` (present once learned) |
+//! | `hopline_upstream_connections_closed_total` | counter | `upstream`, `reason` (a proxy's upstream connections by group) |
 //! | `hopline_tls_handshakes_total` | counter | `side`, `kind` (`full`, `resumed`) |
 //! | `hopline_tls_handshake_duration_seconds` | histogram | `side` |
 //! | `hopline_tls_failures_total` | counter | `side`, `reason` (`bad_certificate`, `unknown_ca`, `protocol`, `timeout`, `plain_http`, `io`) |
@@ -183,6 +184,14 @@ pub struct Recorder {
     http2: Http2Families,
     parked: [Gauge; 2],
     idle_timeout: [Gauge<f64, AtomicU64>; 2],
+    /// Upstream connections closed, by group and reason.
+    group_closed: Family<GroupCloseLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupCloseLabels {
+    upstream: GroupName,
+    reason: &'static str,
 }
 
 impl Metrics {
@@ -233,10 +242,17 @@ impl Metrics {
             "The idle (keep-alive) timeout in force; shorter than configured under pressure",
             idle_timeout.clone(),
         );
+        let group_closed = Family::<GroupCloseLabels, Counter>::default();
+        registry.register(
+            "upstream_connections_closed",
+            "Upstream connections closed, by group and reason",
+            group_closed.clone(),
+        );
         let side = |side: ConnSide| SideLabel {
             side: side.as_str(),
         };
         let recorder = Arc::new(Recorder {
+            group_closed,
             parked: SIDES.map(|s| parked.get_or_create_owned(&side(s))),
             idle_timeout: SIDES.map(|s| idle_timeout.get_or_create_owned(&side(s))),
             opened: SIDES.map(|s| opened.get_or_create_owned(&side(s))),
@@ -572,6 +588,13 @@ impl Observer for Recorder {
         self.closed_bytes[i][0].fetch_add(record.bytes_in, Ordering::Relaxed);
         self.closed_bytes[i][1].fetch_add(record.bytes_out, Ordering::Relaxed);
         self.closed_requests[i].fetch_add(record.requests, Ordering::Relaxed);
+        if let Some(group) = &record.group {
+            let labels = GroupCloseLabels {
+                upstream: GroupName(Some(group.clone())),
+                reason: record.reason,
+            };
+            self.group_closed.get_or_create(&labels).inc();
+        }
         if record.protocol == Protocol::Http2 {
             let side = SideLabel {
                 side: record.side.as_str(),

@@ -34,7 +34,8 @@ use tokio::time::Instant;
 
 use crate::client::{Client, ClientOptions, ProxySource};
 use crate::conn::{
-    Body, Incoming, RequestCtx, UpstreamNote, error_response, splice, upgrade, upgrade_channel,
+    Body, Grouped, Incoming, RequestCtx, UpstreamNote, error_response, splice, upgrade,
+    upgrade_channel,
 };
 use crate::error::{Error, ErrorKind, Side};
 use crate::pool::Key;
@@ -325,15 +326,20 @@ impl Service<Request<Incoming>> for Proxy {
     }
 }
 
-/// A reverse proxy group's client, keeping its servers' standby connections ready (if its
-/// policy asks for some and a runtime runs).
+/// A reverse proxy group's client: its connections' closes reported with the group's name,
+/// its servers' standby connections kept ready (if its policy asks for some and a runtime
+/// runs).
 fn group_client(group: &Group, config: &ProxyConfig) -> Client {
-    let client = Client::new(
-        group
-            .policy
-            .clone()
-            .unwrap_or_else(|| config.upstream.clone()),
-    );
+    let mut options = (group.policy.clone()).unwrap_or_else(|| config.upstream.clone());
+    // Its connections' closes are counted by group.
+    options.conn.hooks.observer = (options.conn.hooks.observer.take()).map(|inner| {
+        let grouped = Grouped {
+            group: group.name.clone(),
+            inner,
+        };
+        Arc::new(grouped) as Arc<dyn crate::conn::Observer>
+    });
+    let client = Client::new(options);
     if tokio::runtime::Handle::try_current().is_ok() {
         for url in group.upstreams.urls() {
             if let Err(error) = client.keep_ready(url) {

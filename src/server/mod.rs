@@ -896,6 +896,7 @@ fn silent(hooks: &Hooks) -> ConnSummary {
             bytes_in: 0,
             bytes_out: 0,
             protocol: crate::conn::Protocol::Http1,
+            group: None,
         });
     }
     ConnSummary {

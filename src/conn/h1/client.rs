@@ -160,6 +160,7 @@ impl Drop for Monitor {
                 bytes_in: tcp.bytes_received,
                 bytes_out: tcp.bytes_acked,
                 protocol: crate::conn::Protocol::Http1,
+                group: None,
             });
         }
     }

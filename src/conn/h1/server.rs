@@ -567,6 +567,7 @@ impl ParkedConn {
                 bytes_in: tcp.bytes_received,
                 bytes_out: tcp.bytes_acked,
                 protocol: crate::conn::Protocol::Http1,
+                group: None,
             });
         }
         ConnSummary {
@@ -818,6 +819,7 @@ impl<'a> Conn<'a> {
                 bytes_in: tcp.bytes_received,
                 bytes_out: tcp.bytes_acked,
                 protocol: crate::conn::Protocol::Http1,
+                group: None,
             });
         }
         if let Some(handover) = self.upgrade.take() {

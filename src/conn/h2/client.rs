@@ -129,6 +129,7 @@ impl H2Client {
                     bytes_in: 0,
                     bytes_out: 0,
                     protocol: crate::conn::Protocol::Http2,
+                    group: None,
                 });
             }
         });

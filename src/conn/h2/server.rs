@@ -549,6 +549,7 @@ impl H2Conn<'_> {
                 bytes_in: tcp.bytes_received,
                 bytes_out: tcp.bytes_acked,
                 protocol: crate::conn::Protocol::Http2,
+                group: None,
             });
         }
     }
