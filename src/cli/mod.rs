@@ -271,6 +271,32 @@ impl Given {
 }
 
 impl DownstreamArgs {
+    /// The limits on request heads and chunked bodies of these flags over `file`.
+    fn limits(
+        &self,
+        given: &Given,
+        file: &DownstreamFile,
+    ) -> (hopline::wire::HeadLimits, hopline::wire::ChunkedLimits) {
+        let mut head_limits = hopline::wire::HeadLimits::default();
+        head_limits.max_request_line = given.pick(
+            "max_request_line",
+            self.max_request_line,
+            file.max_request_line,
+        );
+        head_limits.max_head_bytes =
+            given.pick("max_head_bytes", self.max_head_bytes, file.max_head_bytes);
+        head_limits.max_headers = given.pick("max_headers", self.max_headers, file.max_headers);
+        let mut chunked_limits = hopline::wire::ChunkedLimits::default();
+        chunked_limits.max_line =
+            given.pick("max_chunk_line", self.max_chunk_line, file.max_chunk_line);
+        chunked_limits.max_trailer_bytes = given.pick(
+            "max_trailer_bytes",
+            self.max_trailer_bytes,
+            file.max_trailer_bytes,
+        );
+        (head_limits, chunked_limits)
+    }
+
     /// The connection policy of these flags over `file`.
     pub fn server_config(&self, given: &Given, file: &DownstreamFile) -> ServerConfig {
         let dur = |d: &Option<config::Dur>| d.map(|d| d.0);
@@ -336,30 +362,7 @@ impl DownstreamArgs {
             );
             server_config.max_body_bytes =
                 given.pick("max_body", self.max_body, file.max_body.map(Some));
-            server_config.head_limits = {
-                let mut head_limits = hopline::wire::HeadLimits::default();
-                head_limits.max_request_line = given.pick(
-                    "max_request_line",
-                    self.max_request_line,
-                    file.max_request_line,
-                );
-                head_limits.max_head_bytes =
-                    given.pick("max_head_bytes", self.max_head_bytes, file.max_head_bytes);
-                head_limits.max_headers =
-                    given.pick("max_headers", self.max_headers, file.max_headers);
-                head_limits
-            };
-            server_config.chunked_limits = {
-                let mut chunked_limits = hopline::wire::ChunkedLimits::default();
-                chunked_limits.max_line =
-                    given.pick("max_chunk_line", self.max_chunk_line, file.max_chunk_line);
-                chunked_limits.max_trailer_bytes = given.pick(
-                    "max_trailer_bytes",
-                    self.max_trailer_bytes,
-                    file.max_trailer_bytes,
-                );
-                chunked_limits
-            };
+            (server_config.head_limits, server_config.chunked_limits) = self.limits(given, file);
             server_config.pipelining = if given.typed("no_pipelining") {
                 !self.no_pipelining
             } else {

@@ -122,6 +122,42 @@ impl ProxyArgs {
         }
     }
 
+    /// The upstream pool settings of these flags over `file`.
+    fn pool_config(&self, given: &Given, file: &PolicyFile) -> PoolConfig {
+        let dur = |d: Option<config::Dur>| d.map(|d| d.0);
+        let mut pool_config = PoolConfig::default();
+        pool_config.max_idle_per_host =
+            given.pick("upstream_max_idle", self.upstream_max_idle, file.max_idle);
+        pool_config.min_idle_per_host =
+            given.pick("upstream_min_idle", self.upstream_min_idle, file.min_idle);
+        pool_config.max_connections_per_host = given.pick(
+            "upstream_max_connections",
+            self.upstream_max_connections,
+            file.max_connections.map(Some),
+        );
+        pool_config.idle_timeout = given.pick(
+            "upstream_idle_timeout",
+            self.upstream_idle_timeout,
+            dur(file.idle_timeout),
+        );
+        pool_config.max_requests_per_connection = given.pick(
+            "upstream_max_requests",
+            self.upstream_max_requests,
+            file.max_requests.map(Some),
+        );
+        pool_config.max_lifetime = given.pick(
+            "upstream_max_lifetime",
+            self.upstream_max_lifetime,
+            dur(file.max_lifetime).map(Some),
+        );
+        pool_config.max_lifetime_jitter = given.pick(
+            "upstream_max_lifetime_jitter",
+            self.upstream_max_lifetime_jitter,
+            dur(file.max_lifetime_jitter),
+        );
+        pool_config
+    }
+
     /// An upstream policy: typed flags, over `file`, over the defaults.
     fn policy(
         &self,
@@ -143,39 +179,7 @@ impl ProxyArgs {
         let mut options = {
             let mut client_options = ClientOptions::default();
             client_options.mode = mode_arg.mode(depth);
-            client_options.pool = {
-                let mut pool_config = PoolConfig::default();
-                pool_config.max_idle_per_host =
-                    given.pick("upstream_max_idle", self.upstream_max_idle, file.max_idle);
-                pool_config.min_idle_per_host =
-                    given.pick("upstream_min_idle", self.upstream_min_idle, file.min_idle);
-                pool_config.max_connections_per_host = given.pick(
-                    "upstream_max_connections",
-                    self.upstream_max_connections,
-                    file.max_connections.map(Some),
-                );
-                pool_config.idle_timeout = given.pick(
-                    "upstream_idle_timeout",
-                    self.upstream_idle_timeout,
-                    dur(file.idle_timeout),
-                );
-                pool_config.max_requests_per_connection = given.pick(
-                    "upstream_max_requests",
-                    self.upstream_max_requests,
-                    file.max_requests.map(Some),
-                );
-                pool_config.max_lifetime = given.pick(
-                    "upstream_max_lifetime",
-                    self.upstream_max_lifetime,
-                    dur(file.max_lifetime).map(Some),
-                );
-                pool_config.max_lifetime_jitter = given.pick(
-                    "upstream_max_lifetime_jitter",
-                    self.upstream_max_lifetime_jitter,
-                    dur(file.max_lifetime_jitter),
-                );
-                pool_config
-            };
+            client_options.pool = self.pool_config(given, file);
             client_options.connect_timeout = given.pick(
                 "connect_timeout",
                 self.connect_timeout,

@@ -482,18 +482,10 @@ pub async fn run(
             runs.push(scenario.run().await?);
         }
     }
-    let mut warm_runs = Vec::new();
-    if matches!(config.source, PageSource::Embedded(_)) {
-        for &rtt in config.rtts.iter().filter(|rtt| !rtt.is_zero()) {
-            let what = format!("warm and cold connections at {} ms", rtt.as_millis());
-            progress.start(runs.len(), total, &what);
-            let path = PathModel {
-                bandwidth: config.bandwidth,
-                ..PathModel::with_rtt(rtt)
-            };
-            warm_runs.push(warmth::run(origin_addr, path).await?);
-        }
-    }
+    let warm_runs = match config.source {
+        PageSource::Embedded(_) => warmth_runs(config, origin_addr, progress).await?,
+        PageSource::External { .. } => Vec::new(),
+    };
     progress.start(runs.len(), total, "done");
     let first = runs.first();
     Ok(DemoReport {
@@ -509,6 +501,26 @@ pub async fn run(
         runs,
         warmth: warm_runs,
     })
+}
+
+/// The warmth scenario at every round-trip time above zero, against the embedded origin.
+async fn warmth_runs(
+    config: &DemoConfig,
+    origin: SocketAddr,
+    progress: &mut impl Progress,
+) -> Result<Vec<warmth::WarmthRun>, BoxError> {
+    let total = config.rtts.len() * config.modes.len();
+    let mut runs = Vec::new();
+    for &rtt in config.rtts.iter().filter(|rtt| !rtt.is_zero()) {
+        let what = format!("warm and cold connections at {} ms", rtt.as_millis());
+        progress.start(total, total, &what);
+        let path = PathModel {
+            bandwidth: config.bandwidth,
+            ..PathModel::with_rtt(rtt)
+        };
+        runs.push(warmth::run(origin, path).await?);
+    }
+    Ok(runs)
 }
 
 /// One mode at one round-trip time, on fresh links (every connection starts cold).

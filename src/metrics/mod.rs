@@ -182,10 +182,47 @@ pub struct Recorder {
     handshake_duration: [Histogram; 2],
     tls_failures: Family<CloseLabels, Counter>,
     http2: Http2Families,
+    idle: IdleFamilies,
+}
+
+/// Idle connections and their closes: parked, the idle timeout in force, upstream closes
+/// by group.
+struct IdleFamilies {
     parked: [Gauge; 2],
     idle_timeout: [Gauge<f64, AtomicU64>; 2],
     /// Upstream connections closed, by group and reason.
     group_closed: Family<GroupCloseLabels, Counter>,
+}
+
+impl IdleFamilies {
+    fn register(registry: &mut Registry) -> Self {
+        let parked = Family::<SideLabel, Gauge>::default();
+        registry.register(
+            "connections_parked",
+            "Idle connections held outside tasks by the listener",
+            parked.clone(),
+        );
+        let idle_timeout = Family::<SideLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "idle_timeout_seconds",
+            "The idle (keep-alive) timeout in force; shorter than configured under pressure",
+            idle_timeout.clone(),
+        );
+        let group_closed = Family::<GroupCloseLabels, Counter>::default();
+        registry.register(
+            "upstream_connections_closed",
+            "Upstream connections closed, by group and reason",
+            group_closed.clone(),
+        );
+        let side = |side: ConnSide| SideLabel {
+            side: side.as_str(),
+        };
+        IdleFamilies {
+            parked: SIDES.map(|s| parked.get_or_create_owned(&side(s))),
+            idle_timeout: SIDES.map(|s| idle_timeout.get_or_create_owned(&side(s))),
+            group_closed,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -230,31 +267,11 @@ impl Metrics {
             "How long a connection was open, observed when it closed",
             conn_duration.clone(),
         );
-        let parked = Family::<SideLabel, Gauge>::default();
-        registry.register(
-            "connections_parked",
-            "Idle connections held outside tasks by the listener",
-            parked.clone(),
-        );
-        let idle_timeout = Family::<SideLabel, Gauge<f64, AtomicU64>>::default();
-        registry.register(
-            "idle_timeout_seconds",
-            "The idle (keep-alive) timeout in force; shorter than configured under pressure",
-            idle_timeout.clone(),
-        );
-        let group_closed = Family::<GroupCloseLabels, Counter>::default();
-        registry.register(
-            "upstream_connections_closed",
-            "Upstream connections closed, by group and reason",
-            group_closed.clone(),
-        );
         let side = |side: ConnSide| SideLabel {
             side: side.as_str(),
         };
         let recorder = Arc::new(Recorder {
-            group_closed,
-            parked: SIDES.map(|s| parked.get_or_create_owned(&side(s))),
-            idle_timeout: SIDES.map(|s| idle_timeout.get_or_create_owned(&side(s))),
+            idle: IdleFamilies::register(registry),
             opened: SIDES.map(|s| opened.get_or_create_owned(&side(s))),
             closed,
             active: SIDES.map(|s| active.get_or_create_owned(&side(s))),
@@ -593,7 +610,7 @@ impl Observer for Recorder {
                 upstream: GroupName(Some(group.clone())),
                 reason: record.reason,
             };
-            self.group_closed.get_or_create(&labels).inc();
+            self.idle.group_closed.get_or_create(&labels).inc();
         }
         if record.protocol == Protocol::Http2 {
             let side = SideLabel {
@@ -613,11 +630,11 @@ impl Observer for Recorder {
     }
 
     fn parked(&self, side: ConnSide, delta: i64) {
-        self.parked[side_index(side)].inc_by(delta);
+        self.idle.parked[side_index(side)].inc_by(delta);
     }
 
     fn idle_timeout(&self, side: ConnSide, timeout: std::time::Duration) {
-        self.idle_timeout[side_index(side)].set(timeout.as_secs_f64());
+        self.idle.idle_timeout[side_index(side)].set(timeout.as_secs_f64());
     }
 
     fn tls_handshake(&self, side: ConnSide, handshake: &Handshake) {
@@ -739,74 +756,78 @@ impl Collector for UpstreamCollector {
                 ConstCounter::new(value).encode(family.encode_family(&label)?)?;
             }
         }
-        let mut family = encoder.encode_descriptor(
-            "upstream_retries",
-            "Upstream requests sent again after failing unanswered (RFC 9110 9.2.2).",
-            None,
-            ConstCounter::new(0u64).metric_type(),
-        )?;
-        for counts in &upstreams {
-            let label = UpstreamLabel {
-                upstream: counts.name.clone(),
-            };
-            ConstCounter::new(counts.retries).encode(family.encode_family(&label)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "upstream_connections",
-            "Upstream connections opened, by group.",
-            None,
-            ConstCounter::new(0u64).metric_type(),
-        )?;
-        for counts in &upstreams {
-            let label = UpstreamLabel {
-                upstream: counts.name.clone(),
-            };
-            ConstCounter::new(counts.connections).encode(family.encode_family(&label)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "upstream_requests",
-            "Requests sent upstream, by group (per connection opened: the reuse).",
-            None,
-            ConstCounter::new(0u64).metric_type(),
-        )?;
-        for counts in &upstreams {
-            let label = UpstreamLabel {
-                upstream: counts.name.clone(),
-            };
-            ConstCounter::new(counts.requests).encode(family.encode_family(&label)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "upstream_learned_idle_timeout_seconds",
-            "The idle timeout learned of a group's servers (they close idle connections at this \
-             age without advertising it; pooled connections retire a margin before).",
-            None,
-            ConstGauge::new(0.0f64).metric_type(),
-        )?;
-        for counts in &upstreams {
-            if let Some(learned) = counts.learned_idle_timeout {
+        let per_group: [(&str, &str, fn(&UpstreamCounts) -> u64); 3] = [
+            (
+                "upstream_retries",
+                "Upstream requests sent again after failing unanswered (RFC 9110 9.2.2).",
+                |c| c.retries,
+            ),
+            (
+                "upstream_connections",
+                "Upstream connections opened, by group.",
+                |c| c.connections,
+            ),
+            (
+                "upstream_requests",
+                "Requests sent upstream, by group (per connection opened: the reuse).",
+                |c| c.requests,
+            ),
+        ];
+        for (name, help, value) in per_group {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                ConstCounter::new(0u64).metric_type(),
+            )?;
+            for counts in &upstreams {
                 let label = UpstreamLabel {
                     upstream: counts.name.clone(),
                 };
-                ConstGauge::new(learned.as_secs_f64()).encode(family.encode_family(&label)?)?;
+                ConstCounter::new(value(counts)).encode(family.encode_family(&label)?)?;
             }
         }
-        let mut family = encoder.encode_descriptor(
-            "upstream_server_up",
-            "Whether an upstream server takes requests (0 while skipped after refusing connections).",
-            None,
-            ConstGauge::new(0i64).metric_type(),
-        )?;
-        for counts in &upstreams {
-            for (server, up) in &counts.servers {
-                let labels = [
-                    ("upstream", counts.name.as_str()),
-                    ("server", server.as_str()),
-                ];
-                ConstGauge::new(i64::from(*up)).encode(family.encode_family(&labels)?)?;
-            }
-        }
+        encode_gauges(&mut encoder, &upstreams)?;
         Ok(())
     }
+}
+
+/// The upstream gauges: learned idle timeouts by group, servers up.
+fn encode_gauges(
+    encoder: &mut DescriptorEncoder,
+    upstreams: &[UpstreamCounts],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        "upstream_learned_idle_timeout_seconds",
+        "The idle timeout learned of a group's servers (they close idle connections at this \
+             age without advertising it; pooled connections retire a margin before).",
+        None,
+        ConstGauge::new(0.0f64).metric_type(),
+    )?;
+    for counts in upstreams {
+        if let Some(learned) = counts.learned_idle_timeout {
+            let label = UpstreamLabel {
+                upstream: counts.name.clone(),
+            };
+            ConstGauge::new(learned.as_secs_f64()).encode(family.encode_family(&label)?)?;
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "upstream_server_up",
+        "Whether an upstream server takes requests (0 while skipped after refusing connections).",
+        None,
+        ConstGauge::new(0i64).metric_type(),
+    )?;
+    for counts in upstreams {
+        for (server, up) in &counts.servers {
+            let labels = [
+                ("upstream", counts.name.as_str()),
+                ("server", server.as_str()),
+            ];
+            ConstGauge::new(i64::from(*up)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Several observers as one.

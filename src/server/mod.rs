@@ -748,24 +748,13 @@ impl<S: HttpService> Connections<S> {
                 summary: None,
                 parked: false,
             };
-            if proxied {
-                let deadline = tokio::time::Instant::now() + config.header_timeout;
-                match read_proxy_header(&tcp, deadline).await {
-                    Ok(ProxyHeader::Proxied {
-                        source,
-                        destination,
-                    }) => (info.peer, info.local) = (source, destination),
-                    Ok(ProxyHeader::Local) => {}
-                    Err(error) => {
-                        tracing::debug!(%peer, %error, "closed: no valid PROXY protocol header");
-                        record.summary = Some(ConnSummary {
-                            requests: 0,
-                            writes: 0,
-                            reason: CloseReason::BadRequest,
-                        });
-                        return;
-                    }
-                }
+            if proxied && !take_proxy_header(&tcp, &mut info, config.header_timeout).await {
+                record.summary = Some(ConnSummary {
+                    requests: 0,
+                    writes: 0,
+                    reason: CloseReason::BadRequest,
+                });
+                return;
             }
             let opened = match tls {
                 None if config.http2.enabled => {
@@ -880,6 +869,26 @@ impl Drop for CloseRecord {
         });
         self.stats.record_close(summary);
     }
+}
+
+/// Reads the PROXY protocol header a trusted balancer puts first (within `timeout`) and
+/// takes the client's addresses from it; `false` if there was no valid one (the connection
+/// is then closed).
+async fn take_proxy_header(tcp: &TcpStream, info: &mut ConnInfo, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    match read_proxy_header(tcp, deadline).await {
+        Ok(ProxyHeader::Proxied {
+            source,
+            destination,
+        }) => (info.peer, info.local) = (source, destination),
+        Ok(ProxyHeader::Local) => {}
+        Err(error) => {
+            let peer = info.peer;
+            tracing::debug!(%peer, %error, "closed: no valid PROXY protocol header");
+            return false;
+        }
+    }
+    true
 }
 
 /// A connection that sent nothing within the header timeout: closed, as HTTP/1.x closes

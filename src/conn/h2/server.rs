@@ -213,6 +213,20 @@ impl Drop for StreamGuard {
 /// Why the connection is ending while its last streams finish (after a graceful GOAWAY).
 type Ending = Option<CloseReason>;
 
+/// Sets `timer` for `deadline` unless it is set for it already (`armed`).
+fn arm(
+    timer: Pin<&mut tokio::time::Sleep>,
+    armed: &mut Option<Instant>,
+    deadline: Option<Instant>,
+) {
+    if deadline != *armed {
+        if let Some(deadline) = deadline {
+            timer.reset(deadline);
+        }
+        *armed = deadline;
+    }
+}
+
 impl H2Conn<'_> {
     /// Accepts streams and runs them until the connection ends; why it ended.
     async fn drive<T, S, B>(
@@ -252,20 +266,13 @@ impl H2Conn<'_> {
             let idle_timeout = shutdown.idle_timeout(self.config.keepalive_timeout);
             let (deadline, why) = self.next_deadline(idle_since, ending, idle_timeout);
             let deadline = keepalive.sooner(deadline);
-            if deadline != armed {
-                if let Some(deadline) = deadline {
-                    timer.as_mut().reset(deadline);
-                }
-                armed = deadline;
-            }
+            arm(timer.as_mut(), &mut armed, deadline);
             tokio::select! {
                 biased;
                 seen = poll_fn(|cx| shutdown.poll_signal(cx, signals)), if ending.is_none() => {
                     // The drain, or pressure (the loop applies the shorter idle timeout).
                     signals = seen;
-                    if shutdown.is_started() {
-                        ending = self.go_away(h2, CloseReason::Shutdown);
-                    }
+                    ending = shutdown.is_started().then(|| self.go_away(h2, CloseReason::Shutdown)).flatten();
                 }
                 accepted = h2.accept() => match accepted {
                     Some(Ok(first)) => {
