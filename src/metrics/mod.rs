@@ -716,6 +716,9 @@ impl Collector for ScrapeTime {
     }
 }
 
+/// A counter per upstream group: its name, help, and where its value comes from.
+type GroupCounter = (&'static str, &'static str, fn(&UpstreamCounts) -> u64);
+
 /// Upstream pool and retry counters, read from the proxy when scraped.
 struct UpstreamCollector {
     source: Arc<RwLock<Option<UpstreamSource>>>,
@@ -756,7 +759,7 @@ impl Collector for UpstreamCollector {
                 ConstCounter::new(value).encode(family.encode_family(&label)?)?;
             }
         }
-        let per_group: [(&str, &str, fn(&UpstreamCounts) -> u64); 3] = [
+        let per_group: [GroupCounter; 3] = [
             (
                 "upstream_retries",
                 "Upstream requests sent again after failing unanswered (RFC 9110 9.2.2).",
