@@ -294,3 +294,26 @@ async fn without_a_grace_window_a_racing_request_is_closed_unread_never_lost() {
         );
     }
 }
+
+/// When pressure passes, connections idle in their tasks go back to the whole timeout.
+#[tokio::test(start_paused = true)]
+async fn when_pressure_passes_idle_connections_get_the_whole_timeout_again() {
+    let mut config = parking(false);
+    config.keepalive_timeout = Duration::from_secs(600);
+    config.keepalive_timeout_min = Duration::from_secs(2);
+    let server = TestServer::start_with(Origin::new(), config, limit(10)).await;
+    let mut clients = Vec::new();
+    for _ in 0..9 {
+        let mut client = RawClient::connect(server.addr).await;
+        served(&mut client).await;
+        clients.push(client);
+    }
+    // Five leave: 4 of 10 open is no pressure (the listener looks again within a second).
+    clients.truncate(4);
+    server.closed(5).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for client in &mut clients {
+        served(client).await;
+    }
+    assert_eq!(server.snapshot().closed(CloseReason::Pressure), 0);
+}

@@ -95,16 +95,22 @@ impl Shutdown {
     }
 
     /// Sets the idle timeout that pressure allows (`None`: no pressure, each connection's
-    /// own keep-alive timeout applies). When it shrinks, idle connections wake to apply it.
+    /// own keep-alive timeout applies). When it shrinks, idle connections wake to apply it;
+    /// when it grows, they apply it when their timer fires.
     pub fn set_idle_timeout(&self, timeout: Option<Duration>) {
         let ms = timeout.map_or(NO_PRESSURE, |t| {
             t.as_millis().min(u64::MAX as u128 - 1) as u64
         });
         let before = self.inner.idle_timeout_ms.swap(ms, Ordering::AcqRel);
-        if ms >= before {
+        if ms == before {
             return;
         }
+        // A connection whose timer fires sees the count moved and takes the new timeout (a
+        // longer one: it waits on).
         self.inner.signals.fetch_add(1, Ordering::AcqRel);
+        if ms > before {
+            return;
+        }
         // Cloned, not taken: the connections keep their registrations.
         let wakers: Vec<Waker> = {
             let waiters = self.inner.waiters.lock().unwrap_or_else(|e| e.into_inner());

@@ -761,11 +761,16 @@ impl<K, C> Drop for Shared<K, C> {
     }
 }
 
-/// Moves the idle connection whose window is warmest (if any is) to the most recently used
-/// position, where a checkout takes from.
+/// Idle connections looked at for warmth, the most recently used first: a warm window is a
+/// recent one, and each look is a `TCP_INFO` call.
+const WARMTH_CANDIDATES: usize = 16;
+
+/// Moves the idle connection whose window is warmest (if any is, among the most recently
+/// used) to the most recently used position, where a checkout takes from.
 fn warmest_last<C: Poolable>(host: &mut Host<C>) {
     let now = Instant::now();
-    let candidates: Vec<Option<Warmth>> = (host.idle.iter())
+    let first = host.idle.len().saturating_sub(WARMTH_CANDIDATES);
+    let candidates: Vec<Option<Warmth>> = (host.idle[first..].iter())
         .map(|idle| {
             let info = idle.conn.tcp_info()?;
             Some(Warmth {
@@ -776,7 +781,7 @@ fn warmest_last<C: Poolable>(host: &mut Host<C>) {
         })
         .collect();
     if let Some(warmest) = warmth::warmest(&candidates) {
-        let conn = host.idle.remove(warmest);
+        let conn = host.idle.remove(first + warmest);
         host.idle.push(conn);
     }
 }
