@@ -457,6 +457,30 @@ pub struct ClosedRecord {
     pub group: Option<Arc<str>>,
 }
 
+impl ClosedRecord {
+    /// A downstream connection's end: its bytes from the kernel (`TCP_INFO` on `fd`, read
+    /// now, while the socket is open).
+    pub fn downstream(
+        reason: &'static str,
+        requests: u64,
+        born: tokio::time::Instant,
+        fd: RawFd,
+        protocol: Protocol,
+    ) -> Self {
+        let tcp = tcp_info_of(fd).unwrap_or_default();
+        ClosedRecord {
+            side: ConnSide::Downstream,
+            reason,
+            requests,
+            lifetime: born.elapsed(),
+            bytes_in: tcp.bytes_received,
+            bytes_out: tcp.bytes_acked,
+            protocol,
+            group: None,
+        }
+    }
+}
+
 /// Receives what connections report: implemented by metrics and the access log.
 pub trait Observer: Send + Sync + 'static {
     /// A connection opened.

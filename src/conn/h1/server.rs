@@ -45,8 +45,7 @@ use crate::conn::lifetime::jittered_lifetime;
 use crate::conn::panic::{CatchUnwind, Panicked};
 use crate::conn::shutdown::ShutdownListener;
 use crate::conn::status::{
-    ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, RequestFields, RequestRecord,
-    UpstreamNote, tcp_info,
+    ClosedRecord, ConnSide, ConnState, Hooks, LiveEntry, RequestFields, RequestRecord, UpstreamNote,
 };
 use crate::conn::upgrade::{UpgradeSlot, Upgraded};
 use crate::error::BoxError;
@@ -436,6 +435,15 @@ enum Parking {
     After(Duration),
 }
 
+impl Parking {
+    /// What `config` says.
+    fn of(config: &ServerConfig) -> Self {
+        config
+            .park_idle_after
+            .map_or(Parking::Never, Parking::After)
+    }
+}
+
 /// Where a connection's task starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Waking {
@@ -461,11 +469,9 @@ where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let parking = config
-        .park_idle_after
-        .map_or(Parking::Never, Parking::After);
     let conn = Conn::open(stream, info, config, shutdown, hooks);
-    conn.run(&mut service, parking, Waking::Idle).await
+    conn.run(&mut service, Parking::of(config), Waking::Idle)
+        .await
 }
 
 /// Serves a parked connection again, its input having arrived; it may park again.
@@ -482,9 +488,6 @@ where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let parking = config
-        .park_idle_after
-        .map_or(Parking::Never, Parking::After);
     let ParkedConn {
         tcp,
         info,
@@ -510,7 +513,8 @@ where
     let mut conn = Conn::with(stream, info, config, shutdown, hooks, live);
     (conn.requests, conn.out.writes, conn.born) = (requests, writes, born);
     conn.set_state(ConnState::ReadingHead);
-    conn.run(&mut service, parking, Waking::Readable).await
+    conn.run(&mut service, Parking::of(config), Waking::Readable)
+        .await
 }
 
 /// An idle HTTP/1.x connection out of its task: the socket (not registered with the
@@ -558,17 +562,16 @@ impl ParkedConn {
     /// Closes it for `reason`, reporting the close to `hooks`.
     pub(crate) fn close(self, reason: CloseReason, hooks: &Hooks) -> ConnSummary {
         if let Some(observer) = &hooks.observer {
-            let tcp = tcp_info(&self.tcp).unwrap_or_default();
-            observer.closed(&ClosedRecord {
-                side: ConnSide::Downstream,
-                reason: reason.label(),
-                requests: self.requests,
-                lifetime: self.born.elapsed(),
-                bytes_in: tcp.bytes_received,
-                bytes_out: tcp.bytes_acked,
-                protocol: crate::conn::Protocol::Http1,
-                group: None,
-            });
+            use std::os::fd::AsRawFd;
+            let (label, protocol) = (reason.label(), crate::conn::Protocol::Http1);
+            let fd = self.tcp.as_raw_fd();
+            observer.closed(&ClosedRecord::downstream(
+                label,
+                self.requests,
+                self.born,
+                fd,
+                protocol,
+            ));
         }
         ConnSummary {
             requests: self.requests,
@@ -810,17 +813,16 @@ impl<'a> Conn<'a> {
             reason,
         };
         if let Some(observer) = &self.hooks.observer {
-            let tcp = tcp_info(self.stream.tcp()).unwrap_or_default();
-            observer.closed(&ClosedRecord {
-                side: ConnSide::Downstream,
-                reason: reason.label(),
-                requests: self.requests,
-                lifetime: self.born.elapsed(),
-                bytes_in: tcp.bytes_received,
-                bytes_out: tcp.bytes_acked,
-                protocol: crate::conn::Protocol::Http1,
-                group: None,
-            });
+            use std::os::fd::AsRawFd;
+            let (label, protocol) = (reason.label(), crate::conn::Protocol::Http1);
+            let fd = self.stream.tcp().as_raw_fd();
+            observer.closed(&ClosedRecord::downstream(
+                label,
+                self.requests,
+                self.born,
+                fd,
+                protocol,
+            ));
         }
         if let Some(handover) = self.upgrade.take() {
             let Conn { stream, rbuf, .. } = self;

@@ -50,7 +50,7 @@ use crate::conn::h1::server::{
 use crate::conn::shutdown::ShutdownListener;
 use crate::conn::status::{
     ClosedRecord, ConnSide, ConnState, Hooks, Http2Event, LiveEntry, Observer, Protocol,
-    RequestFields, RequestRecord, UpstreamNote, tcp_info_of,
+    RequestFields, RequestRecord, UpstreamNote,
 };
 use crate::error::{BoxError, Side};
 use crate::transport::Stream;
@@ -547,17 +547,9 @@ impl H2Conn<'_> {
 
     fn report_closed(&self, reason: CloseReason, fd: std::os::fd::RawFd) {
         if let Some(observer) = &self.policy.observer {
-            let tcp = tcp_info_of(fd).unwrap_or_default();
-            observer.closed(&ClosedRecord {
-                side: ConnSide::Downstream,
-                reason: reason.label(),
-                requests: self.requests,
-                lifetime: self.born.elapsed(),
-                bytes_in: tcp.bytes_received,
-                bytes_out: tcp.bytes_acked,
-                protocol: crate::conn::Protocol::Http2,
-                group: None,
-            });
+            let (label, protocol) = (reason.label(), crate::conn::Protocol::Http2);
+            let record = ClosedRecord::downstream(label, self.requests, self.born, fd, protocol);
+            observer.closed(&record);
         }
     }
 
