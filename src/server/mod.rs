@@ -428,16 +428,17 @@ enum Event {
     Recheck,
 }
 
-/// Descriptors kept out of the pressure limit: listeners, upstream connections being
-/// opened, log files.
+/// Descriptors kept out of the pressure limit (listeners, upstream connections being
+/// opened, log files): this many, or an eighth of a smaller limit.
 const DESCRIPTORS_RESERVED: u64 = 64;
 
 /// How many open connections count as full for pressure: `max_connections`, or fewer if the
 /// descriptor limit is lower (less a reserve), so idle connections yield before `accept`
 /// runs out of descriptors.
 fn pressure_limit(max_connections: usize) -> usize {
-    let descriptors = crate::transport::open_file_limit()
-        .map_or(u64::MAX, |limit| limit.saturating_sub(DESCRIPTORS_RESERVED));
+    let descriptors = crate::transport::open_file_limit().map_or(u64::MAX, |limit| {
+        limit - DESCRIPTORS_RESERVED.min(limit / 8)
+    });
     max_connections
         .min(usize::try_from(descriptors).unwrap_or(usize::MAX))
         .max(1)

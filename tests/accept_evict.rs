@@ -1,0 +1,77 @@
+//! The listener out of file descriptors with idle connections parked: the longest idle one
+//! gives way to a new connection at once (instead of the accept loop backing off). Its own
+//! test binary, because it lowers the process's open-file limit (tests/accept_backoff.rs
+//! does too, and tests in one binary run at once).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{RawClient, TestServer};
+use hopline::conn::ServerConfig;
+use hopline::origin::Origin;
+use tokio::net::TcpSocket;
+
+fn open_files() -> u64 {
+    std::fs::read_dir("/proc/self/fd").unwrap().count() as u64
+}
+
+fn set_soft_limit(soft: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write only the struct passed by pointer.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        let previous = limit.rlim_cur;
+        limit.rlim_cur = soft;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        previous
+    }
+}
+
+#[tokio::test]
+async fn out_of_descriptors_the_longest_idle_connection_gives_way() {
+    let config = {
+        let mut server_config = ServerConfig::default();
+        server_config.park_idle_after = Some(Duration::ZERO);
+        server_config
+    };
+    let server = TestServer::start(Origin::new(), config).await;
+    let mut sockets: Vec<_> = (0..6).map(|_| TcpSocket::new_v4().unwrap()).collect();
+    let late = sockets.pop().unwrap();
+    // Room for five accepted connections: the sixth meets EMFILE.
+    let previous = set_soft_limit(open_files() + 5);
+    let mut clients = Vec::new();
+    for socket in sockets {
+        let mut client = RawClient::from_stream(socket.connect(server.addr).await.unwrap());
+        client.get("/", "").await;
+        assert_eq!(client.response().await.status, 200);
+        clients.push(client);
+    }
+    server.until("five parked", |s| s.parked == 5).await;
+    let mut newcomer = RawClient::from_stream(late.connect(server.addr).await.unwrap());
+    newcomer.get("/", "").await;
+    let response = tokio::time::timeout(Duration::from_secs(5), newcomer.response())
+        .await
+        .expect("served without waiting for a descriptor");
+    set_soft_limit(previous);
+    assert_eq!(response.status, 200);
+    // The first to go idle made room, counted as pressure; the others are still open.
+    clients[0].expect_eof().await;
+    let stats = server.closed(1).await;
+    assert_eq!(
+        stats.closed(hopline::conn::CloseReason::Pressure),
+        1,
+        "{stats:?}"
+    );
+    assert!(
+        stats.accept_errors > 0,
+        "the test never hit EMFILE: {stats:?}"
+    );
+    for client in &mut clients[1..] {
+        client.get("/", "").await;
+        assert_eq!(client.response().await.status, 200);
+    }
+}
