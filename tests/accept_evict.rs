@@ -7,29 +7,11 @@ mod common;
 
 use std::time::Duration;
 
+use common::fds::{open_files, set_soft_limit};
 use common::{RawClient, TestServer};
 use hopline::conn::ServerConfig;
 use hopline::origin::Origin;
 use tokio::net::TcpSocket;
-
-fn open_files() -> u64 {
-    std::fs::read_dir("/proc/self/fd").unwrap().count() as u64
-}
-
-fn set_soft_limit(soft: u64) -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write only the struct passed by pointer.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        let previous = limit.rlim_cur;
-        limit.rlim_cur = soft;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-        previous
-    }
-}
 
 #[tokio::test]
 async fn out_of_descriptors_the_longest_idle_connection_gives_way() {

@@ -47,6 +47,19 @@ async def one_h2(reader, writer):
             return
 
 
+async def get(reader, writer):
+    """One GET / over HTTP/1.1, its response read whole; whether it was a 200."""
+    writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    await reader.readexactly(length)
+    return head.split(b" ", 2)[1] == b"200"
+
+
 async def one(host, port, tls, conns, sem):
     async with sem:
         reader, writer = await asyncio.open_connection(
@@ -56,14 +69,7 @@ async def one(host, port, tls, conns, sem):
             await one_h2(reader, writer)
             conns.append(writer)
             return
-        writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        await reader.readexactly(length)
+        await get(reader, writer)
         conns.append(writer)
 
 
@@ -79,4 +85,5 @@ async def main():
         writer.close()
 
 
-asyncio.run(main())
+if __name__ == "__main__":
+    asyncio.run(main())

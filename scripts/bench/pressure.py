@@ -11,19 +11,7 @@ import json
 import sys
 import time
 
-REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
-
-
-async def get(reader, writer):
-    writer.write(REQUEST)
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    await reader.readexactly(length)
-    return head.split(b" ", 2)[1] == b"200"
+from idle_clients import get  # one GET / over HTTP/1.1 (the same directory)
 
 
 async def idle_client(host, port):

@@ -133,14 +133,13 @@ fn warmth_table(out: &mut String, report: &DemoReport) {
     )
     .expect("write to a String");
     for run in &report.warmth {
-        let cell = |measured: f64, model: f64| format!("{measured:.0} ({model:.0})");
+        let [cold, warm, reset] = run
+            .pairs()
+            .map(|(measured, model)| format!("{measured:.0} ({model:.0})"));
         writeln!(
             out,
-            "{:>4} ms  {:>14} {:>14} {:>14}",
-            run.rtt_ms,
-            cell(run.cold_ms, run.model_ms[0]),
-            cell(run.warm_ms, run.model_ms[1]),
-            cell(run.idle_reset_ms, run.model_ms[2]),
+            "{:>4} ms  {cold:>14} {warm:>14} {reset:>14}",
+            run.rtt_ms
         )
         .expect("write to a String");
     }
@@ -167,16 +166,10 @@ fn warmth_section(out: &mut String, report: &DemoReport) {
     )
     .expect("write");
     for run in &report.warmth {
-        let cell = |measured: f64, model: f64| format!("{measured:.0} ms ({model:.0})");
-        writeln!(
-            out,
-            "<tr><td>{} ms</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            run.rtt_ms,
-            cell(run.cold_ms, run.model_ms[0]),
-            cell(run.warm_ms, run.model_ms[1]),
-            cell(run.idle_reset_ms, run.model_ms[2]),
-        )
-        .expect("write");
+        let cells = run
+            .pairs()
+            .map(|(measured, model)| format!("<td>{measured:.0} ms ({model:.0})</td>"));
+        writeln!(out, "<tr><td>{} ms</td>{}</tr>", run.rtt_ms, cells.concat()).expect("write");
     }
     out.push_str("</table>\n");
 }

@@ -39,6 +39,18 @@ pub struct WarmthRun {
     pub model_ms: [f64; 3],
 }
 
+impl WarmthRun {
+    /// Each fetch's measured time with the model's, in milliseconds: cold, warm, idle-reset.
+    pub fn pairs(&self) -> [(f64, f64); 3] {
+        let [cold, warm, reset] = self.model_ms;
+        [
+            (self.cold_ms, cold),
+            (self.warm_ms, warm),
+            (self.idle_reset_ms, reset),
+        ]
+    }
+}
+
 /// The resource's body size over `path`.
 pub fn body_bytes(path: &PathModel) -> u64 {
     WINDOWS * path.initial_window() - HEAD_ROOM

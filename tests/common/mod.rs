@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod desync;
+pub mod fds;
 pub mod h2;
 pub mod tls;
 
