@@ -14,8 +14,8 @@
 //!   parked connections and for those idle in their tasks alike.
 //! - **Accept errors**: errors about one connection (reset before accept) are skipped;
 //!   resource errors (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) close the longest idle
-//!   connection if there is one and retry, else back off from 1 ms doubling to 1 s, so a
-//!   full file table does not spin the CPU.
+//!   connection if there is one and retry, else back off from 1 ms doubling to 1 s (and
+//!   retry as soon as a connection ends), so a full file table does not spin the CPU.
 //! - **Graceful shutdown**: stop accepting, signal every connection (busy ones finish
 //!   their request with `Connection: close`; idle ones close at their own moment within
 //!   [`ListenerConfig::drain_grace`], answering a request that arrives first), wait for
@@ -489,9 +489,12 @@ impl<S: HttpService> Running<S> {
                         continue;
                     }
                     tracing::warn!(%error, ?backoff, "accept failed; backing off");
+                    // A connection ending frees a descriptor: try again then, not later.
+                    let has_tasks = !self.tasks.is_empty();
                     tokio::select! {
                         biased;
                         () = signal.as_mut() => return,
+                        Some(_) = self.tasks.join_next(), if has_tasks => {}
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(1));
