@@ -638,3 +638,60 @@ async fn standby_connections_are_opened_ahead_and_replaced_as_they_retire() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(server.snapshot().accepted, accepted);
 }
+
+/// An upstream that answers every request with a head sent in `pieces`, `gap` apart, then
+/// the body (or nothing more, if `stall`).
+async fn trickling_upstream(pieces: usize, gap: Duration, stall: bool) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request).await.unwrap();
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Slow: 1\r\n\r\n";
+        for piece in head.chunks(head.len().div_ceil(pieces)) {
+            stream.write_all(piece).await.unwrap();
+            tokio::time::sleep(gap).await;
+            if stall {
+                // One piece only; then the connection stays silent.
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        }
+        stream.write_all(b"ok").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    });
+    addr
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_head_arriving_in_pieces_restarts_the_read_timeout_and_a_stalled_one_times_out() {
+    let options = || {
+        let mut options = ClientOptions::default();
+        options.conn.response_timeout = Duration::from_secs(3);
+        options.conn.read_timeout = Duration::from_secs(3);
+        options
+    };
+    // Five pieces 2 s apart: 10 s in all, never 3 s without a byte.
+    let addr = trickling_upstream(5, Duration::from_secs(2), false).await;
+    let started = tokio::time::Instant::now();
+    let response = Client::new(options())
+        .get(&format!("http://{addr}/"))
+        .await
+        .expect("a head that keeps arriving is waited for");
+    assert_eq!(response.status(), 200);
+    assert!(started.elapsed() >= Duration::from_secs(8));
+    // One piece, then silence: the read timeout runs from that piece, once (a failed read
+    // is not read again as if a write had failed).
+    let addr = trickling_upstream(5, Duration::from_secs(1), true).await;
+    let started = tokio::time::Instant::now();
+    let error = Client::new(options())
+        .get(&format!("http://{addr}/"))
+        .await
+        .expect_err("a stalled head times out");
+    assert!(error.to_string().contains("timed out"), "{error}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(5),
+        "{waited:?} {error}"
+    );
+}

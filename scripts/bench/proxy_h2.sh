@@ -5,17 +5,22 @@
 # `return 200 "Hello, world!"`), h2load -c50 -m16 pinned to CPU 0. Two layouts:
 #   alone   the origin on CPU 0 with h2load: the proxy has CPU 1 to itself (its own cost)
 #   shared  the origin on CPU 1 with the proxy
+# And two amounts of header work (WORKS):
+#   defaults  each proxy as it comes: hopline adds Via both ways, X-Forwarded-For,
+#             Forwarded and X-Forwarded-Proto; HAProxy adds none of them
+#   equal     HAProxy told to add the same fields (option forwardfor, add-header)
 # Three interleaved rounds per layout; medians of requests/s and the ratio. Nothing is
 # asserted.
 #
 # Usage: scripts/bench/proxy_h2.sh     (from the repo root; needs h2load, nginx, haproxy)
-#   DURATION=10 ROUNDS=3 LAYOUTS="alone shared" scripts/bench/proxy_h2.sh
+#   DURATION=10 ROUNDS=3 LAYOUTS="alone shared" WORKS="defaults equal" scripts/bench/proxy_h2.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 LAYOUTS=${LAYOUTS:-alone shared}
+WORKS=${WORKS:-defaults equal}
 ORIGIN=${ORIGIN:-18701}
 PROXY=${PROXY:-18702}
 OUT=${OUT:-target/bench/proxy-h2-$(date +%Y%m%d-%H%M%S).tsv}
@@ -42,7 +47,7 @@ http {
     }
 }
 NGINX
-cat > "$work/haproxy.cfg" <<HAPROXY
+cat > "$work/haproxy-defaults.cfg" <<HAPROXY
 global
     nbthread 1
     maxconn 5000
@@ -59,6 +64,13 @@ frontend fe
 backend be
     server origin 127.0.0.1:$ORIGIN
 HAPROXY
+# The fields hopline adds by default, added by HAProxy too.
+sed 's/^    default_backend be$/    option forwardfor\
+    http-request set-header X-Forwarded-Proto http\
+    http-request add-header Forwarded "for=%[src];proto=http;host=%[req.hdr(host)]"\
+    http-request add-header Via "2 haproxy"\
+    http-response add-header Via "1.1 haproxy"\
+    default_backend be/' "$work/haproxy-defaults.cfg" > "$work/haproxy-equal.cfg"
 
 h2c_ready() {
     for _ in $(seq 100); do
@@ -68,18 +80,19 @@ h2c_ready() {
     return 1
 }
 
-printf 'layout\tround\tproxy\trequests_per_s\n' > "$OUT"
+printf 'work\tlayout\tround\tproxy\trequests_per_s\n' > "$OUT"
 for layout in $LAYOUTS; do
     origin_cpu=0
     [ "$layout" = shared ] && origin_cpu=1
     taskset -c "$origin_cpu" nginx -c "$work/nginx.conf" -p "$work" &
     wait_ready "http://127.0.0.1:$ORIGIN/"
     for round in $(seq "$ROUNDS"); do
+      for work_mode in $WORKS; do
         for proxy in hopline haproxy; do
             case $proxy in
                 hopline) taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$PROXY" \
                     --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn & ;;
-                haproxy) taskset -c 1 haproxy -f "$work/haproxy.cfg" -db & ;;
+                haproxy) taskset -c 1 haproxy -f "$work/haproxy-$work_mode.cfg" -db & ;;
             esac
             pid=$!
             h2c_ready "$PROXY"
@@ -87,8 +100,9 @@ for layout in $LAYOUTS; do
                 | awk '/^finished in/ {gsub(",", "", $4); print $4}')
             kill "$pid"; wait "$pid" 2>/dev/null || true
             sleep 0.3
-            printf '%s\t%s\t%s\t%s\n' "$layout" "$round" "$proxy" "$rps" | tee -a "$OUT"
+            printf '%s\t%s\t%s\t%s\t%s\n' "$work_mode" "$layout" "$round" "$proxy" "$rps" | tee -a "$OUT"
         done
+      done
     done
     kill "$(cat "$work/nginx.pid")"; sleep 0.5
 done
@@ -96,8 +110,10 @@ python3 - "$OUT" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 print("\nh2load -c50 -m16 through the proxy (HTTP/2 downstream, pooled HTTP/1.1 upstream): median requests/s")
-for layout in dict.fromkeys(r["layout"] for r in rows):
-    rps = lambda p: statistics.median(float(r["requests_per_s"]) for r in rows if r["layout"] == layout and r["proxy"] == p)
-    h, a = rps("hopline"), rps("haproxy")
-    print(f"{layout:<7} hopline {h:>9.0f}  haproxy {a:>9.0f}  ({h/a:.2f}x)")
+for work in dict.fromkeys(r["work"] for r in rows):
+    for layout in dict.fromkeys(r["layout"] for r in rows):
+        rps = lambda p: statistics.median(float(r["requests_per_s"]) for r in rows
+                                          if (r["work"], r["layout"], r["proxy"]) == (work, layout, p))
+        h, a = rps("hopline"), rps("haproxy")
+        print(f"{work:<9} {layout:<7} hopline {h:>9.0f}  haproxy {a:>9.0f}  ({h/a:.2f}x)")
 PY

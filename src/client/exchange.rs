@@ -139,7 +139,7 @@ fn poll_send_and_read(
             Poll::Pending => {}
         }
     }
-    conn.poll_head(cx).map_err(UploadError::Write)
+    conn.poll_head(cx).map_err(UploadError::Read)
 }
 
 /// The response to hand back: its body reads the connection (finishing the upload, if

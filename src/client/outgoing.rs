@@ -196,6 +196,9 @@ pub(crate) struct Upload {
 pub(crate) enum UploadError {
     /// Writing to the server failed (it may have answered and stopped reading).
     Write(Error),
+    /// Reading the response failed (timed out, malformed, the connection closed): there is
+    /// no answer to wait for.
+    Read(Error),
     /// The body being sent failed.
     Body(Error),
 }
@@ -203,7 +206,9 @@ pub(crate) enum UploadError {
 impl UploadError {
     pub fn into_error(self) -> Error {
         match self {
-            UploadError::Write(error) | UploadError::Body(error) => error,
+            UploadError::Write(error) | UploadError::Read(error) | UploadError::Body(error) => {
+                error
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
+use http::header::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue, Version, header};
 
 use crate::wire::headers::{is_tchar, is_token, is_valid_host, list_members, trim_ows};
@@ -141,7 +142,13 @@ impl ViaEntries {
             Version::HTTP_2 => &self.http2,
             _ => &self.http11,
         };
-        append_member(headers, header::VIA, entry.as_bytes());
+        match headers.entry(header::VIA) {
+            // The usual case, no Via yet: the entry is shared, not copied.
+            Entry::Vacant(vacant) => {
+                vacant.insert(entry.clone());
+            }
+            Entry::Occupied(_) => append_member(headers, header::VIA, entry.as_bytes()),
+        }
     }
 }
 

@@ -343,6 +343,10 @@ impl HeadParser {
         kind: Kind,
         build: impl FnOnce(Bytes, &Layout) -> Result<T, ParseError>,
     ) -> Result<Option<T>, ParseError> {
+        // Nothing has arrived yet (a connection polled before its peer wrote).
+        if buf.is_empty() {
+            return Ok(None);
+        }
         // RFC 9112 §2.2: a recipient SHOULD ignore at least one empty line before the start
         // line. We drop any number of them as they arrive, without buffering them.
         if self.resume_at == 0 && buf.starts_with(b"\r\n") {

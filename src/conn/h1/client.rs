@@ -693,6 +693,8 @@ impl ClientConn {
             Ok(in_flight) => in_flight.method.clone(),
             Err(error) => return Poll::Ready(Err(error)),
         };
+        // Whether a read in this poll brought part of the head.
+        let mut progressed = false;
         loop {
             match self.parse_head(&method) {
                 Ok(Some(head)) => {
@@ -718,10 +720,7 @@ impl ClientConn {
                 }
                 Poll::Ready(Ok(_)) => {
                     self.response_started = true;
-                    let next = Instant::now() + self.config.read_timeout;
-                    if let Some(timer) = self.head_timer.as_mut() {
-                        timer.as_mut().reset(next);
-                    }
+                    progressed = true;
                 }
                 Poll::Ready(Err(error)) => {
                     return Poll::Ready(Err(self.fail(error, "waiting for the response")));
@@ -736,6 +735,12 @@ impl ClientConn {
                     } else {
                         self.config.response_timeout
                     };
+                    // The read timeout restarts only now that the head is still partial:
+                    // moving a timer sooner wakes tokio's driver (a syscall), and most heads
+                    // arrive whole.
+                    if let (true, Some(timer)) = (progressed, self.head_timer.as_mut()) {
+                        timer.as_mut().reset(Instant::now() + timeout);
+                    }
                     let timer = self
                         .head_timer
                         .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));

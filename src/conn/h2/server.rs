@@ -368,7 +368,9 @@ impl H2Conn<'_> {
             }
             let open = StreamGuard::open(streams);
             if let Some(task) = self.stream_job(request, respond, service.clone(), open) {
-                tokio::spawn(task);
+                // Boxed: spawning moves a future several times, and a proxied stream's is
+                // kilobytes; a box moves as a pointer.
+                tokio::spawn(Box::pin(task));
             }
             if ending.is_none() && self.at_max_requests() {
                 ending = self.go_away(h2, CloseReason::MaxRequests);
