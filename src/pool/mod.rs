@@ -243,7 +243,7 @@ impl PartialEq for Key {
             && self.tls == other.tls
             && self.proxied == other.proxied
             && self.scheme == other.scheme
-            && self.host().eq_ignore_ascii_case(other.host())
+            && (self.host() == other.host() || self.host().eq_ignore_ascii_case(other.host()))
     }
 }
 

@@ -58,11 +58,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             .iter()
             .flat_map(|value| list_members(value.as_bytes()))
         {
-            if let Ok(name) = HeaderName::from_bytes(option)
+            // Only a name the message carries needs removing: found among its names (no
+            // parse of the option, no lookup of an absent field such as `keep-alive`).
+            let present = headers
+                .keys()
+                .find(|name| name.as_str().as_bytes().eq_ignore_ascii_case(option));
+            if let Some(name) = present
                 && !NEVER_STRIPPED.contains(&name.as_str())
                 && !(keep_upgrade && name == header::UPGRADE)
+                && !doomed.contains(name)
             {
-                doomed.push(name);
+                doomed.push(name.clone());
             }
         }
     }
