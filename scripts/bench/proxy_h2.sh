@@ -9,6 +9,10 @@
 #   defaults  each proxy as it comes: hopline adds Via both ways, X-Forwarded-For,
 #             Forwarded and X-Forwarded-Proto; HAProxy adds none of them
 #   equal     HAProxy told to add the same fields (option forwardfor, add-header)
+# The proxies (PROXIES): hopline with a keep-alive upstream (one request per upstream
+# connection at a time, as HAProxy), hopline-pipelined (`--upstream-mode pipeline
+# --upstream-depth 16`: the streams' requests pipelined onto the upstream connections, a
+# per-hop choice HAProxy does not offer), haproxy.
 # Three interleaved rounds per layout; medians of requests/s and the ratio. Nothing is
 # asserted.
 #
@@ -21,6 +25,7 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 LAYOUTS=${LAYOUTS:-alone shared}
 WORKS=${WORKS:-defaults equal}
+PROXIES=${PROXIES:-hopline hopline-pipelined haproxy}
 ORIGIN=${ORIGIN:-18701}
 PROXY=${PROXY:-18702}
 OUT=${OUT:-target/bench/proxy-h2-$(date +%Y%m%d-%H%M%S).tsv}
@@ -88,10 +93,13 @@ for layout in $LAYOUTS; do
     wait_ready "http://127.0.0.1:$ORIGIN/"
     for round in $(seq "$ROUNDS"); do
       for work_mode in $WORKS; do
-        for proxy in hopline haproxy; do
+        for proxy in $PROXIES; do
             case $proxy in
                 hopline) taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$PROXY" \
                     --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn & ;;
+                hopline-pipelined) taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$PROXY" \
+                    --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn \
+                    --upstream-mode pipeline --upstream-depth 16 & ;;
                 haproxy) taskset -c 1 haproxy -f "$work/haproxy-$work_mode.cfg" -db & ;;
             esac
             pid=$!
@@ -114,6 +122,8 @@ for work in dict.fromkeys(r["work"] for r in rows):
     for layout in dict.fromkeys(r["layout"] for r in rows):
         rps = lambda p: statistics.median(float(r["requests_per_s"]) for r in rows
                                           if (r["work"], r["layout"], r["proxy"]) == (work, layout, p))
-        h, a = rps("hopline"), rps("haproxy")
-        print(f"{work:<9} {layout:<7} hopline {h:>9.0f}  haproxy {a:>9.0f}  ({h/a:.2f}x)")
+        a = rps("haproxy")
+        for proxy in (p for p in dict.fromkeys(r["proxy"] for r in rows) if p != "haproxy"):
+            h = rps(proxy)
+            print(f"{work:<9} {layout:<7} {proxy:<18} {h:>9.0f}  haproxy {a:>9.0f}  ({h/a:.2f}x)")
 PY
