@@ -329,37 +329,34 @@ impl Client {
         if let Some(source) = proxied {
             head.key = head.key.with_proxy_source((source.client, source.local));
         }
-        let body = RequestBody::probe(body, &head)?;
+        let mut body = RequestBody::probe(body, &head)?;
         if self.goes_h2(&head) {
             match Box::pin(self.send_h2(&head, body)).await {
                 h2::H2Outcome::Done(sent) => return *sent,
-                h2::H2Outcome::Http1(body) => return self.send_h1(head, body).await,
+                h2::H2Outcome::Http1(unsent) => body = unsent,
             }
         }
-        self.send_h1(head, body).await
+        // Over HTTP/1.x, in the client's connection type. One await of the common path (a
+        // body in memory): every level of futures is copied as it is entered.
+        match body {
+            RequestBody::Whole(body) => self.send_whole(Whole { head, body }).await,
+            // The rarer paths are boxed: they must not grow every request's future.
+            RequestBody::Stream(upload) => Box::pin(self.send_upload(head, upload)).await,
+        }
     }
 
-    /// Sends over HTTP/1.x, in the client's connection type.
-    async fn send_h1(
+    /// A body that streams, over HTTP/1.x.
+    async fn send_upload(
         &self,
         head: Outgoing,
-        body: RequestBody,
+        upload: Upload,
     ) -> Result<Response<Incoming>, Error> {
-        match body {
-            RequestBody::Whole(body) => self.send_whole(Arc::new(Whole { head, body })).await,
-            // The rarer paths are boxed: they must not grow every request's future.
-            RequestBody::Stream(upload)
-                if upload.length().is_none() && self.hop_version() == Version::HTTP_10 =>
-            {
-                // An HTTP/1.0 hop cannot take chunked: learn the length first.
-                Box::pin(async {
-                    let body = upload.collect(self.inner.options.max_buffered_body).await?;
-                    self.send_whole(Arc::new(Whole { head, body })).await
-                })
-                .await
-            }
-            RequestBody::Stream(upload) => Box::pin(self.send_stream(head, upload)).await,
+        if upload.length().is_none() && self.hop_version() == Version::HTTP_10 {
+            // An HTTP/1.0 hop cannot take chunked: learn the length first.
+            let body = upload.collect(self.inner.options.max_buffered_body).await?;
+            return self.send_whole(Whole { head, body }).await;
         }
+        self.send_stream(head, upload).await
     }
 
     /// `GET uri`.
@@ -375,22 +372,28 @@ impl Client {
     }
 
     /// A request whose body is in memory, in the client's connection type.
-    async fn send_whole(&self, whole: Arc<Whole>) -> Result<Response<Incoming>, Error> {
+    async fn send_whole(&self, whole: Whole) -> Result<Response<Incoming>, Error> {
         match self.inner.options.mode {
+            // A new connection per request: boxed, a connect's future is large and rare
+            // in the other modes.
             Mode::Close => {
-                let conn = self.connect(&whole.head.key).await?;
-                self.exchange(
-                    Lease::Owned(conn),
-                    &whole.head,
-                    whole.body.clone().into(),
-                    Attempt::First,
-                )
+                Box::pin(async {
+                    let conn = self.connect(&whole.head.key).await?;
+                    self.exchange(
+                        Lease::Owned(conn),
+                        &whole.head,
+                        whole.body.clone().into(),
+                        Attempt::First,
+                    )
+                    .await
+                    .map_err(|failure| failure.error)
+                })
                 .await
-                .map_err(|failure| failure.error)
             }
             Mode::KeepAlive => self.send_pooled(&whole).await,
+            // Shared with the pipeline's queue, which may send it again.
             Mode::Pipeline { depth } => {
-                pipeline::send(self, &self.inner.pipelines, whole, depth).await
+                pipeline::send(self, &self.inner.pipelines, Arc::new(whole), depth).await
             }
         }
     }
@@ -543,21 +546,23 @@ impl Client {
             })
     }
 
-    /// One request on `lease`, counted; see [`exchange::run`].
-    async fn exchange(
+    /// One request on `lease`, counted as it starts; see [`exchange::run`]. Not an `async
+    /// fn`: the exchange's own future is returned, not wrapped in one more (each level is
+    /// copied as it is entered).
+    fn exchange<'a>(
         &self,
         lease: Lease,
-        head: &Outgoing,
+        head: &'a Outgoing,
         body: Upload,
         attempt: Attempt,
-    ) -> Result<Response<Incoming>, Failure> {
+    ) -> impl Future<Output = Result<Response<Incoming>, Failure>> + Send + 'a {
         self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
         let persistence = if matches!(lease, Lease::Owned(_)) {
             Persistence::Close
         } else {
             Persistence::KeepAlive
         };
-        exchange::run(lease, head, body, persistence, attempt).await
+        exchange::run(lease, head, body, persistence, attempt)
     }
 }
 
