@@ -1,6 +1,6 @@
 //! The listener under file-descriptor exhaustion: `accept` fails with EMFILE, the loop backs
-//! off instead of spinning, and every waiting connection is still served once descriptors
-//! free up. Its own test binary, because it lowers the process's open-file limit.
+//! off instead of spinning, every waiting connection is still served once descriptors
+//! free up, and a connection that ends cuts the backoff short. Its own test binary, because it lowers the process's open-file limit.
 
 mod common;
 
@@ -12,7 +12,13 @@ use hopline::conn::ServerConfig;
 use hopline::origin::Origin;
 use tokio::net::TcpSocket;
 
+// The two cases run one after the other: each lowers the whole process's limit.
 #[tokio::test(start_paused = true)]
+async fn out_of_descriptors() {
+    emfile_backs_off_and_every_waiting_connection_is_served().await;
+    a_connection_ending_ends_the_backoff().await;
+}
+
 async fn emfile_backs_off_and_every_waiting_connection_is_served() {
     let config = {
         let mut server_config = ServerConfig::default();
@@ -52,4 +58,38 @@ async fn emfile_backs_off_and_every_waiting_connection_is_served() {
     // spinning: each wait for a descriptor spans one lingering close (2 s), about a dozen
     // tries; a spinning loop makes thousands.
     assert!(stats.accept_errors < 20 * 12, "accept spun: {stats:?}");
+}
+
+/// Backing off waits at most a second between tries, but a connection that ends frees a
+/// descriptor at once: the waiting connection is served then, not at the next try.
+async fn a_connection_ending_ends_the_backoff() {
+    let config = {
+        let mut server_config = ServerConfig::default();
+        // Idle in its task, not parked: nothing to close in its place, so `accept` backs
+        // off.
+        server_config.park_idle_after = None;
+        server_config
+    };
+    let server = TestServer::start(Origin::new(), config).await;
+    let (first, late) = (TcpSocket::new_v4().unwrap(), TcpSocket::new_v4().unwrap());
+    let mut holder = RawClient::from_stream(first.connect(server.addr).await.unwrap());
+    holder.get("/", "").await;
+    assert_eq!(holder.response().await.status, 200);
+    let previous = set_soft_limit(leaving_room(0));
+    let mut waiting = RawClient::from_stream(late.connect(server.addr).await.unwrap());
+    waiting.get("/", "").await;
+    // The backoff doubles from 1 ms and tries every second from 1.023 s on: 10.5 s in, the
+    // next try is half a second away.
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
+    let closed_at = tokio::time::Instant::now();
+    drop(holder);
+    let response = waiting.response().await;
+    let waited = closed_at.elapsed();
+    set_soft_limit(previous);
+    assert_eq!(response.status, 200);
+    assert!(
+        waited < Duration::from_millis(100),
+        "served {waited:?} after a descriptor was freed"
+    );
+    assert!(server.snapshot().accept_errors > 0);
 }
