@@ -1,6 +1,7 @@
 //! The listener under file-descriptor exhaustion: `accept` fails with EMFILE, the loop backs
 //! off instead of spinning, every waiting connection is still served once descriptors
-//! free up, and a connection that ends cuts the backoff short. Its own test binary, because it lowers the process's open-file limit.
+//! free up, and a connection that ends cuts the backoff short. Its own test binary, because
+//! it lowers the process's open-file limit.
 
 mod common;
 
