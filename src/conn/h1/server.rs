@@ -561,18 +561,7 @@ impl ParkedConn {
 
     /// Closes it for `reason`, reporting the close to `hooks`.
     pub(crate) fn close(self, reason: CloseReason, hooks: &Hooks) -> ConnSummary {
-        if let Some(observer) = &hooks.observer {
-            use std::os::fd::AsRawFd;
-            let (label, protocol) = (reason.label(), crate::conn::Protocol::Http1);
-            let fd = self.tcp.as_raw_fd();
-            observer.closed(&ClosedRecord::downstream(
-                label,
-                self.requests,
-                self.born,
-                fd,
-                protocol,
-            ));
-        }
+        report_closed(hooks, reason, self.requests, self.born, &self.tcp);
         ConnSummary {
             requests: self.requests,
             writes: self.writes,
@@ -812,18 +801,13 @@ impl<'a> Conn<'a> {
             writes: self.out.writes,
             reason,
         };
-        if let Some(observer) = &self.hooks.observer {
-            use std::os::fd::AsRawFd;
-            let (label, protocol) = (reason.label(), crate::conn::Protocol::Http1);
-            let fd = self.stream.tcp().as_raw_fd();
-            observer.closed(&ClosedRecord::downstream(
-                label,
-                self.requests,
-                self.born,
-                fd,
-                protocol,
-            ));
-        }
+        report_closed(
+            self.hooks,
+            reason,
+            self.requests,
+            self.born,
+            self.stream.tcp(),
+        );
         if let Some(handover) = self.upgrade.take() {
             let Conn { stream, rbuf, .. } = self;
             let _ = handover.send(Upgraded {
@@ -2066,6 +2050,26 @@ fn request_target(raw: &[u8]) -> &str {
         .unwrap_or(raw);
     let target = line.split(|b| *b == b' ').nth(1).unwrap_or(b"");
     std::str::from_utf8(target).unwrap_or("")
+}
+
+/// Tells the observer, if any, that a downstream HTTP/1.x connection on `tcp` closed for
+/// `reason`, having served `requests` since it was `born`.
+fn report_closed(
+    hooks: &Hooks,
+    reason: CloseReason,
+    requests: u64,
+    born: Instant,
+    tcp: &impl std::os::fd::AsRawFd,
+) {
+    if let Some(observer) = &hooks.observer {
+        observer.closed(&ClosedRecord::downstream(
+            reason.label(),
+            requests,
+            born,
+            tcp.as_raw_fd(),
+            crate::conn::Protocol::Http1,
+        ));
+    }
 }
 
 #[cfg(test)]
