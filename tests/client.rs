@@ -583,9 +583,22 @@ async fn an_origins_unadvertised_idle_timeout_is_learned_and_no_request_races_it
         learned >= Duration::from_secs(2) && learned < Duration::from_millis(2100),
         "{learned:?}"
     );
-    // From now on, at gaps just short of the origin's timeout, past the learned margin,
-    // every request goes out on a connection the origin is not closing.
+    // From now on no request races the origin's close: at gaps longer than its timeout
+    // (the pool retires the connection first) ...
     let before = (keep.stats().retries, keep.pool().stats());
+    for _ in 0..5 {
+        assert_eq!(fetch(&keep, &url).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    let after = (keep.stats().retries, keep.pool().stats());
+    assert_eq!(after.0, before.0, "no request retried at 2.5 s gaps");
+    assert_eq!(
+        after.1.evicted_stale, before.1.evicted_stale,
+        "no connection found closed by the origin at 2.5 s gaps"
+    );
+    // ... and at gaps just short of it, past the learned margin, every request goes out on
+    // a connection the origin is not closing.
+    let before = after;
     for _ in 0..10 {
         assert_eq!(fetch(&keep, &url).await.0, 200);
         tokio::time::sleep(Duration::from_millis(1950)).await;

@@ -603,11 +603,21 @@ async fn over_tls_alpn_chooses_h2_and_auto_learns_an_http1_only_origin() {
         options.protocol = protocol;
         options.tls = Some(hopline::transport::tls::TlsConnector::new(&settings).unwrap());
         let client = Client::new(options);
+        let accepted = server.snapshot().accepted;
         let first = client.get(&url).await;
         assert_eq!(first.is_ok(), works, "{protocol:?}");
         if works {
-            assert_eq!(first.unwrap().version(), Version::HTTP_11);
-            assert_eq!(client.get(&url).await.unwrap().version(), Version::HTTP_11);
+            let first = first.unwrap();
+            assert_eq!(first.version(), Version::HTTP_11);
+            assert!(!first.body().exchange().unwrap().reused);
+            assert_eq!(text(first).await, "/x");
+            let second = client.get(&url).await.unwrap();
+            assert_eq!(second.version(), Version::HTTP_11);
+            assert!(second.body().exchange().unwrap().reused);
+            assert_eq!(text(second).await, "/x");
+            // The connection that learned HTTP/1.1 served both: no second handshake.
+            assert_eq!(server.snapshot().accepted, accepted + 1);
+            assert_eq!(client.stats().connections, 1);
         }
     }
 }

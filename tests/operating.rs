@@ -404,3 +404,70 @@ async fn upstream_connections_closes_are_counted_by_group() {
         "hopline_upstream_connections_closed_total{upstream=\"default\",reason=\"peer_closed\"}";
     assert_eq!(sample(&metrics, series), 1.0, "{metrics}");
 }
+
+/// A response body that sends a few bytes, then fails: the server resets its stream.
+struct Broken(Option<bytes::Bytes>);
+
+impl http_body::Body for Broken {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        std::task::Poll::Ready(Some(match self.0.take() {
+            Some(data) => Ok(http_body::Frame::data(data)),
+            None => Err(std::io::Error::other("the source broke")),
+        }))
+    }
+}
+
+#[tokio::test]
+async fn http2_upstream_streams_are_counted_with_resets_by_side() {
+    let (hooks, admin) = observed().await;
+    let server = TestServer::start(
+        common::answer_with(|request: http::Request<hopline::Incoming>| async move {
+            let body = match request.uri().path() {
+                "/broken" => hopline::Body::new(Broken(Some(bytes::Bytes::from("par")))),
+                "/big" => hopline::Body::from(vec![b'x'; 1 << 20]),
+                _ => hopline::Body::from("ok"),
+            };
+            http::Response::new(body)
+        }),
+        ServerConfig::default(),
+    )
+    .await;
+    let mut options = ClientOptions::default();
+    options.protocol = hopline::client::HopProtocol::Http2;
+    options.conn.hooks = hooks;
+    let client = hopline::client::Client::new(options);
+    let url = |path: &str| format!("http://{}{path}", server.addr);
+    for _ in 0..2 {
+        let response = client.get(&url("/")).await.unwrap();
+        response.into_body().discard().await.unwrap();
+    }
+    // Dropped unread: this side resets the stream.
+    drop(client.get(&url("/big")).await.unwrap());
+    // The server resets it.
+    match client.get(&url("/broken")).await {
+        Ok(response) => assert!(response.into_body().discard().await.is_err()),
+        Err(error) => assert!(error.to_string().contains("INTERNAL_ERROR"), "{error}"),
+    }
+    let metrics = get(&admin, "/metrics").await;
+    let expect = [
+        ("hopline_http2_streams_total{side=\"upstream\"}", 4.0),
+        ("hopline_http2_streams_open{side=\"upstream\"}", 0.0),
+        (
+            "hopline_http2_resets_total{side=\"upstream\",by=\"local\"}",
+            1.0,
+        ),
+        (
+            "hopline_http2_resets_total{side=\"upstream\",by=\"peer\"}",
+            1.0,
+        ),
+    ];
+    for (series, value) in expect {
+        assert_eq!(sample(&metrics, series), value, "{series}\n{metrics}");
+    }
+}

@@ -15,6 +15,7 @@ use http::{Request, Response, Uri};
 use super::outgoing::{Outgoing, RequestBody, Upload};
 use super::{Client, HopProtocol, Mode};
 use crate::conn::Incoming;
+use crate::conn::client::ClientConn;
 use crate::conn::h2::client::{H2Client, H2Failure};
 use crate::error::{Error, ErrorKind, Side};
 use crate::pool::Key;
@@ -66,8 +67,9 @@ impl H2Hops {
 
 /// A connection that did not become HTTP/2.
 pub(crate) enum NotH2 {
-    /// ALPN chose HTTP/1.1 (auto mode: send over HTTP/1.1 from now on).
-    Http1,
+    /// ALPN chose HTTP/1.1 (auto mode: send over HTTP/1.1 from now on, starting with this
+    /// connection, so that learning costs no second handshake).
+    Http1(Box<ClientConn>),
     /// It failed.
     Failed(Error),
 }
@@ -93,11 +95,12 @@ impl Client {
 
     /// Sends over HTTP/2. A body in memory is sent again once, on another connection, if
     /// the server did not process it; a streamed one never is. Gives the body back when
-    /// the origin speaks HTTP/1.1 only (auto mode) for it to go that way.
+    /// the origin speaks HTTP/1.1 only (auto mode) for it to go that way, with the
+    /// connection that found it out.
     pub(super) async fn send_h2(&self, head: &Outgoing, body: RequestBody) -> H2Outcome {
         let conn = match self.h2_conn(&head.key).await {
             Ok(conn) => conn,
-            Err(NotH2::Http1) => return H2Outcome::Http1(body),
+            Err(NotH2::Http1(conn)) => return H2Outcome::Http1(body, conn),
             Err(NotH2::Failed(error)) => return H2Outcome::Done(Box::new(Err(error))),
         };
         let bytes = match body {
@@ -121,7 +124,7 @@ impl Client {
         self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
         let again = match self.h2_conn(&head.key).await {
             Ok(conn) => self.send_on(&conn, head, bytes.into(), true).await,
-            Err(NotH2::Http1) => return H2Outcome::Http1(RequestBody::Whole(bytes)),
+            Err(NotH2::Http1(conn)) => return H2Outcome::Http1(RequestBody::Whole(bytes), conn),
             Err(NotH2::Failed(error)) => return H2Outcome::Done(Box::new(Err(error))),
         };
         H2Outcome::Done(Box::new(again.map_err(|f| f.error)))
@@ -163,7 +166,10 @@ impl Client {
         {
             if self.inner.options.protocol == HopProtocol::Auto {
                 self.inner.h2.learn_http1(key);
-                return Err(NotH2::Http1);
+                let conn =
+                    ClientConn::from_stream(stream, addr, id, self.inner.options.conn.clone());
+                self.inner.stats.connections.fetch_add(1, Ordering::Relaxed);
+                return Err(NotH2::Http1(Box::new(conn)));
             }
             // As if the server had refused HTTP/2: it needs HTTP/1.1 (RFC 9113 §7).
             let refused = h2::Error::from(h2::Reason::HTTP_1_1_REQUIRED);
@@ -189,8 +195,9 @@ pub(super) enum H2Outcome {
     /// Sent (or failed). Boxed: the response is large, and this is the common case of a
     /// rarely taken branch.
     Done(Box<Result<Response<Incoming>, Error>>),
-    /// The origin answered ALPN with HTTP/1.1: send the body that way.
-    Http1(RequestBody),
+    /// The origin answered ALPN with HTTP/1.1: send the body that way, on this connection
+    /// (its TLS handshake is done).
+    Http1(RequestBody, Box<ClientConn>),
 }
 
 /// The request as the HTTP/2 connection takes it: the absolute URI back together from

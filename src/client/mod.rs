@@ -333,7 +333,14 @@ impl Client {
         if self.goes_h2(&head) {
             match Box::pin(self.send_h2(&head, body)).await {
                 h2::H2Outcome::Done(sent) => return *sent,
-                h2::H2Outcome::Http1(unsent) => body = unsent,
+                h2::H2Outcome::Http1(unsent, conn) => {
+                    match Box::pin(self.send_on_opened(conn, head, unsent)).await {
+                        Opened::Sent(sent) => return sent,
+                        Opened::Declined(unsent_head, unsent) => {
+                            (head, body) = (unsent_head, unsent)
+                        }
+                    }
+                }
             }
         }
         // Over HTTP/1.x, in the client's connection type. One await of the common path (a
@@ -343,6 +350,37 @@ impl Client {
             // The rarer paths are boxed: they must not grow every request's future.
             RequestBody::Stream(upload) => Box::pin(self.send_upload(head, upload)).await,
         }
+    }
+
+    /// The first request to an origin that answered ALPN with HTTP/1.1 (auto mode), sent on
+    /// the connection that found it out: learning costs no second handshake. Kept in the
+    /// pool afterwards in keep-alive mode (if the pool has room), else closed after this
+    /// exchange. Declined for a body of unknown length to an HTTP/1.0 hop, which must be
+    /// collected first.
+    async fn send_on_opened(
+        &self,
+        conn: Box<ClientConn>,
+        head: Outgoing,
+        body: RequestBody,
+    ) -> Opened {
+        let upload = match body {
+            RequestBody::Whole(bytes) => bytes.into(),
+            RequestBody::Stream(upload)
+                if upload.length().is_none() && self.hop_version() == Version::HTTP_10 =>
+            {
+                return Opened::Declined(head, RequestBody::Stream(upload));
+            }
+            RequestBody::Stream(upload) => upload,
+        };
+        let lease = match self.inner.options.mode {
+            Mode::KeepAlive => match self.inner.pool.reserve(&head.key) {
+                Some(slot) => Lease::Pooled(slot.fill(conn)),
+                None => Lease::Owned(conn),
+            },
+            Mode::Close | Mode::Pipeline { .. } => Lease::Owned(conn),
+        };
+        let sent = self.exchange(lease, &head, upload, Attempt::First).await;
+        Opened::Sent(sent.map_err(|failure| failure.error))
     }
 
     /// A body that streams, over HTTP/1.x.
@@ -573,6 +611,12 @@ pub fn alpn_for(protocol: HopProtocol) -> Vec<Vec<u8>> {
         HopProtocol::Http2 => vec![b"h2".to_vec()],
         HopProtocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
     }
+}
+
+/// What became of a request offered a connection opened for HTTP/2 that ALPN made HTTP/1.1.
+enum Opened {
+    Sent(Result<Response<Incoming>, Error>),
+    Declined(Outgoing, RequestBody),
 }
 
 /// Whether an exchange may use a pooled connection.

@@ -30,7 +30,7 @@
 //! | `hopline_tls_handshakes_total` | counter | `side`, `kind` (`full`, `resumed`) |
 //! | `hopline_tls_handshake_duration_seconds` | histogram | `side` |
 //! | `hopline_tls_failures_total` | counter | `side`, `reason` (`bad_certificate`, `unknown_ca`, `protocol`, `timeout`, `plain_http`, `io`) |
-//! | `hopline_http2_streams_open` | gauge | `side` (downstream streams being served) |
+//! | `hopline_http2_streams_open` | gauge | `side` (streams being served downstream, awaiting or reading their response upstream) |
 //! | `hopline_http2_streams_total` | counter | `side` |
 //! | `hopline_http2_streams_per_connection` | histogram | `side` (streams an HTTP/2 connection carried, at close) |
 //! | `hopline_http2_goaways_total` | counter | `side`, `direction` (`sent`, `received`), `reason` (a close reason sent; an error code received) |

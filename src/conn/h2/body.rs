@@ -15,6 +15,7 @@ use bytes::Bytes;
 use h2::{RecvStream, SendStream};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
+use crate::conn::status::{ConnSide, Http2Event, Observer};
 use crate::error::{BoxError, Error, ErrorKind, Side};
 use crate::wire::ParseError;
 
@@ -34,20 +35,82 @@ pub(crate) struct RecvBody {
     _in_flight: Option<InFlight>,
 }
 
-/// One request in flight on a shared connection; counted off when dropped.
-#[derive(Debug)]
-pub(crate) struct InFlight(Arc<AtomicUsize>);
+/// One request in flight on a shared client connection: counted off when dropped, and
+/// once its stream is open, the stream's end reported to the observer (a reset, by whom).
+pub(crate) struct InFlight {
+    count: Arc<AtomicUsize>,
+    /// Set when the stream opened, if anything observes.
+    observer: Option<Arc<dyn Observer>>,
+    end: StreamEnd,
+}
+
+/// How a client's stream ended, as far as it is known when it is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamEnd {
+    /// Not ended: dropping it resets the stream (`h2` sends `CANCEL`).
+    Open,
+    /// The response ended whole.
+    Complete,
+    /// The server reset the stream, or went away without processing it.
+    PeerReset,
+    /// The connection failed under it: no reset on either side.
+    Failed,
+}
 
 impl InFlight {
     pub(crate) fn start(count: &Arc<AtomicUsize>) -> Self {
         count.fetch_add(1, Ordering::AcqRel);
-        InFlight(count.clone())
+        InFlight {
+            count: count.clone(),
+            observer: None,
+            end: StreamEnd::Open,
+        }
+    }
+
+    /// The request's stream is open: it is reported now, and its end when dropped.
+    pub(crate) fn opened(&mut self, observer: Option<&Arc<dyn Observer>>) {
+        if let Some(observer) = observer {
+            observer.http2(ConnSide::Upstream, Http2Event::StreamOpened);
+            self.observer = Some(observer.clone());
+        }
+    }
+
+    /// The response ended whole.
+    pub(crate) fn completed(&mut self) {
+        self.end = StreamEnd::Complete;
+    }
+
+    /// The stream failed with `error`: reset by the server, or lost with its connection.
+    pub(crate) fn failed(&mut self, error: &h2::Error) {
+        if self.end == StreamEnd::Open {
+            let by_peer = error.is_remote() && (error.is_reset() || error.is_go_away());
+            self.end = if by_peer {
+                StreamEnd::PeerReset
+            } else if error.is_io() || error.is_go_away() {
+                StreamEnd::Failed
+            } else {
+                StreamEnd::Open
+            };
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        let Some(observer) = &self.observer else {
+            return;
+        };
+        match self.end {
+            StreamEnd::Open => {
+                observer.http2(ConnSide::Upstream, Http2Event::Reset { by_peer: false })
+            }
+            StreamEnd::PeerReset => {
+                observer.http2(ConnSide::Upstream, Http2Event::Reset { by_peer: true })
+            }
+            StreamEnd::Complete | StreamEnd::Failed => {}
+        }
+        observer.http2(ConnSide::Upstream, Http2Event::StreamClosed);
     }
 }
 
@@ -131,6 +194,13 @@ impl HttpBody for RecvBody {
                 // The window reopens only for what the reader takes: backpressure.
                 let _ = self.stream.flow_control().release_capacity(data.len());
                 self.received += data.len() as u64;
+                // A reader may stop at the last byte (`is_end_stream`) without polling on.
+                let this = &mut *self;
+                if let Some(in_flight) = &mut this._in_flight
+                    && this.stream.is_end_stream()
+                {
+                    in_flight.completed();
+                }
                 match self.limit {
                     Some(limit) if self.received > limit => {
                         let error = ParseError::BodyTooLarge { limit };
@@ -140,13 +210,21 @@ impl HttpBody for RecvBody {
                 }
             }
             Received::Data(Some(Err(error))) | Received::Trailers(Err(error)) => {
+                if let Some(in_flight) = &mut self._in_flight {
+                    in_flight.failed(&error);
+                }
                 Some(Err(self.fail(error)))
             }
             Received::Data(None) => {
                 self.data_done = true;
                 return self.poll_frame(cx);
             }
-            Received::Trailers(Ok(trailers)) => trailers.map(|t| Ok(Frame::trailers(t))),
+            Received::Trailers(Ok(trailers)) => {
+                if let Some(in_flight) = &mut self._in_flight {
+                    in_flight.completed();
+                }
+                trailers.map(|t| Ok(Frame::trailers(t)))
+            }
         })
     }
 

@@ -194,13 +194,14 @@ impl H2Client {
             error,
             unprocessed: false,
         })?;
-        let in_flight = InFlight::start(&self.shared.in_flight);
+        let mut in_flight = InFlight::start(&self.shared.in_flight);
         let mut send = self.send.clone().ready().await.map_err(failure)?;
         let end = body.is_end_stream();
         if let Some(observer) = &self.shared.observer {
             observer.head_sent(ConnSide::Upstream, &render_request(&head));
         }
         let (response, mut stream) = send.send_request(head, end).map_err(failure)?;
+        in_flight.opened(self.shared.observer.as_ref());
         let reused = self.shared.requests.fetch_add(1, Ordering::Relaxed) > 0;
         if !end {
             let write_timeout = self.shared.write_timeout;
@@ -210,7 +211,10 @@ impl H2Client {
                 }
             });
         }
-        let response = response.await.map_err(failure)?;
+        let response = response.await.map_err(|error| {
+            in_flight.failed(&error);
+            failure(error)
+        })?;
         if let Some(observer) = &self.shared.observer {
             observer.head_received(ConnSide::Upstream, &render_response(&response));
         }
@@ -278,7 +282,7 @@ fn into_h2<B: HttpBody>(request: Request<B>) -> Result<(Request<()>, B), Error> 
 fn into_incoming(
     response: Response<h2::RecvStream>,
     exchange: Exchange,
-    in_flight: InFlight,
+    mut in_flight: InFlight,
 ) -> Response<Incoming> {
     let (parts, recv) = response.into_parts();
     let length = parts
@@ -286,6 +290,7 @@ fn into_incoming(
         .get(header::CONTENT_LENGTH)
         .and_then(|v: &HeaderValue| v.to_str().ok()?.parse().ok());
     let body = if recv.is_end_stream() {
+        in_flight.completed();
         Incoming::empty()
     } else {
         Incoming::owned(RecvBody::new(recv, Side::Upstream, length, None).counting(in_flight))
