@@ -117,6 +117,26 @@ async fn pipelined_requests_return_in_order_on_one_connection() {
 }
 
 #[tokio::test]
+async fn pipelined_requests_pack_onto_the_oldest_connection_with_room() {
+    let server = TestServer::start(Origin::new(), ServerConfig::default()).await;
+    let pipelined = client(Mode::Pipeline { depth: 4 });
+    // A burst to a new origin opens several connections (each carries one request until
+    // its first answer shows the server keeps it).
+    let urls = (0..8).map(|_| format!("http://{}/", server.addr)).collect();
+    let burst = fetch_concurrently(&pipelined, urls).await;
+    let opened = pipelined.stats().connections;
+    assert!(opened > 1, "{opened}");
+    let oldest = burst.iter().map(|(_, _, e)| e.connection).min().unwrap();
+    // From then on requests go to the oldest with room; the others fall idle.
+    for _ in 0..10 {
+        let (status, _, exchange) = fetch(&pipelined, &format!("http://{}/", server.addr)).await;
+        assert_eq!(status, 200);
+        assert_eq!(exchange.connection, oldest);
+    }
+    assert_eq!(pipelined.stats().connections, opened);
+}
+
+#[tokio::test]
 async fn pipelined_bodies_stream_with_posts_alone() {
     let server = TestServer::start(Origin::new(), ServerConfig::default()).await;
     let pipelined = client(Mode::Pipeline { depth: 4 });

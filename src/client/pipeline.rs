@@ -73,6 +73,16 @@ struct Load {
     closed: AtomicBool,
 }
 
+impl Host {
+    /// The oldest open connection that may take another request now. Oldest first, so
+    /// requests pack onto few connections (pipelining wants few; the rest fall idle and
+    /// retire), and a pick looks only past the full ones at the front, not at every
+    /// connection (a burst can open hundreds).
+    fn first_with_room(&self, depth: usize, idempotent: bool) -> Option<&Handle> {
+        self.conns.iter().find(|h| h.accepts(depth, idempotent))
+    }
+}
+
 impl Handle {
     /// Whether this connection may take another request now.
     fn accepts(&self, depth: usize, idempotent: bool) -> bool {
@@ -136,22 +146,21 @@ impl Pipelines {
             changed.as_mut().enable();
             let connect = {
                 let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-                let host = hosts.entry(key.clone()).or_default();
-                host.conns
-                    .retain(|h| !h.load.closed.load(Ordering::Acquire));
-                // Fill the busiest connection first: pipelining wants few connections.
-                let best = host
-                    .conns
-                    .iter()
-                    .filter(|h| h.accepts(depth, idempotent))
-                    .max_by_key(|h| h.load.in_flight.load(Ordering::Acquire));
-                if let Some(handle) = best {
+                let host = match hosts.get_mut(key) {
+                    Some(host) => host,
+                    None => hosts.entry(key.clone()).or_default(),
+                };
+                if let Some(handle) = host.first_with_room(depth, idempotent) {
                     handle.load.in_flight.fetch_add(1, Ordering::AcqRel);
                     if !idempotent {
                         handle.load.exclusive.store(true, Ordering::Release);
                     }
                     return Ok(handle.clone());
                 }
+                // No room: the ended connections leave the list, and do not count
+                // against the cap.
+                host.conns
+                    .retain(|h| !h.load.closed.load(Ordering::Acquire));
                 let open = host.conns.len() + host.connecting;
                 let room = self.max_per_host.is_none_or(|cap| open < cap);
                 if room {
