@@ -64,3 +64,47 @@ wait_ready_tls() {
     echo "FAIL: nothing answered at $1 within 5 s" >&2
     return 1
 }
+
+# `nginx_hello_conf DIR PORT`: DIR/nginx.conf for an nginx origin (1 worker, no access log,
+# keep-alive without a request limit) answering "Hello, world!" on 127.0.0.1:PORT; its pid
+# file is DIR/nginx.pid. Run it with `nginx -c DIR/nginx.conf -p DIR`.
+nginx_hello_conf() {
+    cat > "$1/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+error_log $1/error.log warn;
+pid $1/nginx.pid;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$2;
+        location / { return 200 "Hello, world!"; }
+    }
+}
+NGINX
+}
+
+# `haproxy_h2_conf PORT ORIGIN_PORT`: prints an HAProxy 2.6 configuration (1 thread,
+# `http-reuse safe`) taking HTTP/2 clients with prior knowledge on 127.0.0.1:PORT and
+# proxying to the HTTP/1.1 origin on 127.0.0.1:ORIGIN_PORT.
+haproxy_h2_conf() {
+    cat <<HAPROXY
+global
+    nbthread 1
+    maxconn 5000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse safe
+frontend fe
+    bind 127.0.0.1:$1 proto h2
+    default_backend be
+backend be
+    server origin 127.0.0.1:$2
+HAPROXY
+}

@@ -37,38 +37,8 @@ cargo build --release --quiet
 mkdir -p "$(dirname "$OUT")"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; kill "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$work"' EXIT
-cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-error_log $work/error.log warn;
-pid $work/nginx.pid;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$ORIGIN;
-        location / { return 200 "Hello, world!"; }
-    }
-}
-NGINX
-cat > "$work/haproxy-defaults.cfg" <<HAPROXY
-global
-    nbthread 1
-    maxconn 5000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    option http-keep-alive
-    http-reuse safe
-frontend fe
-    bind 127.0.0.1:$PROXY proto h2
-    default_backend be
-backend be
-    server origin 127.0.0.1:$ORIGIN
-HAPROXY
+nginx_hello_conf "$work" "$ORIGIN"
+haproxy_h2_conf "$PROXY" "$ORIGIN" > "$work/haproxy-defaults.cfg"
 # The fields hopline adds by default, added by HAProxy too.
 sed 's/^    default_backend be$/    option forwardfor\
     http-request set-header X-Forwarded-Proto http\

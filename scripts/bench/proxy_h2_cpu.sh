@@ -25,38 +25,8 @@ ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; kill "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$work"' EXIT
-cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-error_log $work/error.log warn;
-pid $work/nginx.pid;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$ORIGIN;
-        location / { return 200 "Hello, world!"; }
-    }
-}
-NGINX
-cat > "$work/haproxy.cfg" <<HAPROXY
-global
-    nbthread 1
-    maxconn 5000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    option http-keep-alive
-    http-reuse safe
-frontend fe
-    bind 127.0.0.1:$PROXY proto h2
-    default_backend be
-backend be
-    server origin 127.0.0.1:$ORIGIN
-HAPROXY
+nginx_hello_conf "$work" "$ORIGIN"
+haproxy_h2_conf "$PROXY" "$ORIGIN" > "$work/haproxy.cfg"
 
 # `cpu PID`: the process's user and system time so far, in clock ticks.
 cpu() { awk '{print $14, $15}' "/proc/$1/stat"; }
