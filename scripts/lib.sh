@@ -108,3 +108,28 @@ backend be
     server origin 127.0.0.1:$2
 HAPROXY
 }
+
+# `start_h2_proxy NAME LISTEN_PORT ORIGIN_PORT HAPROXY_CFG`: starts, in the background on
+# CPU 1, one of the proxies the HTTP/2 proxy benches compare: `hopline` (keep-alive
+# upstream), `hopline-pipelined` (`--upstream-mode pipeline --upstream-depth 16`) or
+# `haproxy` (with HAPROXY_CFG); the caller takes its pid from `$!`.
+start_h2_proxy() {
+    local hopline=(taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$2"
+        --upstream "http://127.0.0.1:$3" --workers 1 --log warn)
+    case $1 in
+        hopline) "${hopline[@]}" & ;;
+        hopline-pipelined) "${hopline[@]}" --upstream-mode pipeline --upstream-depth 16 & ;;
+        haproxy) taskset -c 1 haproxy -f "$4" -db & ;;
+        *) echo "unknown proxy $1" >&2; return 1 ;;
+    esac
+}
+
+# `h2c_ready PORT`: waits up to 5 s for an HTTP/2 (prior knowledge) answer on PORT.
+h2c_ready() {
+    for _ in $(seq 100); do
+        curl -sf --http2-prior-knowledge -o /dev/null "http://127.0.0.1:$1/" && return 0
+        sleep 0.05
+    done
+    echo "FAIL: no HTTP/2 answer on port $1 within 5 s" >&2
+    return 1
+}

@@ -47,13 +47,6 @@ sed 's/^    default_backend be$/    option forwardfor\
     http-response add-header Via "1.1 haproxy"\
     default_backend be/' "$work/haproxy-defaults.cfg" > "$work/haproxy-equal.cfg"
 
-h2c_ready() {
-    for _ in $(seq 100); do
-        curl -sf --http2-prior-knowledge -o /dev/null "http://127.0.0.1:$1/" && return 0
-        sleep 0.05
-    done
-    return 1
-}
 
 printf 'work\tlayout\tround\tproxy\trequests_per_s\n' > "$OUT"
 for layout in $LAYOUTS; do
@@ -64,14 +57,7 @@ for layout in $LAYOUTS; do
     for round in $(seq "$ROUNDS"); do
       for work_mode in $WORKS; do
         for proxy in $PROXIES; do
-            case $proxy in
-                hopline) taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$PROXY" \
-                    --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn & ;;
-                hopline-pipelined) taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$PROXY" \
-                    --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn \
-                    --upstream-mode pipeline --upstream-depth 16 & ;;
-                haproxy) taskset -c 1 haproxy -f "$work/haproxy-$work_mode.cfg" -db & ;;
-            esac
+            start_h2_proxy "$proxy" "$PROXY" "$ORIGIN" "$work/haproxy-$work_mode.cfg"
             pid=$!
             h2c_ready "$PROXY"
             rps=$(taskset -c 0 h2load -c50 -m16 -D "$DURATION" --warm-up-time=1 "http://127.0.0.1:$PROXY/" 2>/dev/null \

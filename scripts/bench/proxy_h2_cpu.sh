@@ -37,19 +37,9 @@ tick=$(getconf CLK_TCK)
 rows="$work/rows.tsv"
 for round in $(seq "$ROUNDS"); do
     for proxy in $PROXIES; do
-        case $proxy in
-            hopline) taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$PROXY" \
-                --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn & ;;
-            hopline-pipelined) taskset -c 1 target/release/hopline proxy --listen "127.0.0.1:$PROXY" \
-                --upstream "http://127.0.0.1:$ORIGIN" --workers 1 --log warn \
-                --upstream-mode pipeline --upstream-depth 16 & ;;
-            haproxy) taskset -c 1 haproxy -f "$work/haproxy.cfg" -db & ;;
-        esac
+        start_h2_proxy "$proxy" "$PROXY" "$ORIGIN" "$work/haproxy.cfg"
         pid=$!
-        for _ in $(seq 100); do
-            curl -sf --http2-prior-knowledge -o /dev/null "http://127.0.0.1:$PROXY/" && break
-            sleep 0.05
-        done
+        h2c_ready "$PROXY"
         # Warm: the upstream pool filled, the allocator grown.
         taskset -c 0 h2load -n 20000 -c50 -m16 "http://127.0.0.1:$PROXY/" >/dev/null
         read -r user0 sys0 < <(cpu "$pid")
