@@ -32,7 +32,7 @@ pub(crate) struct RecvBody {
     /// Longest wait for the next frame, and its timer (made at the first wait).
     timeout: Option<(Duration, Option<Pin<Box<tokio::time::Sleep>>>)>,
     /// Counts the stream as in flight until the body is done with.
-    _in_flight: Option<InFlight>,
+    in_flight: Option<InFlight>,
 }
 
 /// One request in flight on a shared client connection: counted off when dropped, and
@@ -82,15 +82,15 @@ impl InFlight {
 
     /// The stream failed with `error`: reset by the server, or lost with its connection.
     pub(crate) fn failed(&mut self, error: &h2::Error) {
-        if self.end == StreamEnd::Open {
-            let by_peer = error.is_remote() && (error.is_reset() || error.is_go_away());
-            self.end = if by_peer {
-                StreamEnd::PeerReset
-            } else if error.is_io() || error.is_go_away() {
-                StreamEnd::Failed
-            } else {
-                StreamEnd::Open
-            };
+        // Any other error is this side's (a timeout, a limit): the stream stays open, and
+        // dropping it resets it.
+        if self.end != StreamEnd::Open {
+            return;
+        }
+        if error.is_remote() && (error.is_reset() || error.is_go_away()) {
+            self.end = StreamEnd::PeerReset;
+        } else if error.is_io() || error.is_go_away() {
+            self.end = StreamEnd::Failed;
         }
     }
 }
@@ -129,13 +129,13 @@ impl RecvBody {
             limit,
             data_done: false,
             timeout: None,
-            _in_flight: None,
+            in_flight: None,
         }
     }
 
     /// Keeps `in_flight` until the body is done with.
     pub(crate) fn counting(mut self, in_flight: InFlight) -> Self {
-        self._in_flight = Some(in_flight);
+        self.in_flight = Some(in_flight);
         self
     }
 
@@ -196,7 +196,7 @@ impl HttpBody for RecvBody {
                 self.received += data.len() as u64;
                 // A reader may stop at the last byte (`is_end_stream`) without polling on.
                 let this = &mut *self;
-                if let Some(in_flight) = &mut this._in_flight
+                if let Some(in_flight) = &mut this.in_flight
                     && this.stream.is_end_stream()
                 {
                     in_flight.completed();
@@ -210,7 +210,7 @@ impl HttpBody for RecvBody {
                 }
             }
             Received::Data(Some(Err(error))) | Received::Trailers(Err(error)) => {
-                if let Some(in_flight) = &mut self._in_flight {
+                if let Some(in_flight) = &mut self.in_flight {
                     in_flight.failed(&error);
                 }
                 Some(Err(self.fail(error)))
@@ -220,7 +220,7 @@ impl HttpBody for RecvBody {
                 return self.poll_frame(cx);
             }
             Received::Trailers(Ok(trailers)) => {
-                if let Some(in_flight) = &mut self._in_flight {
+                if let Some(in_flight) = &mut self.in_flight {
                     in_flight.completed();
                 }
                 trailers.map(|t| Ok(Frame::trailers(t)))
